@@ -1,0 +1,64 @@
+// Stable error codes shared by the signaling server, the mesh and (later) the SDK.
+// Errors cross process, worker and extension boundaries as plain {name, code, message}.
+
+export const ERROR_HINTS = {
+  ERR_MALFORMED_JSON: 'Send each signaling frame as one UTF-8 JSON object.',
+  ERR_INVALID_MESSAGE: 'The frame does not match its schema; see client/protocol/signaling.ts.',
+  ERR_UNKNOWN_TYPE: 'Use one of the message types listed in client/protocol/signaling.ts.',
+  ERR_FRAME_TOO_LARGE: 'Split the payload or send it over a data channel instead.',
+  ERR_PROTOCOL_VERSION: 'Upgrade the client and the server to the same protocol version.',
+  ERR_NOT_JOINED: 'Send hello first.',
+  ERR_ALREADY_JOINED: 'A connection joins one network once; open another connection for another network.',
+  ERR_UNKNOWN_TARGET: 'The target peer is not in this network (it may have left).',
+  ERR_RATE_LIMITED: 'Slow down: the server caps messages per second per peer.',
+  ERR_NETWORK_FULL: 'The network has reached its peer cap; try later or another network.',
+  ERR_TOO_MANY_CONNECTIONS: 'Too many connections from this address; close some first.',
+  ERR_SERVER_SHUTDOWN: 'The signaling server is stopping; reconnect later.',
+  ERR_SIGNALING_CLOSED: 'The signaling connection closed; the client reconnects with backoff.',
+  ERR_SIGNALING_TIMEOUT: 'The signaling server did not answer in time; check the URL and that it runs.',
+  ERR_FRAME_MALFORMED: 'A data-channel frame had a bad header; the sender is not speaking this protocol version.',
+  ERR_FRAME_OVERRUN: 'A data-channel frame carried more bytes than its header announced.',
+  ERR_FRAME_INTERLEAVED: 'Chunks of two frames were mixed; channels must be ordered and reliable.',
+  ERR_PEER_CLOSED: 'The peer connection is closed; open a new one.',
+  ERR_CONNECTION_FAILED: 'WebRTC could not connect; both sides need a common ICE candidate pair.',
+  ERR_CONNECT_TIMEOUT: 'The peer did not finish connecting in time.',
+  ERR_FANOUT_LIMIT: 'This peer already has its maximum number of connections.',
+  ERR_DECLINED: 'The remote peer declined the connection (it may be at its connection cap).',
+  ERR_INVALID_ARGUMENT: 'An argument had the wrong type or range; see the message.',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_HINTS;
+
+export const ERROR_CODES = Object.keys(ERROR_HINTS) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_HINTS, value);
+}
+
+/** The one error type of AIGrid: a stable code, a message, and a hint on how to fix it. */
+export class AigridError extends Error {
+  override name = 'AigridError';
+  readonly code: ErrorCode;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_HINTS[code], options);
+    this.code = code;
+    this.hint = ERROR_HINTS[code];
+  }
+
+  toJSON(): SerializedError {
+    return { name: this.name, code: this.code, message: this.message };
+  }
+
+  /** Rebuilds an error that crossed a boundary as {name, code, message}. */
+  static fromJSON(value: SerializedError): AigridError {
+    return new AigridError(isErrorCode(value.code) ? value.code : 'ERR_INVALID_MESSAGE', value.message);
+  }
+}
+
+export interface SerializedError {
+  name: string;
+  code: string;
+  message: string;
+}

@@ -1,0 +1,5 @@
+// The protocol: schemas, frame codec, error codes and limits shared by every part of AIGrid.
+export * from './errors.ts';
+export * from './limits.ts';
+export * from './signaling.ts';
+export * from './frames.ts';

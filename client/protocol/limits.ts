@@ -1,0 +1,29 @@
+// Defaults shared by the server and the clients, so neither side hard-codes the other's numbers.
+
+export const PROTOCOL_VERSION = 1;
+
+/** Largest signaling frame (one WebSocket message) the server accepts and answers. */
+export const MAX_SIGNAL_FRAME_BYTES = 64 * 1024;
+
+/** Frames above this are not even buffered: the socket is closed (1009). */
+export const HARD_SIGNAL_FRAME_BYTES = 1024 * 1024;
+
+export const DEFAULT_HEARTBEAT_MS = 5_000;
+export const DEFAULT_MAX_PEERS_PER_NETWORK = 256;
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 32;
+export const DEFAULT_MESSAGES_PER_SECOND = 50;
+
+/** Bounded fan-out: no peer opens more than this many WebRTC connections by default. */
+export const DEFAULT_MAX_PEER_CONNECTIONS = 8;
+
+/** A data-channel frame (after reassembly) may not exceed this unless the receiver raises it. */
+export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+
+/** Chunk size on the data channel when the negotiated max message size is unknown. */
+export const DEFAULT_CHUNK_BYTES = 64 * 1024;
+/** Never send chunks above this even if the channel allows more (Chromium allows 256 KiB). */
+export const MAX_CHUNK_BYTES = 256 * 1024;
+
+/** Pause writes above this many buffered bytes; resume when the buffer drains below the low mark. */
+export const SEND_HIGH_WATER_BYTES = 1024 * 1024;
+export const SEND_LOW_WATER_BYTES = 256 * 1024;

@@ -1,0 +1,159 @@
+// Schemas of every signaling message, client -> server and server -> client.
+// The server validates every frame it receives with parseClientMessage; clients validate what the
+// server sends with parseServerMessage. Unknown object keys are stripped (forward compatible).
+import { z } from 'zod';
+import type { ErrorCode } from './errors.ts';
+import { MAX_SIGNAL_FRAME_BYTES, PROTOCOL_VERSION } from './limits.ts';
+
+export const PeerIdSchema = z.string().regex(/^[A-Za-z0-9_-]{4,64}$/, 'peerId: 4-64 of [A-Za-z0-9_-]');
+export const NetworkSchema = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'network: 1-64 of [A-Za-z0-9._-]');
+
+const shortText = z.string().max(256);
+
+export const GpuInfoSchema = z.object({
+  vendor: shortText,
+  architecture: shortText,
+  device: shortText,
+  description: shortText,
+  isFallbackAdapter: z.boolean().optional(),
+  features: z.array(z.string().max(64)).max(64),
+  limits: z.record(z.string().max(64), z.number()).refine((r) => Object.keys(r).length <= 64, 'at most 64 limits'),
+});
+
+export const CapabilitiesSchema = z.object({
+  kind: z.enum(['browser', 'node', 'extension']),
+  gpu: GpuInfoSchema.nullable(),
+  memoryBudgetMB: z.number().nonnegative().max(16 * 1024 * 1024),
+  /** Measured, not declared: the peer runs a short benchmark before it says hello. */
+  throughput: z.object({ gflops: z.number().nonnegative().max(1e7), backend: z.enum(['webgpu', 'cpu']) }),
+  agent: shortText.optional(),
+});
+
+export const PeerInfoSchema = z.object({
+  peerId: PeerIdSchema,
+  capabilities: CapabilitiesSchema,
+  joinedAt: z.number(),
+});
+
+const IceCandidateSchema = z.object({
+  candidate: z.string().max(2048),
+  sdpMid: z.string().max(64).nullable().optional(),
+  sdpMLineIndex: z.number().int().min(0).max(1024).nullable().optional(),
+  usernameFragment: z.string().max(256).nullable().optional(),
+});
+
+/** What simple-peer emits on 'signal' (media transceivers are not used, so not accepted). */
+export const SignalDataSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('offer'), sdp: z.string().max(60_000) }),
+  z.object({ type: z.literal('answer'), sdp: z.string().max(60_000) }),
+  z.object({ type: z.literal('candidate'), candidate: IceCandidateSchema }),
+  z.object({ type: z.literal('renegotiate'), renegotiate: z.literal(true) }),
+]);
+
+export const ClientMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('hello'),
+    protocolVersion: z.number().int(),
+    peerId: PeerIdSchema,
+    network: NetworkSchema,
+    capabilities: CapabilitiesSchema,
+  }),
+  z.object({ type: z.literal('update'), capabilities: CapabilitiesSchema }),
+  z.object({ type: z.literal('signal'), to: PeerIdSchema, data: SignalDataSchema }),
+  z.object({ type: z.literal('decline'), to: PeerIdSchema, reason: shortText }),
+  z.object({ type: z.literal('ping'), id: z.number().int().nonnegative() }),
+]);
+
+export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
+
+export const ServerMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('welcome'),
+    protocolVersion: z.number().int(),
+    peerId: PeerIdSchema,
+    network: NetworkSchema,
+    peers: z.array(PeerInfoSchema),
+    heartbeatMs: z.number().int().positive(),
+    limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
+  }),
+  z.object({ type: z.literal('join'), peer: PeerInfoSchema }),
+  z.object({ type: z.literal('update'), peer: PeerInfoSchema }),
+  z.object({ type: z.literal('leave'), peerId: PeerIdSchema, reason: LeaveReasonSchema }),
+  z.object({ type: z.literal('signal'), from: PeerIdSchema, data: SignalDataSchema }),
+  z.object({ type: z.literal('decline'), from: PeerIdSchema, reason: shortText }),
+  /** Your offer to peerId crossed theirs and lost: drop it and answer theirs. */
+  z.object({ type: z.literal('glare'), peerId: PeerIdSchema }),
+  z.object({ type: z.literal('pong'), id: z.number().int().nonnegative(), serverTime: z.number() }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string(), ref: z.string().optional() }),
+]);
+
+export type GpuInfo = z.infer<typeof GpuInfoSchema>;
+export type Capabilities = z.infer<typeof CapabilitiesSchema>;
+export type PeerInfo = z.infer<typeof PeerInfoSchema>;
+export type SignalData = z.infer<typeof SignalDataSchema>;
+export type ClientMessage = z.infer<typeof ClientMessageSchema>;
+export type ServerMessage = z.infer<typeof ServerMessageSchema>;
+export type LeaveReason = z.infer<typeof LeaveReasonSchema>;
+
+export type ParseResult<T> =
+  | { ok: true; message: T }
+  | { ok: false; code: ErrorCode; message: string; ref?: string };
+
+const CLIENT_TYPES = new Set(ClientMessageSchema.options.map((o) => o.shape.type.value));
+const SERVER_TYPES = new Set(ServerMessageSchema.options.map((o) => o.shape.type.value));
+
+function byteLength(frame: string | Uint8Array): number {
+  return typeof frame === 'string' ? new TextEncoder().encode(frame).length : frame.byteLength;
+}
+
+function parseWith<T>(
+  schema: z.ZodType<T>,
+  types: Set<string>,
+  frame: string | Uint8Array,
+  maxBytes: number,
+): ParseResult<T> {
+  const size = byteLength(frame);
+  if (size > maxBytes) {
+    return { ok: false, code: 'ERR_FRAME_TOO_LARGE', message: `frame of ${size} bytes exceeds ${maxBytes}` };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof frame === 'string' ? frame : new TextDecoder('utf-8', { fatal: true }).decode(frame));
+  } catch (err) {
+    return { ok: false, code: 'ERR_MALFORMED_JSON', message: `not JSON: ${(err as Error).message.slice(0, 120)}` };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, code: 'ERR_INVALID_MESSAGE', message: 'a message must be a JSON object' };
+  }
+  const type = (value as { type?: unknown }).type;
+  if (typeof type !== 'string' || !types.has(type)) {
+    const shown = typeof type === 'string' ? JSON.stringify(type.slice(0, 40)) : String(typeof type);
+    return { ok: false, code: 'ERR_UNKNOWN_TYPE', message: `unknown message type ${shown}` };
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : type;
+    return { ok: false, code: 'ERR_INVALID_MESSAGE', message: `${where}: ${issue?.message ?? 'invalid'}`, ref: type };
+  }
+  return { ok: true, message: parsed.data };
+}
+
+/** Validates one frame a client sent to the server. Never throws. */
+export function parseClientMessage(frame: string | Uint8Array, maxBytes = MAX_SIGNAL_FRAME_BYTES): ParseResult<ClientMessage> {
+  const result = parseWith(ClientMessageSchema, CLIENT_TYPES, frame, maxBytes);
+  if (result.ok && result.message.type === 'hello' && result.message.protocolVersion !== PROTOCOL_VERSION) {
+    return {
+      ok: false,
+      code: 'ERR_PROTOCOL_VERSION',
+      message: `protocol version ${result.message.protocolVersion} is not ${PROTOCOL_VERSION}`,
+      ref: 'hello',
+    };
+  }
+  return result;
+}
+
+/** Validates one frame the server sent to a client. Never throws. */
+export function parseServerMessage(frame: string | Uint8Array, maxBytes = Infinity): ParseResult<ServerMessage> {
+  return parseWith(ServerMessageSchema, SERVER_TYPES, frame, maxBytes);
+}
