@@ -1,0 +1,262 @@
+// A peer's place in one network: the directory the signaling server keeps us told of, and a
+// bounded set of WebRTC links to other peers. Glare is settled by the same rule the server uses:
+// when two offers cross, the smaller peerId's offer wins.
+import { EventEmitter } from 'events';
+import {
+  AigridError,
+  DEFAULT_MAX_PEER_CONNECTIONS,
+  type Capabilities,
+  type Frame,
+  type PeerInfo,
+  type ServerMessage,
+  type SignalData,
+} from '../protocol/index.ts';
+import { PeerLink } from './peer-link.ts';
+import type { MeshPlatform, SocketConstructor } from './platform.ts';
+import { SignalingClient, type SignalingState } from './signaling-client.ts';
+
+export interface MeshOptions extends MeshPlatform {
+  /** Signaling server URL, e.g. ws://127.0.0.1:8787/signal */
+  signal: string;
+  network: string;
+  capabilities: Capabilities;
+  peerId?: string;
+  /** Most WebRTC links this peer keeps (pending and open); offers beyond it are declined. */
+  maxConnections?: number;
+  /** Open links to peers already in the network when we join (up to maxConnections). */
+  autoConnect?: boolean;
+  connectTimeoutMs?: number;
+  iceServers?: RTCIceServer[];
+  maxFrameBytes?: number;
+}
+
+export interface MeshEvents {
+  /** The directory changed (join, leave, update or a fresh welcome). */
+  peers: [peers: PeerInfo[]];
+  connection: [link: PeerLink];
+  disconnect: [peerId: string, error: AigridError | null];
+  frame: [peerId: string, frame: Frame];
+  frameError: [peerId: string, error: AigridError];
+  /** Errors that concern no single call: server-reported errors, failed background links. */
+  error: [error: AigridError];
+  state: [state: SignalingState];
+}
+
+type Waiter = { resolve: (link: PeerLink) => void; reject: (err: AigridError) => void };
+
+export function randomPeerId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_'[b & 63]).join('');
+}
+
+export class Mesh extends EventEmitter<MeshEvents> {
+  readonly peerId: string;
+  readonly network: string;
+  readonly signaling: SignalingClient;
+  readonly maxConnections: number;
+  private readonly directory = new Map<string, PeerInfo>();
+  private readonly links = new Map<string, PeerLink>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private closed = false;
+
+  constructor(private readonly options: MeshOptions) {
+    super();
+    this.peerId = options.peerId ?? randomPeerId();
+    this.network = options.network;
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_PEER_CONNECTIONS;
+    const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
+    if (!WebSocketImpl) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', 'no WebSocket here: pass options.WebSocket (in Node, nodePlatform())');
+    }
+    this.signaling = new SignalingClient({
+      url: options.signal,
+      network: options.network,
+      peerId: this.peerId,
+      capabilities: options.capabilities,
+      WebSocket: WebSocketImpl,
+    });
+    this.signaling.on('welcome', (w) => this.onWelcome(w));
+    this.signaling.on('join', (p) => this.setPeer(p));
+    this.signaling.on('update', (p) => this.setPeer(p));
+    this.signaling.on('leave', (id, reason) => this.onLeave(id, reason));
+    this.signaling.on('signal', (from, data) => this.onSignal(from, data));
+    this.signaling.on('glare', (id) => this.onGlare(id));
+    this.signaling.on('decline', (from, reason) => this.onDecline(from, reason));
+    this.signaling.on('serverError', (err) => this.emit('error', err));
+    this.signaling.on('state', (s) => this.emit('state', s));
+  }
+
+  /** Joins the network; resolves with the peers already there. */
+  async start(timeoutMs?: number): Promise<PeerInfo[]> {
+    try {
+      await this.signaling.start(timeoutMs);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    return this.peers();
+  }
+
+  /** Everyone else in the network, as the signaling server last told us. */
+  peers(): PeerInfo[] {
+    return [...this.directory.values()];
+  }
+
+  /** Remote peer ids with an open link. */
+  connectedPeers(): string[] {
+    return [...this.links.values()].filter((l) => l.open).map((l) => l.remoteId);
+  }
+
+  link(peerId: string): PeerLink | undefined {
+    return this.links.get(peerId);
+  }
+
+  /** Opens (or reuses) a link to a peer in the directory. */
+  connect(peerId: string): Promise<PeerLink> {
+    if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the mesh is closed'));
+    const existing = this.links.get(peerId);
+    if (existing?.open) return Promise.resolve(existing);
+    if (!this.directory.has(peerId)) {
+      return Promise.reject(new AigridError('ERR_UNKNOWN_TARGET', `peer ${peerId} is not in network ${this.network}`));
+    }
+    const waiting = new Promise<PeerLink>((resolve, reject) => {
+      const list = this.waiters.get(peerId) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(peerId, list);
+    });
+    if (!existing) {
+      if (this.links.size >= this.maxConnections) {
+        this.settle(peerId, new AigridError('ERR_FANOUT_LIMIT', `already ${this.links.size} links (max ${this.maxConnections})`));
+      } else {
+        this.createLink(peerId, true);
+      }
+    }
+    return waiting;
+  }
+
+  /** Sends one frame to a connected peer (connecting first if needed). */
+  async send(peerId: string, type: number, payload: Uint8Array): Promise<void> {
+    const link = await this.connect(peerId);
+    await link.send(type, payload);
+  }
+
+  disconnect(peerId: string): void {
+    this.links.get(peerId)?.destroy(null);
+  }
+
+  updateCapabilities(capabilities: Capabilities): void {
+    this.signaling.updateCapabilities(capabilities);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of [...this.links.values()]) link.destroy(null);
+    this.signaling.close();
+  }
+
+  private createLink(peerId: string, initiator: boolean): PeerLink {
+    const link = new PeerLink({
+      remoteId: peerId,
+      initiator,
+      wrtc: this.options.wrtc,
+      iceServers: this.options.iceServers,
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      maxFrameBytes: this.options.maxFrameBytes,
+    });
+    this.links.set(peerId, link);
+    link.on('signal', (data) => this.signaling.sendSignal(peerId, data));
+    link.on('open', () => {
+      this.emit('connection', link);
+      this.settle(peerId, link);
+    });
+    link.on('frame', (frame) => this.emit('frame', peerId, frame));
+    link.on('frameError', (err) => this.emit('frameError', peerId, err));
+    link.on('close', (err) => {
+      if (this.links.get(peerId) !== link) return; // dropped on purpose (glare, decline, leave)
+      this.links.delete(peerId);
+      if (link.wasOpened) this.emit('disconnect', peerId, err);
+      this.settle(peerId, err ?? new AigridError('ERR_PEER_CLOSED', `link to ${peerId} closed`));
+    });
+    return link;
+  }
+
+  private settle(peerId: string, result: PeerLink | AigridError): void {
+    const list = this.waiters.get(peerId);
+    if (!list) return;
+    this.waiters.delete(peerId);
+    for (const w of list) result instanceof PeerLink ? w.resolve(result) : w.reject(result);
+  }
+
+  private setPeer(peer: PeerInfo): void {
+    if (peer.peerId === this.peerId) return;
+    this.directory.set(peer.peerId, peer);
+    this.emit('peers', this.peers());
+  }
+
+  private onWelcome(welcome: Extract<ServerMessage, { type: 'welcome' }>): void {
+    const present = new Set(welcome.peers.map((p) => p.peerId));
+    for (const id of [...this.directory.keys()]) if (!present.has(id)) this.onLeave(id, 'closed');
+    for (const peer of welcome.peers) this.directory.set(peer.peerId, peer);
+    this.emit('peers', this.peers());
+    if (this.options.autoConnect === false) return;
+    for (const peer of welcome.peers) {
+      if (this.links.size >= this.maxConnections) break;
+      if (this.links.has(peer.peerId)) continue;
+      this.connect(peer.peerId).catch((err: AigridError) => this.emit('error', err));
+    }
+  }
+
+  private onLeave(peerId: string, reason: string): void {
+    const known = this.directory.delete(peerId);
+    const link = this.links.get(peerId);
+    if (link) {
+      this.links.delete(peerId);
+      const error = new AigridError('ERR_PEER_CLOSED', `peer ${peerId} left the network (${reason})`);
+      link.destroy(error);
+      if (link.wasOpened) this.emit('disconnect', peerId, error);
+    }
+    this.settle(peerId, new AigridError('ERR_PEER_CLOSED', `peer ${peerId} left the network (${reason})`));
+    if (known) this.emit('peers', this.peers());
+  }
+
+  private onSignal(from: string, data: SignalData): void {
+    if (this.closed) return;
+    let link = this.links.get(from);
+    if (data.type === 'offer') {
+      if (link?.initiator && !link.open) {
+        if (this.peerId < from) return; // our offer wins; the server tells them
+        this.dropForGlare(from, link);
+        link = undefined;
+      }
+      if (!link) {
+        if (this.links.size >= this.maxConnections) {
+          this.signaling.send({ type: 'decline', to: from, reason: 'fan-out limit reached' });
+          return;
+        }
+        link = this.createLink(from, false);
+      }
+    }
+    link?.signal(data);
+  }
+
+  /** Our offer lost to theirs: drop our link quietly; their offer makes the replacement. */
+  private onGlare(peerId: string): void {
+    const link = this.links.get(peerId);
+    if (link?.initiator && !link.open) this.dropForGlare(peerId, link);
+  }
+
+  private dropForGlare(peerId: string, link: PeerLink): void {
+    this.links.delete(peerId);
+    link.destroy(null);
+  }
+
+  private onDecline(from: string, reason: string): void {
+    const link = this.links.get(from);
+    if (link && !link.open) {
+      this.links.delete(from);
+      link.destroy(null);
+    }
+    this.settle(from, new AigridError('ERR_DECLINED', `peer ${from} declined: ${reason}`));
+  }
+}

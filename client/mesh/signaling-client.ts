@@ -1,0 +1,227 @@
+// The connection to the signaling server: hello on every (re)connect, validation of what the
+// server sends, keep-alive pings, and reconnection with exponential backoff and jitter.
+import { EventEmitter } from 'events';
+import {
+  AigridError,
+  DEFAULT_HEARTBEAT_MS,
+  PROTOCOL_VERSION,
+  parseServerMessage,
+  type Capabilities,
+  type ClientMessage,
+  type PeerInfo,
+  type ServerMessage,
+  type SignalData,
+} from '../protocol/index.ts';
+import { SOCKET_OPEN, type SocketConstructor, type SocketLike } from './platform.ts';
+
+type Welcome = Extract<ServerMessage, { type: 'welcome' }>;
+
+export interface SignalingClientOptions {
+  url: string;
+  network: string;
+  peerId: string;
+  capabilities: Capabilities;
+  WebSocket: SocketConstructor;
+  /** First reconnect delay; doubles per failed try up to maxBackoffMs. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export type SignalingState = 'connecting' | 'open' | 'closed';
+
+export interface SignalingClientEvents {
+  welcome: [welcome: Welcome];
+  join: [peer: PeerInfo];
+  update: [peer: PeerInfo];
+  leave: [peerId: string, reason: string];
+  signal: [from: string, data: SignalData];
+  decline: [from: string, reason: string];
+  glare: [peerId: string];
+  /** An error the server reported, or a frame from it that failed validation. */
+  serverError: [error: AigridError];
+  state: [state: SignalingState];
+}
+
+export class SignalingClient extends EventEmitter<SignalingClientEvents> {
+  private socket: SocketLike | null = null;
+  private state: SignalingState = 'closed';
+  private stopped = false;
+  private attempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  private lastHeard = 0;
+  private heartbeatMs = DEFAULT_HEARTBEAT_MS;
+  private nextPingId = 1;
+  private pings = new Map<number, { start: number; resolve: (ms: number) => void }>();
+  capabilities: Capabilities;
+
+  constructor(private readonly options: SignalingClientOptions) {
+    super();
+    this.capabilities = options.capabilities;
+  }
+
+  get connected(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Connects (and keeps reconnecting); resolves on the first welcome. */
+  start(timeoutMs = 15_000): Promise<Welcome> {
+    this.stopped = false;
+    const first = new Promise<Welcome>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('welcome', onWelcome);
+        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no welcome from ${this.options.url} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onWelcome = (w: Welcome) => {
+        clearTimeout(timer);
+        resolve(w);
+      };
+      this.once('welcome', onWelcome);
+    });
+    this.open();
+    return first;
+  }
+
+  send(message: ClientMessage): boolean {
+    if (this.socket?.readyState !== SOCKET_OPEN) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  sendSignal(to: string, data: SignalData): boolean {
+    return this.send({ type: 'signal', to, data });
+  }
+
+  updateCapabilities(capabilities: Capabilities): void {
+    this.capabilities = capabilities;
+    this.send({ type: 'update', capabilities });
+  }
+
+  /** One round trip to the server, in milliseconds. */
+  ping(): Promise<number> {
+    const id = this.nextPingId++;
+    return new Promise((resolve, reject) => {
+      this.pings.set(id, { start: performance.now(), resolve });
+      if (!this.send({ type: 'ping', id })) {
+        this.pings.delete(id);
+        reject(new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+      }
+    });
+  }
+
+  close(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.keepAliveTimer);
+    this.socket?.close(1000, 'bye');
+    this.socket = null;
+    this.setState('closed');
+  }
+
+  private setState(state: SignalingState): void {
+    if (state === this.state) return;
+    this.state = state;
+    this.emit('state', state);
+  }
+
+  private open(): void {
+    this.setState('connecting');
+    let socket: SocketLike;
+    try {
+      socket = new this.options.WebSocket(this.options.url);
+    } catch (err) {
+      this.emit('serverError', new AigridError('ERR_SIGNALING_CLOSED', `cannot open ${this.options.url}: ${(err as Error).message}`));
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      this.lastHeard = Date.now();
+      this.send({
+        type: 'hello',
+        protocolVersion: PROTOCOL_VERSION,
+        peerId: this.options.peerId,
+        network: this.options.network,
+        capabilities: this.capabilities,
+      });
+    };
+    socket.onmessage = (event) => this.onMessage(event.data);
+    socket.onerror = () => {};
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      clearInterval(this.keepAliveTimer);
+      this.setState(this.stopped ? 'closed' : 'connecting');
+      this.scheduleReconnect();
+    };
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const base = this.options.backoffMs ?? 250;
+    const cap = this.options.maxBackoffMs ?? 10_000;
+    const delay = Math.min(cap, base * 2 ** this.attempt) * (0.75 + Math.random() * 0.5);
+    this.attempt++;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.open(), delay);
+  }
+
+  /** Pings the server each heartbeat; a server silent for three heartbeats is presumed dead. */
+  private startKeepAlive(): void {
+    clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = setInterval(() => {
+      if (Date.now() - this.lastHeard > 3 * this.heartbeatMs) {
+        this.socket?.close(4000, 'server silent');
+        return;
+      }
+      this.ping().catch(() => {});
+    }, this.heartbeatMs);
+  }
+
+  private onMessage(data: unknown): void {
+    this.lastHeard = Date.now();
+    const text = typeof data === 'string' ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : String(data);
+    const parsed = parseServerMessage(text);
+    if (!parsed.ok) {
+      this.emit('serverError', new AigridError(parsed.code, `from server: ${parsed.message}`));
+      return;
+    }
+    const msg = parsed.message;
+    switch (msg.type) {
+      case 'welcome':
+        this.attempt = 0;
+        this.heartbeatMs = msg.heartbeatMs;
+        this.setState('open');
+        this.startKeepAlive();
+        this.emit('welcome', msg);
+        break;
+      case 'join':
+        this.emit('join', msg.peer);
+        break;
+      case 'update':
+        this.emit('update', msg.peer);
+        break;
+      case 'leave':
+        this.emit('leave', msg.peerId, msg.reason);
+        break;
+      case 'signal':
+        this.emit('signal', msg.from, msg.data);
+        break;
+      case 'decline':
+        this.emit('decline', msg.from, msg.reason);
+        break;
+      case 'glare':
+        this.emit('glare', msg.peerId);
+        break;
+      case 'pong': {
+        const waiter = this.pings.get(msg.id);
+        this.pings.delete(msg.id);
+        waiter?.resolve(performance.now() - waiter.start);
+        break;
+      }
+      case 'error':
+        this.emit('serverError', AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message }));
+        break;
+    }
+  }
+}

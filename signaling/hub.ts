@@ -1,0 +1,259 @@
+// The signaling logic: admits sockets, validates every frame, joins peers to networks, relays
+// signals and declines between members, resolves glare, and drops dead or stuck peers.
+import type { RawData, WebSocket } from 'ws';
+import {
+  parseClientMessage,
+  PROTOCOL_VERSION,
+  type ClientMessage,
+  type LeaveReason,
+  type PeerInfo,
+  type ServerMessage,
+} from '../client/protocol/index.ts';
+import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
+import { OfferBook } from './glare.ts';
+import type { RegistryStore } from './registry.ts';
+
+export interface HubOptions {
+  store: RegistryStore;
+  heartbeatMs: number;
+  maxPeersPerNetwork: number;
+  maxConnectionsPerIp: number;
+  messagesPerSecond: number;
+  maxFrameBytes: number;
+  log: (line: string) => void;
+}
+
+type Msg<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>;
+
+const SHUTDOWN_GRACE_MS = 1_000;
+
+export class Hub {
+  private readonly connections = new Set<Connection>();
+  /** network -> peerId -> connection: the sockets behind the store's PeerInfo. */
+  private readonly members = new Map<string, Map<string, Connection>>();
+  private readonly perIp = new Map<string, number>();
+  private readonly offers = new OfferBook();
+  private stopping = false;
+
+  constructor(private readonly opts: HubOptions) {}
+
+  accept(ws: WebSocket, remoteAddress: string | undefined): void {
+    const ip = normalizeIp(remoteAddress);
+    const conn = new Connection(ws, ip, this.opts.messagesPerSecond, this.opts.log);
+    ws.on('error', (err) => this.opts.log(`socket error from ${conn.label}: ${err.message}`));
+    if (this.stopping) {
+      conn.error('ERR_SERVER_SHUTDOWN');
+      conn.close(1001, 'server shutdown');
+      return;
+    }
+    const count = this.perIp.get(ip) ?? 0;
+    if (count >= this.opts.maxConnectionsPerIp) {
+      conn.error('ERR_TOO_MANY_CONNECTIONS', `at most ${this.opts.maxConnectionsPerIp} connections per address`);
+      conn.close(1008, 'too many connections');
+      return;
+    }
+    this.perIp.set(ip, count + 1);
+    this.connections.add(conn);
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('message', (data) => this.guard(() => this.onFrame(conn, data)));
+    ws.on('close', () =>
+      this.guard(() => {
+        conn.closed = true;
+        this.connections.delete(conn);
+        const left = (this.perIp.get(ip) ?? 1) - 1;
+        if (left > 0) this.perIp.set(ip, left);
+        else this.perIp.delete(ip);
+        conn.enqueue(() => this.detach(conn, conn.leaveReason));
+      }),
+    );
+  }
+
+  /** Heartbeat: ping every socket; one that missed the previous ping is dead. */
+  tick(): void {
+    for (const conn of this.connections) {
+      this.guard(() => {
+        if (conn.closed) return;
+        if (!conn.alive || conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+          this.opts.log(`${conn.label} missed a heartbeat or does not read; dropping it`);
+          conn.terminate('timeout');
+          return;
+        }
+        conn.alive = false;
+        if (conn.open) conn.ws.ping();
+      });
+    }
+    this.offers.sweep();
+  }
+
+  /** Tells every joined peer the server stops, closes all sockets, and waits briefly for them. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    const all = [...this.connections];
+    const closed = all.map((c) => new Promise<void>((resolve) => (c.closed ? resolve() : c.ws.once('close', () => resolve()))));
+    for (const conn of all) {
+      this.guard(() => {
+        if (conn.peer) conn.send({ type: 'leave', peerId: conn.peer.peerId, reason: 'shutdown' });
+        conn.close(1001, 'server shutdown');
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS)));
+    await Promise.race([Promise.all(closed), grace]);
+    clearTimeout(timer);
+    for (const conn of all) conn.terminate('shutdown');
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.opts.log(`signaling error: ${(err as Error)?.stack ?? String(err)}`);
+    }
+  }
+
+  private onFrame(conn: Connection, data: RawData): void {
+    if (!conn.open || !conn.admit()) return;
+    const bytes = toBytes(data);
+    const max = this.opts.maxFrameBytes;
+    if (bytes.byteLength > max) {
+      // Answered in order with the rest, without keeping the oversized frame queued.
+      const size = bytes.byteLength;
+      conn.enqueue(() => conn.error('ERR_FRAME_TOO_LARGE', `frame of ${size} bytes exceeds ${max}`));
+      return;
+    }
+    conn.enqueue(() => this.handle(conn, bytes));
+  }
+
+  private async handle(conn: Connection, bytes: Uint8Array): Promise<void> {
+    if (!conn.open) return;
+    const parsed = parseClientMessage(bytes, this.opts.maxFrameBytes);
+    if (!parsed.ok) return conn.error(parsed.code, parsed.message, parsed.ref);
+    const msg = parsed.message;
+    if (msg.type === 'hello') return this.hello(conn, msg);
+    if (!conn.peer) return conn.error('ERR_NOT_JOINED', `send hello before ${msg.type}`, msg.type);
+    switch (msg.type) {
+      case 'update':
+        return this.update(conn, conn.peer, msg);
+      case 'signal':
+        return this.signal(conn, conn.peer, msg);
+      case 'decline':
+        return this.decline(conn, conn.peer, msg);
+      case 'ping':
+        return conn.send({ type: 'pong', id: msg.id, serverTime: Date.now() });
+    }
+  }
+
+  private async hello(conn: Connection, msg: Msg<'hello'>): Promise<void> {
+    if (conn.peer) return conn.error('ERR_ALREADY_JOINED', `already joined ${conn.label}`, 'hello');
+    const { network, peerId } = msg;
+    const count = await this.opts.store.count(network);
+    if (!conn.open) return;
+    const old = this.members.get(network)?.get(peerId);
+    if (!old && count >= this.opts.maxPeersPerNetwork) {
+      conn.error('ERR_NETWORK_FULL', `network ${network} has ${count} peers, the cap`, 'hello');
+      conn.close(1008, 'network full');
+      return;
+    }
+    // A peer back from a network blip reconnects before the heartbeat drops its old socket.
+    if (old) {
+      this.opts.log(`${old.label} reconnected; replacing its old socket`);
+      await this.detach(old, 'replaced');
+      old.terminate('replaced');
+    }
+    const peer: PeerInfo = { peerId, capabilities: msg.capabilities, joinedAt: Date.now() };
+    let peers = this.members.get(network);
+    if (!peers) this.members.set(network, (peers = new Map()));
+    peers.set(peerId, conn);
+    conn.peer = peer;
+    conn.network = network;
+    await this.opts.store.add(network, peer);
+    const others = (await this.opts.store.list(network)).filter((p) => p.peerId !== peerId);
+    conn.send({
+      type: 'welcome',
+      protocolVersion: PROTOCOL_VERSION,
+      peerId,
+      network,
+      peers: others,
+      heartbeatMs: this.opts.heartbeatMs,
+      limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
+    });
+    this.broadcast(network, { type: 'join', peer }, conn);
+    this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);
+  }
+
+  private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {
+    const next: PeerInfo = { ...peer, capabilities: msg.capabilities };
+    conn.peer = next;
+    await this.opts.store.add(conn.network, next);
+    this.broadcast(conn.network, { type: 'update', peer: next }, conn);
+  }
+
+  private signal(conn: Connection, peer: PeerInfo, msg: Msg<'signal'>): void {
+    const target = this.target(conn, msg.to, 'signal');
+    if (!target) return;
+    const from = peer.peerId;
+    if (msg.data.type === 'offer') {
+      const verdict = this.offers.offer(conn.network, from, msg.to);
+      if (!verdict.relay) return conn.send({ type: 'glare', peerId: msg.to });
+      // The loser hears about glare first, so it drops its own offer before it sees this one.
+      if (verdict.glareTo) target.send({ type: 'glare', peerId: from });
+    } else if (msg.data.type === 'answer') {
+      this.offers.answered(conn.network, from, msg.to);
+    }
+    target.send({ type: 'signal', from, data: msg.data });
+  }
+
+  private decline(conn: Connection, peer: PeerInfo, msg: Msg<'decline'>): void {
+    const target = this.target(conn, msg.to, 'decline');
+    if (!target) return;
+    // A decline settles the offer it answers, like an answer does.
+    this.offers.answered(conn.network, peer.peerId, msg.to);
+    target.send({ type: 'decline', from: peer.peerId, reason: msg.reason });
+  }
+
+  private target(conn: Connection, to: string, ref: string): Connection | undefined {
+    const target = this.members.get(conn.network)?.get(to);
+    if (target && target !== conn && target.peer) return target;
+    const why = target === conn ? 'is yourself' : `is not in network ${conn.network}`;
+    conn.error('ERR_UNKNOWN_TARGET', `peer ${to} ${why}`, ref);
+    return undefined;
+  }
+
+  /** Removes a peer from its network and tells the others why; a no-op once detached. */
+  private async detach(conn: Connection, reason: LeaveReason): Promise<void> {
+    const peer = conn.peer;
+    if (!peer) return;
+    const network = conn.network;
+    conn.peer = null;
+    const peers = this.members.get(network);
+    if (peers?.get(peer.peerId) === conn) {
+      peers.delete(peer.peerId);
+      if (peers.size === 0) this.members.delete(network);
+    }
+    this.offers.forget(network, peer.peerId);
+    if (!this.stopping) this.broadcast(network, { type: 'leave', peerId: peer.peerId, reason });
+    this.opts.log(`${network}/${peer.peerId} left (${reason})`);
+    // Skip the store when a new socket of the same peer took over (its entry is the live one).
+    if (!this.members.get(network)?.has(peer.peerId)) await this.opts.store.remove(network, peer.peerId);
+  }
+
+  private broadcast(network: string, message: ServerMessage, except?: Connection): void {
+    const peers = this.members.get(network);
+    if (!peers) return;
+    const text = JSON.stringify(message);
+    for (const conn of peers.values()) if (conn !== except) conn.sendText(text);
+  }
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
+
+/** Counts IPv4 clients the same whether they arrive on an IPv4 or a dual-stack IPv6 socket. */
+function normalizeIp(address: string | undefined): string {
+  if (!address) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
