@@ -94,7 +94,7 @@ describe('frame codec', () => {
     let errors = 0;
     for (let i = 0; i < 20_000; i++) {
       const base = encodeFrame(1 + Math.floor(rand() * 255), i, randomBytes(rand, Math.floor(rand() * 200)), 64);
-      let chunk = base[Math.floor(rand() * base.length)]!.slice();
+      let chunk: Uint8Array = base[Math.floor(rand() * base.length)]!.slice();
       const mutation = Math.floor(rand() * 4);
       if (mutation === 0) chunk[Math.floor(rand() * chunk.length)] = Math.floor(rand() * 256);
       else if (mutation === 1) chunk = chunk.subarray(0, Math.floor(rand() * chunk.length));

@@ -77,7 +77,7 @@ async function join(options: JoinOptions): Promise<Mesh> {
     rtts.delete(id);
     render();
   });
-  current.on('error', (err) => ($('error').textContent = `${err.code}: ${err.message}`));
+  current.on('warning', (err) => ($('error').textContent = `${err.code}: ${err.message}`));
   await current.start();
   $('state').textContent = 'open';
   ($('join') as HTMLButtonElement).disabled = true;

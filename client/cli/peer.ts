@@ -53,7 +53,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
   mesh.signaling.on('leave', (id, reason) => log(`- peer ${id} (${reason})`));
   mesh.on('connection', (link) => log(`link open ${link.remoteId}`));
   mesh.on('disconnect', (id, err) => log(`link closed ${id}${err ? ` (${err.code})` : ''}`));
-  mesh.on('error', (err) => log(`error ${err.code}: ${err.message}`));
+  mesh.on('warning', (err) => log(`error ${err.code}: ${err.message}`));
   const stop = () => {
     mesh.close();
     process.exit(0);

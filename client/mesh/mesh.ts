@@ -37,8 +37,9 @@ export interface MeshEvents {
   disconnect: [peerId: string, error: AigridError | null];
   frame: [peerId: string, frame: Frame];
   frameError: [peerId: string, error: AigridError];
-  /** Errors that concern no single call: server-reported errors, failed background links. */
-  error: [error: AigridError];
+  /** Problems that concern no single call (server-reported errors, failed background links);
+   *  named 'warning' because an unheard EventEmitter 'error' would throw. */
+  warning: [error: AigridError];
   state: [state: SignalingState];
 }
 
@@ -82,7 +83,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.signaling.on('signal', (from, data) => this.onSignal(from, data));
     this.signaling.on('glare', (id) => this.onGlare(id));
     this.signaling.on('decline', (from, reason) => this.onDecline(from, reason));
-    this.signaling.on('serverError', (err) => this.emit('error', err));
+    this.signaling.on('serverError', (err) => this.emit('warning', err));
     this.signaling.on('state', (s) => this.emit('state', s));
   }
 
@@ -203,7 +204,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     for (const peer of welcome.peers) {
       if (this.links.size >= this.maxConnections) break;
       if (this.links.has(peer.peerId)) continue;
-      this.connect(peer.peerId).catch((err: AigridError) => this.emit('error', err));
+      this.connect(peer.peerId).catch((err: AigridError) => this.emit('warning', err));
     }
   }
 

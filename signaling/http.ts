@@ -1,0 +1,105 @@
+// HTTP side of the signaling server: health, a read-only view of the registry, and the built web
+// app as static files.
+import { existsSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import sirv from 'sirv';
+import { NetworkSchema } from '../client/protocol/index.ts';
+import type { RegistryStore } from './registry.ts';
+
+export interface HttpOptions {
+  store: RegistryStore;
+  staticDir?: string;
+  startedAt: number;
+  log: (line: string) => void;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export function createHttpHandler(opts: HttpOptions): Handler {
+  const serveStatic = staticHandler(opts.staticDir);
+  return (req, res) => {
+    route(opts, serveStatic, req, res).catch((err: unknown) => {
+      opts.log(`http error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  };
+}
+
+async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = pathOf(req.url);
+  const readOnly = req.method === 'GET' || req.method === 'HEAD';
+  const isApi = path === '/healthz' || path === '/api' || path.startsWith('/api/');
+  if (!readOnly) {
+    res.setHeader('Allow', 'GET, HEAD');
+    if (isApi) return json(res, 405, { error: `method ${req.method} not allowed` });
+    return text(res, 405, 'method not allowed\n');
+  }
+  if (path === '/healthz') {
+    const uptimeS = Math.round((Date.now() - opts.startedAt) / 1000);
+    const [networks, peers] = await Promise.all([opts.store.networks(), opts.store.count()]);
+    return json(res, 200, { ok: true, uptimeS, networks: networks.length, peers });
+  }
+  if (path === '/api/networks') {
+    const names = await opts.store.networks();
+    const networks = await Promise.all(names.map(async (network) => ({ network, peers: await opts.store.list(network) })));
+    return json(res, 200, { networks });
+  }
+  const match = /^\/api\/networks\/([^/]+)$/.exec(path);
+  if (match) {
+    const network = safeDecode(match[1] ?? '');
+    const peers = NetworkSchema.safeParse(network).success ? await opts.store.list(network) : [];
+    if (peers.length === 0) return json(res, 404, { error: `no network ${JSON.stringify(network.slice(0, 64))}` });
+    return json(res, 200, { network, peers });
+  }
+  if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
+  serveStatic(req, res);
+}
+
+function staticHandler(dir: string | undefined): Handler {
+  const notFound: Handler = (_req, res) => text(res, 404, 'not found\n');
+  const hint = `The web app is not built${dir ? ` (no ${dir})` : ''}: run npm run build.\n`;
+  let serve: Handler | null = null;
+  return (req, res) => {
+    // Checked per request so a server started before the build picks the app up once it exists.
+    if (!serve) {
+      if (!dir || !existsSync(dir) || !statSync(dir).isDirectory()) return text(res, 404, hint);
+      // dev mode looks files up per request: a rebuild while the server runs never leaves it
+      // pointing at deleted files (the cached mode would fail reading them).
+      serve = sirv(dir, { dev: true, etag: true, single: false, onNoMatch: notFound });
+    }
+    // The per-request lookup would serve dotfiles (.env, .git); nothing of the app starts with a dot.
+    const path = pathOf(req.url);
+    if (/\/\./.test(path) || /\/\./.test(safeDecode(path))) return notFound(req, res);
+    serve(req, res);
+  };
+}
+
+function pathOf(url: string | undefined): string {
+  const raw = (url ?? '/').split('?')[0] ?? '/';
+  return raw.startsWith('/') ? raw : `/${raw}`;
+}
+
+function safeDecode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(payload),
+    'Cache-Control': 'no-store',
+    'Access-Control-Allow-Origin': '*',
+  });
+  res.end(payload);
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,74 @@
+// `aigrid signal`: runs the signaling server until SIGINT or SIGTERM.
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AigridError } from '../client/protocol/index.ts';
+import { startSignalingServer } from './server.ts';
+
+const USAGE = `Usage: aigrid signal [options]
+
+Runs the AIGrid signaling server: WebSocket signaling on /signal, /healthz, /api/networks,
+and the built web app.
+
+Options:
+  --host <host>         address to bind (env AIGRID_HOST; default 127.0.0.1)
+  --port <port>         port to bind, 0 for any free one (env AIGRID_PORT or PORT; default 8787)
+  --heartbeat-ms <ms>   ping interval; a silent peer is dropped within twice this (default 5000)
+  --static <dir>        built web app to serve (default dist/app of this checkout)
+  -h, --help            show this help
+`;
+
+const DEFAULT_STATIC_DIR = fileURLToPath(new URL('../dist/app', import.meta.url));
+
+/** Resolves once the server has stopped after a signal. */
+export async function runSignalCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'heartbeat-ms': { type: 'string' },
+      static: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const env = process.env;
+  const host = values.host ?? env.AIGRID_HOST ?? '127.0.0.1';
+  const port = integer('--port', values.port ?? env.AIGRID_PORT ?? env.PORT ?? '8787');
+  const heartbeatMs = values['heartbeat-ms'] === undefined ? undefined : integer('--heartbeat-ms', values['heartbeat-ms']);
+  const server = await startSignalingServer({
+    host,
+    port,
+    heartbeatMs,
+    staticDir: values.static ?? DEFAULT_STATIC_DIR,
+    log: (line) => console.log(`${new Date().toISOString()} ${line}`),
+  });
+  console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      console.log(`${signal}: closing the signaling server`);
+      server.close().then(resolve, (err: unknown) => {
+        console.error(err);
+        resolve();
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+function integer(name: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value)) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `${name} must be a whole number, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}

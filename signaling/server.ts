@@ -1,0 +1,110 @@
+// The signaling server: one HTTP server for health, registry API and the web app, with the
+// WebSocket endpoint /signal on the same port.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import {
+  AigridError,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_MAX_PEERS_PER_NETWORK,
+  DEFAULT_MESSAGES_PER_SECOND,
+  HARD_SIGNAL_FRAME_BYTES,
+  MAX_SIGNAL_FRAME_BYTES,
+} from '../client/protocol/index.ts';
+import { createHttpHandler } from './http.ts';
+import { Hub } from './hub.ts';
+import { MemoryRegistry, type RegistryStore } from './registry.ts';
+
+export const SIGNAL_PATH = '/signal';
+
+export interface SignalingServerOptions {
+  host?: string;
+  /** 0 (the default) picks a free port; the CLI defaults to 8787. */
+  port?: number;
+  heartbeatMs?: number;
+  maxPeersPerNetwork?: number;
+  maxConnectionsPerIp?: number;
+  messagesPerSecond?: number;
+  /** Frames above this (up to HARD_SIGNAL_FRAME_BYTES) are answered ERR_FRAME_TOO_LARGE and dropped. */
+  maxFrameBytes?: number;
+  /** The built web app; without it, pages answer 404 with a hint to build. */
+  staticDir?: string;
+  store?: RegistryStore;
+  log?: (line: string) => void;
+}
+
+export interface SignalingServer {
+  httpUrl: string;
+  wsUrl: string;
+  port: number;
+  /** Tells peers the server stops (leave reason 'shutdown'), closes every socket and the port. */
+  close(): Promise<void>;
+}
+
+export async function startSignalingServer(options: SignalingServerOptions = {}): Promise<SignalingServer> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `port must be an integer in 0..65535, got ${port}`);
+  }
+  const heartbeatMs = positive('heartbeatMs', options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  const maxFrameBytes = positive('maxFrameBytes', options.maxFrameBytes ?? MAX_SIGNAL_FRAME_BYTES);
+  if (maxFrameBytes > HARD_SIGNAL_FRAME_BYTES) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `maxFrameBytes may not exceed ${HARD_SIGNAL_FRAME_BYTES}`);
+  }
+  const log = options.log ?? (() => {});
+  const store = options.store ?? new MemoryRegistry();
+  const hub = new Hub({
+    store,
+    heartbeatMs,
+    maxFrameBytes,
+    maxPeersPerNetwork: positive('maxPeersPerNetwork', options.maxPeersPerNetwork ?? DEFAULT_MAX_PEERS_PER_NETWORK),
+    maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP),
+    messagesPerSecond: positive('messagesPerSecond', options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND),
+    log,
+  });
+
+  const http = createServer(createHttpHandler({ store, staticDir: options.staticDir, startedAt: Date.now(), log }));
+  // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
+  const wss = new WebSocketServer({ server: http, path: SIGNAL_PATH, maxPayload: HARD_SIGNAL_FRAME_BYTES });
+  wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));
+  wss.on('error', (err) => log(`websocket server error: ${err.message}`));
+
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  http.on('error', (err) => log(`http server error: ${err.message}`));
+  const timer = setInterval(() => hub.tick(), heartbeatMs);
+  timer.unref();
+
+  const bound = (http.address() as AddressInfo).port;
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  let closing: Promise<void> | null = null;
+  return {
+    httpUrl: `http://${hostPart}:${bound}`,
+    wsUrl: `ws://${hostPart}:${bound}${SIGNAL_PATH}`,
+    port: bound,
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(timer);
+        await hub.shutdown();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await new Promise<void>((resolve) => {
+          http.close(() => resolve());
+          http.closeAllConnections();
+        });
+      })()),
+  };
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `${name} must be a positive number, got ${value}`);
+  }
+  return value;
+}
