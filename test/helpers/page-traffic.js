@@ -54,4 +54,27 @@ globalThis.aigridTraffic = {
     }
     return { bytes: sent, digests };
   },
+
+  /**
+   * Sends totalBytes to one peer in frames of frameBytes, then a ping: the channel is ordered, so
+   * the pong comes back only after every byte was received. Returns MiB/s.
+   */
+  async throughput(mesh, to, totalBytes, frameBytes) {
+    const link = await mesh.connect(to);
+    const frame = this.payload(mesh.peerId, to, 0, frameBytes);
+    const t0 = performance.now();
+    const sends = [];
+    for (let sent = 0; sent < totalBytes; sent += frameBytes) sends.push(link.send(this.DATA, frame));
+    await Promise.all(sends);
+    await link.ping();
+    return totalBytes / (1024 * 1024) / ((performance.now() - t0) / 1000);
+  },
+
+  /** Round trips of a small frame over the data channel, sorted ascending, in ms. */
+  async roundTrips(mesh, to, count) {
+    const link = await mesh.connect(to);
+    const samples = [];
+    for (let i = 0; i < count; i++) samples.push(await link.ping());
+    return samples.sort((a, b) => a - b);
+  },
 };
