@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../client/protocol/index.ts';
 import { startSignalingServer, type SignalingServer, type SignalingServerOptions } from '../signaling/server.ts';
@@ -242,70 +239,5 @@ describe('signaling server: heartbeat', () => {
     watcher.send({ type: 'ping', id: 1 });
     await watcher.next('pong');
     expect(watcher.all('leave')).toHaveLength(1);
-  });
-});
-
-describe('signaling server: http', () => {
-  it('serves /healthz and the network API', async () => {
-    await start();
-    await join('peer-a', 'alpha');
-    await join('peer-b', 'alpha');
-    await join('peer-c', 'beta');
-    const health = await fetch(`${server!.httpUrl}/healthz`);
-    expect(health.status).toBe(200);
-    expect(health.headers.get('content-type')).toMatch(/application\/json/);
-    expect(await health.json()).toMatchObject({ ok: true, networks: 2, peers: 3 });
-
-    const list = (await (await fetch(`${server!.httpUrl}/api/networks`)).json()) as {
-      networks: { network: string; peers: { peerId: string }[] }[];
-    };
-    const summary = list.networks.map((n) => [n.network, n.peers.map((p) => p.peerId)]);
-    expect(summary).toEqual([
-      ['alpha', ['peer-a', 'peer-b']],
-      ['beta', ['peer-c']],
-    ]);
-    const one = await fetch(`${server!.httpUrl}/api/networks/beta`);
-    expect(await one.json()).toMatchObject({ network: 'beta', peers: [{ peerId: 'peer-c', capabilities: CAPS }] });
-    const missing = await fetch(`${server!.httpUrl}/api/networks/nope`);
-    expect(missing.status).toBe(404);
-    expect(await missing.json()).toHaveProperty('error');
-    expect((await fetch(`${server!.httpUrl}/api/networks`, { method: 'POST' })).status).toBe(405);
-  });
-
-  it('serves static files from staticDir, and a build hint without one', async () => {
-    const dir = mkdtempSync(joinPath(tmpdir(), 'aigrid-static-'));
-    try {
-      writeFileSync(joinPath(dir, 'index.html'), '<!doctype html><title>AIGrid</title>');
-      writeFileSync(joinPath(dir, 'app.js'), 'console.log(1)');
-      writeFileSync(joinPath(dir, '.secret'), 'nope');
-      await start({ staticDir: dir });
-      const index = await fetch(`${server!.httpUrl}/`);
-      expect(index.status).toBe(200);
-      expect(index.headers.get('content-type')).toMatch(/text\/html/);
-      expect(await index.text()).toContain('AIGrid');
-      expect(await (await fetch(`${server!.httpUrl}/app.js`)).text()).toBe('console.log(1)');
-      expect((await fetch(`${server!.httpUrl}/missing/page`)).status).toBe(404);
-      expect((await fetch(`${server!.httpUrl}/.secret`)).status).toBe(404);
-      expect((await fetch(`${server!.httpUrl}/%2esecret`)).status).toBe(404);
-      await server!.close();
-
-      await start({ staticDir: joinPath(dir, 'absent') });
-      const hint = await fetch(`${server!.httpUrl}/`);
-      expect(hint.status).toBe(404);
-      expect(await hint.text()).toContain('npm run build');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('tells joined peers on close that the server shuts down', async () => {
-    await start();
-    const a = await join('peer-a');
-    const b = await join('peer-b');
-    const closing = server!.close();
-    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: 'peer-a', reason: 'shutdown' });
-    expect((await b.closed).code).toBe(1001);
-    await closing;
-    expect(a.all('leave')).toHaveLength(1);
   });
 });
