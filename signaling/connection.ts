@@ -18,6 +18,7 @@ export class Connection {
   /** Why the peer leaves when its socket closes; the heartbeat and replacement change it. */
   leaveReason: LeaveReason = 'closed';
   closed = false;
+  readonly openedAt = Date.now();
   private readonly bucket: TokenBucket;
   private lastRateError = -Infinity;
   private queue: Promise<void> = Promise.resolve();

@@ -20,6 +20,8 @@ export interface HubOptions {
   maxConnectionsPerIp: number;
   messagesPerSecond: number;
   maxFrameBytes: number;
+  /** A socket that has not said hello by then is closed, so idle sockets cannot hold slots. */
+  helloTimeoutMs: number;
   log: (line: string) => void;
 }
 
@@ -75,6 +77,11 @@ export class Hub {
     for (const conn of this.connections) {
       this.guard(() => {
         if (conn.closed) return;
+        if (!conn.peer && Date.now() - conn.openedAt > this.opts.helloTimeoutMs) {
+          conn.error('ERR_NOT_JOINED', `no hello within ${this.opts.helloTimeoutMs} ms`);
+          conn.close(1008, 'no hello');
+          return;
+        }
         if (!conn.alive || conn.ws.bufferedAmount > MAX_BUFFERED_BYTES) {
           this.opts.log(`${conn.label} missed a heartbeat or does not read; dropping it`);
           conn.terminate('timeout');

@@ -17,12 +17,15 @@ import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 
 export const SIGNAL_PATH = '/signal';
+const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
 
 export interface SignalingServerOptions {
   host?: string;
   /** 0 (the default) picks a free port; the CLI defaults to 8787. */
   port?: number;
   heartbeatMs?: number;
+  /** Close sockets that have not said hello after this long (default 10 s). */
+  helloTimeoutMs?: number;
   maxPeersPerNetwork?: number;
   maxConnectionsPerIp?: number;
   messagesPerSecond?: number;
@@ -58,6 +61,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const hub = new Hub({
     store,
     heartbeatMs,
+    helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),
     maxFrameBytes,
     maxPeersPerNetwork: positive('maxPeersPerNetwork', options.maxPeersPerNetwork ?? DEFAULT_MAX_PEERS_PER_NETWORK),
     maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP),

@@ -240,4 +240,12 @@ describe('signaling server: heartbeat', () => {
     await watcher.next('pong');
     expect(watcher.all('leave')).toHaveLength(1);
   });
+
+  it('closes a socket that never says hello once the hello deadline passes', async () => {
+    await start({ heartbeatMs: 200, helloTimeoutMs: 300 });
+    const idle = await open();
+    const error = await idle.next('error', () => true, 5000);
+    expect(error.code).toBe('ERR_NOT_JOINED');
+    expect((await idle.closed).code).toBe(1008);
+  });
 });
