@@ -39,7 +39,7 @@ export async function describeGpu(gpu: GPU | undefined): Promise<GpuInfo | null>
  * A short CPU matmul (n x n, f32) timed on this machine: a floor on what the peer can do until the
  * WebGPU kernels measure the GPU. Takes ~10-100 ms.
  */
-export function measureCpuGflops(n = 96, rounds = 3): number {
+export function measureCpuGflops(n = 96, rounds = 5): number {
   const a = new Float32Array(n * n).map((_, i) => ((i * 7) % 13) / 13);
   const b = new Float32Array(n * n).map((_, i) => ((i * 5) % 11) / 11);
   const c = new Float32Array(n * n);
