@@ -8,6 +8,7 @@ import {
   type Capabilities,
   type PeerInfo,
 } from '../client/protocol/index.ts';
+import { mulberry32 } from './helpers/random.ts';
 
 const CAPS: Capabilities = {
   kind: 'browser',
@@ -145,17 +146,6 @@ describe('signaling protocol schemas', () => {
   });
 });
 
-/** Small seeded PRNG, so a failing fuzz case reproduces. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fuzzer(seed: number) {
   const rand = mulberry32(seed);

@@ -5,20 +5,11 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { startSignalingServer } from '../signaling/server.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
+import { mulberry32 } from './helpers/random.ts';
 
 const FLOOD_MS = 2000;
 const OFFER = { type: 'offer', sdp: 'v=0 good offer' } as const;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs the real CLI in a child process, so "still alive" means the process, not just a promise. */
 async function spawnServer(): Promise<{ child: ChildProcess; httpUrl: string; wsUrl: string }> {

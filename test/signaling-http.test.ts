@@ -1,30 +1,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSignalingServer, type SignalingServer, type SignalingServerOptions } from '../signaling/server.ts';
+import { describe, expect, it } from 'vitest';
+import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, TestClient } from './helpers/ws-client.ts';
 
-let server: SignalingServer | null = null;
-let clients: TestClient[] = [];
-
-async function start(options: SignalingServerOptions = {}): Promise<SignalingServer> {
-  server = await startSignalingServer({ heartbeatMs: 60_000, ...options });
-  return server;
-}
-
-async function join(peerId: string, network = 'net'): Promise<TestClient> {
-  const client = await TestClient.join(server!.wsUrl, peerId, network);
-  clients.push(client);
-  return client;
-}
-
-afterEach(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  clients = [];
-  await server?.close();
-  server = null;
-});
+const fixture = useSignalingServer();
+const { start, join } = fixture;
 
 describe('signaling server: http and shutdown', () => {
   it('serves /healthz and the network API', async () => {
@@ -32,12 +14,12 @@ describe('signaling server: http and shutdown', () => {
     await join('peer-a', 'alpha');
     await join('peer-b', 'alpha');
     await join('peer-c', 'beta');
-    const health = await fetch(`${server!.httpUrl}/healthz`);
+    const health = await fetch(`${fixture.server.httpUrl}/healthz`);
     expect(health.status).toBe(200);
     expect(health.headers.get('content-type')).toMatch(/application\/json/);
     expect(await health.json()).toMatchObject({ ok: true, networks: 2, peers: 3 });
 
-    const list = (await (await fetch(`${server!.httpUrl}/api/networks`)).json()) as {
+    const list = (await (await fetch(`${fixture.server.httpUrl}/api/networks`)).json()) as {
       networks: { network: string; peers: { peerId: string }[] }[];
     };
     const summary = list.networks.map((n) => [n.network, n.peers.map((p) => p.peerId)]);
@@ -45,12 +27,12 @@ describe('signaling server: http and shutdown', () => {
       ['alpha', ['peer-a', 'peer-b']],
       ['beta', ['peer-c']],
     ]);
-    const one = await fetch(`${server!.httpUrl}/api/networks/beta`);
+    const one = await fetch(`${fixture.server.httpUrl}/api/networks/beta`);
     expect(await one.json()).toMatchObject({ network: 'beta', peers: [{ peerId: 'peer-c', capabilities: CAPS }] });
-    const missing = await fetch(`${server!.httpUrl}/api/networks/nope`);
+    const missing = await fetch(`${fixture.server.httpUrl}/api/networks/nope`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toHaveProperty('error');
-    expect((await fetch(`${server!.httpUrl}/api/networks`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${fixture.server.httpUrl}/api/networks`, { method: 'POST' })).status).toBe(405);
   });
 
   it('serves static files from staticDir, and a build hint without one', async () => {
@@ -60,18 +42,18 @@ describe('signaling server: http and shutdown', () => {
       writeFileSync(joinPath(dir, 'app.js'), 'console.log(1)');
       writeFileSync(joinPath(dir, '.secret'), 'nope');
       await start({ staticDir: dir });
-      const index = await fetch(`${server!.httpUrl}/`);
+      const index = await fetch(`${fixture.server.httpUrl}/`);
       expect(index.status).toBe(200);
       expect(index.headers.get('content-type')).toMatch(/text\/html/);
       expect(await index.text()).toContain('AIGrid');
-      expect(await (await fetch(`${server!.httpUrl}/app.js`)).text()).toBe('console.log(1)');
-      expect((await fetch(`${server!.httpUrl}/missing/page`)).status).toBe(404);
-      expect((await fetch(`${server!.httpUrl}/.secret`)).status).toBe(404);
-      expect((await fetch(`${server!.httpUrl}/%2esecret`)).status).toBe(404);
-      await server!.close();
+      expect(await (await fetch(`${fixture.server.httpUrl}/app.js`)).text()).toBe('console.log(1)');
+      expect((await fetch(`${fixture.server.httpUrl}/missing/page`)).status).toBe(404);
+      expect((await fetch(`${fixture.server.httpUrl}/.secret`)).status).toBe(404);
+      expect((await fetch(`${fixture.server.httpUrl}/%2esecret`)).status).toBe(404);
+      await fixture.server.close();
 
       await start({ staticDir: joinPath(dir, 'absent') });
-      const hint = await fetch(`${server!.httpUrl}/`);
+      const hint = await fetch(`${fixture.server.httpUrl}/`);
       expect(hint.status).toBe(404);
       expect(await hint.text()).toContain('npm run build');
     } finally {
@@ -83,7 +65,7 @@ describe('signaling server: http and shutdown', () => {
     await start();
     const a = await join('peer-a');
     const b = await join('peer-b');
-    const closing = server!.close();
+    const closing = fixture.server.close();
     expect(await a.next('leave')).toEqual({ type: 'leave', peerId: 'peer-a', reason: 'shutdown' });
     expect((await b.closed).code).toBe(1001);
     await closing;

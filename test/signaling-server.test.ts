@@ -1,38 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../client/protocol/index.ts';
-import { startSignalingServer, type SignalingServer, type SignalingServerOptions } from '../signaling/server.ts';
+import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 
 const OFFER = { type: 'offer', sdp: 'v=0 offer' } as const;
 const ANSWER = { type: 'answer', sdp: 'v=0 answer' } as const;
 
-let server: SignalingServer | null = null;
-let clients: TestClient[] = [];
-
-async function start(options: SignalingServerOptions = {}): Promise<SignalingServer> {
-  server = await startSignalingServer({ heartbeatMs: 60_000, ...options });
-  return server;
-}
-
-async function join(peerId: string, network = 'net'): Promise<TestClient> {
-  const client = await TestClient.join(server!.wsUrl, peerId, network);
-  clients.push(client);
-  return client;
-}
-
-async function open(): Promise<TestClient> {
-  const client = await TestClient.open(server!.wsUrl);
-  clients.push(client);
-  return client;
-}
-
-afterEach(async () => {
-  for (const c of clients) expect(c.invalid).toEqual([]);
-  await Promise.all(clients.map((c) => c.close()));
-  clients = [];
-  await server?.close();
-  server = null;
-});
+const fixture = useSignalingServer();
+const { start, join, open } = fixture;
 
 describe('signaling server: membership', () => {
   it('welcomes a peer with the others, announces joins and leaves on close', async () => {
@@ -64,7 +39,7 @@ describe('signaling server: membership', () => {
     const capabilities = { ...CAPS, memoryBudgetMB: 2048 };
     a.send({ type: 'update', capabilities });
     expect((await b.next('update')).peer).toMatchObject({ peerId: 'peer-a', capabilities });
-    const res = await fetch(`${server!.httpUrl}/api/networks/net`);
+    const res = await fetch(`${fixture.server.httpUrl}/api/networks/net`);
     const body = (await res.json()) as { peers: { peerId: string; capabilities: unknown }[] };
     expect(body.peers.find((p) => p.peerId === 'peer-a')?.capabilities).toEqual(capabilities);
   });
@@ -137,7 +112,7 @@ describe('signaling server: membership', () => {
     expect(await b2.next('signal')).toEqual({ type: 'signal', from: 'peer-a', data: OFFER });
     await sleep(50);
     expect(a.all('leave')).toHaveLength(1);
-    const res = await fetch(`${server!.httpUrl}/api/networks/net`);
+    const res = await fetch(`${fixture.server.httpUrl}/api/networks/net`);
     expect(((await res.json()) as { peers: unknown[] }).peers).toHaveLength(2);
   });
 });
@@ -226,8 +201,8 @@ describe('signaling server: heartbeat', () => {
     const heartbeatMs = 300;
     await start({ heartbeatMs });
     const watcher = await join('watcher');
-    const mute = await TestClient.join(server!.wsUrl, 'mute-peer', 'net', { autoPong: false });
-    clients.push(mute);
+    const mute = await TestClient.join(fixture.server.wsUrl, 'mute-peer', 'net', { autoPong: false });
+    fixture.track(mute);
     const joinedAt = performance.now();
     const leave = await watcher.next('leave', () => true, 10_000);
     const elapsed = performance.now() - joinedAt;
