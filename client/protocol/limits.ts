@@ -25,5 +25,5 @@ export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 export const MAX_CHUNK_BYTES = 256 * 1024;
 
 /** Pause writes above this many buffered bytes; resume when the buffer drains below the low mark. */
-export const SEND_HIGH_WATER_BYTES = 1024 * 1024;
-export const SEND_LOW_WATER_BYTES = 256 * 1024;
+export const SEND_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+export const SEND_LOW_WATER_BYTES = 512 * 1024;
