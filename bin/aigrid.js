@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // The aigrid command. TypeScript sources run through tsx, so there is no separate build step.
-import { register } from 'tsx/esm/api';
-
-register();
+import './register.js';
 
 const USAGE = `Usage: aigrid <command> [options]
 

@@ -25,6 +25,13 @@ export const ERROR_HINTS = {
   ERR_FANOUT_LIMIT: 'This peer already has its maximum number of connections.',
   ERR_DECLINED: 'The remote peer declined the connection (it may be at its connection cap).',
   ERR_INVALID_ARGUMENT: 'An argument had the wrong type or range; see the message.',
+  ERR_NO_WEBGPU: 'No WebGPU adapter here; use the CPU backend or a browser/driver with WebGPU.',
+  ERR_GPU_FEATURE: 'The adapter lacks a feature this path needs (e.g. shader-f16); use the f32 path.',
+  ERR_GPU_LIMIT: 'The request exceeds an adapter limit named in the message; split the work.',
+  ERR_GPU_DEVICE_LOST: 'The GPU device was lost (driver reset, tab in background); create a new context.',
+  ERR_GPU_ERROR: 'The GPU reported a validation or out-of-memory error; see the message.',
+  ERR_SHAPE_MISMATCH: 'A tensor has the wrong shape for this op; the message names the tensor and the shape expected.',
+  ERR_DTYPE_UNSUPPORTED: 'This op has no path for that dtype; the message lists the ones it has.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;
