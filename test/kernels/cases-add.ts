@@ -4,7 +4,7 @@ import { TOL, all, allclose, expectCode, randomFloats, submit, type KernelCase }
 
 const shapes: [number, number][] = [[1, 1], [1, 7], [3, 5], [17, 300], [64, 256], [2, 70_001]];
 
-export const ADD_CASES: KernelCase[] = [
+export const CASES: KernelCase[] = [
   {
     name: 'add: residual and bias on seeded shapes (incl. 1 row, odd sizes)',
     async run(ctx) {

@@ -1,7 +1,7 @@
 import { AddOp } from '../../kernels/add.ts';
 import { all, expectCode, type KernelCase } from './check.ts';
 
-export const CONTEXT_CASES: KernelCase[] = [
+export const CASES: KernelCase[] = [
   {
     name: 'context: pipelines are built once per key',
     async run(ctx) {

@@ -1,7 +1,9 @@
 // Every kernel case, run by test/kernels-node.test.ts (Dawn) and test/kernels-browser.test.ts
-// (Chromium). A new op adds its case file here.
-import { ADD_CASES } from './cases-add.ts';
-import { CONTEXT_CASES } from './cases-context.ts';
+// (Chromium). Each cases-<op>.ts exports `CASES`; new files are picked up by the glob.
 import type { KernelCase } from './check.ts';
 
-export const KERNEL_CASES: KernelCase[] = [...CONTEXT_CASES, ...ADD_CASES];
+const modules = import.meta.glob<{ CASES: KernelCase[] }>('./cases-*.ts', { eager: true });
+
+export const KERNEL_CASES: KernelCase[] = Object.keys(modules)
+  .sort()
+  .flatMap((path) => modules[path]!.CASES);
