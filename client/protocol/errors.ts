@@ -32,6 +32,10 @@ export const ERROR_HINTS = {
   ERR_GPU_ERROR: 'The GPU reported a validation or out-of-memory error; see the message.',
   ERR_SHAPE_MISMATCH: 'A tensor has the wrong shape for this op; the message names the tensor and the shape expected.',
   ERR_DTYPE_UNSUPPORTED: 'This op has no path for that dtype; the message lists the ones it has.',
+  ERR_CHECKPOINT_CORRUPT: 'The checkpoint file is truncated or its header is invalid; download it again.',
+  ERR_TENSOR_MISSING: 'The checkpoint lacks a tensor the architecture needs; check the model id and revision.',
+  ERR_UNSUPPORTED_MODEL: 'This architecture or config field is not supported yet; the message names it.',
+  ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -1,0 +1,140 @@
+// config.json -> ModelConfig for the architectures the runtime implements. Anything it would have
+// to ignore to run (an unknown architecture, rope scaling, sliding windows, another activation)
+// is a named error instead of a silently wrong model.
+import { AigridError } from '../protocol/index.ts';
+
+export type Family = 'llama' | 'gpt2';
+
+export interface ModelConfig {
+  family: Family;
+  /** config.json model_type: llama, qwen2, gpt2. */
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  maxPositions: number;
+  /** llama family: RMSNorm eps; gpt2: LayerNorm eps. */
+  normEps: number;
+  ropeTheta: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry biases (Qwen2). */
+  qkvBias: boolean;
+  activation: 'silu' | 'gelu_tanh';
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+}
+
+const SUPPORTED: Record<string, Family> = {
+  LlamaForCausalLM: 'llama',
+  Qwen2ForCausalLM: 'llama',
+  MistralForCausalLM: 'llama',
+  GPT2LMHeadModel: 'gpt2',
+};
+
+type Json = Record<string, unknown>;
+
+function unsupported(field: string, value: unknown): AigridError {
+  return new AigridError('ERR_UNSUPPORTED_MODEL', `config.json ${field} = ${JSON.stringify(value)} is not supported`);
+}
+
+function int(json: Json, key: string, fallback?: number): number {
+  const v = json[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new AigridError('ERR_UNSUPPORTED_MODEL', `config.json ${key} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function num(json: Json, key: string, fallback: number): number {
+  const v = json[key] ?? fallback;
+  if (typeof v !== 'number' || !(v > 0)) throw unsupported(key, v);
+  return v;
+}
+
+function tokenIds(value: unknown): number[] {
+  if (value === undefined || value === null) return [];
+  const list = Array.isArray(value) ? value : [value];
+  return list.filter((v): v is number => Number.isInteger(v));
+}
+
+export function parseConfig(json: Json, generation: Json = {}): ModelConfig {
+  const archs = json.architectures;
+  const arch = Array.isArray(archs) ? String(archs[0]) : undefined;
+  const family = arch ? SUPPORTED[arch] : undefined;
+  if (!family) throw unsupported('architectures', archs ?? null);
+  const eosTokenIds = tokenIds(generation.eos_token_id ?? json.eos_token_id);
+  const bos = generation.bos_token_id ?? json.bos_token_id;
+  const bosTokenId = Number.isInteger(bos) ? (bos as number) : null;
+  return family === 'gpt2' ? gpt2(json, bosTokenId, eosTokenIds) : llama(json, bosTokenId, eosTokenIds);
+}
+
+function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
+  if (json.rope_scaling !== undefined && json.rope_scaling !== null) throw unsupported('rope_scaling', json.rope_scaling);
+  if (json.use_sliding_window === true || (json.model_type === 'mistral' && json.sliding_window)) {
+    throw unsupported('sliding_window', json.sliding_window);
+  }
+  if (json.mlp_bias === true) throw unsupported('mlp_bias', true);
+  const act = json.hidden_act ?? 'silu';
+  if (act !== 'silu') throw unsupported('hidden_act', act);
+  const modelType = String(json.model_type ?? 'llama');
+  const hiddenSize = int(json, 'hidden_size');
+  const numHeads = int(json, 'num_attention_heads');
+  const numKvHeads = int(json, 'num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) throw unsupported('num_key_value_heads', numKvHeads);
+  const headDim = int(json, 'head_dim', hiddenSize / numHeads);
+  if (headDim % 2 !== 0) throw unsupported('head_dim', headDim);
+  // Qwen2 always has q/k/v biases; LLaMA has them only with attention_bias.
+  const qkvBias = modelType === 'qwen2' || json.attention_bias === true;
+  return {
+    family: 'llama',
+    modelType,
+    vocabSize: int(json, 'vocab_size'),
+    hiddenSize,
+    numLayers: int(json, 'num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: int(json, 'intermediate_size'),
+    maxPositions: int(json, 'max_position_embeddings', 2048),
+    normEps: num(json, 'rms_norm_eps', 1e-6),
+    ropeTheta: num(json, 'rope_theta', 10000),
+    tieWordEmbeddings: json.tie_word_embeddings === true,
+    qkvBias,
+    activation: 'silu',
+    bosTokenId,
+    eosTokenIds,
+  };
+}
+
+function gpt2(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
+  const act = json.activation_function ?? 'gelu_new';
+  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') throw unsupported('activation_function', act);
+  if (json.scale_attn_by_inverse_layer_idx === true) throw unsupported('scale_attn_by_inverse_layer_idx', true);
+  if (json.reorder_and_upcast_attn === true) throw unsupported('reorder_and_upcast_attn', true);
+  const hiddenSize = int(json, 'n_embd');
+  const numHeads = int(json, 'n_head');
+  if (hiddenSize % numHeads !== 0) throw unsupported('n_head', numHeads);
+  return {
+    family: 'gpt2',
+    modelType: 'gpt2',
+    vocabSize: int(json, 'vocab_size'),
+    hiddenSize,
+    numLayers: int(json, 'n_layer'),
+    numHeads,
+    numKvHeads: numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: int(json, 'n_inner', 4 * hiddenSize),
+    maxPositions: int(json, 'n_positions', 1024),
+    normEps: num(json, 'layer_norm_epsilon', 1e-5),
+    ropeTheta: 0,
+    tieWordEmbeddings: true,
+    qkvBias: true,
+    activation: 'gelu_tanh',
+    bosTokenId,
+    eosTokenIds,
+  };
+}
