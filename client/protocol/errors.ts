@@ -35,6 +35,8 @@ export const ERROR_HINTS = {
   ERR_CHECKPOINT_CORRUPT: 'The checkpoint file is truncated or its header is invalid; download it again.',
   ERR_TENSOR_MISSING: 'The checkpoint lacks a tensor the architecture needs; check the model id and revision.',
   ERR_UNSUPPORTED_MODEL: 'This architecture or config field is not supported yet; the message names it.',
+  ERR_SESSION_EVICTED: 'This session\'s KV cache was evicted to make room for others; start the generation again (replay the tokens).',
+  ERR_KV_BUDGET: 'The KV cache does not fit the memory budget; raise the budget or shorten the context.',
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
 } as const;
 
