@@ -1,0 +1,69 @@
+// Activations of LLaMA-family (SiLU, SwiGLU) and GPT-2 (GELU, tanh form) MLPs, f32, element-wise.
+import { AigridError } from '../client/protocol/index.ts';
+import code from './activation.wgsl?raw';
+import type { GpuContext } from './context.ts';
+import { elementGrid } from './grid.ts';
+import { expectDtype, expectShape } from './guard.ts';
+import { elementCount, type GpuTensor } from './tensor.ts';
+
+const WG = 256;
+
+type Kind = 'silu' | 'gelu' | 'swiglu';
+
+/** Records one element-wise dispatch; inputs are f32 of out's shape and never alias it. */
+function record(ctx: GpuContext, pipeline: GPUComputePipeline, encoder: GPUCommandEncoder, op: Kind, out: GpuTensor, inputs: [string, GpuTensor][]): void {
+  expectDtype(op, 'out', out, ['f32']);
+  for (const [name, t] of inputs) {
+    expectDtype(op, name, t, ['f32']);
+    expectShape(op, name, t, out.shape);
+    if (t.buffer === out.buffer) throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: out must not be ${name} (no in-place path)`);
+  }
+  const n = elementCount(out.shape);
+  if (n === 0) return;
+  const params = ctx.uniform(new Uint32Array([n]));
+  const grid = elementGrid(n, WG, ctx.limits.maxComputeWorkgroupsPerDimension);
+  ctx.dispatch(encoder, pipeline, [out.buffer, params, ...inputs.map(([, t]) => t.buffer)], grid);
+}
+
+function build(ctx: GpuContext, kind: Kind): GPUComputePipeline {
+  return ctx.pipeline({ op: kind, dtype: 'f32', workgroup: WG }, code, { WG }, `${kind}_main`);
+}
+
+/** out = x * sigmoid(x). */
+export class SiluOp {
+  private readonly pipeline: GPUComputePipeline;
+
+  constructor(private readonly ctx: GpuContext) {
+    this.pipeline = build(ctx, 'silu');
+  }
+
+  run(encoder: GPUCommandEncoder, x: GpuTensor, out: GpuTensor): void {
+    record(this.ctx, this.pipeline, encoder, 'silu', out, [['x', x]]);
+  }
+}
+
+/** out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's gelu_new. */
+export class GeluOp {
+  private readonly pipeline: GPUComputePipeline;
+
+  constructor(private readonly ctx: GpuContext) {
+    this.pipeline = build(ctx, 'gelu');
+  }
+
+  run(encoder: GPUCommandEncoder, x: GpuTensor, out: GpuTensor): void {
+    record(this.ctx, this.pipeline, encoder, 'gelu', out, [['x', x]]);
+  }
+}
+
+/** out = silu(gate) * up, gate and up [T, I] from the MLP's two projections. */
+export class SwigluOp {
+  private readonly pipeline: GPUComputePipeline;
+
+  constructor(private readonly ctx: GpuContext) {
+    this.pipeline = build(ctx, 'swiglu');
+  }
+
+  run(encoder: GPUCommandEncoder, gate: GpuTensor, up: GpuTensor, out: GpuTensor): void {
+    record(this.ctx, this.pipeline, encoder, 'swiglu', out, [['gate', gate], ['up', up]]);
+  }
+}
