@@ -1,0 +1,203 @@
+// The CPU backend: kernels/cpu references run eagerly. Weights hold the values the GPU would
+// multiply by (f16-rounded or dequantized), so both backends compute the same function.
+import { AigridError } from '../../protocol/index.ts';
+import { geluRef, swigluRef } from '../../../kernels/cpu/activation.ts';
+import { attentionRef } from '../../../kernels/cpu/attention.ts';
+import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
+import { linearRef } from '../../../kernels/cpu/matmul.ts';
+import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
+import { ropeRef } from '../../../kernels/cpu/rope.ts';
+import { addRef } from '../../../kernels/cpu/add.ts';
+import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
+import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
+
+export interface CpuTensor extends Tensor {
+  readonly data: Float32Array | Uint32Array;
+}
+
+export interface CpuWeight extends Weight {
+  /** [N, K] values as stored. */
+  readonly values: Float32Array;
+}
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+function tensor(data: Float32Array | Uint32Array, shape: readonly number[]): CpuTensor {
+  if (data.length !== size(shape)) {
+    throw new AigridError('ERR_SHAPE_MISMATCH', `${data.length} values for [${shape.join(', ')}]`);
+  }
+  return { shape: [...shape], data };
+}
+
+function f32(t: Tensor): Float32Array {
+  const data = (t as CpuTensor).data;
+  if (!(data instanceof Float32Array)) throw new AigridError('ERR_INVALID_ARGUMENT', 'cpu backend: expected an f32 tensor');
+  return data;
+}
+
+function u32(t: Tensor): Uint32Array {
+  const data = (t as CpuTensor).data;
+  if (!(data instanceof Uint32Array)) throw new AigridError('ERR_INVALID_ARGUMENT', 'cpu backend: expected a u32 tensor');
+  return data;
+}
+
+/** K and V as [maxSeq, kvHeads, headDim]: the cached tokens are a prefix, as attentionRef reads them. */
+export class CpuKvStore implements KvStore {
+  readonly k: Float32Array;
+  readonly v: Float32Array;
+  private cached = 0;
+
+  constructor(readonly options: KvStoreOptions) {
+    const n = options.maxSeq * options.kvHeads * options.headDim;
+    this.k = new Float32Array(n);
+    this.v = new Float32Array(n);
+  }
+
+  get length(): number {
+    return this.cached;
+  }
+
+  get bytes(): number {
+    return this.k.byteLength + this.v.byteLength;
+  }
+
+  append(k: Float32Array, v: Float32Array): void {
+    const row = this.options.kvHeads * this.options.headDim;
+    const tokens = k.length / row;
+    if (this.cached + tokens > this.options.maxSeq) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `kv: appending ${tokens} tokens at length ${this.cached} exceeds ${this.options.maxSeq}`);
+    }
+    this.k.set(k, this.cached * row);
+    this.v.set(v, this.cached * row);
+    this.cached += tokens;
+  }
+
+  truncate(length: number): void {
+    if (!Number.isInteger(length) || length < 0 || length > this.cached) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `kv: cannot truncate ${this.cached} tokens to ${length}`);
+    }
+    this.cached = length;
+  }
+
+  destroy(): void {}
+}
+
+class CpuOps implements Ops {
+  input(data: Float32Array, shape: readonly number[]): Tensor {
+    return tensor(data.slice(), shape);
+  }
+
+  indices(data: Uint32Array): Tensor {
+    return tensor(data.slice(), [data.length]);
+  }
+
+  view(x: Tensor, shape: readonly number[]): Tensor {
+    return tensor((x as CpuTensor).data, shape);
+  }
+
+  linear(x: Tensor, w: Weight, bias?: Tensor): Tensor {
+    const [N, K] = w.shape;
+    const xs = f32(x);
+    if (x.shape[x.shape.length - 1] !== K) {
+      throw new AigridError('ERR_SHAPE_MISMATCH', `linear: x [${x.shape.join(', ')}] does not end in K = ${K}`);
+    }
+    const M = xs.length / K;
+    let out = linearRef(xs, M, K, (w as CpuWeight).values, N);
+    if (bias) out = addRef(out, f32(bias));
+    return tensor(out, [M, N]);
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const bs = f32(b);
+    if (bs.length !== f32(a).length && bs.length !== a.shape[a.shape.length - 1]) {
+      throw new AigridError('ERR_SHAPE_MISMATCH', `add: [${b.shape.join(', ')}] does not fit [${a.shape.join(', ')}]`);
+    }
+    return tensor(addRef(f32(a), bs), a.shape);
+  }
+
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+    return tensor(rmsNormRef(f32(x), f32(weight), eps), x.shape);
+  }
+
+  layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
+    return tensor(layerNormRef(f32(x), f32(gamma), f32(beta), eps), x.shape);
+  }
+
+  rope(x: Tensor, positions: Tensor, theta: number): Tensor {
+    const [, heads, headDim] = x.shape as [number, number, number];
+    return tensor(ropeRef(f32(x), u32(positions), heads, headDim, theta), x.shape);
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor {
+    const store = kv as CpuKvStore;
+    const [tokens, heads, headDim] = q.shape as [number, number, number];
+    const { kvHeads } = store.options;
+    store.append(f32(k), f32(v));
+    const used = store.length * kvHeads * headDim;
+    const out = attentionRef(f32(q), store.k.subarray(0, used), store.v.subarray(0, used), {
+      tokens, heads, kvHeads, headDim, startPos: store.length - tokens, scale,
+    });
+    return tensor(out, q.shape);
+  }
+
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    return tensor(swigluRef(f32(gate), f32(up)), gate.shape);
+  }
+
+  gelu(x: Tensor): Tensor {
+    return tensor(geluRef(f32(x)), x.shape);
+  }
+
+  embedding(ids: Tensor, table: Table): Tensor {
+    const [rows, width] = table.shape as [number, number];
+    const idList = u32(ids);
+    return tensor(embeddingRef(idList, f32(table as CpuTensor), rows, width), [idList.length, width]);
+  }
+
+  free(): void {}
+}
+
+export class CpuBackend implements Backend {
+  readonly kind = 'cpu' as const;
+  readonly description = 'cpu';
+
+  weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, _label: string): Weight {
+    const weight: CpuWeight = { shape: [shape[0], shape[1]], dtype, values: storedWeights(data, shape[0], shape[1], dtype) };
+    return weight;
+  }
+
+  constant(data: Float32Array, shape: readonly number[], _label: string): Tensor {
+    return tensor(data, shape);
+  }
+
+  table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', _label: string): Table {
+    return tensor(dtype === 'f16' ? roundF16Array(data) : data, shape);
+  }
+
+  tableOf(weight: Weight): Table | null {
+    // Like the GPU: f32 and f16 weights are readable as tables, quantized ones are not.
+    if (weight.dtype !== 'f32' && weight.dtype !== 'f16') return null;
+    return tensor((weight as CpuWeight).values, weight.shape);
+  }
+
+  kvBytes(options: KvStoreOptions): number {
+    return 2 * options.maxSeq * options.kvHeads * options.headDim * 4;
+  }
+
+  kvStore(options: KvStoreOptions): KvStore {
+    return new CpuKvStore(options);
+  }
+
+  settle(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  run(record: (ops: Ops) => Tensor): Promise<Float32Array> {
+    const out = record(new CpuOps());
+    return Promise.resolve(Float32Array.from(f32(out)));
+  }
+
+  dispose(): void {}
+
+  destroy(): void {}
+}

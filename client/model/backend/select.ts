@@ -1,0 +1,39 @@
+// Picks the backend: WebGPU where an adapter is available (an injected GpuContext or GPU, else the
+// page's navigator.gpu; Node passes nodeGpu()), else the CPU.
+import { AigridError } from '../../protocol/index.ts';
+import { GpuContext } from '../../../kernels/context.ts';
+import { CpuBackend } from './cpu.ts';
+import type { Backend } from './types.ts';
+import { WebGpuBackend } from './webgpu.ts';
+
+export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
+
+export interface BackendOptions {
+  /** A GPU (navigator.gpu, nodeGpu()) or a context already made on one. */
+  gpu?: GPU | GpuContext;
+}
+
+export async function createBackend(choice: BackendChoice = 'auto', options: BackendOptions = {}): Promise<Backend> {
+  if (choice !== 'auto' && choice !== 'webgpu' && choice !== 'cpu') {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(choice)}`);
+  }
+  if (choice === 'cpu') return new CpuBackend();
+  if (options.gpu instanceof GpuContext) return new WebGpuBackend(options.gpu, false);
+  const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) {
+    if (choice === 'webgpu') throw new AigridError('ERR_NO_WEBGPU', 'no GPU given and navigator.gpu is not available (in Node pass gpu: await nodeGpu())');
+    return new CpuBackend();
+  }
+  try {
+    return new WebGpuBackend(await GpuContext.create({ gpu }), true);
+  } catch (err) {
+    if (choice === 'auto' && err instanceof AigridError && err.code === 'ERR_NO_WEBGPU') return new CpuBackend();
+    throw err;
+  }
+}
+
+/** A backend given as an instance is the caller's; one made from a choice belongs to its user. */
+export async function resolveBackend(backend: Backend | BackendChoice | undefined, options: BackendOptions): Promise<{ backend: Backend; owned: boolean }> {
+  if (typeof backend === 'object' && backend !== null) return { backend, owned: false };
+  return { backend: await createBackend(backend ?? 'auto', options), owned: true };
+}

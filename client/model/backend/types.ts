@@ -1,0 +1,104 @@
+// What a layer needs from a compute backend, so that each architecture's layer is written once and
+// runs on WebGPU (recorded into one command encoder) or on the CPU (eager, kernels/cpu references).
+import type { WeightDtype } from '../../../kernels/weights.ts';
+
+export type { WeightDtype } from '../../../kernels/weights.ts';
+
+export type BackendKind = 'webgpu' | 'cpu';
+
+/** An activation or constant: storage owned by the backend, with its shape beside it. */
+export interface Tensor {
+  readonly shape: readonly number[];
+}
+
+/** A linear weight [N, K] (out x in), stored in `dtype`. */
+export interface Weight {
+  readonly shape: readonly [number, number];
+  readonly dtype: WeightDtype;
+}
+
+/** A lookup table [rows, width] (token or position embeddings). */
+export interface Table {
+  readonly shape: readonly number[];
+}
+
+/** The keys and values of one session in one layer. */
+export interface KvStore {
+  /** Tokens cached (positions 0 .. length - 1). */
+  readonly length: number;
+  readonly bytes: number;
+  /** Forgets every token from `length` on. */
+  truncate(length: number): void;
+  destroy(): void;
+}
+
+export interface KvStoreOptions {
+  kvHeads: number;
+  headDim: number;
+  /** The most tokens the store holds. */
+  maxSeq: number;
+  label?: string;
+}
+
+/**
+ * The operations of one forward pass. On WebGPU they are recorded in order into one encoder and run
+ * when the pass is submitted; on the CPU they run at once. Every op returns a new tensor except
+ * `view` (same storage, new shape) and `rope` (which may rotate its input in place).
+ */
+export interface Ops {
+  /** f32 data of the given shape, copied in. */
+  input(data: Float32Array, shape: readonly number[]): Tensor;
+  /** u32 [n] indices (token ids, positions), copied in. */
+  indices(data: Uint32Array): Tensor;
+  /** The same storage under another shape of the same size. */
+  view(x: Tensor, shape: readonly number[]): Tensor;
+  /** x [M, K] · wᵀ (+ bias [N]) -> [M, N]. */
+  linear(x: Tensor, w: Weight, bias?: Tensor): Tensor;
+  /** a + b, where b has a's shape or is one row broadcast over a's rows. */
+  add(a: Tensor, b: Tensor): Tensor;
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
+  layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor;
+  /** Rotate-half RoPE of x [T, heads, headDim] at positions (u32 [T]); may reuse x's storage. */
+  rope(x: Tensor, positions: Tensor, theta: number): Tensor;
+  /**
+   * Appends k, v [T, kvHeads, headDim] to the store, then causal attention of q [T, heads, headDim]
+   * over every cached token -> [T, heads, headDim]. scale defaults to 1 / sqrt(headDim).
+   */
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor;
+  /** silu(gate) * up, both [T, I]. */
+  swiglu(gate: Tensor, up: Tensor): Tensor;
+  /** GELU, tanh form. */
+  gelu(x: Tensor): Tensor;
+  /** Rows of the table at ids (u32 [T]) -> [T, width]. */
+  embedding(ids: Tensor, table: Table): Tensor;
+  /** The pass no longer reads these; their storage may serve later ops of the same pass. */
+  free(...tensors: Tensor[]): void;
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** A label for logs: the adapter or 'cpu'. */
+  readonly description: string;
+  /** A linear weight [N, K] from f32 values, stored (and on the CPU, rounded) as `dtype`. */
+  weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, label: string): Weight;
+  /** An f32 constant kept as is (norm weights, biases). */
+  constant(data: Float32Array, shape: readonly number[], label: string): Tensor;
+  /** A lookup table [rows, width] stored as f32 or f16. */
+  table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', label: string): Table;
+  /** The weight's own storage as a lookup table (tied embeddings), or null when its format cannot serve. */
+  tableOf(weight: Weight): Table | null;
+  /** Bytes a KV store of these dimensions holds (for budgeting before allocating). */
+  kvBytes(options: KvStoreOptions): number;
+  /** A KV store; on WebGPU create it inside `run`, whose pass then reports its allocation errors. */
+  kvStore(options: KvStoreOptions): KvStore;
+  /** Resolves once every upload so far has succeeded; rejects with the first error (e.g. out of memory). */
+  settle(): Promise<void>;
+  /**
+   * Records a forward pass (synchronously: a recording error is thrown before this returns),
+   * submits it and resolves with the values of the tensor `record` returns.
+   */
+  run(record: (ops: Ops) => Tensor): Promise<Float32Array>;
+  /** Frees a weight, constant or table. */
+  dispose(item: Weight | Tensor | Table): void;
+  destroy(): void;
+}

@@ -1,0 +1,132 @@
+// One forward pass recorded into one command encoder: every op is a dispatch of a kernels/ wrapper
+// on activation buffers from the pass's pool; views share their tensor's buffer.
+import { AigridError } from '../../protocol/index.ts';
+import type { GpuContext } from '../../../kernels/context.ts';
+import { KvCache } from '../../../kernels/kv-cache.ts';
+import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';
+import type { GpuWeight } from '../../../kernels/weights.ts';
+import type { PassBuffers } from './pool.ts';
+import type { KvStore, Ops, Table, Tensor, Weight } from './types.ts';
+import type { GpuKernels } from './webgpu-kernels.ts';
+
+export function gpuTensor(t: Tensor | Table, what = 'tensor'): GpuTensor {
+  if (!('buffer' in t)) throw new AigridError('ERR_INVALID_ARGUMENT', `webgpu backend: ${what} does not belong to a WebGPU backend`);
+  return t as GpuTensor;
+}
+
+export class WebGpuOps implements Ops {
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly kernels: GpuKernels,
+    readonly encoder: GPUCommandEncoder,
+    private readonly buffers: PassBuffers,
+  ) {}
+
+  /** A new activation tensor from the pass's pool. */
+  alloc(shape: readonly number[], label: string, dtype: DType = 'f32'): GpuTensor {
+    const byteLength = elementCount(shape) * 4;
+    const buffer = this.buffers.take(byteLength, label);
+    return { label, shape: [...shape], dtype, buffer, byteLength };
+  }
+
+  input(data: Float32Array, shape: readonly number[]): Tensor {
+    return this.upload(data, shape, 'f32', 'input');
+  }
+
+  indices(data: Uint32Array): Tensor {
+    return this.upload(data, [data.length], 'u32', 'indices');
+  }
+
+  private upload(data: Float32Array | Uint32Array, shape: readonly number[], dtype: DType, label: string): GpuTensor {
+    if (data.length !== elementCount(shape)) {
+      throw new AigridError('ERR_SHAPE_MISMATCH', `${label}: ${data.length} values for [${shape.join(', ')}]`);
+    }
+    const t = this.alloc(shape, label, dtype);
+    // Queue writes land before the pass that is submitted after them.
+    if (data.byteLength) this.ctx.device.queue.writeBuffer(t.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return t;
+  }
+
+  view(x: Tensor, shape: readonly number[]): Tensor {
+    const t = gpuTensor(x);
+    if (elementCount(shape) !== elementCount(t.shape)) {
+      throw new AigridError('ERR_SHAPE_MISMATCH', `view: [${t.shape.join(', ')}] cannot be viewed as [${shape.join(', ')}]`);
+    }
+    return { ...t, shape: [...shape] };
+  }
+
+  linear(x: Tensor, w: Weight, bias?: Tensor): Tensor {
+    const xt = gpuTensor(x);
+    const weight = w as GpuWeight;
+    const [N] = weight.shape;
+    const M = xt.shape[0]!;
+    const out = this.alloc([M, N], 'linear');
+    this.kernels.linear.run(this.encoder, xt, weight, out);
+    if (!bias) return out;
+    const biased = this.add(out, bias);
+    this.free(out);
+    return biased;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const at = gpuTensor(a);
+    const out = this.alloc(at.shape, 'add');
+    this.kernels.add.run(this.encoder, at, gpuTensor(b), out);
+    return out;
+  }
+
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+    const xt = gpuTensor(x);
+    const out = this.alloc(xt.shape, 'rmsnorm');
+    this.kernels.rmsNorm.run(this.encoder, xt, gpuTensor(weight), out, eps);
+    return out;
+  }
+
+  layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor {
+    const xt = gpuTensor(x);
+    const out = this.alloc(xt.shape, 'layernorm');
+    this.kernels.layerNorm.run(this.encoder, xt, gpuTensor(gamma), gpuTensor(beta), out, eps);
+    return out;
+  }
+
+  rope(x: Tensor, positions: Tensor, theta: number): Tensor {
+    const xt = gpuTensor(x);
+    this.kernels.rope.run(this.encoder, xt, gpuTensor(positions), xt, theta);
+    return xt;
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor {
+    if (!(kv instanceof KvCache)) throw new AigridError('ERR_INVALID_ARGUMENT', 'webgpu backend: the KV store is not a GPU cache');
+    const qt = gpuTensor(q);
+    kv.append(this.encoder, gpuTensor(k), gpuTensor(v));
+    const out = this.alloc(qt.shape, 'attention');
+    this.kernels.attention(kv.headDim).run(this.encoder, qt, kv, out, scale === undefined ? {} : { scale });
+    return out;
+  }
+
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    const g = gpuTensor(gate);
+    const out = this.alloc(g.shape, 'swiglu');
+    this.kernels.swiglu.run(this.encoder, g, gpuTensor(up), out);
+    return out;
+  }
+
+  gelu(x: Tensor): Tensor {
+    const xt = gpuTensor(x);
+    const out = this.alloc(xt.shape, 'gelu');
+    this.kernels.gelu.run(this.encoder, xt, out);
+    return out;
+  }
+
+  embedding(ids: Tensor, table: Table): Tensor {
+    const idt = gpuTensor(ids);
+    const tt = gpuTensor(table, 'table');
+    const out = this.alloc([idt.shape[0]!, tt.shape[1]!], 'embedding');
+    this.kernels.embedding.run(this.encoder, idt, tt, out);
+    return out;
+  }
+
+  free(...tensors: Tensor[]): void {
+    for (const t of tensors) this.buffers.give(gpuTensor(t).buffer);
+  }
+}

@@ -1,0 +1,159 @@
+// The client-side ends of the model: token (and for GPT-2, position) embedding before the first
+// layer, final norm and LM head after the last. Tied models read the embedding matrix once and use
+// the LM head's storage as the lookup table where its format allows.
+import { AigridError } from '../protocol/index.ts';
+import type { GpuContext } from '../../kernels/context.ts';
+import { checkIds } from '../../kernels/embedding.ts';
+import { resolveBackend, type BackendChoice } from './backend/select.ts';
+import type { Backend, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
+import type { ModelConfig } from './config.ts';
+import { linearWeight, withUploads, type Uploads } from './layers/layer.ts';
+import { checkTensors, ProgressTotal, readValues, take, type ExpectedShapes, type LoadProgress, type TensorSource } from './load-weights.ts';
+import { checkRows, checkWeightDtype, readConfig } from './shard.ts';
+
+export interface HeadLoadOptions {
+  /** A backend to share (e.g. with a shard), or which kind to make (default 'auto'). */
+  backend?: Backend | BackendChoice;
+  gpu?: GPU | GpuContext;
+  /** How the LM head is stored (default f32); embedding tables are f32 with f32 weights, else f16. */
+  weightDtype?: WeightDtype;
+  onProgress?: (progress: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface LogitsOptions {
+  /** Logits of every row [tokens, V] instead of the last token's [V]. */
+  all?: boolean;
+}
+
+interface HeadWeights {
+  tokens: Table; // [V, H]
+  positions?: Table; // [maxPositions, H], GPT-2
+  norm: Tensor; // [H]
+  normBias?: Tensor; // [H], GPT-2
+  lmHead: Weight; // [V, H]
+}
+
+function headShapes(c: ModelConfig): ExpectedShapes {
+  const V = c.vocabSize;
+  const H = c.hiddenSize;
+  if (c.family === 'gpt2') {
+    return new Map([['wte.weight', [V, H]], ['wpe.weight', [c.maxPositions, H]], ['ln_f.weight', [H]], ['ln_f.bias', [H]]]);
+  }
+  const shapes: ExpectedShapes = new Map([['model.embed_tokens.weight', [V, H]], ['model.norm.weight', [H]]]);
+  if (!c.tieWordEmbeddings) shapes.set('lm_head.weight', [V, H]);
+  return shapes;
+}
+
+function upload(backend: Backend, c: ModelConfig, tensors: Map<string, Float32Array>, dtype: WeightDtype, uploads: Uploads): HeadWeights {
+  const V = c.vocabSize;
+  const H = c.hiddenSize;
+  const gpt2 = c.family === 'gpt2';
+  const tableDtype = dtype === 'f32' ? 'f32' : 'f16';
+  const embedName = gpt2 ? 'wte.weight' : 'model.embed_tokens.weight';
+  const headName = gpt2 || c.tieWordEmbeddings ? embedName : 'lm_head.weight';
+  const lmHead = uploads.add(linearWeight(backend, take(tensors, headName), V, H, dtype, headName));
+  const tied = headName === embedName ? backend.tableOf(lmHead) : null;
+  const tokens = tied ?? uploads.add(backend.table(take(tensors, embedName), [V, H], tableDtype, embedName));
+  const vec = (name: string) => uploads.add(backend.constant(take(tensors, name), [H], name));
+  if (!gpt2) return { tokens, norm: vec('model.norm.weight'), lmHead };
+  return {
+    tokens,
+    positions: uploads.add(backend.table(take(tensors, 'wpe.weight'), [c.maxPositions, H], 'f32', 'wpe.weight')),
+    norm: vec('ln_f.weight'),
+    normBias: vec('ln_f.bias'),
+    lmHead,
+  };
+}
+
+export class Head {
+  private destroyed = false;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly backend: Backend,
+    private readonly ownsBackend: boolean,
+    readonly weightDtype: WeightDtype,
+    private readonly w: HeadWeights,
+    private readonly uploads: Uploads,
+  ) {}
+
+  static async load(source: TensorSource, options: HeadLoadOptions = {}): Promise<Head> {
+    const config = readConfig(source);
+    const dtype = options.weightDtype ?? 'f32';
+    checkWeightDtype(dtype);
+    const shapes = headShapes(config);
+    const sizes = await checkTensors(source, shapes, options.signal);
+    const progress = new ProgressTotal([...sizes.values()].reduce((a, b) => a + b, 0), options.onProgress);
+    const tensors = await readValues(source, shapes.keys(), { signal: options.signal, onProgress: progress.forRead() });
+    const { backend, owned } = await resolveBackend(options.backend, { gpu: options.gpu });
+    let uploads: Uploads | undefined;
+    try {
+      const w = withUploads(backend, (u) => {
+        uploads = u;
+        return upload(backend, config, tensors, dtype, u);
+      });
+      await backend.settle();
+      return new Head(config, backend, owned, dtype, w, uploads!);
+    } catch (err) {
+      uploads?.dispose(backend);
+      if (owned) backend.destroy();
+      throw err;
+    }
+  }
+
+  /** Hidden states [T, H] of the tokens at the given positions (positions matter for GPT-2). */
+  async embed(tokens: Uint32Array, positions: Uint32Array): Promise<Float32Array> {
+    this.checkLive();
+    if (!(tokens instanceof Uint32Array) || tokens.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'head: tokens must be a non-empty Uint32Array');
+    if (!(positions instanceof Uint32Array) || positions.length !== tokens.length) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions must be a Uint32Array with one entry per token (${tokens.length})`);
+    }
+    checkIds(tokens, this.config.vocabSize);
+    const maxPos = this.config.maxPositions;
+    const beyond = positions.findIndex((p) => p >= maxPos);
+    if (beyond >= 0) throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions[${beyond}] = ${positions[beyond]} is beyond the model's ${maxPos} positions`);
+    const out = await this.backend.run((ops) => {
+      const ids = ops.indices(tokens); // [T]
+      const x = ops.embedding(ids, this.w.tokens); // [T, H]
+      if (!this.w.positions) return x;
+      const p = ops.embedding(ops.indices(positions), this.w.positions); // [T, H]
+      const sum = ops.add(x, p); // [T, H]
+      ops.free(x, p);
+      return sum;
+    });
+    checkRows('head: embedding output', out, tokens.length, this.config.hiddenSize);
+    return out;
+  }
+
+  /** Logits [V] of the last of `tokens` rows of hidden [tokens, H], or of every row [tokens, V]. */
+  async logits(hidden: Float32Array, tokens: number, options: LogitsOptions = {}): Promise<Float32Array> {
+    this.checkLive();
+    const H = this.config.hiddenSize;
+    if (!Number.isInteger(tokens) || tokens < 1) throw new AigridError('ERR_INVALID_ARGUMENT', `head: tokens must be a positive integer, got ${tokens}`);
+    checkRows('head: hidden', hidden, tokens, H);
+    const rows = options.all ? hidden : hidden.subarray((tokens - 1) * H);
+    const R = rows.length / H;
+    const { norm, normBias, lmHead } = this.w;
+    const eps = this.config.normEps;
+    const logits = await this.backend.run((ops) => {
+      const x = ops.input(rows, [R, H]); // [R, H]
+      const n = normBias ? ops.layerNorm(x, norm, normBias, eps) : ops.rmsNorm(x, norm, eps); // [R, H]
+      ops.free(x);
+      return ops.linear(n, lmHead); // [R, V]
+    });
+    checkRows('head: logits', logits, R, this.config.vocabSize);
+    return logits;
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.uploads.dispose(this.backend);
+    if (this.ownsBackend) this.backend.destroy();
+  }
+
+  private checkLive(): void {
+    if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'head: used after destroy()');
+  }
+}

@@ -1,0 +1,16 @@
+// The model runtime: checkpoints, configs, backends, shards of layers with KV caches, and the head.
+// Node-only pieces (local folders, nodeGpu) are imported from their own modules.
+export * from './checkpoint/index.ts';
+export { parseConfig, type Family, type ModelConfig } from './config.ts';
+export { headTensorNames, layerTensorNames } from './arch/names.ts';
+export type { Backend, BackendKind, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
+export { CpuBackend } from './backend/cpu.ts';
+export { WebGpuBackend } from './backend/webgpu.ts';
+export { createBackend, type BackendChoice, type BackendOptions } from './backend/select.ts';
+export type { Layer, LayerArch } from './layers/index.ts';
+export { layerArch } from './layers/index.ts';
+export type { LoadProgress, TensorSource } from './load-weights.ts';
+export { KvSessions, type KvSession, type KvSessionsOptions, type KvUsage } from './kv-sessions.ts';
+export { DEFAULT_KV_BUDGET_BYTES, DEFAULT_MAX_SESSION_TOKENS, readConfig, Shard, type ShardLoadOptions } from './shard.ts';
+export { Head, type HeadLoadOptions, type LogitsOptions } from './head.ts';
+// Tokenizer, sampler and generation loop: exported here from their own modules.

@@ -1,0 +1,113 @@
+// The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases):
+//   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
+//   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
+import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
+import type { ModelConfig } from '../config.ts';
+import { take, type ExpectedShapes } from '../load-weights.ts';
+import { linearWeight, withUploads, type Uploads, type Layer, type LayerArch } from './layer.ts';
+
+const prefix = (index: number) => `model.layers.${index}.`;
+
+function shapes(c: ModelConfig, index: number): ExpectedShapes {
+  const p = prefix(index);
+  const H = c.hiddenSize;
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const I = c.intermediateSize;
+  const out: ExpectedShapes = new Map<string, number[]>([
+    [`${p}input_layernorm.weight`, [H]],
+    [`${p}self_attn.q_proj.weight`, [qDim, H]],
+    [`${p}self_attn.k_proj.weight`, [kvDim, H]],
+    [`${p}self_attn.v_proj.weight`, [kvDim, H]],
+    [`${p}self_attn.o_proj.weight`, [H, qDim]],
+    [`${p}post_attention_layernorm.weight`, [H]],
+    [`${p}mlp.gate_proj.weight`, [I, H]],
+    [`${p}mlp.up_proj.weight`, [I, H]],
+    [`${p}mlp.down_proj.weight`, [H, I]],
+  ]);
+  if (c.qkvBias) {
+    out.set(`${p}self_attn.q_proj.bias`, [qDim]);
+    out.set(`${p}self_attn.k_proj.bias`, [kvDim]);
+    out.set(`${p}self_attn.v_proj.bias`, [kvDim]);
+  }
+  return out;
+}
+
+class LlamaLayer implements Layer {
+  private readonly c: ModelConfig;
+  private readonly inputNorm: Tensor; // [H]
+  private readonly q: Weight; // [heads * hd, H]
+  private readonly k: Weight; // [kvHeads * hd, H]
+  private readonly v: Weight; // [kvHeads * hd, H]
+  private readonly qBias?: Tensor; // [heads * hd]
+  private readonly kBias?: Tensor; // [kvHeads * hd]
+  private readonly vBias?: Tensor; // [kvHeads * hd]
+  private readonly o: Weight; // [H, heads * hd]
+  private readonly postNorm: Tensor; // [H]
+  private readonly gate: Weight; // [I, H]
+  private readonly up: Weight; // [I, H]
+  private readonly down: Weight; // [H, I]
+
+  constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
+    this.c = c;
+    const p = prefix(index);
+    const H = c.hiddenSize;
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    const I = c.intermediateSize;
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, take(tensors, p + name), N, K, dtype, p + name));
+    const vec = (name: string, n: number) => this.uploads.add(backend.constant(take(tensors, p + name), [n], p + name));
+    this.inputNorm = vec('input_layernorm.weight', H);
+    this.q = w('self_attn.q_proj.weight', qDim, H);
+    this.k = w('self_attn.k_proj.weight', kvDim, H);
+    this.v = w('self_attn.v_proj.weight', kvDim, H);
+    if (c.qkvBias) {
+      this.qBias = vec('self_attn.q_proj.bias', qDim);
+      this.kBias = vec('self_attn.k_proj.bias', kvDim);
+      this.vBias = vec('self_attn.v_proj.bias', kvDim);
+    }
+    this.o = w('self_attn.o_proj.weight', H, qDim);
+    this.postNorm = vec('post_attention_layernorm.weight', H);
+    this.gate = w('mlp.gate_proj.weight', I, H);
+    this.up = w('mlp.up_proj.weight', I, H);
+    this.down = w('mlp.down_proj.weight', H, I);
+  }
+
+  forward(ops: Ops, x: Tensor, positions: Tensor, kv: KvStore): Tensor {
+    const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps, ropeTheta: theta } = this.c;
+    const T = x.shape[0]!;
+    const h = ops.rmsNorm(x, this.inputNorm, eps); // [T, H]
+    const q = ops.linear(h, this.q, this.qBias); // [T, heads * hd]
+    const k = ops.linear(h, this.k, this.kBias); // [T, kvHeads * hd]
+    const v = ops.linear(h, this.v, this.vBias); // [T, kvHeads * hd]
+    ops.free(h);
+    const qr = ops.rope(ops.view(q, [T, heads, hd]), positions, theta); // [T, heads, hd]
+    const kr = ops.rope(ops.view(k, [T, kvHeads, hd]), positions, theta); // [T, kvHeads, hd]
+    const a = ops.attention(qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
+    ops.free(q, qr, k, kr, v);
+    const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]
+    ops.free(a);
+    const r = ops.add(x, o); // [T, H]
+    ops.free(o);
+    const h2 = ops.rmsNorm(r, this.postNorm, eps); // [T, H]
+    const gate = ops.linear(h2, this.gate); // [T, I]
+    const up = ops.linear(h2, this.up); // [T, I]
+    ops.free(h2);
+    const act = ops.swiglu(gate, up); // [T, I]
+    ops.free(gate, up);
+    const down = ops.linear(act, this.down); // [T, H]
+    ops.free(act);
+    const out = ops.add(r, down); // [T, H]
+    ops.free(r, down);
+    return out;
+  }
+
+  dispose(backend: Backend): void {
+    this.uploads.dispose(backend);
+  }
+}
+
+export const llamaArch: LayerArch = {
+  shapes,
+  create: (backend, config, index, tensors, dtype) => withUploads(backend, (u) => new LlamaLayer(backend, config, index, tensors, dtype, u)),
+};

@@ -1,0 +1,237 @@
+// A shard: layers [start, end) of a model on one backend, with a KV cache per session. It is what a
+// serving peer holds; hidden states [T, H] come in, [T, H] go out.
+import { AigridError } from '../protocol/index.ts';
+import { WEIGHT_DTYPES } from '../../kernels/weights.ts';
+import { resolveBackend, type BackendChoice } from './backend/select.ts';
+import type { Backend, KvStore, WeightDtype } from './backend/types.ts';
+import type { GpuContext } from '../../kernels/context.ts';
+import { parseConfig, type ModelConfig } from './config.ts';
+import { KvSessions, type KvSession, type KvUsage } from './kv-sessions.ts';
+import { checkRuntimeSupport, layerArch, type Layer } from './layers/index.ts';
+import { checkTensors, ProgressTotal, readValues, type LoadProgress, type TensorSource } from './load-weights.ts';
+
+export const DEFAULT_KV_BUDGET_BYTES = 1024 * 1024 * 1024;
+export const DEFAULT_MAX_SESSION_TOKENS = 2048;
+
+export interface ShardLoadOptions {
+  start: number;
+  end: number;
+  /** A backend to share (e.g. with the head), or which kind to make (default 'auto'). */
+  backend?: Backend | BackendChoice;
+  /** The GPU for a backend made here: navigator.gpu in pages, nodeGpu() in Node, or a context. */
+  gpu?: GPU | GpuContext;
+  /** How linear weights are stored (default f32). */
+  weightDtype?: WeightDtype;
+  /** KV memory of all sessions together (default 1 GiB). */
+  kvBudgetBytes?: number;
+  /** Tokens one session may hold (default min(max_position_embeddings, 2048)). */
+  maxSessionTokens?: number;
+  onProgress?: (progress: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** The model's config, with the fields the runtime cannot honour refused by name. */
+export function readConfig(source: TensorSource): ModelConfig {
+  const config = parseConfig(source.config, source.generationConfig ?? {});
+  checkRuntimeSupport(source.config, config);
+  return config;
+}
+
+export function checkWeightDtype(dtype: WeightDtype): void {
+  if (!WEIGHT_DTYPES.includes(dtype)) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `weightDtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+}
+
+/** ERR_SHAPE_MISMATCH unless `data` holds `tokens` rows of `width`; ERR_INVALID_ARGUMENT on NaN or infinity. */
+export function checkRows(what: string, data: Float32Array, tokens: number, width: number): void {
+  if (!(data instanceof Float32Array)) throw new AigridError('ERR_INVALID_ARGUMENT', `${what} must be a Float32Array`);
+  if (data.length !== tokens * width) {
+    throw new AigridError('ERR_SHAPE_MISMATCH', `${what} has ${data.length} values, expected [${tokens}, ${width}] = ${tokens * width}`);
+  }
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]!)) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `${what} holds a non-finite value (${data[i]}) at row ${Math.floor(i / width)}, column ${i % width}`);
+    }
+  }
+}
+
+export class Shard {
+  private readonly sessions: KvSessions;
+  private destroyed = false;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly start: number,
+    readonly end: number,
+    readonly backend: Backend,
+    private readonly ownsBackend: boolean,
+    readonly weightDtype: WeightDtype,
+    readonly maxSessionTokens: number,
+    private readonly layers: Layer[],
+    kvBudgetBytes: number,
+  ) {
+    const kvOptions = { kvHeads: config.numKvHeads, headDim: config.headDim, maxSeq: maxSessionTokens };
+    this.sessions = new KvSessions({
+      budgetBytes: kvBudgetBytes,
+      sessionBytes: (end - start) * backend.kvBytes(kvOptions),
+      create: (id) => {
+        const stores: KvStore[] = [];
+        try {
+          for (let layer = start; layer < end; layer++) stores.push(backend.kvStore({ ...kvOptions, label: `kv/${id}/${layer}` }));
+        } catch (err) {
+          stores.forEach((s) => s.destroy());
+          throw err;
+        }
+        return stores;
+      },
+    });
+  }
+
+  /** Reads exactly the tensors of layers [start, end), checks them against the config and uploads them. */
+  static async load(source: TensorSource, options: ShardLoadOptions): Promise<Shard> {
+    const config = readConfig(source);
+    const { start, end } = options;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start || end > config.numLayers) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `layers [${start}, ${end}) are not a non-empty range within the model's ${config.numLayers}`);
+    }
+    const dtype = options.weightDtype ?? 'f32';
+    checkWeightDtype(dtype);
+    const maxSessionTokens = options.maxSessionTokens ?? Math.min(config.maxPositions, DEFAULT_MAX_SESSION_TOKENS);
+    if (!Number.isInteger(maxSessionTokens) || maxSessionTokens < 1 || maxSessionTokens > config.maxPositions) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `maxSessionTokens must be an integer in [1, ${config.maxPositions}], got ${maxSessionTokens}`);
+    }
+    const arch = layerArch(config);
+    const shapes = Array.from({ length: end - start }, (_, i) => arch.shapes(config, start + i));
+    // Headers only: a wrong or incomplete checkpoint fails before its weights download.
+    const sizes = await checkTensors(source, new Map(shapes.flatMap((m) => [...m])), options.signal);
+    const progress = new ProgressTotal([...sizes.values()].reduce((a, b) => a + b, 0), options.onProgress);
+
+    const { backend, owned } = await resolveBackend(options.backend, { gpu: options.gpu });
+    const layers: Layer[] = [];
+    try {
+      const kvBudgetBytes = options.kvBudgetBytes ?? DEFAULT_KV_BUDGET_BYTES;
+      // Refuses a budget below one session before anything is uploaded.
+      const shard = new Shard(config, start, end, backend, owned, dtype, maxSessionTokens, layers, kvBudgetBytes);
+      for (const [i, layerShapes] of shapes.entries()) {
+        options.signal?.throwIfAborted();
+        const tensors = await readValues(source, layerShapes.keys(), { signal: options.signal, onProgress: progress.forRead() });
+        layers.push(arch.create(backend, config, start + i, tensors, dtype));
+        await backend.settle();
+      }
+      return shard;
+    } catch (err) {
+      for (const layer of layers) layer.dispose(backend);
+      if (owned) backend.destroy();
+      throw err;
+    }
+  }
+
+  /** KV memory in use and allowed. */
+  get kv(): KvUsage {
+    return this.sessions.usage;
+  }
+
+  /** Sessions with a cache here, least recently used first. */
+  sessionIds(): string[] {
+    return this.sessions.ids();
+  }
+
+  /** Tokens cached for a session (0 when it has no cache). */
+  sessionLength(sessionId: string): number {
+    return this.sessions.peek(sessionId)?.stores[0]!.length ?? 0;
+  }
+
+  /** Frees a session's caches; true if it had any. */
+  release(sessionId: string): boolean {
+    return this.sessions.release(sessionId);
+  }
+
+  /**
+   * Runs hidden [T, H] through the layers at positions [T] (consecutive from the session's cached
+   * length; 0 starts a session) and returns [T, H]. Prefill passes many tokens, decode one.
+   */
+  async forward(hidden: Float32Array, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
+    // Everything up to the first await runs at once, so passes are recorded in call order.
+    if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
+    if (typeof sessionId !== 'string' || sessionId === '') throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: sessionId must be a non-empty string');
+    if (!(positions instanceof Uint32Array) || positions.length === 0) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: positions must be a non-empty Uint32Array, one per token');
+    }
+    const T = positions.length;
+    const H = this.config.hiddenSize;
+    checkRows('shard: hidden', hidden, T, H);
+    const first = positions[0]!;
+    const found = this.sessions.lookup(sessionId);
+    const cached = typeof found === 'object' ? found.stores[0]!.length : 0;
+    if (found === 'evicted' && first !== 0) {
+      throw new AigridError('ERR_SESSION_EVICTED', `session ${sessionId}'s KV cache was evicted to make room; replay its tokens from position 0`);
+    }
+    for (let t = 0; t < T; t++) {
+      if (positions[t] !== cached + t) {
+        const why = typeof found === 'object' ? `the session has ${cached} cached tokens` : `session ${sessionId} has no cache here, so it starts at 0`;
+        throw new AigridError('ERR_INVALID_ARGUMENT', `shard: positions must continue the session's cache: positions[${t}] = ${positions[t]}, expected ${cached + t} (${why})`);
+      }
+    }
+    if (cached + T > this.maxSessionTokens) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `shard: ${cached + T} tokens exceed maxSessionTokens (${this.maxSessionTokens}) of session ${sessionId}`);
+    }
+
+    let session = typeof found === 'object' ? found : undefined;
+    let counted = false;
+    let result: Promise<Float32Array>;
+    try {
+      result = this.backend.run((ops) => {
+        session ??= this.sessions.create(sessionId);
+        session.busy++;
+        counted = true;
+        let x = ops.input(hidden, [T, H]); // [T, H]
+        const pos = ops.indices(positions); // [T]
+        for (const [i, layer] of this.layers.entries()) {
+          const next = layer.forward(ops, x, pos, session.stores[i]!); // [T, H]
+          ops.free(x);
+          x = next;
+        }
+        return x;
+      });
+    } catch (err) {
+      if (session && counted) session.busy--;
+      this.undo(session, sessionId, cached, typeof found !== 'object');
+      throw err;
+    }
+    const live = session!;
+    try {
+      const out = await result;
+      checkRows(`shard: output of layers [${this.start}, ${this.end})`, out, T, H);
+      return out;
+    } catch (err) {
+      this.undo(live, sessionId, cached, false, cached + T);
+      throw err;
+    } finally {
+      live.busy--;
+    }
+  }
+
+  /** Takes a failed pass out of the session's cache, or drops the session when that is not possible. */
+  private undo(session: KvSession | undefined, id: string, length: number, isNew: boolean, expectedLength?: number): void {
+    // Released (and perhaps started again) while the pass was in flight: nothing left to undo.
+    if (!session || this.sessions.peek(id) !== session) return;
+    if (isNew) {
+      this.sessions.release(id);
+      return;
+    }
+    const stores = session.stores;
+    // A later pass may already have been recorded on top; then only a replay can restore the cache.
+    const clean = stores.every((s) => s.length >= length && (expectedLength === undefined || s.length === expectedLength));
+    if (clean) stores.forEach((s) => s.truncate(length));
+    else this.sessions.evict(id);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.sessions.destroy();
+    for (const layer of this.layers) layer.dispose(this.backend);
+    if (this.ownsBackend) this.backend.destroy();
+  }
+}
