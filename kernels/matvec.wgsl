@@ -1,0 +1,50 @@
+// Matrix-vector body, y[m, col0 + n] = sum_k x[m, k] * w[n, k], for decode (few rows of x).
+// Each group of TPR threads computes one output: partial dots (row_dot, from matvec_vec4.wgsl or
+// matvec_any.wgsl, prepended with the dtype's snippet), then a shared-memory tree reduction. A
+// workgroup covers WG / TPR outputs so short rows still fill it; x rows are workgroup_id.z.
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  // Row stride of out and the first column this weight part writes (parts split N).
+  ldo: u32,
+  col0: u32,
+  // q8 / q4: scales are f16 pairs rather than f32.
+  scaleF16: u32,
+}
+
+override WG: u32 = 256;
+// Threads per output row: a power of two dividing WG.
+override TPR: u32 = 64;
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> params: Params;
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let lane = tid % TPR;
+  // Workgroups fold into 2-D past the per-dimension cap (vocabulary-sized N).
+  let n = (wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR;
+  let m = wid.z;
+  var sum = 0.0;
+  if (n < params.N) {
+    sum = row_dot(m, n, lane);
+  }
+  partial[tid] = sum;
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (lane < s) {
+      partial[tid] += partial[tid + s];
+    }
+  }
+  if (lane == 0u && n < params.N) {
+    out[m * params.ldo + params.col0 + n] = finish(n, partial[tid]);
+  }
+}
