@@ -5,6 +5,9 @@ import { AigridError } from '../client/protocol/index.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
+/** Dawn hides shader-f16 on NVIDIA's Vulkan driver unless this adapter toggle is on. */
+const DAWN_FLAGS = ['enable-dawn-features=vulkan_enable_f16_on_nvidia'];
+
 // Every instance made here stays referenced for the life of the process: when Dawn's GPU object is
 // garbage-collected its instance is freed, and devices made from it then crash the process.
 const instances: GPU[] = [];
@@ -12,12 +15,12 @@ const instances: GPU[] = [];
 export async function nodeGpu(): Promise<GPU> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  const first = create([]);
+  const first = create(DAWN_FLAGS);
   instances.push(first);
   if (await first.requestAdapter()) return first;
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    const fallback = create([]);
+    const fallback = create(DAWN_FLAGS);
     instances.push(fallback);
     if (await fallback.requestAdapter()) return fallback;
   }
