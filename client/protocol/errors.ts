@@ -37,6 +37,9 @@ export const ERROR_HINTS = {
   ERR_UNSUPPORTED_MODEL: 'This architecture or config field is not supported yet; the message names it.',
   ERR_SESSION_EVICTED: 'This session\'s KV cache was evicted to make room for others; start the generation again (replay the tokens).',
   ERR_KV_BUDGET: 'The KV cache does not fit the memory budget; raise the budget or shorten the context.',
+  ERR_NO_ROUTE: 'No chain of ready peers covers the model now; wait for peers to load it or add peers.',
+  ERR_INSUFFICIENT_MEMORY: 'The peers of this network together lack the memory to hold the model; the message says how much more.',
+  ERR_PEER_TIMEOUT: 'A peer on the route did not answer in time; the client takes another route and replays.',
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
 } as const;
 

@@ -2,4 +2,6 @@
 export * from './errors.ts';
 export * from './limits.ts';
 export * from './signaling.ts';
+export * from './serving.ts';
+export * from './activation.ts';
 export * from './frames.ts';

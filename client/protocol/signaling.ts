@@ -3,10 +3,19 @@
 // server sends with parseServerMessage. Unknown object keys are stripped (forward compatible).
 import { z } from 'zod';
 import type { ErrorCode } from './errors.ts';
+import { NetworkSchema, PeerIdSchema } from './ids.ts';
 import { MAX_SIGNAL_FRAME_BYTES, PROTOCOL_VERSION } from './limits.ts';
+import {
+  AssignMessageSchema,
+  ModelsMessageSchema,
+  RouteReplySchema,
+  RouteRequestSchema,
+  ServeMessageSchema,
+  StatusMessageSchema,
+  UnassignMessageSchema,
+} from './serving.ts';
 
-export const PeerIdSchema = z.string().regex(/^[A-Za-z0-9_-]{4,64}$/, 'peerId: 4-64 of [A-Za-z0-9_-]');
-export const NetworkSchema = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'network: 1-64 of [A-Za-z0-9._-]');
+export { NetworkSchema, PeerIdSchema };
 
 const shortText = z.string().max(256);
 
@@ -62,6 +71,9 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('signal'), to: PeerIdSchema, data: SignalDataSchema }),
   z.object({ type: z.literal('decline'), to: PeerIdSchema, reason: shortText }),
   z.object({ type: z.literal('ping'), id: z.number().int().nonnegative() }),
+  ServeMessageSchema,
+  StatusMessageSchema,
+  RouteRequestSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -85,6 +97,10 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('glare'), peerId: PeerIdSchema }),
   z.object({ type: z.literal('pong'), id: z.number().int().nonnegative(), serverTime: z.number() }),
   z.object({ type: z.literal('error'), code: z.string(), message: z.string(), ref: z.string().optional() }),
+  AssignMessageSchema,
+  UnassignMessageSchema,
+  RouteReplySchema,
+  ModelsMessageSchema,
 ]);
 
 export type GpuInfo = z.infer<typeof GpuInfoSchema>;

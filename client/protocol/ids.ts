@@ -1,0 +1,5 @@
+// Identifier formats shared by every schema.
+import { z } from 'zod';
+
+export const PeerIdSchema = z.string().regex(/^[A-Za-z0-9_-]{4,64}$/, 'peerId: 4-64 of [A-Za-z0-9_-]');
+export const NetworkSchema = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'network: 1-64 of [A-Za-z0-9._-]');

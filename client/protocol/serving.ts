@@ -1,0 +1,81 @@
+// Schemas for serving a model across peers: the model a network serves, the coordinator's layer
+// assignments, status reports, and route requests. Used inside signaling messages (signaling.ts).
+import { z } from 'zod';
+import { PeerIdSchema } from './ids.ts';
+
+export const ModelIdSchema = z.string().regex(/^[A-Za-z0-9._\/-]{1,128}$/, 'modelId: 1-128 of [A-Za-z0-9._/-]');
+
+/** What the coordinator needs to place a model, and what a peer needs to load its part. */
+export const ModelSpecSchema = z.object({
+  modelId: ModelIdSchema,
+  /** Where peers load weights from: a folder URL or a Hugging Face id (with baseUrl for a mirror). */
+  source: z.string().min(1).max(2048),
+  baseUrl: z.string().max(2048).optional(),
+  revision: z.string().max(128).optional(),
+  numLayers: z.number().int().positive().max(4096),
+  hiddenSize: z.number().int().positive().max(65535),
+  /** Bytes one layer takes on a peer (weights in weightDtype plus its KV budget share). */
+  layerBytes: z.number().int().positive(),
+  weightDtype: z.enum(['f32', 'f16', 'q8', 'q4']),
+  /** Each layer is held by at least this many peers when there are enough. */
+  replication: z.number().int().min(1).max(16),
+});
+
+export const HopSchema = z.object({
+  peerId: PeerIdSchema,
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+});
+
+export const ServingStateSchema = z.enum(['loading', 'ready', 'failed']);
+
+export const ModelCoverageSchema = z.object({
+  model: ModelSpecSchema,
+  /** Per layer: how many peers are assigned it, and how many of those report ready. */
+  assigned: z.array(z.number().int().nonnegative()),
+  ready: z.array(z.number().int().nonnegative()),
+});
+
+export type ModelSpec = z.infer<typeof ModelSpecSchema>;
+export type Hop = z.infer<typeof HopSchema>;
+export type ServingState = z.infer<typeof ServingStateSchema>;
+export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;
+
+// Client -> server.
+export const ServeMessageSchema = z.object({ type: z.literal('serve'), model: ModelSpecSchema });
+export const StatusMessageSchema = z.object({
+  type: z.literal('status'),
+  modelId: ModelIdSchema,
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+  state: ServingStateSchema,
+  sessions: z.number().int().nonnegative(),
+  tokensServed: z.number().int().nonnegative(),
+  detail: z.string().max(256).optional(),
+});
+export const RouteRequestSchema = z.object({
+  type: z.literal('route'),
+  requestId: z.number().int().nonnegative(),
+  modelId: ModelIdSchema,
+  /** First and end layer the route must cover (default: the whole model). */
+  start: z.number().int().nonnegative().optional(),
+  end: z.number().int().positive().optional(),
+  /** Peers the route must avoid (e.g. one that just failed). */
+  exclude: z.array(PeerIdSchema).max(64).optional(),
+});
+
+// Server -> client.
+export const AssignMessageSchema = z.object({
+  type: z.literal('assign'),
+  model: ModelSpecSchema,
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+});
+export const UnassignMessageSchema = z.object({ type: z.literal('unassign'), modelId: ModelIdSchema });
+export const RouteReplySchema = z.object({
+  type: z.literal('route'),
+  requestId: z.number().int().nonnegative(),
+  modelId: ModelIdSchema,
+  hops: z.array(HopSchema).min(1).max(4096),
+});
+export const ModelsMessageSchema = z.object({ type: z.literal('models'), models: z.array(ModelCoverageSchema).max(256) });
