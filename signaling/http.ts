@@ -1,13 +1,15 @@
-// HTTP side of the signaling server: health, a read-only view of the registry, and the built web
-// app as static files.
+// HTTP side of the signaling server: health, a read-only view of the registry and of what each
+// network serves, and the built web app as static files.
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
-import { NetworkSchema } from '../client/protocol/index.ts';
+import { NetworkSchema, type ModelCoverage } from '../client/protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 
 export interface HttpOptions {
   store: RegistryStore;
+  /** The models a network serves with their per-layer coverage (none when not given). */
+  models?: (network: string) => Promise<ModelCoverage[]>;
   staticDir?: string;
   startedAt: number;
   log: (line: string) => void;
@@ -50,7 +52,8 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const network = safeDecode(match[1] ?? '');
     const peers = NetworkSchema.safeParse(network).success ? await opts.store.list(network) : [];
     if (peers.length === 0) return json(res, 404, { error: `no network ${JSON.stringify(network.slice(0, 64))}` });
-    return json(res, 200, { network, peers });
+    const models = opts.models ? await opts.models(network) : [];
+    return json(res, 200, { network, peers, models });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

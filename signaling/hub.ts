@@ -1,20 +1,26 @@
 // The signaling logic: admits sockets, validates every frame, joins peers to networks, relays
-// signals and declines between members, resolves glare, and drops dead or stuck peers.
+// signals and declines between members, resolves glare, and drops dead or stuck peers. Serving
+// (serve, status, route) and the re-placement that membership changes cause go to the coordinator.
 import type { RawData, WebSocket } from 'ws';
 import {
   parseClientMessage,
   PROTOCOL_VERSION,
   type ClientMessage,
   type LeaveReason,
+  type ModelCoverage,
   type PeerInfo,
   type ServerMessage,
 } from '../client/protocol/index.ts';
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
+import { Coordinator } from './coordinator.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
+import type { ServingStore } from './serving-store.ts';
 
 export interface HubOptions {
   store: RegistryStore;
+  /** What the networks serve; in memory when not given. */
+  serving?: ServingStore;
   heartbeatMs: number;
   maxPeersPerNetwork: number;
   maxConnectionsPerIp: number;
@@ -35,9 +41,23 @@ export class Hub {
   private readonly members = new Map<string, Map<string, Connection>>();
   private readonly perIp = new Map<string, number>();
   private readonly offers = new OfferBook();
+  private readonly coordinator: Coordinator;
   private stopping = false;
 
-  constructor(private readonly opts: HubOptions) {}
+  constructor(private readonly opts: HubOptions) {
+    this.coordinator = new Coordinator({
+      registry: opts.store,
+      store: opts.serving,
+      send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
+      broadcast: (network, message) => this.broadcast(network, message),
+      log: opts.log,
+    });
+  }
+
+  /** Per-model coverage of a network, for the HTTP view. */
+  coverage(network: string): Promise<ModelCoverage[]> {
+    return this.coordinator.coverage(network);
+  }
 
   accept(ws: WebSocket, remoteAddress: string | undefined): void {
     const ip = normalizeIp(remoteAddress);
@@ -149,6 +169,12 @@ export class Hub {
         return this.decline(conn, conn.peer, msg);
       case 'ping':
         return conn.send({ type: 'pong', id: msg.id, serverTime: Date.now() });
+      case 'serve':
+        return this.coordinator.serve(conn.network, msg.model, (m) => conn.send(m));
+      case 'status':
+        return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+      case 'route':
+        return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
     }
   }
 
@@ -188,6 +214,7 @@ export class Hub {
     });
     this.broadcast(network, { type: 'join', peer }, conn);
     this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);
+    await this.coordinator.joined(network, peerId);
   }
 
   private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {
@@ -195,6 +222,7 @@ export class Hub {
     conn.peer = next;
     await this.opts.store.add(conn.network, next);
     this.broadcast(conn.network, { type: 'update', peer: next }, conn);
+    await this.coordinator.changed(conn.network);
   }
 
   private signal(conn: Connection, peer: PeerInfo, msg: Msg<'signal'>): void {
@@ -243,7 +271,10 @@ export class Hub {
     if (!this.stopping) this.broadcast(network, { type: 'leave', peerId: peer.peerId, reason });
     this.opts.log(`${network}/${peer.peerId} left (${reason})`);
     // Skip the store when a new socket of the same peer took over (its entry is the live one).
-    if (!this.members.get(network)?.has(peer.peerId)) await this.opts.store.remove(network, peer.peerId);
+    if (this.members.get(network)?.has(peer.peerId)) return;
+    await this.opts.store.remove(network, peer.peerId);
+    // A replaced peer is saying hello again right now: its layers stay where they are.
+    if (!this.stopping && reason !== 'replaced') await this.coordinator.changed(network);
   }
 
   private broadcast(network: string, message: ServerMessage, except?: Connection): void {

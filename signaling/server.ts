@@ -15,6 +15,7 @@ import {
 import { createHttpHandler } from './http.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
+import type { ServingStore } from './serving-store.ts';
 
 export const SIGNAL_PATH = '/signal';
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
@@ -34,6 +35,8 @@ export interface SignalingServerOptions {
   /** The built web app; without it, pages answer 404 with a hint to build. */
   staticDir?: string;
   store?: RegistryStore;
+  /** What the networks serve (models, placements, readiness); in memory when not given. */
+  serving?: ServingStore;
   log?: (line: string) => void;
 }
 
@@ -60,6 +63,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const store = options.store ?? new MemoryRegistry();
   const hub = new Hub({
     store,
+    serving: options.serving,
     heartbeatMs,
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),
     maxFrameBytes,
@@ -69,7 +73,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     log,
   });
 
-  const http = createServer(createHttpHandler({ store, staticDir: options.staticDir, startedAt: Date.now(), log }));
+  const models = (network: string) => hub.coverage(network);
+  const http = createServer(createHttpHandler({ store, models, staticDir: options.staticDir, startedAt: Date.now(), log }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({ server: http, path: SIGNAL_PATH, maxPayload: HARD_SIGNAL_FRAME_BYTES });
   wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));

@@ -1,0 +1,181 @@
+// Placement of a model's layers on the peers of a network: which contiguous range each peer holds.
+// Pure and deterministic (peers are ordered by peerId first, so their input order does not matter),
+// so the signaling server and clients compute the same answer from the same inputs.
+import { AigridError, type ModelSpec } from '../protocol/index.ts';
+import {
+  addCoverage,
+  bestWindow,
+  bySpeed,
+  coverageOf,
+  extendToTarget,
+  rangeLength,
+  sameRange,
+  spanSizes,
+  tile,
+  type LayerRange,
+  type Slot,
+} from './layout.ts';
+
+export { coverageOf, sameRange, type LayerRange };
+
+/** Memory budgets are in MB of 2^20 bytes. */
+export const BYTES_PER_MB = 1024 * 1024;
+/** A chain needs at most this many hops when peers have room: spans are at least numLayers / 8. */
+export const DEFAULT_MAX_STAGES = 8;
+
+export type PlacementModel = Pick<ModelSpec, 'numLayers' | 'layerBytes' | 'replication'> & { modelId?: string };
+
+export interface PlacementPeer {
+  peerId: string;
+  memoryBudgetMB: number;
+  gflops: number;
+  /** The range the peer holds now; kept when it still fits, so the peer does not reload. */
+  current?: LayerRange;
+}
+
+export interface PlacementOptions {
+  /** Lower bound on span length is ceil(numLayers / maxStages), within each peer's capacity. */
+  maxStages?: number;
+}
+
+export interface Placement {
+  model: PlacementModel;
+  /** peerId -> [start, end), ordered by peerId; peers without a range are absent. */
+  assignments: Map<string, LayerRange>;
+  /** Per layer: how many assigned peers hold it. */
+  coverage: number[];
+  /** The least coverage of any layer, i.e. the replication achieved (0 when a layer is uncovered). */
+  replication: number;
+  /** ERR_INSUFFICIENT_MEMORY when the peers cannot hold one full copy. */
+  error?: AigridError;
+  /** Why replication is below the model's target, when it is. */
+  warning?: string;
+}
+
+/** Whole layers a budget holds (a peer below one layer holds none). */
+export function layerCapacity(model: PlacementModel, memoryBudgetMB: number): number {
+  if (!Number.isFinite(memoryBudgetMB) || memoryBudgetMB <= 0) return 0;
+  return Math.min(model.numLayers, Math.floor((memoryBudgetMB * BYTES_PER_MB) / model.layerBytes + 1e-9));
+}
+
+/** Places a model on peers, keeping each peer's `current` range where it still works. */
+export function place(model: PlacementModel, peers: readonly PlacementPeer[], options: PlacementOptions = {}): Placement {
+  validate(model, peers);
+  const n = model.numLayers;
+  const slots = peers
+    .map((p): Slot => ({ peerId: p.peerId, capacity: layerCapacity(model, p.memoryBudgetMB), gflops: safe(p.gflops), current: fit(p.current, n) }))
+    .filter((s) => s.capacity > 0)
+    .sort((a, b) => (a.peerId < b.peerId ? -1 : 1));
+  for (const s of slots) if (s.current && rangeLength(s.current) > s.capacity) s.current = { start: s.current.start, end: s.current.start + s.capacity };
+  const capacity = slots.reduce((sum, s) => sum + s.capacity, 0);
+  if (capacity < n) {
+    // Peers keep what they hold, so nothing reloads when the missing memory comes back.
+    const kept = new Map(slots.filter((s) => s.current).map((s) => [s.peerId, s.current!]));
+    return result(model, kept, insufficient(model, slots.length, capacity));
+  }
+  const maxStages = options.maxStages ?? DEFAULT_MAX_STAGES;
+  const sizes = spanSizes(slots, model.replication * n, Math.ceil(n / Math.max(1, maxStages)));
+  const target = model.replication;
+  if (slots.some((s) => s.current)) {
+    const kept = layout(slots, sizes, n, target, true);
+    if (Math.min(...kept.cov) > 0) return result(model, kept.ranges);
+  }
+  const fresh = layout(slots, sizes, n, target, false);
+  if (Math.min(...fresh.cov) > 0) return result(model, fresh.ranges);
+  // The greedy windows left a gap: start from one tiled copy, then place the rest around it.
+  const tiled = tile(slots, n);
+  return result(model, layout(slots, sizes, n, target, false, tiled).ranges);
+}
+
+/** Re-places after peers joined, left or changed budget, starting from the previous assignments. */
+export function rebalance(previous: Placement, peers: readonly PlacementPeer[], options: PlacementOptions = {}): Placement {
+  const withCurrent = peers.map((p) => {
+    const current = previous.assignments.get(p.peerId);
+    return current ? { ...p, current } : { ...p, current: undefined };
+  });
+  return place(previous.model, withCurrent, options);
+}
+
+/** What changed between two placements: ranges to send (new or different) and peers that lost theirs. */
+export function diffAssignments(
+  before: ReadonlyMap<string, LayerRange>,
+  after: ReadonlyMap<string, LayerRange>,
+): { assign: [string, LayerRange][]; unassign: string[] } {
+  const assign = [...after].filter(([peerId, r]) => !sameRange(before.get(peerId), r));
+  const unassign = [...before.keys()].filter((peerId) => !after.has(peerId));
+  return { assign, unassign };
+}
+
+function layout(
+  slots: readonly Slot[],
+  sizes: ReadonlyMap<string, number>,
+  n: number,
+  target: number,
+  keep: boolean,
+  seed: ReadonlyMap<string, LayerRange> = new Map(),
+): { ranges: Map<string, LayerRange>; cov: number[] } {
+  const ranges = new Map(seed);
+  if (keep) for (const s of slots) if (s.current) ranges.set(s.peerId, s.current);
+  const cov = coverageOf(n, ranges.values());
+  const rest = slots
+    .filter((s) => !ranges.has(s.peerId))
+    .sort((a, b) => (sizes.get(b.peerId) ?? 0) - (sizes.get(a.peerId) ?? 0) || bySpeed(a, b));
+  for (const s of rest) {
+    const length = sizes.get(s.peerId) ?? s.capacity;
+    const start = bestWindow(cov, length, target, s.current);
+    const range = { start, end: start + length };
+    ranges.set(s.peerId, range);
+    addCoverage(cov, range);
+  }
+  extendToTarget(slots, ranges, cov, target);
+  return { ranges, cov };
+}
+
+function result(model: PlacementModel, ranges: ReadonlyMap<string, LayerRange>, error?: AigridError): Placement {
+  const assignments = new Map([...ranges].sort(([a], [b]) => (a < b ? -1 : 1)));
+  const coverage = coverageOf(model.numLayers, assignments.values());
+  const replication = Math.min(...coverage);
+  const placement: Placement = { model, assignments, coverage, replication };
+  if (error) placement.error = error;
+  else if (replication < model.replication) placement.warning = underReplicated(model, ranges, replication);
+  return placement;
+}
+
+function insufficient(model: PlacementModel, peers: number, capacity: number): AigridError {
+  const n = model.numLayers;
+  const mb = (bytes: number): number => Math.ceil(bytes / BYTES_PER_MB);
+  const name = model.modelId ? `model ${model.modelId}` : 'the model';
+  return new AigridError(
+    'ERR_INSUFFICIENT_MEMORY',
+    `${name} needs ${n} layers of ${mb(model.layerBytes)} MB (${mb(n * model.layerBytes)} MB); ` +
+      `the ${peers} peer(s) with room for a layer hold ${capacity}: ${mb((n - capacity) * model.layerBytes)} MB more memory is needed`,
+  );
+}
+
+function underReplicated(model: PlacementModel, ranges: ReadonlyMap<string, LayerRange>, achieved: number): string {
+  const used = [...ranges.values()].reduce((sum, r) => sum + rangeLength(r), 0);
+  const short = Math.max(0, model.replication * model.numLayers - used);
+  const more = short > 0 ? `; about ${Math.ceil((short * model.layerBytes) / BYTES_PER_MB)} MB more memory would allow it` : '';
+  return `every layer is held by at least ${achieved} peer(s), fewer than the ${model.replication} asked${more}`;
+}
+
+function fit(r: LayerRange | undefined, n: number): LayerRange | undefined {
+  if (!r || !Number.isInteger(r.start) || !Number.isInteger(r.end)) return undefined;
+  return r.start >= 0 && r.end <= n && r.start < r.end ? { start: r.start, end: r.end } : undefined;
+}
+
+function safe(x: number): number {
+  return Number.isFinite(x) && x > 0 ? x : 0;
+}
+
+function validate(model: PlacementModel, peers: readonly PlacementPeer[]): void {
+  const { numLayers, layerBytes, replication } = model;
+  if (!Number.isInteger(numLayers) || numLayers < 1 || !(layerBytes > 0) || !Number.isInteger(replication) || replication < 1) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `placement needs numLayers >= 1, layerBytes > 0, replication >= 1; got ${numLayers}, ${layerBytes}, ${replication}`);
+  }
+  const seen = new Set<string>();
+  for (const p of peers) {
+    if (seen.has(p.peerId)) throw new AigridError('ERR_INVALID_ARGUMENT', `peer ${p.peerId} is listed twice`);
+    seen.add(p.peerId);
+  }
+}

@@ -1,0 +1,260 @@
+// The coordinator: which models a network serves and which peer holds which layers. It places
+// models on the peers' memory budgets (client/plan), tells peers what to load (assign/unassign),
+// tracks their readiness from status reports, answers route requests, and re-places on every join,
+// leave and capability change. Every operation on a network runs alone, in arrival order, so the
+// read-modify-write of its state stays consistent even with an asynchronous store.
+import {
+  BYTES_PER_MB,
+  diffAssignments,
+  findRoute,
+  formatLayers,
+  missingLayers,
+  place,
+  rebalance,
+  routeSpan,
+  type LayerRange,
+  type PeerStats,
+  type PlacementOptions,
+  type RouteCosts,
+} from '../client/plan/index.ts';
+import {
+  AigridError,
+  ModelSpecSchema,
+  type ClientMessage,
+  type ModelCoverage,
+  type ModelSpec,
+  type ServerMessage,
+} from '../client/protocol/index.ts';
+import type { RegistryStore } from './registry.ts';
+import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
+
+export const DEFAULT_MAX_MODELS_PER_NETWORK = 16;
+
+export interface CoordinatorOptions {
+  registry: RegistryStore;
+  store?: ServingStore;
+  /** Delivers a message to a peer of a network (a no-op when it is not connected). */
+  send: (network: string, peerId: string, message: ServerMessage) => void;
+  broadcast: (network: string, message: ServerMessage) => void;
+  log: (line: string) => void;
+  maxModelsPerNetwork?: number;
+  placement?: PlacementOptions;
+  routeCosts?: RouteCosts;
+}
+
+type Reply = (message: ServerMessage) => void;
+type StatusMsg = Extract<ClientMessage, { type: 'status' }>;
+type RouteMsg = Extract<ClientMessage, { type: 'route' }>;
+
+export class Coordinator {
+  private readonly store: ServingStore;
+  private readonly locks = new Map<string, Promise<void>>();
+  /** The last `models` text each network was sent, so unchanged coverage is not re-broadcast. */
+  private readonly lastSent = new Map<string, string>();
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    this.store = opts.store ?? new MemoryServingStore();
+  }
+
+  /** Registers or updates a model for the network; idempotent for an identical spec. */
+  serve(network: string, spec: ModelSpec, reply: Reply): Promise<void> {
+    return this.exclusive(network, async () => {
+      const models = await this.store.get(network);
+      const existing = models.find((m) => m.spec.modelId === spec.modelId);
+      if (existing && sameSpec(existing.spec, spec)) {
+        reply(this.modelsMessage(models));
+        if (existing.placement?.error) reply(insufficient(existing.placement.error));
+        return;
+      }
+      const max = this.opts.maxModelsPerNetwork ?? DEFAULT_MAX_MODELS_PER_NETWORK;
+      if (!existing && models.length >= max) {
+        return reply(error('ERR_INVALID_ARGUMENT', `network ${network} already serves ${max} models, the cap`, 'serve'));
+      }
+      let model = existing;
+      let dropped: string[] = [];
+      if (!model) {
+        model = { spec, placement: null, status: new Map() };
+        models.push(model);
+      } else if (sameSpec({ ...model.spec, replication: spec.replication }, spec)) {
+        model.spec = spec; // only replication changed: re-place from what peers hold
+      } else {
+        // Different weights or shapes: every holder reloads, so start from scratch.
+        dropped = [...(model.placement?.assignments.keys() ?? [])];
+        Object.assign(model, { spec, placement: null, status: new Map() });
+      }
+      await this.replan(network, models);
+      const placement = model.placement!;
+      for (const peerId of dropped) if (!placement.assignments.has(peerId)) this.opts.send(network, peerId, unassign(spec));
+      await this.store.set(network, models);
+      if (placement.error) reply(insufficient(placement.error));
+      if (placement.warning) this.opts.log(`${network}: ${spec.modelId}: ${placement.warning}`);
+      this.publish(network, models, reply);
+    });
+  }
+
+  /** A peer reports on its assignment; only the model and range it was assigned are accepted. */
+  status(network: string, peerId: string, msg: StatusMsg, reply: Reply): Promise<void> {
+    return this.exclusive(network, async () => {
+      const models = await this.store.get(network);
+      const model = models.find((m) => m.spec.modelId === msg.modelId);
+      const range = model?.placement?.assignments.get(peerId);
+      if (!model || !range || range.start !== msg.start || range.end !== msg.end) {
+        const held = range ? `[${range.start}, ${range.end})` : 'nothing';
+        const why = `peer ${peerId} holds ${held} of model ${msg.modelId}, not [${msg.start}, ${msg.end})`;
+        return reply(error('ERR_INVALID_ARGUMENT', why, 'status'));
+      }
+      const { state, sessions, tokensServed } = msg;
+      const wasReady = model.status.get(peerId)?.state === 'ready';
+      model.status.set(peerId, { state, sessions, tokensServed, updatedAt: Date.now() });
+      if (state === 'failed') this.opts.log(`${network}/${peerId} failed to serve ${msg.modelId}: ${msg.detail ?? 'no detail'}`);
+      await this.store.set(network, models);
+      // Load reports are frequent; coverage only changes when readiness does.
+      if (wasReady !== (state === 'ready')) this.publish(network, models);
+    });
+  }
+
+  /** Answers the cheapest chain of ready peers over the layers asked, or ERR_NO_ROUTE naming the gaps. */
+  route(network: string, msg: RouteMsg, reply: Reply): Promise<void> {
+    return this.exclusive(network, async () => {
+      const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
+      if (!model?.placement) {
+        return reply(error('ERR_NO_ROUTE', `route ${msg.requestId}: network ${network} serves no model ${msg.modelId}`, 'route'));
+      }
+      const n = model.spec.numLayers;
+      const request = { start: msg.start, end: msg.end, exclude: msg.exclude };
+      try {
+        routeSpan(n, request);
+      } catch (err) {
+        return reply(error('ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`, 'route'));
+      }
+      const { assignments } = model.placement;
+      const stats = new Map<string, PeerStats>(
+        [...model.status].map(([peerId, s]) => [peerId, { ready: s.state === 'ready', sessions: s.sessions }]),
+      );
+      const hops = findRoute(n, assignments, stats, request, this.opts.routeCosts);
+      if (hops) return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops });
+      const gaps = formatLayers(missingLayers(n, assignments, stats, request));
+      const ready = [...stats.values()].filter((s) => s.ready).length;
+      const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;
+      reply(error('ERR_NO_ROUTE', why, 'route'));
+    });
+  }
+
+  /** A peer joined (or reconnected): re-place, and tell it its assignments and the models. */
+  joined(network: string, peerId: string): Promise<void> {
+    return this.exclusive(network, async () => {
+      const models = await this.store.get(network);
+      if (models.length === 0) return;
+      // A reconnected peer may have restarted: it is loading until it reports, and hears its range again.
+      for (const m of models) m.status.delete(peerId);
+      await this.replan(network, models, peerId);
+      await this.store.set(network, models);
+      this.publish(network, models, (message) => this.opts.send(network, peerId, message));
+    });
+  }
+
+  /** Peers left or changed their capabilities: re-place what lost coverage. */
+  changed(network: string): Promise<void> {
+    return this.exclusive(network, async () => {
+      const models = await this.store.get(network);
+      if (models.length === 0) return;
+      if ((await this.opts.registry.count(network)) === 0) {
+        // Nobody is left to serve or ask: forget the network rather than keep its models forever.
+        await this.store.delete(network);
+        this.lastSent.delete(network);
+        return;
+      }
+      await this.replan(network, models);
+      await this.store.set(network, models);
+      this.publish(network, models);
+    });
+  }
+
+  /** Per-model coverage of a network, for the HTTP view. */
+  async coverage(network: string): Promise<ModelCoverage[]> {
+    return (await this.store.get(network)).map(coverageOf);
+  }
+
+  /**
+   * Re-places every model of the network in the order they were served, each on what earlier models
+   * left of the budgets, and sends assign/unassign to peers whose range changed. `resend` is a peer
+   * that hears its assignments even when unchanged (it just connected).
+   */
+  private async replan(network: string, models: ServedModel[], resend?: string): Promise<void> {
+    const peers = await this.opts.registry.list(network);
+    const budget = new Map(peers.map((p) => [p.peerId, p.capabilities.memoryBudgetMB]));
+    const members = new Set(budget.keys());
+    for (const model of models) {
+      const { spec } = model;
+      const planPeers = peers.map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops }));
+      const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
+      const next = model.placement ? rebalance({ ...model.placement, model: spec }, planPeers, this.opts.placement) : place(spec, planPeers, this.opts.placement);
+      if (resend) before.delete(resend);
+      const { assign, unassign: lost } = diffAssignments(before, next.assignments);
+      for (const [peerId, { start, end }] of assign) {
+        model.status.delete(peerId);
+        this.opts.send(network, peerId, { type: 'assign', model: spec, start, end });
+      }
+      for (const peerId of lost) {
+        model.status.delete(peerId);
+        if (members.has(peerId)) this.opts.send(network, peerId, unassign(spec));
+      }
+      model.placement = next;
+      for (const [peerId, r] of next.assignments) {
+        budget.set(peerId, budget.get(peerId)! - ((r.end - r.start) * spec.layerBytes) / BYTES_PER_MB);
+      }
+    }
+  }
+
+  /** Broadcasts the models when their coverage changed; otherwise sends them to `otherwise`, if given. */
+  private publish(network: string, models: ServedModel[], otherwise?: Reply): void {
+    const message = this.modelsMessage(models);
+    const text = JSON.stringify(message);
+    if (this.lastSent.get(network) !== text) {
+      this.lastSent.set(network, text);
+      this.opts.broadcast(network, message);
+    } else {
+      otherwise?.(message);
+    }
+  }
+
+  private modelsMessage(models: ServedModel[]): ServerMessage {
+    return { type: 'models', models: models.map(coverageOf) };
+  }
+
+  private exclusive(network: string, task: () => Promise<void>): Promise<void> {
+    const run = (this.locks.get(network) ?? Promise.resolve()).then(task);
+    const tail = run.catch(() => {});
+    this.locks.set(network, tail);
+    void tail.then(() => {
+      if (this.locks.get(network) === tail) this.locks.delete(network);
+    });
+    return run;
+  }
+}
+
+function coverageOf(model: ServedModel): ModelCoverage {
+  const n = model.spec.numLayers;
+  const ready = new Array<number>(n).fill(0);
+  for (const [peerId, r] of model.placement?.assignments ?? []) {
+    if (model.status.get(peerId)?.state !== 'ready') continue;
+    for (let l = r.start; l < r.end; l++) ready[l]!++;
+  }
+  return { model: model.spec, assigned: model.placement?.coverage ?? new Array<number>(n).fill(0), ready };
+}
+
+function sameSpec(a: ModelSpec, b: ModelSpec): boolean {
+  return Object.keys(ModelSpecSchema.shape).every((k) => a[k as keyof ModelSpec] === b[k as keyof ModelSpec]);
+}
+
+function unassign(spec: ModelSpec): ServerMessage {
+  return { type: 'unassign', modelId: spec.modelId };
+}
+
+function insufficient(err: AigridError): ServerMessage {
+  return error('ERR_INSUFFICIENT_MEMORY', err.message, 'serve');
+}
+
+function error(code: AigridError['code'], message: string, ref: string): ServerMessage {
+  return { type: 'error', code, message, ref };
+}

@@ -1,0 +1,223 @@
+import type { ClientOptions } from 'ws';
+import { describe, expect, it } from 'vitest';
+import type { ModelSpec, ServerMessage } from '../client/protocol/index.ts';
+import { useSignalingServer } from './helpers/server-fixture.ts';
+import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
+
+const fixture = useSignalingServer();
+const { start } = fixture;
+
+const MODEL: ModelSpec = {
+  modelId: 'tiny-llama',
+  source: 'https://models.example/tiny-llama',
+  numLayers: 8,
+  hiddenSize: 64,
+  layerBytes: 100 * 1024 * 1024,
+  weightDtype: 'f16',
+  replication: 1,
+};
+
+/** Joins with a budget in layers of MODEL (100 MB each) and a speed. */
+async function peer(peerId: string, layers: number, gflops = 10, options?: ClientOptions): Promise<TestClient> {
+  const client = fixture.track(await TestClient.open(fixture.server.wsUrl, options));
+  client.send(hello(peerId, 'net', { ...CAPS, memoryBudgetMB: layers * 100, throughput: { gflops, backend: 'cpu' } }));
+  await client.next('welcome');
+  return client;
+}
+
+type Assign = Extract<ServerMessage, { type: 'assign' }>;
+const range = (m: Assign) => [m.start, m.end];
+
+function ready(client: TestClient, m: Assign): void {
+  client.send({ type: 'status', modelId: m.model.modelId, start: m.start, end: m.end, state: 'ready', sessions: 0, tokensServed: 0 });
+}
+
+describe('coordinator', () => {
+  it('assigns layers by budget, and routes once peers report ready', async () => {
+    await start();
+    const a = await peer('peer-a', 4);
+    const b = await peer('peer-b', 4);
+    const tiny = await peer('peer-tiny', 0.5);
+    a.send({ type: 'serve', model: MODEL });
+    const [assignA, assignB] = [await a.next('assign'), await b.next('assign')];
+    expect(assignA.model).toEqual(MODEL);
+    expect(range(assignA)).toEqual([0, 4]);
+    expect(range(assignB)).toEqual([4, 8]);
+    const models = await tiny.next('models');
+    expect(models.models).toEqual([{ model: MODEL, assigned: new Array(8).fill(1), ready: new Array(8).fill(0) }]);
+
+    // Nobody is ready yet: the route request names the layers without a ready peer.
+    tiny.send({ type: 'route', requestId: 1, modelId: MODEL.modelId });
+    const none = await tiny.next('error');
+    expect(none).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route' });
+    expect(none.message).toMatch(/route 1: no ready peer holds layers 0-7 of model tiny-llama \(0 of 2/);
+
+    ready(a, assignA);
+    const half = await tiny.next('models', (m) => m.models[0]!.ready[0] === 1);
+    expect(half.models[0]!.ready).toEqual([1, 1, 1, 1, 0, 0, 0, 0]);
+    tiny.send({ type: 'route', requestId: 2, modelId: MODEL.modelId });
+    expect((await tiny.next('error')).message).toMatch(/layers 4-7 /);
+
+    ready(b, assignB);
+    await tiny.next('models', (m) => m.models[0]!.ready.every((r) => r === 1));
+    tiny.send({ type: 'route', requestId: 3, modelId: MODEL.modelId });
+    expect(await tiny.next('route')).toEqual({
+      type: 'route',
+      requestId: 3,
+      modelId: MODEL.modelId,
+      hops: [
+        { peerId: 'peer-a', start: 0, end: 4 },
+        { peerId: 'peer-b', start: 4, end: 8 },
+      ],
+    });
+    tiny.send({ type: 'route', requestId: 4, modelId: MODEL.modelId, start: 2, end: 6 });
+    expect((await tiny.next('route')).hops).toEqual([
+      { peerId: 'peer-a', start: 2, end: 4 },
+      { peerId: 'peer-b', start: 4, end: 6 },
+    ]);
+    tiny.send({ type: 'route', requestId: 5, modelId: MODEL.modelId, exclude: ['peer-b'] });
+    expect((await tiny.next('error')).message).toMatch(/route 5: no ready peer holds layers 4-7/);
+    expect(tiny.all('assign')).toEqual([]);
+
+    const view = (await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { models: unknown };
+    expect(view.models).toEqual([{ model: MODEL, assigned: new Array(8).fill(1), ready: new Array(8).fill(1) }]);
+  });
+
+  it('gives a faster peer more layers, and serve is idempotent', async () => {
+    await start();
+    const fast = await peer('peer-fast', 8, 30);
+    const slow = await peer('peer-slow', 8, 10);
+    fast.send({ type: 'serve', model: MODEL });
+    const [f, s] = [await fast.next('assign'), await slow.next('assign')];
+    expect(f.end - f.start).toBe(6);
+    expect(s.end - s.start).toBe(2);
+    await fast.next('models');
+    fast.send({ type: 'serve', model: MODEL });
+    // The same spec again changes nothing: the sender alone gets the models back.
+    await fast.next('models');
+    fast.send({ type: 'ping', id: 1 });
+    await fast.next('pong');
+    expect([fast.all('assign').length, slow.all('assign').length, slow.all('models').length]).toEqual([1, 1, 1]);
+  });
+
+  it('re-places the layers of a peer that leaves, without moving the others needlessly', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const b = await peer('peer-b', 4);
+    a.send({ type: 'serve', model: MODEL });
+    expect(range(await a.next('assign'))).toEqual([0, 4]);
+    expect(range(await b.next('assign'))).toEqual([4, 8]);
+    const c = await peer('peer-c', 4);
+    // The newcomer takes a share on the least-covered layers; nobody else is reassigned.
+    expect(range(await c.next('assign'))).toEqual([0, 2]);
+    await c.next('models');
+    await b.close();
+    // Layers 4-7 lost their only holder: a grows over them (it keeps 0-3 loaded).
+    expect(range(await a.next('assign'))).toEqual([0, 8]);
+    const view = (await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { models: { assigned: number[] }[] };
+    expect(view.models[0]!.assigned).toEqual([2, 2, 1, 1, 1, 1, 1, 1]);
+    expect(c.all('assign')).toHaveLength(1);
+    expect(c.all('unassign')).toEqual([]);
+  });
+
+  it('re-places after a heartbeat timeout', async () => {
+    await start({ heartbeatMs: 300 });
+    const a = await peer('peer-a', 8);
+    const mute = await peer('peer-mute', 4, 10, { autoPong: false });
+    a.send({ type: 'serve', model: MODEL });
+    expect(range(await a.next('assign'))).toEqual([0, 4]);
+    expect(range(await mute.next('assign'))).toEqual([4, 8]);
+    expect(await a.next('leave', () => true, 5000)).toMatchObject({ peerId: 'peer-mute', reason: 'timeout' });
+    expect(range(await a.next('assign'))).toEqual([0, 8]);
+  });
+
+  it('a reconnecting peer keeps its range and hears it again', async () => {
+    await start();
+    const a = await peer('peer-a', 4);
+    const b = await peer('peer-b', 4);
+    a.send({ type: 'serve', model: MODEL });
+    const first = await b.next('assign');
+    ready(b, first);
+    await a.next('models', (m) => m.models[0]!.ready[4] === 1);
+    const again = await peer('peer-b', 4);
+    expect(range(await again.next('assign'))).toEqual(range(first));
+    // It is loading again until it reports.
+    const models = await again.next('models');
+    expect(models.models[0]!.ready).toEqual(new Array(8).fill(0));
+    expect(a.all('assign')).toHaveLength(1);
+  });
+
+  it('reports ERR_INSUFFICIENT_MEMORY to the client that asked, and places the model once memory joins', async () => {
+    await start();
+    const a = await peer('peer-a', 3);
+    const b = await peer('peer-b', 2);
+    b.send({ type: 'serve', model: MODEL });
+    const err = await b.next('error');
+    expect(err).toMatchObject({ code: 'ERR_INSUFFICIENT_MEMORY', ref: 'serve' });
+    expect(err.message).toMatch(/model tiny-llama needs 8 layers of 100 MB \(800 MB\).*hold 5: 300 MB more memory is needed/);
+    expect((await a.next('models')).models[0]!.assigned).toEqual(new Array(8).fill(0));
+    expect(a.all('error')).toEqual([]);
+    const c = await peer('peer-c', 3);
+    const ranges = [await a.next('assign'), await b.next('assign'), await c.next('assign')].map(range);
+    expect(ranges.reduce((sum, [s, e]) => sum + e! - s!, 0)).toBe(8);
+  });
+
+  it('places later models on what earlier ones left of the budgets', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const b = await peer('peer-b', 8);
+    a.send({ type: 'serve', model: MODEL });
+    expect(range(await a.next('assign'))).toEqual([0, 4]);
+    a.send({ type: 'serve', model: { ...MODEL, modelId: 'second' } });
+    expect(await a.next('assign', (m) => m.model.modelId === 'second')).toMatchObject({ start: 0, end: 4 });
+    expect(await b.next('assign', (m) => m.model.modelId === 'second')).toMatchObject({ start: 4, end: 8 });
+    a.send({ type: 'serve', model: { ...MODEL, modelId: 'third' } });
+    expect((await a.next('error')).message).toMatch(/model third .* 800 MB more memory is needed/);
+    const models = await b.next('models', (m) => m.models.length === 3);
+    expect(models.models.map((m) => [m.model.modelId, Math.min(...m.assigned)])).toEqual([
+      ['tiny-llama', 1],
+      ['second', 1],
+      ['third', 0],
+    ]);
+    // A changed spec (other weights) moves every holder to the new one.
+    a.send({ type: 'serve', model: { ...MODEL, source: 'https://models.example/v2' } });
+    const moved = await a.next('assign', (m) => m.model.source.endsWith('v2'));
+    expect(range(moved)).toEqual([0, 4]);
+    await b.next('assign', (m) => m.model.source.endsWith('v2'));
+  });
+
+  it('answers malformed and out-of-place serving messages with named errors and stays up', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const raw = (m: unknown) => a.send(JSON.stringify(m));
+    raw({ type: 'serve', model: { ...MODEL, numLayers: -1 } });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'serve' });
+    raw({ type: 'serve' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'serve' });
+    raw({ type: 'status', modelId: 'x', start: 0, end: 1, state: 'dancing', sessions: 0, tokensServed: 0 });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'status' });
+    raw({ type: 'route', requestId: -1, modelId: 'x' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route' });
+    raw({ type: 'route', requestId: 1, modelId: 'nope' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route' });
+
+    a.send({ type: 'serve', model: MODEL });
+    const assign = await a.next('assign');
+    a.send({ type: 'status', modelId: MODEL.modelId, start: 0, end: 3, state: 'ready', sessions: 0, tokensServed: 0 });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'status' });
+    a.send({ type: 'status', modelId: 'other', start: 0, end: 8, state: 'ready', sessions: 0, tokensServed: 0 });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'status' });
+    a.send({ type: 'route', requestId: 2, modelId: MODEL.modelId, start: 6, end: 9 });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'route' });
+
+    const stranger = fixture.track(await TestClient.open(fixture.server.wsUrl));
+    stranger.send({ type: 'serve', model: MODEL });
+    expect(await stranger.next('error')).toMatchObject({ code: 'ERR_NOT_JOINED', ref: 'serve' });
+
+    ready(a, assign);
+    a.send({ type: 'route', requestId: 3, modelId: MODEL.modelId });
+    expect((await a.next('route')).hops).toEqual([{ peerId: 'peer-a', start: 0, end: 8 }]);
+    await sleep(50);
+    expect(a.all('error')).toHaveLength(8);
+  });
+});
