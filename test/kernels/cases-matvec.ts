@@ -1,13 +1,44 @@
 // The matrix-vector kernel (decode): every weight dtype on seeded shapes, both the vector-load
-// snippets and the any-K fallback, a few rows of x, and the native f16 path where the adapter has it.
-import { MatvecOp } from '../../kernels/matvec.ts';
-import { all, expectCode, type KernelCase } from './check.ts';
-import { checkShapes } from './cases-matmul.ts';
+// snippets and the any-K fallback, a few rows of x, the native f16 path where the adapter has it,
+// and both kernels (GPU reduction, CPU whole rows) whichever the adapter would pick.
+import { linearRef } from '../../kernels/cpu/matmul.ts';
+import type { GpuContext } from '../../kernels/context.ts';
+import { MatvecOp, type MatvecKernel } from '../../kernels/matvec.ts';
+import { storedWeights, type ScaleDtype } from '../../kernels/quant.ts';
+import { partBytes, uploadWeight, type WeightDtype } from '../../kernels/weights.ts';
+import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
+import { checkShapes, freeWeight } from './cases-matmul.ts';
 
 // [M, K, N]: K = 1 and 37 take the any-K fallback (f32, f16, q8); N = 300 spans
 // several workgroups; M > 1 runs one row of x per workgroup layer.
 const SHAPES: [number, number, number][] = [[1, 1, 1], [1, 32, 17], [1, 96, 33], [1, 1000, 300], [2, 64, 7], [3, 200, 70], [1, 37, 20], [1, 4096, 3]];
 const Q4_SHAPES: [number, number, number][] = [[1, 32, 1], [1, 32, 17], [1, 96, 33], [1, 256, 300], [2, 64, 7], [3, 128, 70], [1, 4096, 3]];
+
+// Rows past a multiple of four (the CPU kernel's rows per thread), K % 8 == 4, a few rows of x.
+const KERNEL_SHAPES: [number, number, number][] = [[1, 4, 1], [1, 12, 6], [2, 20, 9], [1, 200, 70], [3, 64, 35]];
+const KERNEL_Q4_SHAPES: [number, number, number][] = [[1, 32, 1], [1, 64, 6], [2, 96, 9], [3, 256, 35]];
+
+/**
+ * One MatvecOp kernel on a weight split into parts of `rows` rows, each part writing its own
+ * columns, against the f64 reference on the weights as stored.
+ */
+async function checkKernel(ctx: GpuContext, kernel: MatvecKernel, dtype: WeightDtype, shape: [number, number, number], rows: number, scaleDtype?: ScaleDtype): Promise<CaseOutcome> {
+  const [M, K, N] = shape;
+  const x = randomFloats(7 * K + M, M * K);
+  const w = randomFloats(7 * K + N + 1000, N * K);
+  const op = new MatvecOp(ctx, { f16: ctx.f16 ? 'auto' : 'packed', kernel });
+  const weight = uploadWeight(ctx, w, [N, K], dtype, { scaleDtype, maxBindingBytes: partBytes(dtype, rows, K, scaleDtype) });
+  const xt = ctx.tensor([M, K], 'f32', x, 'x');
+  const out = ctx.tensor([M, N], 'f32', undefined, 'out');
+  submit(ctx, (e) => weight.parts.forEach((part) => op.run(e, xt, part.tensor, out, part.rowStart)));
+  const got = (await ctx.read(out)) as Float32Array;
+  freeWeight(weight);
+  xt.buffer.destroy();
+  out.buffer.destroy();
+  const { atol, rtol } = TOL[dtype];
+  const outcome = allclose(got, linearRef(x, M, K, storedWeights(w, N, K, dtype, scaleDtype), N), atol, rtol);
+  return { ok: outcome.ok, detail: `${kernel} ${dtype}${scaleDtype ? `/${scaleDtype}` : ''} [${shape.join(', ')}] ${weight.parts.length} parts: ${outcome.detail}` };
+}
 
 export const CASES: KernelCase[] = [
   ...(['f32', 'f16', 'q8', 'q4'] as const).map(
@@ -42,4 +73,21 @@ export const CASES: KernelCase[] = [
       return all(outcomes);
     },
   },
+  ...(['reduce', 'rows'] as const).map(
+    (kernel): KernelCase => ({
+      name: `matvec: the ${kernel} kernel on every dtype, odd row counts, split weights`,
+      async run(ctx) {
+        const outcomes = [];
+        for (const dtype of ['f32', 'f16', 'q8', 'q4'] as const) {
+          for (const shape of dtype === 'q4' ? KERNEL_Q4_SHAPES : KERNEL_SHAPES) {
+            outcomes.push(await checkKernel(ctx, kernel, dtype, shape, shape[2]));
+            outcomes.push(await checkKernel(ctx, kernel, dtype, shape, 7));
+          }
+        }
+        outcomes.push(await checkKernel(ctx, kernel, 'q8', [1, 64, 33], 33, 'f16'));
+        outcomes.push(await checkKernel(ctx, kernel, 'q4', [2, 128, 21], 7, 'f16'));
+        return all(outcomes);
+      },
+    }),
+  ),
 ];
