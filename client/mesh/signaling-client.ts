@@ -8,6 +8,8 @@ import {
   parseServerMessage,
   type Capabilities,
   type ClientMessage,
+  type Hop,
+  type ModelCoverage,
   type PeerInfo,
   type ServerMessage,
   type SignalData,
@@ -15,6 +17,19 @@ import {
 import { SOCKET_OPEN, type SocketConstructor, type SocketLike } from './platform.ts';
 
 type Welcome = Extract<ServerMessage, { type: 'welcome' }>;
+type Assign = Extract<ServerMessage, { type: 'assign' }>;
+type RouteReply = Extract<ServerMessage, { type: 'route' }>;
+
+export interface RouteQuery {
+  /** Layers the route must cover (default: the whole model). */
+  start?: number;
+  end?: number;
+  /** Peers the route must avoid. */
+  exclude?: string[];
+  timeoutMs?: number;
+}
+
+const DEFAULT_ROUTE_TIMEOUT_MS = 10_000;
 
 export interface SignalingClientOptions {
   url: string;
@@ -40,6 +55,17 @@ export interface SignalingClientEvents {
   /** An error the server reported, or a frame from it that failed validation. */
   serverError: [error: AigridError];
   state: [state: SignalingState];
+  /** The coordinator asks this peer to serve layers [start, end) of a model. */
+  assign: [assignment: Assign];
+  unassign: [modelId: string];
+  routeReply: [reply: RouteReply];
+  models: [models: ModelCoverage[]];
+}
+
+interface RouteWaiter {
+  resolve: (hops: Hop[]) => void;
+  reject: (err: AigridError) => void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export class SignalingClient extends EventEmitter<SignalingClientEvents> {
@@ -53,6 +79,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private heartbeatMs = DEFAULT_HEARTBEAT_MS;
   private nextPingId = 1;
   private pings = new Map<number, { start: number; resolve: (ms: number) => void }>();
+  private nextRouteId = 1;
+  /** Route requests awaiting their reply, in the order they were sent. */
+  private routes = new Map<number, RouteWaiter>();
   capabilities: Capabilities;
 
   constructor(private readonly options: SignalingClientOptions) {
@@ -109,12 +138,32 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     });
   }
 
+  /**
+   * Asks the coordinator for a chain of ready peers covering the model. Rejects with the server's
+   * error (ERR_NO_ROUTE), ERR_SIGNALING_TIMEOUT, or ERR_SIGNALING_CLOSED when the socket drops.
+   */
+  requestRoute(modelId: string, query: RouteQuery = {}): Promise<Hop[]> {
+    const requestId = this.nextRouteId++;
+    const { timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS, ...range } = query;
+    return new Promise<Hop[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.routes.delete(requestId);
+        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no route for ${modelId} from the server in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.routes.set(requestId, { resolve, reject, timer });
+      if (!this.send({ type: 'route', requestId, modelId, ...range })) {
+        this.settleRoute(requestId, new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+      }
+    });
+  }
+
   close(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
     clearInterval(this.keepAliveTimer);
     this.socket?.close(1000, 'bye');
     this.socket = null;
+    for (const id of [...this.routes.keys()]) this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
     this.setState('closed');
   }
 
@@ -151,6 +200,10 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       if (this.socket !== socket) return;
       this.socket = null;
       clearInterval(this.keepAliveTimer);
+      // A reconnected server has no memory of the requests, so their replies never come.
+      for (const id of [...this.routes.keys()]) {
+        this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the route reply'));
+      }
       this.setState(this.stopped ? 'closed' : 'connecting');
       this.scheduleReconnect();
     };
@@ -219,9 +272,47 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         waiter?.resolve(performance.now() - waiter.start);
         break;
       }
-      case 'error':
-        this.emit('serverError', AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message }));
+      case 'error': {
+        const error = AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message });
+        const routeId = this.routeErrorTarget(msg.code, msg.ref);
+        if (routeId !== undefined) this.settleRoute(routeId, error);
+        else this.emit('serverError', error);
+        break;
+      }
+      case 'assign':
+        this.emit('assign', msg);
+        break;
+      case 'unassign':
+        this.emit('unassign', msg.modelId);
+        break;
+      case 'route':
+        this.emit('routeReply', msg);
+        this.settleRoute(msg.requestId, msg.hops);
+        break;
+      case 'models':
+        this.emit('models', msg.models);
         break;
     }
+  }
+
+  /**
+   * Which route request a server error answers: the one its ref names ("route:<id>" or "<id>"),
+   * else, for a ref of 'route' or an ERR_NO_ROUTE, the oldest pending one (the server answers in
+   * order).
+   */
+  private routeErrorTarget(code: string, ref: string | undefined): number | undefined {
+    const named = ref === undefined ? undefined : /^(?:route:)?(\d+)$/.exec(ref);
+    if (named && this.routes.has(Number(named[1]))) return Number(named[1]);
+    if (ref === 'route' || code === 'ERR_NO_ROUTE') return this.routes.keys().next().value;
+    return undefined;
+  }
+
+  private settleRoute(requestId: number, result: Hop[] | AigridError): void {
+    const waiter = this.routes.get(requestId);
+    if (!waiter) return;
+    this.routes.delete(requestId);
+    clearTimeout(waiter.timer);
+    if (result instanceof AigridError) waiter.reject(result);
+    else waiter.resolve(result);
   }
 }

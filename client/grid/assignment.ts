@@ -1,0 +1,87 @@
+// One layer range of one model that a peer was asked to serve: loading its shard from the model's
+// source, the serving state the coordinator hears about, and the count of tokens served.
+import { AigridError, type ModelSpec, type ServingState } from '../protocol/index.ts';
+import type { GpuContext } from '../../kernels/context.ts';
+import { openCheckpoint } from '../model/checkpoint/index.ts';
+import type { Backend } from '../model/backend/types.ts';
+import type { BackendChoice } from '../model/backend/select.ts';
+import type { TensorSource } from '../model/load-weights.ts';
+import { Shard } from '../model/shard.ts';
+
+/** Opens a model's weights; Node peers pass nodeModelOpener() (grid/node.ts) for disk caching. */
+export type ModelOpener = (model: ModelSpec, signal: AbortSignal) => Promise<TensorSource>;
+
+export const openModel: ModelOpener = (model, signal) =>
+  openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal });
+
+export interface ShardSettings {
+  backend?: Backend | BackendChoice;
+  gpu?: GPU | GpuContext;
+  kvBudgetBytes?: number;
+  maxSessionTokens?: number;
+}
+
+export class Assignment {
+  state: ServingState = 'loading';
+  shard: Shard | null = null;
+  detail: string | undefined;
+  tokensServed = 0;
+  /** Resolves when the shard is ready; rejects with why it could not load. */
+  readonly ready: Promise<void>;
+  private readonly abort = new AbortController();
+
+  constructor(
+    readonly model: ModelSpec,
+    readonly start: number,
+    readonly end: number,
+    open: ModelOpener,
+    settings: ShardSettings,
+    private readonly onChange: (assignment: Assignment) => void,
+  ) {
+    this.ready = this.load(open, settings);
+    this.ready.catch(() => {}); // reported through onChange; callers may also await it
+  }
+
+  get modelId(): string {
+    return this.model.modelId;
+  }
+
+  covers(start: number, end: number): boolean {
+    return this.start === start && this.end === end;
+  }
+
+  private async load(open: ModelOpener, settings: ShardSettings): Promise<void> {
+    const { model, start, end } = this;
+    const signal = this.abort.signal;
+    try {
+      if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start || end > model.numLayers) {
+        throw new AigridError('ERR_INVALID_ARGUMENT', `layers [${start}, ${end}) are not a range of ${model.modelId}'s ${model.numLayers}`);
+      }
+      const source = await open(model, signal);
+      const shard = await Shard.load(source, { ...settings, start, end, weightDtype: model.weightDtype, signal });
+      if (signal.aborted) {
+        shard.destroy();
+        signal.throwIfAborted();
+      }
+      // A spec that disagrees with the weights would make hops refuse every frame; say so at load.
+      if (shard.config.hiddenSize !== model.hiddenSize || shard.config.numLayers !== model.numLayers) {
+        shard.destroy();
+        throw new AigridError('ERR_UNSUPPORTED_MODEL', `${model.modelId}: the checkpoint has ${shard.config.numLayers} layers of width ${shard.config.hiddenSize}, the spec says ${model.numLayers} of ${model.hiddenSize}`);
+      }
+      this.shard = shard;
+      this.state = 'ready';
+      this.onChange(this);
+    } catch (err) {
+      this.state = 'failed';
+      this.detail = (err instanceof Error ? err.message : String(err)).slice(0, 256);
+      if (!signal.aborted) this.onChange(this);
+      throw err;
+    }
+  }
+
+  destroy(): void {
+    this.abort.abort(new AigridError('ERR_INVALID_ARGUMENT', `${this.modelId} [${this.start}, ${this.end}) was unassigned`));
+    this.shard?.destroy();
+    this.shard = null;
+  }
+}

@@ -1,0 +1,196 @@
+// A serving peer's answers to serving frames. `session`: check the route, link to the next hop,
+// acknowledge by echoing the setup to the client. `forward`: check, run the shard, pass on to the
+// next hop or return to the client as `result`. `release`: free and pass on. `fail` from a later
+// hop: relay to the client. Refusals go out as `fail` frames naming the peer held at fault.
+import type { Mesh } from '../mesh/mesh.ts';
+import { AigridError, isErrorCode, ServingFrame } from '../protocol/index.ts';
+import type { Assignment } from './assignment.ts';
+import type { HopSession, HopSessions } from './hop-sessions.ts';
+import {
+  checkRoute,
+  decodeHidden,
+  decodeJson,
+  encodeHidden,
+  encodeJson,
+  errorCode,
+  errorMessage,
+  GridFailureSchema,
+  peekIds,
+  ReleaseSchema,
+  sameSetup,
+  SessionSetupSchema,
+  type GridFailure,
+  type HiddenFrame,
+} from './wire.ts';
+
+export interface HopServerHooks {
+  shardFor(modelId: string): Assignment | undefined;
+  /** Frees a session's caches (it has left the table already). */
+  free(session: HopSession): void;
+  warn(error: AigridError): void;
+}
+
+type Refusal = Omit<GridFailure, 'peerId'>;
+
+export class HopServer {
+  constructor(
+    private readonly mesh: Mesh,
+    private readonly sessions: HopSessions,
+    private readonly hooks: HopServerHooks,
+  ) {}
+
+  async onSetup(from: string, payload: Uint8Array): Promise<void> {
+    let setup;
+    try {
+      setup = decodeJson(SessionSetupSchema, payload, 'session');
+    } catch (err) {
+      return this.hooks.warn(new AigridError('ERR_FRAME_MALFORMED', `from ${from}: ${errorMessage(err)}`));
+    }
+    const me = this.mesh.peerId;
+    if (setup.client === me) return; // the echo acknowledging a session of our own as a client
+    const { sessionId, modelId, hops } = setup;
+    const refuse = (code: string, message: string, blame?: string) => this.fail(from, { sessionId, requestId: 0, code, message, blame });
+    if (setup.client !== from) return refuse('ERR_INVALID_ARGUMENT', `session ${sessionId} names ${setup.client} as its client but came from ${from}`);
+    try {
+      checkRoute(hops);
+    } catch (err) {
+      return refuse(errorCode(err), errorMessage(err));
+    }
+    const index = hops.findIndex((h) => h.peerId === me);
+    const hop = hops[index];
+    if (!hop) return refuse('ERR_INVALID_ARGUMENT', `${me} is not on the route of session ${sessionId}`);
+    const assignment = this.hooks.shardFor(modelId);
+    if (!assignment?.shard) return refuse('ERR_NO_ROUTE', `${me} does not serve ${modelId} now (${assignment?.state ?? 'not assigned'})`);
+    if (!assignment.covers(hop.start, hop.end)) {
+      return refuse('ERR_INVALID_ARGUMENT', `${me} serves ${modelId} layers [${assignment.start}, ${assignment.end}), not [${hop.start}, ${hop.end})`);
+    }
+    const existing = this.sessions.get(sessionId);
+    if (existing && !sameSetup(existing.setup, setup)) {
+      return refuse('ERR_INVALID_ARGUMENT', `session ${sessionId} already exists here with another route`);
+    }
+    const session = existing ?? this.sessions.add(setup, index);
+    const next = hops[index + 1];
+    if (next) {
+      // Linking now means the first forward does not wait for ICE, and a dead next hop is named
+      // before any token is sent.
+      try {
+        await this.mesh.connect(next.peerId);
+      } catch (err) {
+        this.drop(session);
+        return refuse(errorCode(err), `${me} cannot reach the next hop ${next.peerId}: ${errorMessage(err)}`, next.peerId);
+      }
+    }
+    if (this.sessions.get(sessionId) !== session) return;
+    this.mesh.send(from, ServingFrame.session, payload).catch(() => this.drop(session));
+  }
+
+  /** Runs a forward frame; everything before shard.forward is synchronous, so passes keep arrival order. */
+  onForward(from: string, payload: Uint8Array, count: (assignment: Assignment, tokens: number) => void): void {
+    const ids = peekIds(payload);
+    const session = ids ? this.sessions.get(ids.sessionId) : undefined;
+    const sessionId = ids?.sessionId ?? '0000000000000000';
+    const requestId = ids?.requestId ?? 0;
+    // A report about a known session goes to its client; a frame we cannot place, to its sender.
+    const refuse = (code: string, message: string, blame?: string) =>
+      this.fail(session?.setup.client ?? from, { sessionId, requestId, code, message, blame });
+
+    let frame: HiddenFrame;
+    try {
+      frame = decodeHidden(payload);
+    } catch (err) {
+      return refuse(errorCode(err), `${this.mesh.peerId} refused a frame from ${from}: ${errorMessage(err)}`, from);
+    }
+    if (!session) {
+      return this.fail(from, { sessionId, requestId, code: 'ERR_SESSION_EVICTED', message: `session ${sessionId} is unknown at ${this.mesh.peerId} (released or never set up); start a new session and replay` });
+    }
+    const { setup, index } = session;
+    const sender = index === 0 ? setup.client : setup.hops[index - 1]!.peerId;
+    if (from !== sender) {
+      return this.fail(from, { sessionId, requestId, code: 'ERR_INVALID_ARGUMENT', message: `forward frames of session ${sessionId} at hop ${index} come from ${sender}, not ${from}` });
+    }
+    const hop = setup.hops[index]!;
+    const assignment = this.hooks.shardFor(setup.modelId);
+    const shard = assignment?.shard;
+    if (!assignment || !shard) return refuse('ERR_NO_ROUTE', `${this.mesh.peerId} no longer serves ${setup.modelId}`);
+    const { header, values } = frame;
+    const H = shard.config.hiddenSize;
+    if (header.hop !== index || header.layerStart !== hop.start || header.layerEnd !== hop.end || header.hidden !== H) {
+      return refuse('ERR_SHAPE_MISMATCH', `frame for hop ${header.hop} [${header.layerStart}, ${header.layerEnd}) width ${header.hidden} reached hop ${index} [${hop.start}, ${hop.end}) width ${H}`, from);
+    }
+    this.sessions.touch(session);
+    const T = header.tokens;
+    const positions = Uint32Array.from({ length: T }, (_, i) => header.startPos + i);
+    shard.forward(values, positions, sessionId).then(
+      (out) => {
+        count(assignment, T);
+        this.passOn(session, { ...header }, out, H);
+      },
+      (err: unknown) => refuse(errorCode(err), `${this.mesh.peerId} layers [${hop.start}, ${hop.end}): ${errorMessage(err)}`),
+    );
+  }
+
+  onRelease(from: string, payload: Uint8Array): void {
+    let sessionId: string;
+    try {
+      sessionId = decodeJson(ReleaseSchema, payload, 'release').sessionId;
+    } catch (err) {
+      return this.hooks.warn(new AigridError('ERR_FRAME_MALFORMED', `from ${from}: ${errorMessage(err)}`));
+    }
+    const session = this.sessions.get(sessionId);
+    if (!session) return;
+    const { setup, index } = session;
+    if (from !== setup.client && from !== setup.hops[index - 1]?.peerId) return;
+    this.drop(session);
+    const next = setup.hops[index + 1];
+    if (next && next.peerId !== from) this.mesh.send(next.peerId, ServingFrame.release, payload).catch(() => {});
+  }
+
+  /** A later hop's failure report reaches the client through us when it has no link of its own. */
+  onFail(from: string, payload: Uint8Array): void {
+    let failure: GridFailure;
+    try {
+      failure = decodeJson(GridFailureSchema, payload, 'fail');
+    } catch {
+      return;
+    }
+    const session = this.sessions.get(failure.sessionId);
+    if (!session || !session.setup.hops.slice(session.index + 1).some((h) => h.peerId === from)) return;
+    this.mesh.send(session.setup.client, ServingFrame.fail, payload).catch(() => {});
+  }
+
+  private passOn(session: HopSession, header: HiddenFrame['header'], out: Float32Array, H: number): void {
+    const { setup, index } = session;
+    const next = setup.hops[index + 1];
+    const T = header.tokens;
+    if (!next) {
+      // The result carries the route's whole layer range: the client gets hidden states after it.
+      const result = encodeHidden({ ...header, layerStart: setup.hops[0]!.start, layerEnd: setup.hops.at(-1)!.end }, out, T, H);
+      this.mesh.send(setup.client, ServingFrame.result, result).catch(() => this.drop(session));
+      return;
+    }
+    const forward = encodeHidden({ ...header, hop: index + 1, layerStart: next.start, layerEnd: next.end }, out, T, H);
+    this.mesh.send(next.peerId, ServingFrame.forward, forward).catch((err: unknown) =>
+      this.fail(setup.client, {
+        sessionId: setup.sessionId,
+        requestId: header.requestId,
+        code: 'ERR_PEER_CLOSED',
+        message: `${this.mesh.peerId} cannot reach the next hop ${next.peerId}: ${errorMessage(err)}`,
+        blame: next.peerId,
+      }),
+    );
+  }
+
+  private drop(session: HopSession): void {
+    if (this.sessions.get(session.setup.sessionId) !== session) return;
+    this.sessions.delete(session.setup.sessionId);
+    this.hooks.free(session);
+  }
+
+  private fail(to: string, refusal: Refusal): void {
+    const failure: GridFailure = { ...refusal, message: refusal.message.slice(0, 1024), peerId: this.mesh.peerId };
+    if (failure.blame === undefined) delete failure.blame;
+    const code = isErrorCode(failure.code) ? failure.code : 'ERR_INVALID_ARGUMENT';
+    this.hooks.warn(new AigridError(code, `session ${failure.sessionId}: ${failure.message}`));
+    this.mesh.send(to, ServingFrame.fail, encodeJson(failure)).catch(() => {});
+  }
+}

@@ -1,0 +1,183 @@
+// A serving peer: takes layer assignments (from the coordinator or directly), loads the shard,
+// reports its state, and answers serving frames. Each frame is handled as it arrives, so many
+// sessions are in flight at once; the shard's per-session KV caches keep them apart. Nothing a
+// remote sends can crash it: every refusal is a `fail` frame to the session's client.
+import { EventEmitter } from 'events';
+import type { Mesh } from '../mesh/mesh.ts';
+import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../protocol/index.ts';
+import { Assignment, openModel, type ModelOpener, type ShardSettings } from './assignment.ts';
+import { HopSessions, type HopSession } from './hop-sessions.ts';
+import { HopServer } from './hop-server.ts';
+
+export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
+export const DEFAULT_STATUS_INTERVAL_MS = 10_000;
+
+export interface GridPeerOptions extends ShardSettings {
+  mesh: Mesh;
+  /** How weights are opened (default: openCheckpoint over HTTP; Node: nodeModelOpener()). */
+  open?: ModelOpener;
+  /** Sessions unused this long are released (default 5 min). */
+  sessionIdleMs?: number;
+  /** How often a serving peer repeats its status to the server (default 10 s). */
+  statusIntervalMs?: number;
+  /** Act on the server's assign/unassign messages (default true). */
+  followAssignments?: boolean;
+}
+
+export interface ServingStatus {
+  modelId: string;
+  start: number;
+  end: number;
+  state: ServingState;
+  sessions: number;
+  tokensServed: number;
+  detail?: string;
+}
+
+export interface GridPeerEvents {
+  status: [status: ServingStatus];
+  /** Refused frames and failed sends: worth logging, never fatal. */
+  warning: [error: AigridError];
+}
+
+export class GridPeer extends EventEmitter<GridPeerEvents> {
+  readonly mesh: Mesh;
+  private readonly assignments = new Map<string, Assignment>();
+  private readonly sessions: HopSessions;
+  private readonly server: HopServer;
+  private readonly statusTimer: ReturnType<typeof setInterval>;
+  private readonly detach: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly options: GridPeerOptions) {
+    super();
+    this.mesh = options.mesh;
+    this.sessions = new HopSessions(options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS, (s) => this.freeSession(s));
+    this.server = new HopServer(this.mesh, this.sessions, {
+      shardFor: (modelId) => this.assignments.get(modelId),
+      free: (s) => this.freeSession(s),
+      warn: (err) => this.emit('warning', err),
+    });
+    this.statusTimer = setInterval(() => this.reportAll(), options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS);
+    (this.statusTimer as { unref?: () => void }).unref?.();
+
+    const signaling = this.mesh.signaling;
+    const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
+    const onLeave = (peerId: string) => {
+      // A client that left takes its sessions with it.
+      for (const s of this.sessions.filter((x) => x.setup.client === peerId)) this.dropSession(s);
+    };
+    const onWelcome = () => this.reportAll(); // a restarted server knows nothing of us
+    const onAssign = (msg: { model: ModelSpec; start: number; end: number }) => {
+      this.assign(msg.model, msg.start, msg.end).catch(() => {}); // reported as status 'failed'
+    };
+    const onUnassign = (modelId: string) => this.unassign(modelId);
+    this.mesh.on('frame', onFrame);
+    signaling.on('leave', onLeave);
+    signaling.on('welcome', onWelcome);
+    if (options.followAssignments !== false) {
+      signaling.on('assign', onAssign);
+      signaling.on('unassign', onUnassign);
+    }
+    this.detach.push(
+      () => this.mesh.off('frame', onFrame),
+      () => signaling.off('leave', onLeave),
+      () => signaling.off('welcome', onWelcome),
+      () => signaling.off('assign', onAssign),
+      () => signaling.off('unassign', onUnassign),
+    );
+  }
+
+  get peerId(): string {
+    return this.mesh.peerId;
+  }
+
+  /**
+   * Serves layers [start, end) of a model: loads the shard and resolves when it is ready (rejects
+   * when it fails to load). A new range of the same model replaces the old one.
+   */
+  assign(model: ModelSpec, start: number, end: number): Promise<void> {
+    if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the grid peer is closed'));
+    const current = this.assignments.get(model.modelId);
+    if (current && current.covers(start, end) && current.state !== 'failed' && sameSpec(current.model, model)) return current.ready;
+    if (current) this.unassign(model.modelId);
+    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, this.options, (a) => this.report(a));
+    this.assignments.set(model.modelId, assignment);
+    this.report(assignment);
+    return assignment.ready;
+  }
+
+  /** Stops serving a model: its sessions are released and its shard freed. */
+  unassign(modelId: string): void {
+    const assignment = this.assignments.get(modelId);
+    if (!assignment) return;
+    this.assignments.delete(modelId);
+    for (const s of this.sessions.filter((x) => x.setup.modelId === modelId)) this.sessions.delete(s.setup.sessionId);
+    assignment.destroy();
+  }
+
+  /** What this peer serves now. */
+  status(): ServingStatus[] {
+    return [...this.assignments.values()].map((a) => this.statusOf(a));
+  }
+
+  /** Sessions this peer takes part in. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops serving (the mesh stays the caller's). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.statusTimer);
+    for (const off of this.detach) off();
+    for (const id of [...this.assignments.keys()]) this.unassign(id);
+    this.sessions.close();
+  }
+
+  private onFrame(from: string, frame: Frame): void {
+    if (this.closed) return;
+    switch (frame.type) {
+      case ServingFrame.session:
+        return void this.server.onSetup(from, frame.payload);
+      case ServingFrame.forward:
+        return this.server.onForward(from, frame.payload, (a, tokens) => (a.tokensServed += tokens));
+      case ServingFrame.release:
+        return this.server.onRelease(from, frame.payload);
+      case ServingFrame.fail:
+        return this.server.onFail(from, frame.payload);
+    }
+  }
+
+  private freeSession(session: HopSession): void {
+    this.assignments.get(session.setup.modelId)?.shard?.release(session.setup.sessionId);
+  }
+
+  private dropSession(session: HopSession): void {
+    this.sessions.delete(session.setup.sessionId);
+    this.freeSession(session);
+  }
+
+  private statusOf(a: Assignment): ServingStatus {
+    const sessions = this.sessions.count((s) => s.setup.modelId === a.modelId);
+    const status: ServingStatus = { modelId: a.modelId, start: a.start, end: a.end, state: a.state, sessions, tokensServed: a.tokensServed };
+    if (a.detail !== undefined) status.detail = a.detail;
+    return status;
+  }
+
+  private report(a: Assignment): void {
+    if (this.assignments.get(a.modelId) !== a) return; // replaced while it loaded
+    const status = this.statusOf(a);
+    this.mesh.signaling.send({ type: 'status', ...status });
+    this.emit('status', status);
+  }
+
+  private reportAll(): void {
+    for (const a of this.assignments.values()) this.report(a);
+  }
+}
+
+function sameSpec(a: ModelSpec, b: ModelSpec): boolean {
+  return a.source === b.source && a.baseUrl === b.baseUrl && a.revision === b.revision && a.weightDtype === b.weightDtype;
+}

@@ -1,0 +1,178 @@
+// One session on one route, seen from the client: set it up on every hop (each echoes the setup
+// once it is linked to its next hop), send hidden states to hop 0 in chunks without waiting, and
+// collect the results from the last hop. The first failure of any kind fails the whole session;
+// the chain then starts a new one elsewhere.
+import type { Mesh } from '../mesh/mesh.ts';
+import { AigridError, isErrorCode, randomSessionId, ServingFrame, type Hop, type SessionSetup } from '../protocol/index.ts';
+import { encodeHidden, encodeJson, sameSetup, type GridFailure, type HiddenFrame } from './wire.ts';
+
+/** Why a route failed, and the peer held at fault (none: the route may be tried again). */
+export class RouteFailure extends AigridError {
+  constructor(code: string, message: string, readonly blame?: string) {
+    super(isErrorCode(code) ? code : 'ERR_INVALID_ARGUMENT', message);
+  }
+}
+
+interface Pending {
+  startPos: number;
+  tokens: number;
+  resolve: (values: Float32Array) => void;
+}
+
+export interface RemoteSessionOptions {
+  mesh: Mesh;
+  modelId: string;
+  hops: Hop[];
+  hiddenSize: number;
+  /** Longest wait for any progress (an acknowledgement or a result) while one is expected. */
+  timeoutMs: number;
+}
+
+export class RemoteSession {
+  readonly id = randomSessionId();
+  readonly setup: SessionSetup;
+  /** Rows of the session's history that the hops hold in their caches. */
+  synced = 0;
+  private readonly mesh: Mesh;
+  private readonly pending = new Map<number, Pending>();
+  private readonly acks = new Map<string, () => void>();
+  private nextRequest = 1;
+  private failure: RouteFailure | null = null;
+  private onFailure: (failure: RouteFailure) => void = () => {};
+  /** Rejects with the session's first failure. */
+  private readonly failed: Promise<never>;
+  private watchdog: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly options: RemoteSessionOptions) {
+    this.mesh = options.mesh;
+    this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map(({ peerId, start, end }) => ({ peerId, start, end })), client: options.mesh.peerId };
+    this.failed = new Promise<never>((_, reject) => (this.onFailure = reject));
+    this.failed.catch(() => {});
+  }
+
+  get hops(): readonly Hop[] {
+    return this.setup.hops;
+  }
+
+  get alive(): boolean {
+    return this.failure === null;
+  }
+
+  includes(peerId: string): boolean {
+    return this.setup.hops.some((h) => h.peerId === peerId);
+  }
+
+  /** Sends the setup to every hop and waits until each has acknowledged it. */
+  async open(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const payload = encodeJson(this.setup);
+    const acked = this.setup.hops.map((hop) => new Promise<void>((resolve) => this.acks.set(hop.peerId, resolve)));
+    for (const hop of this.setup.hops) {
+      this.mesh.send(hop.peerId, ServingFrame.session, payload).catch((err: unknown) =>
+        this.fail(new RouteFailure('ERR_PEER_CLOSED', `cannot reach ${hop.peerId}: ${(err as Error).message}`, hop.peerId)),
+      );
+    }
+    this.arm();
+    await Promise.race([Promise.all(acked), this.failed]);
+  }
+
+  /** Runs rows [T, H] at positions startPos.. through the route; sends chunks of `chunkTokens` back to back. */
+  async run(rows: Float32Array, startPos: number, chunkTokens: number): Promise<Float32Array> {
+    if (this.failure) throw this.failure;
+    const H = this.options.hiddenSize;
+    const T = rows.length / H;
+    const first = this.setup.hops[0]!;
+    const parts: Promise<Float32Array>[] = [];
+    for (let t = 0; t < T && this.alive; t += chunkTokens) {
+      const n = Math.min(chunkTokens, T - t);
+      const requestId = this.nextRequest++;
+      const header = { sessionId: this.id, requestId, startPos: startPos + t, hop: 0, layerStart: first.start, layerEnd: first.end };
+      parts.push(new Promise<Float32Array>((resolve) => this.pending.set(requestId, { startPos: startPos + t, tokens: n, resolve })));
+      this.mesh.send(first.peerId, ServingFrame.forward, encodeHidden(header, rows.subarray(t * H, (t + n) * H), n, H)).catch((err: unknown) =>
+        this.fail(new RouteFailure('ERR_PEER_CLOSED', `cannot reach ${first.peerId}: ${(err as Error).message}`, first.peerId)),
+      );
+    }
+    this.arm();
+    const outs = await Promise.race([Promise.all(parts), this.failed]);
+    const out = new Float32Array(rows.length);
+    let offset = 0;
+    for (const part of outs) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  }
+
+  onAck(from: string, setup: SessionSetup): void {
+    if (!sameSetup(setup, this.setup)) return;
+    this.acks.get(from)?.();
+    this.acks.delete(from);
+    this.arm();
+  }
+
+  onResult(from: string, frame: HiddenFrame): void {
+    const last = this.setup.hops.at(-1)!;
+    const { header, values } = frame;
+    const waiting = this.pending.get(header.requestId);
+    if (from !== last.peerId || !waiting) return;
+    if (header.tokens !== waiting.tokens || header.startPos !== waiting.startPos || header.hidden !== this.options.hiddenSize) {
+      const got = `[${header.tokens}, ${header.hidden}] at ${header.startPos}`;
+      this.fail(new RouteFailure('ERR_SHAPE_MISMATCH', `result ${header.requestId} from ${from} is ${got}, expected [${waiting.tokens}, ${this.options.hiddenSize}] at ${waiting.startPos}`, from));
+      return;
+    }
+    this.pending.delete(header.requestId);
+    waiting.resolve(values);
+    this.arm();
+  }
+
+  onFail(from: string, failure: GridFailure): void {
+    if (!this.includes(from)) return;
+    // An evicted or forgotten session is nobody's fault: a new session on the same route will do.
+    const blame = failure.code === 'ERR_SESSION_EVICTED' ? undefined : (failure.blame ?? failure.peerId);
+    this.fail(new RouteFailure(failure.code, `${failure.peerId}: ${failure.message}`, blame));
+  }
+
+  fail(failure: RouteFailure): void {
+    if (this.failure) return;
+    this.failure = failure;
+    clearTimeout(this.watchdog);
+    this.onFailure(failure);
+  }
+
+  /** Tells the hops (except the given ones) to free the session's caches. */
+  release(skip: ReadonlySet<string> = new Set()): void {
+    const payload = encodeJson({ sessionId: this.id });
+    for (const hop of this.setup.hops) {
+      if (!skip.has(hop.peerId)) this.mesh.send(hop.peerId, ServingFrame.release, payload).catch(() => {});
+    }
+    this.fail(new RouteFailure('ERR_PEER_CLOSED', `session ${this.id} was released`));
+  }
+
+  /** (Re)starts the progress timer while anything is awaited; on expiry a silent hop is blamed. */
+  private arm(): void {
+    clearTimeout(this.watchdog);
+    if (this.failure || (this.pending.size === 0 && this.acks.size === 0)) return;
+    this.watchdog = setTimeout(() => void this.timedOut(), this.options.timeoutMs);
+  }
+
+  private async timedOut(): Promise<void> {
+    const unacked = [...this.acks.keys()];
+    const blame = unacked[0] ?? (await this.silentHop());
+    const what = unacked.length ? `no acknowledgement from ${unacked.join(', ')}` : `no result for ${this.pending.size} request(s)`;
+    this.fail(new RouteFailure('ERR_PEER_TIMEOUT', `session ${this.id}: ${what} in ${this.options.timeoutMs} ms`, blame));
+  }
+
+  /** The first hop that does not answer a ping; undefined when all do (then nobody is blamed). */
+  private async silentHop(): Promise<string | undefined> {
+    for (const hop of this.setup.hops) {
+      const link = this.mesh.link(hop.peerId);
+      if (!link?.open) return hop.peerId;
+      const answered = await Promise.race([
+        link.ping().then(() => true, () => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 1000)),
+      ]);
+      if (!answered) return hop.peerId;
+    }
+    return undefined;
+  }
+}

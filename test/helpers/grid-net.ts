@@ -1,0 +1,104 @@
+// A grid for tests: a real signaling server, the fixture folder served over HTTP with Range (so
+// peers load their layers as real peers do), Node meshes (@roamhq/wrtc), serving peers, clients.
+import { Mesh } from '../../client/mesh/index.ts';
+import { nodePlatform } from '../../client/mesh/node.ts';
+import { GridPeer, RemoteChain, explicitRoutes, type GridPeerOptions, type RemoteChainOptions } from '../../client/grid/index.ts';
+import { nodeModelOpener } from '../../client/grid/node.ts';
+import { Head } from '../../client/model/head.ts';
+import { readConfig } from '../../client/model/shard.ts';
+import type { Capabilities, Hop, ModelSpec } from '../../client/protocol/index.ts';
+import { startSignalingServer, type SignalingServer } from '../../signaling/server.ts';
+import { FIXTURE_DIR, fixtures, type FixtureModel } from '../fixtures/index.ts';
+import { openFixture } from './model-runtime.ts';
+import { startRangeServer, type RangeServer } from './range-server.ts';
+import { waitFor } from './wait.ts';
+
+export const CAPABILITIES: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 256, throughput: { gflops: 1, backend: 'cpu' } };
+
+export interface GridNet {
+  server: SignalingServer;
+  files: RangeServer;
+  /** A mesh in `network`, closed with the net. */
+  join(network: string, peerId?: string): Promise<Mesh>;
+  /** A serving peer (CPU backend unless told otherwise) in `network`. */
+  peer(network: string, peerId: string, options?: Partial<GridPeerOptions>): Promise<GridPeer>;
+  /** What peers are told to load: the fixture model served over HTTP. */
+  spec(name: string): Promise<ModelSpec>;
+  /** The client's head (embedding, final norm, LM head) on the CPU. */
+  head(name: string): Promise<Head>;
+  model(name: string): Promise<FixtureModel>;
+  /** A client chain over explicit routes. */
+  chain(mesh: Mesh, name: string, routes: Hop[][], options?: Partial<RemoteChainOptions>): Promise<RemoteChain>;
+  close(): Promise<void>;
+}
+
+export async function startGridNet(): Promise<GridNet> {
+  const server = await startSignalingServer({ heartbeatMs: 1000 });
+  const files = await startRangeServer(FIXTURE_DIR);
+  const meshes: Mesh[] = [];
+  const closers: { close(): void }[] = [];
+  const heads = new Map<string, Promise<Head>>();
+  const set = (await fixtures()).models;
+
+  const join = async (network: string, peerId?: string) => {
+    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network, capabilities: CAPABILITIES, autoConnect: false, maxConnections: 16, peerId });
+    meshes.push(mesh);
+    await mesh.start();
+    return mesh;
+  };
+
+  const spec = async (name: string): Promise<ModelSpec> => {
+    const config = readConfig(await openFixture(name));
+    return {
+      modelId: name,
+      source: `${files.url}/${name}`,
+      numLayers: config.numLayers,
+      hiddenSize: config.hiddenSize,
+      layerBytes: 1,
+      weightDtype: 'f32',
+      replication: 1,
+    };
+  };
+
+  const net: GridNet = {
+    server,
+    files,
+    join,
+    spec,
+    async peer(network, peerId, options = {}) {
+      const mesh = await join(network, peerId);
+      const peer = new GridPeer({ mesh, backend: 'cpu', open: nodeModelOpener({ cache: false }), ...options });
+      closers.push(peer);
+      return peer;
+    },
+    head(name) {
+      if (!heads.has(name)) heads.set(name, openFixture(name).then((r) => Head.load(r, { backend: 'cpu' })));
+      return heads.get(name)!;
+    },
+    async model(name) {
+      return set.find((m) => m.name === name)!;
+    },
+    async chain(mesh, name, routes, options = {}) {
+      const s = await spec(name);
+      // Every hop must be in the client's directory before a route can use it.
+      const ids = new Set(routes.flat().map((h) => h.peerId));
+      await waitFor(() => [...ids].every((id) => mesh.peers().some((p) => p.peerId === id)), 5000, 'hops in the directory');
+      const chain = new RemoteChain({ mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes), ...options });
+      closers.push(chain);
+      return chain;
+    },
+    async close() {
+      for (const c of closers.splice(0)) c.close();
+      for (const m of meshes.splice(0)) m.close();
+      for (const h of heads.values()) (await h).destroy();
+      await files.close();
+      await server.close();
+    },
+  };
+  return net;
+}
+
+/** Hops of a route: [peer, start, end] triples. */
+export function route(...hops: [GridPeer | Mesh | string, number, number][]): Hop[] {
+  return hops.map(([p, start, end]) => ({ peerId: typeof p === 'string' ? p : p instanceof Mesh ? p.peerId : p.peerId, start, end }));
+}
