@@ -120,7 +120,7 @@ export class HopServer {
     this.sessions.touch(session);
     const T = header.tokens;
     const positions = Uint32Array.from({ length: T }, (_, i) => header.startPos + i);
-    shard.forward(values, positions, sessionId).then(
+    shard.forward(values, positions, sessionId, { start: hop.start, end: hop.end }).then(
       (out) => {
         count(assignment, T);
         this.passOn(session, { ...header }, out, H);

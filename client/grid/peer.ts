@@ -99,7 +99,10 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   assign(model: ModelSpec, start: number, end: number): Promise<void> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the grid peer is closed'));
     const current = this.assignments.get(model.modelId);
-    if (current && current.covers(start, end) && current.state !== 'failed' && sameSpec(current.model, model)) return current.ready;
+    if (current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model)) {
+      this.report(current); // the coordinator may have restarted or re-sent it: tell it where we stand
+      return current.ready;
+    }
     if (current) this.unassign(model.modelId);
     const assignment = new Assignment(model, start, end, this.options.open ?? openModel, this.options, (a) => this.report(a));
     this.assignments.set(model.modelId, assignment);

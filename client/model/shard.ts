@@ -150,20 +150,32 @@ export class Shard {
   /**
    * Runs hidden [T, H] through the layers at positions [T] (consecutive from the session's cached
    * length; 0 starts a session) and returns [T, H]. Prefill passes many tokens, decode one.
+   * `layers` picks a sub-range of this shard's layers (a route may enter a peer mid-range); a
+   * session keeps to one sub-range, whose layers alone hold its cache.
    */
-  async forward(hidden: Float32Array, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
+  async forward(
+    hidden: Float32Array,
+    positions: Uint32Array,
+    sessionId: string,
+    layers: { start: number; end: number } = { start: this.start, end: this.end },
+  ): Promise<Float32Array> {
     // Everything up to the first await runs at once, so passes are recorded in call order.
     if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
     if (typeof sessionId !== 'string' || sessionId === '') throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: sessionId must be a non-empty string');
     if (!(positions instanceof Uint32Array) || positions.length === 0) {
       throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: positions must be a non-empty Uint32Array, one per token');
     }
+    if (!(layers.start >= this.start && layers.end <= this.end && layers.start < layers.end)) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `shard: layers [${layers.start}, ${layers.end}) are not within [${this.start}, ${this.end})`);
+    }
+    const from = layers.start - this.start;
+    const to = layers.end - this.start;
     const T = positions.length;
     const H = this.config.hiddenSize;
     checkRows('shard: hidden', hidden, T, H);
     const first = positions[0]!;
     const found = this.sessions.lookup(sessionId);
-    const cached = typeof found === 'object' ? found.stores[0]!.length : 0;
+    const cached = typeof found === 'object' ? found.stores[from]!.length : 0;
     if (found === 'evicted' && first !== 0) {
       throw new AigridError('ERR_SESSION_EVICTED', `session ${sessionId}'s KV cache was evicted to make room; replay its tokens from position 0`);
     }
@@ -187,8 +199,8 @@ export class Shard {
         counted = true;
         let x = ops.input(hidden, [T, H]); // [T, H]
         const pos = ops.indices(positions); // [T]
-        for (const [i, layer] of this.layers.entries()) {
-          const next = layer.forward(ops, x, pos, session.stores[i]!); // [T, H]
+        for (let i = from; i < to; i++) {
+          const next = this.layers[i]!.forward(ops, x, pos, session.stores[i]!); // [T, H]
           ops.free(x);
           x = next;
         }
@@ -196,7 +208,7 @@ export class Shard {
       });
     } catch (err) {
       if (session && counted) session.busy--;
-      this.undo(session, sessionId, cached, typeof found !== 'object');
+      this.undo(session, sessionId, cached, typeof found !== 'object', undefined, from, to);
       throw err;
     }
     const live = session!;
@@ -205,7 +217,7 @@ export class Shard {
       checkRows(`shard: output of layers [${this.start}, ${this.end})`, out, T, H);
       return out;
     } catch (err) {
-      this.undo(live, sessionId, cached, false, cached + T);
+      this.undo(live, sessionId, cached, false, cached + T, from, to);
       throw err;
     } finally {
       live.busy--;
@@ -213,14 +225,22 @@ export class Shard {
   }
 
   /** Takes a failed pass out of the session's cache, or drops the session when that is not possible. */
-  private undo(session: KvSession | undefined, id: string, length: number, isNew: boolean, expectedLength?: number): void {
+  private undo(
+    session: KvSession | undefined,
+    id: string,
+    length: number,
+    isNew: boolean,
+    expectedLength: number | undefined,
+    from: number,
+    to: number,
+  ): void {
     // Released (and perhaps started again) while the pass was in flight: nothing left to undo.
     if (!session || this.sessions.peek(id) !== session) return;
     if (isNew) {
       this.sessions.release(id);
       return;
     }
-    const stores = session.stores;
+    const stores = session.stores.slice(from, to);
     // A later pass may already have been recorded on top; then only a replay can restore the cache.
     const clean = stores.every((s) => s.length >= length && (expectedLength === undefined || s.length === expectedLength));
     if (clean) stores.forEach((s) => s.truncate(length));

@@ -1,0 +1,101 @@
+// The whole serving flow through the coordinator: a client asks the network to serve a model too
+// large for any one peer; the coordinator places it on four peers by their budgets (replication 2);
+// peers load their layers over HTTP Range and report ready; the client takes routes from the
+// coordinator and generates the golden tokens, also when a peer dies mid-generation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GridPeer, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
+import { nodeModelOpener } from '../client/grid/node.ts';
+import { Mesh } from '../client/mesh/index.ts';
+import { nodePlatform } from '../client/mesh/node.ts';
+import type { Capabilities, ModelCoverage, ModelSpec } from '../client/protocol/index.ts';
+import { startGridNet, type GridNet } from './helpers/grid-net.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const NETWORK = 'coordinated';
+const MB = 1024 * 1024;
+/** Each peer has room for two of tiny-llama's four layers: no peer can hold the model alone. */
+const capabilities: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 2, throughput: { gflops: 1, backend: 'cpu' } };
+
+let net: GridNet;
+const meshes: Mesh[] = [];
+const peers: GridPeer[] = [];
+let client: Mesh;
+let spec: ModelSpec;
+
+async function mesh(peerId: string, memoryBudgetMB = 2): Promise<Mesh> {
+  const m = new Mesh({
+    ...nodePlatform(),
+    signal: net.server.wsUrl,
+    network: NETWORK,
+    capabilities: { ...capabilities, memoryBudgetMB },
+    autoConnect: false,
+    maxConnections: 16,
+    peerId,
+  });
+  meshes.push(m);
+  await m.start();
+  return m;
+}
+
+beforeAll(async () => {
+  net = await startGridNet();
+  for (const id of ['peer-a', 'peer-b', 'peer-c', 'peer-d']) {
+    peers.push(new GridPeer({ mesh: await mesh(id), backend: 'cpu', open: nodeModelOpener({ cache: false }) }));
+  }
+  client = await mesh('the-client', 0); // a pure client offers no memory
+  spec = { ...(await net.spec('tiny-llama')), layerBytes: MB, replication: 2 };
+});
+
+afterAll(async () => {
+  for (const p of peers) p.close();
+  for (const m of meshes) m.close();
+  await net.close();
+});
+
+describe('serving through the coordinator', () => {
+  it('places a model larger than any peer on the group, and the group serves the golden tokens', async () => {
+    let coverage: ModelCoverage | undefined;
+    client.signaling.on('models', (models) => (coverage = models.find((m) => m.model.modelId === spec.modelId)));
+    client.signaling.send({ type: 'serve', model: spec });
+    await waitFor(() => Boolean(coverage && coverage.ready.every((r) => r >= 2)), 30_000, 'every layer ready on two peers').catch((err) => {
+      throw new Error(`${(err as Error).message}; coverage ${JSON.stringify(coverage && { assigned: coverage.assigned, ready: coverage.ready })}; peers ${JSON.stringify(peers.map((p) => p.status()))}`);
+    });
+    const held = peers.map((p) => p.status()[0]).filter(Boolean);
+    expect(held).toHaveLength(4);
+    for (const s of held) expect(s!.end - s!.start).toBeLessThanOrEqual(2);
+
+    const chain = new RemoteChain({
+      mesh: client,
+      modelId: spec.modelId,
+      numLayers: spec.numLayers,
+      hiddenSize: spec.hiddenSize,
+      routes: signalingRoutes(client.signaling, spec.modelId),
+    });
+    const head = await net.head('tiny-llama');
+    const model = await net.model('tiny-llama');
+    for (const g of model.golden.slice(0, 2)) {
+      const result = await chain.generate(head, g.ids, { maxTokens: g.greedy.length, temperature: 0, sessionId: `s-${g.ids.length}` });
+      expect(result.tokens).toEqual(g.greedy);
+    }
+
+    // A peer on the route dies mid-generation: the client routes around it and replays.
+    const g = model.golden[2]!;
+    let killed = false;
+    const result = await chain.generate(head, g.ids, {
+      maxTokens: g.greedy.length,
+      temperature: 0,
+      sessionId: 'failover',
+      onToken: (_t, step) => {
+        if (step !== 5 || killed) return;
+        killed = true;
+        const victim = chain.routeOf('failover')?.[0]?.peerId;
+        const index = peers.findIndex((p) => p.peerId === victim);
+        peers[index]!.close();
+        meshes[index]!.close();
+      },
+    });
+    expect(killed).toBe(true);
+    expect(result.tokens).toEqual(g.greedy);
+    chain.close();
+  });
+});
