@@ -1,12 +1,16 @@
 // `aigrid peer`: a Node edge peer that joins a network and stays in the mesh.
 import { parseArgs } from 'node:util';
+import { GridPeer } from '../grid/index.ts';
+import { nodeModelOpener } from '../grid/node.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { DEFAULT_MAX_PEER_CONNECTIONS } from '../protocol/index.ts';
+import { nodeGpu } from '../../kernels/node-gpu.ts';
 
 const USAGE = `Usage: aigrid peer [options]
 
-Join an AIGrid network as a Node edge peer and stay in the mesh until stopped.
+Join an AIGrid network as a Node edge peer: it stays in the mesh until stopped and serves the
+layers the network's coordinator assigns to it (weights fetched by HTTP Range, only those layers).
 
 Options:
   --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
@@ -14,6 +18,7 @@ Options:
   --id ID               peer id (4-64 of A-Z a-z 0-9 _ -; default random)
   --memory-mb N         memory budget offered to the network (default 1024)
   --max-connections N   most WebRTC links this peer keeps (default ${DEFAULT_MAX_PEER_CONNECTIONS})
+  --backend B           webgpu, cpu or auto (default auto: WebGPU when Node has an adapter)
   -h, --help            show this help
 `;
 
@@ -26,6 +31,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
       id: { type: 'string' },
       'memory-mb': { type: 'string', default: '1024' },
       'max-connections': { type: 'string', default: String(DEFAULT_MAX_PEER_CONNECTIONS) },
+      backend: { type: 'string', default: 'auto' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -38,6 +44,13 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
   if (!(memoryBudgetMB >= 0) || !(maxConnections >= 1)) {
     throw new Error('--memory-mb must be >= 0 and --max-connections >= 1 (see --help)');
   }
+  const backend = values.backend!;
+  if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new Error(`--backend must be webgpu, cpu or auto, not ${backend}`);
+  // Without an adapter, 'auto' serves on the CPU; 'webgpu' insists and fails with ERR_NO_WEBGPU.
+  const gpu = backend === 'cpu' ? undefined : await nodeGpu().catch((err: Error) => {
+    if (backend === 'webgpu') throw err;
+    return undefined;
+  });
   const capabilities = await detectCapabilities({ kind: 'node', memoryBudgetMB, agent: `node ${process.version}` });
   const mesh = new Mesh({
     ...nodePlatform(),
@@ -48,6 +61,9 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     maxConnections,
   });
   const log = (line: string) => process.stdout.write(`${line}\n`);
+  const grid = new GridPeer({ mesh, open: nodeModelOpener(), backend: gpu ? 'webgpu' : 'cpu', gpu });
+  grid.on('status', (st) => log(`serving ${st.modelId} [${st.start}, ${st.end}): ${st.state}${st.detail ? ` (${st.detail})` : ''}`));
+  grid.on('warning', (err) => log(`warning ${err.code}: ${err.message}`));
   mesh.on('state', (s) => log(`signaling ${s}`));
   mesh.signaling.on('join', (p) => log(`+ peer ${p.peerId} (${p.capabilities.kind})`));
   mesh.signaling.on('leave', (id, reason) => log(`- peer ${id} (${reason})`));
@@ -55,6 +71,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
   mesh.on('disconnect', (id, err) => log(`link closed ${id}${err ? ` (${err.code})` : ''}`));
   mesh.on('warning', (err) => log(`error ${err.code}: ${err.message}`));
   const stop = () => {
+    grid.close();
     mesh.close();
     process.exit(0);
   };
