@@ -1,7 +1,11 @@
 // The minimal web page: join a network from this tab and list the peers seen.
-// window.aigrid exposes the live mesh for scripting and for the end-to-end tests.
+// window.aigrid exposes the live mesh for scripting and for the end-to-end tests, and lets the tab
+// serve a layer range of a model (contribute) on that mesh.
+import { GridPeer, type ServingStatus } from '../grid/index.ts';
+import { openCheckpoint } from '../model/checkpoint/index.ts';
+import type { BackendChoice } from '../model/backend/select.ts';
 import { Mesh, detectCapabilities, type MeshOptions } from '../mesh/index.ts';
-import type { PeerInfo } from '../protocol/index.ts';
+import { AigridError, type ModelSpec, type PeerInfo } from '../protocol/index.ts';
 
 interface JoinOptions {
   network: string;
@@ -15,7 +19,20 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const params = new URLSearchParams(location.search);
 const defaultSignal = params.get('signal') ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/signal`;
 
+interface ContributeOptions {
+  model: ModelSpec;
+  /** Layers [start, end) to serve. */
+  start: number;
+  end: number;
+  /** 'auto' (default): WebGPU when the page has an adapter, else the CPU. */
+  backend?: BackendChoice;
+  /** Keep downloaded ranges in the Cache API (default true). */
+  cache?: boolean;
+}
+
 let mesh: Mesh | null = null;
+let gridPeer: GridPeer | null = null;
+let cacheRanges = true;
 const rtts = new Map<string, number>();
 let rttTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -95,8 +112,32 @@ async function measureRtts(current: Mesh): Promise<void> {
   render();
 }
 
+/**
+ * Serves layers [start, end) of a model from this tab on the joined mesh: the weights are read over
+ * HTTP Range from the model's source. Resolves with the serving status once the shard is ready.
+ */
+async function contribute(options: ContributeOptions): Promise<ServingStatus> {
+  const current = mesh;
+  if (!current) throw new AigridError('ERR_INVALID_ARGUMENT', 'join a network before contributing');
+  if (gridPeer?.mesh !== current) {
+    gridPeer?.close();
+    gridPeer = new GridPeer({
+      mesh: current,
+      backend: options.backend ?? 'auto',
+      open: (model, signal) =>
+        openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal, cache: cacheRanges ? undefined : false }),
+    });
+  }
+  const { model, start, end } = options;
+  cacheRanges = options.cache !== false;
+  await gridPeer.assign(model, start, end);
+  return gridPeer.status().find((s) => s.modelId === model.modelId)!;
+}
+
 function leave(): void {
   clearInterval(rttTimer);
+  gridPeer?.close();
+  gridPeer = null;
   mesh?.close();
   mesh = null;
   rtts.clear();
@@ -117,10 +158,26 @@ $('leave').addEventListener('click', leave);
 
 declare global {
   interface Window {
-    aigrid: { join: typeof join; leave: typeof leave; readonly mesh: Mesh | null };
+    aigrid: {
+      join: typeof join;
+      leave: typeof leave;
+      contribute: typeof contribute;
+      readonly mesh: Mesh | null;
+      readonly grid: GridPeer | null;
+    };
   }
 }
-window.aigrid = { join, leave, get mesh() { return mesh; } };
+window.aigrid = {
+  join,
+  leave,
+  contribute,
+  get mesh() {
+    return mesh;
+  },
+  get grid() {
+    return gridPeer;
+  },
+};
 
 const autoNetwork = params.get('network');
 if (autoNetwork) {

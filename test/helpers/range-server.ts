@@ -2,7 +2,8 @@
 // sends per file, so tests can assert exactly what a loader downloaded. It serves a folder as
 // `/<path>` and as a Hugging Face mirror: `/<org>/<name>/resolve/<rev>/<file>` maps to
 // `<root>/<org>/<name>/<rev>/<file>`. Misbehaviours (ignoring Range, short bodies, delays) can be
-// switched on per test.
+// switched on per test. Every answer allows any origin (CORS), so pages served from another origin
+// (the signaling server's web app) read the files as they would read a real mirror.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -39,6 +40,14 @@ export interface RangeServer {
   close(): Promise<void>;
 }
 
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+  'access-control-allow-headers': 'range',
+  'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
+  'access-control-max-age': '600',
+};
+
 export async function startRangeServer(rootFolder: string): Promise<RangeServer> {
   const root = resolve(rootFolder);
   const bytesSent = new Map<string, number>();
@@ -46,6 +55,11 @@ export async function startRangeServer(rootFolder: string): Promise<RangeServer>
   const faults: RangeServerFaults = {};
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204).end(); // a CORS preflight: not a file request, so not recorded
+      return;
+    }
     const path = filePath(root, req.url ?? '/');
     const file = path ? relative(root, path).split(sep).join('/') : (req.url ?? '');
     const record = (status: number) => requests.push({ method: req.method ?? 'GET', file, range: req.headers.range, status });
