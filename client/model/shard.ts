@@ -56,6 +56,16 @@ export function checkRows(what: string, data: Float32Array, tokens: number, widt
   }
 }
 
+/** A session's part of a pass, as admitted before it runs. */
+interface PassEntry {
+  id: string;
+  /** Its live session, or undefined when the pass starts one. */
+  found: KvSession | undefined;
+  /** Tokens it had cached before the pass. */
+  cached: number;
+  tokens: number;
+}
+
 export class Shard {
   private readonly sessions: KvSessions;
   private destroyed = false;
@@ -161,6 +171,41 @@ export class Shard {
   ): Promise<Float32Array> {
     // Everything up to the first await runs at once, so passes are recorded in call order.
     if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
+    const entry = this.admit(hidden, positions, sessionId, layers);
+    return this.pass([entry], hidden, positions, layers);
+  }
+
+  /**
+   * One decode step of several sessions (one token each, distinct ids) as one pass: their rows are
+   * stacked into [B, H], so every linear layer reads its weights once for the whole batch; only the
+   * KV append and attention run per session. Each item is checked as forward() checks it, all
+   * before anything runs; a failed pass rolls back (or evicts) every session of the batch.
+   * Returns each item's [1, H] output, in order.
+   */
+  async forwardBatch(
+    items: readonly { hidden: Float32Array; position: number; sessionId: string }[],
+    layers: { start: number; end: number } = { start: this.start, end: this.end },
+  ): Promise<Float32Array[]> {
+    if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
+    if (!Array.isArray(items) || items.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: a batch needs at least one item');
+    const H = this.config.hiddenSize;
+    const seen = new Set<string>();
+    const entries = items.map(({ hidden, position, sessionId }, b) => {
+      if (seen.has(sessionId)) throw new AigridError('ERR_INVALID_ARGUMENT', `shard: session ${sessionId} appears twice in one batch (item ${b})`);
+      seen.add(sessionId);
+      if (!Number.isInteger(position) || position < 0 || position > 0xffffffff) {
+        throw new AigridError('ERR_INVALID_ARGUMENT', `shard: item ${b}'s position must be an integer >= 0, got ${position}`);
+      }
+      return this.admit(hidden, Uint32Array.of(position), sessionId, layers);
+    });
+    const hidden = new Float32Array(items.length * H);
+    items.forEach((item, b) => hidden.set(item.hidden, b * H));
+    const out = await this.pass(entries, hidden, Uint32Array.from(items, (item) => item.position), layers);
+    return items.map((_, b) => out.slice(b * H, (b + 1) * H));
+  }
+
+  /** forward()'s checks of one session's input, before anything runs. */
+  private admit(hidden: Float32Array, positions: Uint32Array, sessionId: string, layers: { start: number; end: number }): PassEntry {
     if (typeof sessionId !== 'string' || sessionId === '') throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: sessionId must be a non-empty string');
     if (!(positions instanceof Uint32Array) || positions.length === 0) {
       throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: positions must be a non-empty Uint32Array, one per token');
@@ -169,7 +214,6 @@ export class Shard {
       throw new AigridError('ERR_INVALID_ARGUMENT', `shard: layers [${layers.start}, ${layers.end}) are not within [${this.start}, ${this.end})`);
     }
     const from = layers.start - this.start;
-    const to = layers.end - this.start;
     const T = positions.length;
     const H = this.config.hiddenSize;
     checkRows('shard: hidden', hidden, T, H);
@@ -188,39 +232,58 @@ export class Shard {
     if (cached + T > this.maxSessionTokens) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `shard: ${cached + T} tokens exceed maxSessionTokens (${this.maxSessionTokens}) of session ${sessionId}`);
     }
+    return { id: sessionId, found: typeof found === 'object' ? found : undefined, cached, tokens: T };
+  }
 
-    let session = typeof found === 'object' ? found : undefined;
-    let counted = false;
+  /**
+   * Runs the stacked rows of admitted entries (one entry with T tokens, or B entries of one token)
+   * and checks the output; on failure every entry's cache is rolled back, or the session evicted.
+   */
+  private async pass(entries: PassEntry[], hidden: Float32Array, positions: Uint32Array, layers: { start: number; end: number }): Promise<Float32Array> {
+    const from = layers.start - this.start;
+    const to = layers.end - this.start;
+    const rows = positions.length;
+    const H = this.config.hiddenSize;
+    const sessions = entries.map((e) => e.found);
+    const counted: KvSession[] = [];
+    const mark = (s: KvSession) => {
+      s.busy++;
+      counted.push(s);
+    };
     let result: Promise<Float32Array>;
     try {
       result = this.backend.run((ops) => {
-        session ??= this.sessions.create(sessionId);
-        session.busy++;
-        counted = true;
-        let x = ops.input(hidden, [T, H]); // [T, H]
-        const pos = ops.indices(positions); // [T]
+        // Existing sessions are marked busy first, so a new one cannot evict another of this pass.
+        for (const s of sessions) if (s) mark(s);
+        entries.forEach((e, b) => {
+          if (!sessions[b]) mark((sessions[b] = this.sessions.create(e.id)));
+        });
+        const live = sessions as KvSession[];
+        let x = ops.input(hidden, [rows, H]); // [rows, H]
+        const pos = ops.indices(positions); // [rows]
         for (let i = from; i < to; i++) {
-          const next = this.layers[i]!.forward(ops, x, pos, session.stores[i]!); // [T, H]
+          // One session: one store for its T rows; a batch: one store per row.
+          const kv = live.length === 1 ? live[0]!.stores[i]! : live.map((s) => s.stores[i]!);
+          const next = this.layers[i]!.forward(ops, x, pos, kv); // [rows, H]
           ops.free(x);
           x = next;
         }
         return x;
       });
     } catch (err) {
-      if (session && counted) session.busy--;
-      this.undo(session, sessionId, cached, typeof found !== 'object', undefined, from, to);
+      for (const s of counted) s.busy--;
+      entries.forEach((e, b) => this.undo(sessions[b], e.id, e.cached, e.found === undefined, undefined, from, to));
       throw err;
     }
-    const live = session!;
     try {
       const out = await result;
-      checkRows(`shard: output of layers [${this.start}, ${this.end})`, out, T, H);
+      checkRows(`shard: output of layers [${this.start}, ${this.end})`, out, rows, H);
       return out;
     } catch (err) {
-      this.undo(live, sessionId, cached, false, cached + T, from, to);
+      entries.forEach((e, b) => this.undo(sessions[b], e.id, e.cached, false, e.cached + e.tokens, from, to));
       throw err;
     } finally {
-      live.busy--;
+      for (const s of counted) s.busy--;
     }
   }
 

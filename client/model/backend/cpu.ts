@@ -9,6 +9,7 @@ import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
 import { ropeRef } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
+import { rowSize } from './rows.ts';
 import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
 
 export interface CpuTensor extends Tensor {
@@ -93,6 +94,16 @@ class CpuOps implements Ops {
 
   view(x: Tensor, shape: readonly number[]): Tensor {
     return tensor((x as CpuTensor).data, shape);
+  }
+
+  rows(x: Tensor, start: number, count: number): Tensor {
+    const row = rowSize('rows', x, x, start, count);
+    return tensor((x as CpuTensor).data.slice(start * row, (start + count) * row), [count, ...x.shape.slice(1)]);
+  }
+
+  setRows(dst: Tensor, src: Tensor, start: number): void {
+    const row = rowSize('setRows', dst, src, start, src.shape[0]!);
+    f32(dst).set(f32(src), start * row);
   }
 
   linear(x: Tensor, w: Weight, bias?: Tensor): Tensor {

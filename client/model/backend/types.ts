@@ -52,6 +52,10 @@ export interface Ops {
   indices(data: Uint32Array): Tensor;
   /** The same storage under another shape of the same size. */
   view(x: Tensor, shape: readonly number[]): Tensor;
+  /** A copy of rows [start, start + count) along x's first dimension. */
+  rows(x: Tensor, start: number, count: number): Tensor;
+  /** Overwrites dst's rows from `start` on with src's rows (same trailing shape). */
+  setRows(dst: Tensor, src: Tensor, start: number): void;
   /** x [M, K] · wᵀ (+ bias [N]) -> [M, N]. */
   linear(x: Tensor, w: Weight, bias?: Tensor): Tensor;
   /** a + b, where b has a's shape or is one row broadcast over a's rows. */

@@ -6,12 +6,20 @@ import { KvCache } from '../../../kernels/kv-cache.ts';
 import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';
 import type { GpuWeight } from '../../../kernels/weights.ts';
 import type { PassBuffers } from './pool.ts';
+import { rowSize } from './rows.ts';
 import type { KvStore, Ops, Table, Tensor, Weight } from './types.ts';
 import type { GpuKernels } from './webgpu-kernels.ts';
 
 export function gpuTensor(t: Tensor | Table, what = 'tensor'): GpuTensor {
   if (!('buffer' in t)) throw new AigridError('ERR_INVALID_ARGUMENT', `webgpu backend: ${what} does not belong to a WebGPU backend`);
   return t as GpuTensor;
+}
+
+/** Row copies count 4 bytes a value: only pass activations (f32, u32) qualify, not f16 tables. */
+function activation(t: Tensor, op: string): GpuTensor {
+  const gt = gpuTensor(t);
+  if (gt.dtype !== 'f32' && gt.dtype !== 'u32') throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: expected an f32 or u32 tensor, got ${gt.dtype}`);
+  return gt;
 }
 
 export class WebGpuOps implements Ops {
@@ -53,6 +61,24 @@ export class WebGpuOps implements Ops {
       throw new AigridError('ERR_SHAPE_MISMATCH', `view: [${t.shape.join(', ')}] cannot be viewed as [${shape.join(', ')}]`);
     }
     return { ...t, shape: [...shape] };
+  }
+
+  // Kernels bind whole buffers, so a row range becomes its own buffer through a recorded copy.
+  rows(x: Tensor, start: number, count: number): Tensor {
+    const xt = activation(x, 'rows');
+    const rowBytes = rowSize('rows', xt, xt, start, count) * 4;
+    const out = this.alloc([count, ...xt.shape.slice(1)], 'rows', xt.dtype);
+    if (count) this.encoder.copyBufferToBuffer(xt.buffer, start * rowBytes, out.buffer, 0, count * rowBytes);
+    return out;
+  }
+
+  setRows(dst: Tensor, src: Tensor, start: number): void {
+    const dt = activation(dst, 'setRows');
+    const st = activation(src, 'setRows');
+    if (st.dtype !== dt.dtype) throw new AigridError('ERR_INVALID_ARGUMENT', `setRows: ${st.dtype} rows into a ${dt.dtype} tensor`);
+    const count = st.shape[0]!;
+    const rowBytes = rowSize('setRows', dt, st, start, count) * 4;
+    if (count) this.encoder.copyBufferToBuffer(st.buffer, 0, dt.buffer, start * rowBytes, count * rowBytes);
   }
 
   linear(x: Tensor, w: Weight, bias?: Tensor): Tensor {

@@ -2,10 +2,10 @@
 // + mlp.c_proj(gelu_tanh(mlp.c_fc(LayerNorm))). Conv1D weights are stored [in, out]: they are
 // transposed at load to the [out, in] every linear kernel takes, and the fused c_attn is split
 // into q, k and v there too. Learned positions are added by the head's embedding.
-import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
+import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import { take, transpose, type ExpectedShapes } from '../load-weights.ts';
-import { linearWeight, withUploads, type Layer, type LayerArch, type Uploads } from './layer.ts';
+import { attend, linearWeight, withUploads, type Layer, type LayerArch, type PassKv, type Uploads } from './layer.ts';
 
 const prefix = (index: number) => `h.${index}.`;
 
@@ -76,7 +76,7 @@ class Gpt2Layer implements Layer {
     this.fcProjBias = vec(get('mlp.c_proj.bias'), 'mlp.c_proj.bias');
   }
 
-  forward(ops: Ops, x: Tensor, _positions: Tensor, kv: KvStore): Tensor {
+  forward(ops: Ops, x: Tensor, _positions: Tensor, kv: PassKv): Tensor {
     const { numHeads: heads, headDim: hd, hiddenSize: H, normEps: eps } = this.c;
     const T = x.shape[0]!;
     const h = ops.layerNorm(x, this.ln1[0], this.ln1[1], eps); // [T, H]
@@ -84,7 +84,7 @@ class Gpt2Layer implements Layer {
     const k = ops.linear(h, this.k, this.kBias); // [T, H]
     const v = ops.linear(h, this.v, this.vBias); // [T, H]
     ops.free(h);
-    const a = ops.attention(ops.view(q, [T, heads, hd]), ops.view(k, [T, heads, hd]), ops.view(v, [T, heads, hd]), kv); // [T, heads, hd]
+    const a = attend(ops, ops.view(q, [T, heads, hd]), ops.view(k, [T, heads, hd]), ops.view(v, [T, heads, hd]), kv); // [T, heads, hd]
     ops.free(q, k, v);
     const o = ops.linear(ops.view(a, [T, H]), this.proj, this.projBias); // [T, H]
     ops.free(a);

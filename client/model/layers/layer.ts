@@ -1,13 +1,20 @@
 // A transformer layer: its weights on a backend and forward() over one pass, written once against
 // the Backend/Ops interface. Each architecture module says which tensors it needs and their shapes.
+import { AigridError } from '../../protocol/index.ts';
 import { Q4_BLOCK } from '../../../kernels/quant.ts';
 import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import type { ExpectedShapes } from '../load-weights.ts';
 
+/**
+ * The caches a pass continues: one store for all T rows (one session), or one store per row (a
+ * decode batch: row b is one token of its own session).
+ */
+export type PassKv = KvStore | readonly KvStore[];
+
 export interface Layer {
   /** x: [T, H] -> [T, H]; appends the T tokens' keys and values to kv. Does not free x. */
-  forward(ops: Ops, x: Tensor, positions: Tensor, kv: KvStore): Tensor;
+  forward(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor;
   dispose(backend: Backend): void;
 }
 
@@ -16,6 +23,31 @@ export interface LayerArch {
   shapes(config: ModelConfig, index: number): ExpectedShapes;
   /** Uploads the layer's weights (values as read, in checkpoint layout). */
   create(backend: Backend, config: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype): Layer;
+}
+
+/**
+ * Attention of q [T, heads, hd] with k, v [T, kvHeads, hd] over kv. A batch runs it per row on
+ * copies of that row, since each session's cache holds only its own keys; every other op of the
+ * layer runs on all rows at once, so each weight is read once per batch.
+ */
+export function attend(ops: Ops, q: Tensor, k: Tensor, v: Tensor, kv: PassKv): Tensor {
+  if (!Array.isArray(kv)) return ops.attention(q, k, v, kv as KvStore);
+  const stores = kv as readonly KvStore[];
+  if (stores.length !== q.shape[0]) {
+    throw new AigridError('ERR_SHAPE_MISMATCH', `attention: ${stores.length} KV stores for ${q.shape[0]} rows`);
+  }
+  if (stores.length === 1) return ops.attention(q, k, v, stores[0]!);
+  // A copy of q gives the output its shape; each row is overwritten with that session's result.
+  const out = ops.rows(q, 0, stores.length);
+  stores.forEach((store, b) => {
+    const qb = ops.rows(q, b, 1);
+    const kb = ops.rows(k, b, 1);
+    const vb = ops.rows(v, b, 1);
+    const ab = ops.attention(qb, kb, vb, store);
+    ops.setRows(out, ab, b);
+    ops.free(qb, kb, vb, ab);
+  });
+  return out;
 }
 
 /** q4 packs blocks of 32 along K; a weight whose K is not a multiple falls back to q8. */

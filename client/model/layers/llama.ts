@@ -1,10 +1,10 @@
 // The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
-import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
+import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import { take, type ExpectedShapes } from '../load-weights.ts';
-import { linearWeight, withUploads, type Uploads, type Layer, type LayerArch } from './layer.ts';
+import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
 const prefix = (index: number) => `model.layers.${index}.`;
 
@@ -73,7 +73,7 @@ class LlamaLayer implements Layer {
     this.down = w('mlp.down_proj.weight', H, I);
   }
 
-  forward(ops: Ops, x: Tensor, positions: Tensor, kv: KvStore): Tensor {
+  forward(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
     const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps, ropeTheta: theta } = this.c;
     const T = x.shape[0]!;
     const h = ops.rmsNorm(x, this.inputNorm, eps); // [T, H]
@@ -83,7 +83,7 @@ class LlamaLayer implements Layer {
     ops.free(h);
     const qr = ops.rope(ops.view(q, [T, heads, hd]), positions, theta); // [T, heads, hd]
     const kr = ops.rope(ops.view(k, [T, kvHeads, hd]), positions, theta); // [T, kvHeads, hd]
-    const a = ops.attention(qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
+    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
     ops.free(q, qr, k, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]
     ops.free(a);
