@@ -91,6 +91,12 @@ describe('serving across Node peers (CPU)', () => {
     expect(results).toHaveLength(8);
     for (const r of results) expect(r.tokens).toEqual(r.expected);
     expect(most).toBe(8);
+    // Continuous batching: decode steps of sessions waiting at a peer ran together.
+    for (const p of peers) {
+      const stats = p.batchStats;
+      expect(stats.largest).toBeGreaterThan(1);
+      expect(stats.steps).toBeGreaterThan(stats.passes);
+    }
     await waitFor(() => peers.every((p) => p.sessionCount === 0), 5000, 'sessions released');
   });
 });

@@ -5,6 +5,7 @@
 import type { Mesh } from '../mesh/mesh.ts';
 import { AigridError, isErrorCode, ServingFrame } from '../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
+import { DecodeBatcher } from './decode-batcher.ts';
 import type { HopSession, HopSessions } from './hop-sessions.ts';
 import {
   checkRoute,
@@ -33,6 +34,9 @@ export interface HopServerHooks {
 type Refusal = Omit<GridFailure, 'peerId'>;
 
 export class HopServer {
+  /** Decode steps of different sessions run together (continuous batching). */
+  readonly batcher = new DecodeBatcher();
+
   constructor(
     private readonly mesh: Mesh,
     private readonly sessions: HopSessions,
@@ -119,8 +123,11 @@ export class HopServer {
     }
     this.sessions.touch(session);
     const T = header.tokens;
+    const layers = { start: hop.start, end: hop.end };
     const positions = Uint32Array.from({ length: T }, (_, i) => header.startPos + i);
-    shard.forward(values, positions, sessionId, { start: hop.start, end: hop.end }).then(
+    // Prefill chunks are recorded at once, in arrival order; decode steps wait for a batch.
+    const pass = T === 1 ? this.batcher.step(shard, layers, values, header.startPos, sessionId) : shard.forward(values, positions, sessionId, layers);
+    pass.then(
       (out) => {
         count(assignment, T);
         this.passOn(session, { ...header }, out, H);

@@ -6,3 +6,4 @@ export { RemoteChain, DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, type FailoverEvent
 export { RouteFailure } from './remote-session.ts';
 export { explicitRoutes, signalingRoutes, type RouteSource } from './routes.ts';
 export { decodeHidden, encodeHidden, wireRound, type GridFailure, type HiddenFrame } from './wire.ts';
+export { DecodeBatcher, type BatchStats } from './decode-batcher.ts';

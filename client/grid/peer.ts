@@ -7,6 +7,7 @@ import type { Mesh } from '../mesh/mesh.ts';
 import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../protocol/index.ts';
 import { Assignment, openModel, type ModelOpener, type ShardSettings } from './assignment.ts';
 import { HopSessions, type HopSession } from './hop-sessions.ts';
+import type { BatchStats } from './decode-batcher.ts';
 import { HopServer } from './hop-server.ts';
 
 export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
@@ -122,6 +123,11 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   /** What this peer serves now. */
   status(): ServingStatus[] {
     return [...this.assignments.values()].map((a) => this.statusOf(a));
+  }
+
+  /** How decode steps were batched: passes, steps and the largest batch. */
+  get batchStats(): BatchStats {
+    return { ...this.server.batcher.stats };
   }
 
   /** Sessions this peer takes part in. */

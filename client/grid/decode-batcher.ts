@@ -1,0 +1,89 @@
+// Continuous batching on a serving peer: decode steps (one token each) of different sessions that
+// wait for the same shard and layer range run as one Shard.forwardBatch pass, so the weights are
+// read once per batch. While a batch runs, newly arrived steps gather for the next one.
+import type { Shard } from '../model/shard.ts';
+
+interface Step {
+  hidden: Float32Array;
+  position: number;
+  sessionId: string;
+  resolve: (out: Float32Array) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Lane {
+  shard: Shard;
+  layers: { start: number; end: number };
+  waiting: Step[];
+  running: boolean;
+}
+
+export interface BatchStats {
+  /** Passes run and steps they carried; steps / passes is the mean batch size. */
+  passes: number;
+  steps: number;
+  largest: number;
+}
+
+export class DecodeBatcher {
+  private readonly lanes = new Map<string, Lane>();
+  readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0 };
+
+  /** Queues one decode step; resolves with its output row [1, H]. */
+  step(shard: Shard, layers: { start: number; end: number }, hidden: Float32Array, position: number, sessionId: string): Promise<Float32Array> {
+    const key = `${layers.start}-${layers.end}`;
+    let lane = this.lanes.get(key);
+    if (!lane || lane.shard !== shard) {
+      lane = { shard, layers, waiting: [], running: false };
+      this.lanes.set(key, lane);
+    }
+    const target = lane;
+    return new Promise((resolve, reject) => {
+      target.waiting.push({ hidden, position, sessionId, resolve, reject });
+      // Wait one task so steps whose frames have already arrived (queued behind this one) join
+      // the batch; on the CPU a pass is synchronous, so nothing else would gather while it runs.
+      if (!target.running && target.waiting.length === 1) setTimeout(() => void this.run(target), 0);
+    });
+  }
+
+  private async run(lane: Lane): Promise<void> {
+    if (lane.running || lane.waiting.length === 0) return;
+    lane.running = true;
+    const batch = this.take(lane);
+    try {
+      const outs = await lane.shard.forwardBatch(batch, lane.layers);
+      this.count(batch.length);
+      batch.forEach((s, i) => s.resolve(outs[i]!));
+    } catch {
+      // A refused or failed batch leaves every session as it was (or evicted): run the steps one by
+      // one, so each gets its own answer and only a bad step fails.
+      for (const s of batch) {
+        try {
+          s.resolve(await lane.shard.forward(s.hidden, Uint32Array.of(s.position), s.sessionId, lane.layers));
+          this.count(1);
+        } catch (err) {
+          s.reject(err);
+        }
+      }
+    } finally {
+      lane.running = false;
+      if (lane.waiting.length > 0) void this.run(lane);
+    }
+  }
+
+  /** The waiting steps, at most one per session (a second waits for the next batch). */
+  private take(lane: Lane): Step[] {
+    const seen = new Set<string>();
+    const batch: Step[] = [];
+    const rest: Step[] = [];
+    for (const s of lane.waiting) (seen.has(s.sessionId) ? rest : batch).push(s), seen.add(s.sessionId);
+    lane.waiting = rest;
+    return batch;
+  }
+
+  private count(steps: number): void {
+    this.stats.passes++;
+    this.stats.steps += steps;
+    this.stats.largest = Math.max(this.stats.largest, steps);
+  }
+}
