@@ -1,12 +1,24 @@
 // One layer range of one model that a peer was asked to serve: loading its shard from the model's
-// source, the serving state the coordinator hears about, and the count of tokens served.
+// source, the serving state the coordinator hears about, and the count of tokens served. For light
+// sessions the first hop may also hold the embedding and the last the final norm and LM head.
 import { AigridError, type ModelSpec, type ServingState } from '../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { openCheckpoint } from '../model/checkpoint/index.ts';
 import type { Backend } from '../model/backend/types.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import type { TensorSource } from '../model/load-weights.ts';
+import { Head } from '../model/head.ts';
 import { Shard } from '../model/shard.ts';
+
+/**
+ * The head parts a peer holds besides its layers, for light sessions: `embed` lets it be hop 0,
+ * `head` the last hop. Either loads the whole Head (embedding, final norm, LM head): Head loads as
+ * one piece, and tied models share one matrix anyway.
+ */
+export interface HeadParts {
+  embed?: boolean;
+  head?: boolean;
+}
 
 /** Opens a model's weights; Node peers pass nodeModelOpener() (grid/node.ts) for disk caching. */
 export type ModelOpener = (model: ModelSpec, signal: AbortSignal) => Promise<TensorSource>;
@@ -24,6 +36,8 @@ export interface ShardSettings {
 export class Assignment {
   state: ServingState = 'loading';
   shard: Shard | null = null;
+  /** Loaded when `parts` asks for either head part. */
+  head: Head | null = null;
   detail: string | undefined;
   tokensServed = 0;
   /** Resolves when the shard is ready; rejects with why it could not load. */
@@ -37,6 +51,7 @@ export class Assignment {
     open: ModelOpener,
     settings: ShardSettings,
     private readonly onChange: (assignment: Assignment) => void,
+    readonly parts: HeadParts = {},
   ) {
     this.ready = this.load(open, settings);
     this.ready.catch(() => {}); // reported through onChange; callers may also await it
@@ -63,8 +78,23 @@ export class Assignment {
         shard.destroy();
         signal.throwIfAborted();
       }
+      if (this.parts.embed || this.parts.head) {
+        // Sharing the shard's backend keeps one device context; the shard outlives the head.
+        const head = await Head.load(source, { backend: shard.backend, weightDtype: model.weightDtype, signal }).catch((err: unknown) => {
+          shard.destroy();
+          throw err;
+        });
+        if (signal.aborted) {
+          head.destroy();
+          shard.destroy();
+          signal.throwIfAborted();
+        }
+        this.head = head;
+      }
       // A spec that disagrees with the weights would make hops refuse every frame; say so at load.
       if (shard.config.hiddenSize !== model.hiddenSize || shard.config.numLayers !== model.numLayers) {
+        this.head?.destroy();
+        this.head = null;
         shard.destroy();
         throw new AigridError('ERR_UNSUPPORTED_MODEL', `${model.modelId}: the checkpoint has ${shard.config.numLayers} layers of width ${shard.config.hiddenSize}, the spec says ${model.numLayers} of ${model.hiddenSize}`);
       }
@@ -81,6 +111,8 @@ export class Assignment {
 
   destroy(): void {
     this.abort.abort(new AigridError('ERR_INVALID_ARGUMENT', `${this.modelId} [${this.start}, ${this.end}) was unassigned`));
+    this.head?.destroy();
+    this.head = null;
     this.shard?.destroy();
     this.shard = null;
   }

@@ -3,9 +3,12 @@
 // a hop fails (fail frame, timeout, link closed, peer left) it marks the peer bad, takes a route
 // without it, starts a new session there and replays the inputs: the new hops rebuild their KV
 // caches from exactly the values the old ones saw, so greedy output does not change.
+// In light mode (option `light`, with `lightHead` as generate()'s head) the "hidden" rows are token
+// ids of width 1, hop 0 embeds them, and each step returns the last token's logits: a replay
+// resends the ids, which hop 0 embeds to the same values.
 import type { Mesh } from '../mesh/mesh.ts';
 import { generate, type GenerateOptions, type GenerateResult, type HeadLike, type LayerChain } from '../model/generate.ts';
-import { AigridError, randomSessionId, ServingFrame, type Frame, type Hop } from '../protocol/index.ts';
+import { AigridError, decodeLogits, randomSessionId, ServingFrame, type Frame, type Hop } from '../protocol/index.ts';
 import { RemoteSession, RouteFailure } from './remote-session.ts';
 import type { RouteSource } from './routes.ts';
 import { checkRoute, decodeHidden, decodeJson, describeRoute, GridFailureSchema, peekIds, SessionSetupSchema, wireRound } from './wire.ts';
@@ -29,6 +32,8 @@ export interface RemoteChainOptions {
   /** How long a failed peer stays excluded from routes (default 60 s). */
   badPeerMs?: number;
   onFailover?: (event: FailoverEvent) => void;
+  /** Light sessions: send token ids, receive logits [vocabSize]; generate() takes `lightHead`. */
+  light?: { vocabSize: number };
 }
 
 export interface FailoverEvent {
@@ -42,7 +47,7 @@ export interface FailoverEvent {
 }
 
 interface ChainSession {
-  /** Hidden inputs [length, H] as the wire delivered them. */
+  /** Hidden inputs [length, H] as the wire delivered them (light: token ids [length, 1]). */
   rows: Float32Array;
   length: number;
   remote: RemoteSession | null;
@@ -56,11 +61,16 @@ export class RemoteChain {
   private readonly remotes = new Map<string, RemoteSession>();
   private readonly bad = new Map<string, number>();
   private readonly chunkTokens: number;
+  /** Values per row the chain takes: the hidden size, or 1 (a token id) in light mode. */
+  private readonly width: number;
   private readonly detach: () => void;
 
   constructor(private readonly options: RemoteChainOptions) {
     this.mesh = options.mesh;
     this.chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
+    this.width = options.light ? 1 : options.hiddenSize;
+    const V = options.light?.vocabSize;
+    if (V !== undefined && (!Number.isInteger(V) || V < 1)) throw new AigridError('ERR_INVALID_ARGUMENT', `light.vocabSize must be a positive integer, got ${V}`);
     if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < MIN_CHUNK_TOKENS || this.chunkTokens > 0xffff) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `chunkTokens must be an integer in [${MIN_CHUNK_TOKENS}, 65535], got ${this.chunkTokens}`);
     }
@@ -88,9 +98,12 @@ export class RemoteChain {
     return this.sessions.get(sessionId)?.remote?.hops.map((h) => ({ ...h }));
   }
 
-  /** hidden [T, H] at positions (continuing the session; 0 starts it afresh) -> [T, H] after every layer. */
+  /**
+   * hidden [T, H] at positions (continuing the session; 0 starts it afresh) -> [T, H] after every
+   * layer. Light mode: token ids [T] -> the last token's logits [V].
+   */
   async forward(hidden: Float32Array, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
-    const H = this.options.hiddenSize;
+    const H = this.width;
     const T = positions.length;
     if (T === 0 || hidden.length !== T * H) {
       throw new AigridError('ERR_SHAPE_MISMATCH', `hidden has ${hidden.length} values for ${T} positions of width ${H}`);
@@ -103,7 +116,7 @@ export class RemoteChain {
       }
     }
     this.sessions.set(sessionId, state);
-    append(state, wireRound(hidden), H);
+    append(state, this.options.light ? hidden.slice() : wireRound(hidden), H);
     try {
       return await this.run(sessionId, state, T);
     } catch (err) {
@@ -114,7 +127,7 @@ export class RemoteChain {
 
   /** Runs the rows the session's route lacks, moving to a new route (and replaying) on failure. */
   private async run(sessionId: string, state: ChainSession, T: number): Promise<Float32Array> {
-    const H = this.options.hiddenSize;
+    const H = this.width;
     for (let failovers = 0; ; failovers++) {
       let remote = state.remote;
       try {
@@ -122,7 +135,7 @@ export class RemoteChain {
         const from = remote.synced;
         const out = await remote.run(state.rows.subarray(from * H, state.length * H), from, this.chunkTokens);
         remote.synced = state.length;
-        return out.slice(out.length - T * H);
+        return this.options.light ? out : out.slice(out.length - T * H);
       } catch (err) {
         if (!(err instanceof RouteFailure)) throw err;
         const ours = err.blame === this.mesh.peerId;
@@ -166,7 +179,7 @@ export class RemoteChain {
     const hops = await this.options.routes(this.badPeers());
     checkRoute(hops, 0, this.options.numLayers);
     const { mesh, modelId, hiddenSize } = this.options;
-    const remote = new RemoteSession({ mesh, modelId, hops, hiddenSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
+    const remote = new RemoteSession({ mesh, modelId, hops, hiddenSize, timeoutMs: this.options.timeoutMs ?? 30_000, light: this.options.light });
     this.remotes.set(remote.id, remote);
     try {
       await remote.open();
@@ -201,6 +214,9 @@ export class RemoteChain {
       if (frame.type === ServingFrame.result) {
         const hidden = decodeHidden(frame.payload);
         this.remotes.get(hidden.header.sessionId)?.onResult(from, hidden);
+      } else if (frame.type === ServingFrame.logits) {
+        const { header, logits } = decodeLogits(frame.payload);
+        this.remotes.get(header.sessionId)?.onLogits(from, header, logits);
       } else if (frame.type === ServingFrame.fail) {
         const failure = decodeJson(GridFailureSchema, frame.payload, 'fail');
         this.remotes.get(failure.sessionId)?.onFail(from, failure);
@@ -210,7 +226,7 @@ export class RemoteChain {
       }
     } catch (err) {
       // A result we cannot read fails its session; anything else unreadable is ignored.
-      const ids = frame.type === ServingFrame.result ? peekIds(frame.payload) : null;
+      const ids = frame.type === ServingFrame.result || frame.type === ServingFrame.logits ? peekIds(frame.payload) : null;
       const remote = ids ? this.remotes.get(ids.sessionId) : undefined;
       if (remote?.hops.at(-1)?.peerId === from && err instanceof AigridError) {
         remote.fail(new RouteFailure(err.code, `unreadable result from ${from}: ${err.message}`, from));

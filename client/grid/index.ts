@@ -1,7 +1,8 @@
 // Serving a model across peers: the serving peer (GridPeer) and the client's remote layer chain
 // (RemoteChain). Joins the model runtime and the mesh; Node-only pieces are in ./node.ts.
 export { GridPeer, DEFAULT_SESSION_IDLE_MS, DEFAULT_STATUS_INTERVAL_MS, type GridPeerEvents, type GridPeerOptions, type ServingStatus } from './peer.ts';
-export { openModel, type ModelOpener, type ShardSettings } from './assignment.ts';
+export { openModel, type HeadParts, type ModelOpener, type ShardSettings } from './assignment.ts';
+export { lightHead } from './light.ts';
 export { RemoteChain, DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, type FailoverEvent, type RemoteChainOptions } from './client.ts';
 export { RouteFailure } from './remote-session.ts';
 export { explicitRoutes, signalingRoutes, type RouteSource } from './routes.ts';

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'events';
 import type { Mesh } from '../mesh/mesh.ts';
 import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../protocol/index.ts';
-import { Assignment, openModel, type ModelOpener, type ShardSettings } from './assignment.ts';
+import { Assignment, openModel, type HeadParts, type ModelOpener, type ShardSettings } from './assignment.ts';
 import { HopSessions, type HopSession } from './hop-sessions.ts';
 import type { BatchStats } from './decode-batcher.ts';
 import { HopServer } from './hop-server.ts';
@@ -95,17 +95,18 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
 
   /**
    * Serves layers [start, end) of a model: loads the shard and resolves when it is ready (rejects
-   * when it fails to load). A new range of the same model replaces the old one.
+   * when it fails to load). A new range of the same model replaces the old one. `parts` adds the
+   * embedding (to be hop 0 of light sessions) or the final norm and LM head (their last hop).
    */
-  assign(model: ModelSpec, start: number, end: number): Promise<void> {
+  assign(model: ModelSpec, start: number, end: number, parts: HeadParts = {}): Promise<void> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the grid peer is closed'));
     const current = this.assignments.get(model.modelId);
-    if (current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model)) {
+    if (current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model) && sameParts(current.parts, parts)) {
       this.report(current); // the coordinator may have restarted or re-sent it: tell it where we stand
       return current.ready;
     }
     if (current) this.unassign(model.modelId);
-    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, this.options, (a) => this.report(a));
+    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, this.options, (a) => this.report(a), { ...parts });
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
     return assignment.ready;
@@ -152,6 +153,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
         return void this.server.onSetup(from, frame.payload);
       case ServingFrame.forward:
         return this.server.onForward(from, frame.payload, (a, tokens) => (a.tokensServed += tokens));
+      case ServingFrame.tokens:
+        return this.server.onTokens(from, frame.payload, (a, tokens) => (a.tokensServed += tokens));
       case ServingFrame.release:
         return this.server.onRelease(from, frame.payload);
       case ServingFrame.fail:
@@ -189,4 +192,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
 
 function sameSpec(a: ModelSpec, b: ModelSpec): boolean {
   return a.source === b.source && a.baseUrl === b.baseUrl && a.revision === b.revision && a.weightDtype === b.weightDtype;
+}
+
+function sameParts(a: HeadParts, b: HeadParts): boolean {
+  return !a.embed === !b.embed && !a.head === !b.head;
 }

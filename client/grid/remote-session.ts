@@ -1,9 +1,9 @@
 // One session on one route, seen from the client: set it up on every hop (each echoes the setup
 // once it is linked to its next hop), send hidden states to hop 0 in chunks without waiting, and
 // collect the results from the last hop. The first failure of any kind fails the whole session;
-// the chain then starts a new one elsewhere.
+// the chain then starts a new one elsewhere. A light session sends token ids and gets logits back.
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, isErrorCode, randomSessionId, ServingFrame, type Hop, type SessionSetup } from '../protocol/index.ts';
+import { AigridError, encodeTokenIds, isErrorCode, randomSessionId, ServingFrame, type Hop, type PassHeader, type SessionSetup } from '../protocol/index.ts';
 import { encodeHidden, encodeJson, sameSetup, type GridFailure, type HiddenFrame } from './wire.ts';
 
 /** Why a route failed, and the peer held at fault (none: the route may be tried again). */
@@ -26,6 +26,8 @@ export interface RemoteSessionOptions {
   hiddenSize: number;
   /** Longest wait for any progress (an acknowledgement or a result) while one is expected. */
   timeoutMs: number;
+  /** Rows are token ids and results the last token's logits [vocabSize]. */
+  light?: { vocabSize: number };
 }
 
 export class RemoteSession {
@@ -46,6 +48,7 @@ export class RemoteSession {
   constructor(private readonly options: RemoteSessionOptions) {
     this.mesh = options.mesh;
     this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map(({ peerId, start, end }) => ({ peerId, start, end })), client: options.mesh.peerId };
+    if (options.light) this.setup.light = true;
     this.failed = new Promise<never>((_, reject) => (this.onFailure = reject));
     this.failed.catch(() => {});
   }
@@ -76,10 +79,14 @@ export class RemoteSession {
     await Promise.race([Promise.all(acked), this.failed]);
   }
 
-  /** Runs rows [T, H] at positions startPos.. through the route; sends chunks of `chunkTokens` back to back. */
+  /**
+   * Runs rows [T, H] at positions startPos.. through the route; sends chunks of `chunkTokens` back
+   * to back. Light: rows are T token ids, and the result is the logits after the last of them.
+   */
   async run(rows: Float32Array, startPos: number, chunkTokens: number): Promise<Float32Array> {
     if (this.failure) throw this.failure;
-    const H = this.options.hiddenSize;
+    const light = this.options.light !== undefined;
+    const H = light ? 1 : this.options.hiddenSize;
     const T = rows.length / H;
     const first = this.setup.hops[0]!;
     const parts: Promise<Float32Array>[] = [];
@@ -88,12 +95,18 @@ export class RemoteSession {
       const requestId = this.nextRequest++;
       const header = { sessionId: this.id, requestId, startPos: startPos + t, hop: 0, layerStart: first.start, layerEnd: first.end };
       parts.push(new Promise<Float32Array>((resolve) => this.pending.set(requestId, { startPos: startPos + t, tokens: n, resolve })));
-      this.mesh.send(first.peerId, ServingFrame.forward, encodeHidden(header, rows.subarray(t * H, (t + n) * H), n, H)).catch((err: unknown) =>
+      const chunk = rows.subarray(t * H, (t + n) * H);
+      const sent = light
+        ? this.mesh.send(first.peerId, ServingFrame.tokens, encodeTokenIds(header, Uint32Array.from(chunk)))
+        : this.mesh.send(first.peerId, ServingFrame.forward, encodeHidden(header, chunk, n, H));
+      sent.catch((err: unknown) =>
         this.fail(new RouteFailure('ERR_PEER_CLOSED', `cannot reach ${first.peerId}: ${(err as Error).message}`, first.peerId)),
       );
     }
     this.arm();
     const outs = await Promise.race([Promise.all(parts), this.failed]);
+    // Each chunk's logits are of its own last token; only the last chunk's follow the whole input.
+    if (light) return outs.at(-1)!;
     const out = new Float32Array(rows.length);
     let offset = 0;
     for (const part of outs) {
@@ -111,6 +124,7 @@ export class RemoteSession {
   }
 
   onResult(from: string, frame: HiddenFrame): void {
+    if (this.setup.light) return;
     const last = this.setup.hops.at(-1)!;
     const { header, values } = frame;
     const waiting = this.pending.get(header.requestId);
@@ -122,6 +136,20 @@ export class RemoteSession {
     }
     this.pending.delete(header.requestId);
     waiting.resolve(values);
+    this.arm();
+  }
+
+  onLogits(from: string, header: PassHeader, logits: Float32Array): void {
+    const V = this.options.light?.vocabSize;
+    const waiting = this.pending.get(header.requestId);
+    if (V === undefined || from !== this.setup.hops.at(-1)!.peerId || !waiting) return;
+    if (header.tokens !== waiting.tokens || header.startPos !== waiting.startPos || logits.length !== V) {
+      const got = `${logits.length} logits after ${header.tokens} tokens at ${header.startPos}`;
+      return this.fail(new RouteFailure('ERR_SHAPE_MISMATCH', `result ${header.requestId} from ${from} is ${got}, expected ${V} after ${waiting.tokens} at ${waiting.startPos}`, from));
+    }
+    if (!logits.every(Number.isFinite)) return this.fail(new RouteFailure('ERR_INVALID_ARGUMENT', `result ${header.requestId} from ${from} holds non-finite logits`, from));
+    this.pending.delete(header.requestId);
+    waiting.resolve(logits);
     this.arm();
   }
 

@@ -25,6 +25,8 @@ export const SessionSetupSchema = z.object({
   // The hop index travels in a u8 of the activation header.
   hops: z.array(HopSchema).min(1).max(255),
   client: PeerIdSchema,
+  // Absent for the default mode, so setups of the two modes never compare equal by accident.
+  light: z.literal(true).optional(),
 });
 
 /** A failure report; `blame` names the peer the reporting hop holds at fault when that is not itself. */
@@ -137,6 +139,7 @@ export function sameSetup(a: SessionSetup, b: SessionSetup): boolean {
     a.sessionId === b.sessionId &&
     a.modelId === b.modelId &&
     a.client === b.client &&
+    a.light === b.light &&
     a.hops.length === b.hops.length &&
     a.hops.every((h, i) => h.peerId === b.hops[i]!.peerId && h.start === b.hops[i]!.start && h.end === b.hops[i]!.end)
   );
