@@ -3,7 +3,7 @@
 // peers load their layers over HTTP Range and report ready; the client takes routes from the
 // coordinator and generates the golden tokens, also when a peer dies mid-generation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridPeer, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
+import { GridPeer, lightHead, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import { nodeModelOpener } from '../client/grid/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
@@ -22,11 +22,11 @@ const peers: GridPeer[] = [];
 let client: Mesh;
 let spec: ModelSpec;
 
-async function mesh(peerId: string, memoryBudgetMB = 2): Promise<Mesh> {
+async function mesh(peerId: string, memoryBudgetMB = 2, network = NETWORK): Promise<Mesh> {
   const m = new Mesh({
     ...nodePlatform(),
     signal: net.server.wsUrl,
-    network: NETWORK,
+    network,
     capabilities: { ...capabilities, memoryBudgetMB },
     autoConnect: false,
     maxConnections: 16,
@@ -95,6 +95,31 @@ describe('serving through the coordinator', () => {
       },
     });
     expect(killed).toBe(true);
+    expect(result.tokens).toEqual(g.greedy);
+    chain.close();
+  });
+
+  it('serves a light client: the peers at the ends hold embedding and head, the client only ids', async () => {
+    const network = 'coordinated-light';
+    for (const id of ['light-a', 'light-b', 'light-c']) {
+      peers.push(new GridPeer({ mesh: await mesh(id, 2, network), backend: 'cpu', open: nodeModelOpener({ cache: false }) }));
+    }
+    const lightClient = await mesh('light-client', 0, network);
+    const light = { ...spec, modelId: 'tiny-llama-light', light: true, replication: 1 };
+    let coverage: ModelCoverage | undefined;
+    lightClient.signaling.on('models', (models) => (coverage = models.find((m) => m.model.modelId === light.modelId)));
+    lightClient.signaling.send({ type: 'serve', model: light });
+    await waitFor(() => Boolean(coverage?.ready.every((r) => r >= 1)), 30_000, 'light model ready');
+    const chain = new RemoteChain({
+      mesh: lightClient,
+      modelId: light.modelId,
+      numLayers: light.numLayers,
+      hiddenSize: light.hiddenSize,
+      routes: signalingRoutes(lightClient.signaling, light.modelId),
+      light: { vocabSize: 256 },
+    });
+    const g = (await net.model('tiny-llama')).golden[3]!;
+    const result = await chain.generate(lightHead, g.ids, { maxTokens: g.greedy.length, temperature: 0 });
     expect(result.tokens).toEqual(g.greedy);
     chain.close();
   });

@@ -70,7 +70,10 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     };
     const onWelcome = () => this.reportAll(); // a restarted server knows nothing of us
     const onAssign = (msg: { model: ModelSpec; start: number; end: number }) => {
-      this.assign(msg.model, msg.start, msg.end).catch(() => {}); // reported as status 'failed'
+      // A model served for light clients puts its embedding and head on the peers at its ends.
+      const light = msg.model.light === true;
+      const parts = { embed: light && msg.start === 0, head: light && msg.end === msg.model.numLayers };
+      this.assign(msg.model, msg.start, msg.end, parts).catch(() => {}); // reported as status 'failed'
     };
     const onUnassign = (modelId: string) => this.unassign(modelId);
     this.mesh.on('frame', onFrame);

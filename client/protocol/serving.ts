@@ -19,6 +19,12 @@ export const ModelSpecSchema = z.object({
   weightDtype: z.enum(['f32', 'f16', 'q8', 'q4']),
   /** Each layer is held by at least this many peers when there are enough. */
   replication: z.number().int().min(1).max(16),
+  /**
+   * Light clients welcome: peers whose range starts at layer 0 also hold the embedding, and those
+   * whose range ends at the last layer the final norm and LM head, so a client may keep only the
+   * tokenizer and exchange token ids and logits (see the README on what each mode reveals).
+   */
+  light: z.boolean().optional(),
 });
 
 export const HopSchema = z.object({
