@@ -48,6 +48,12 @@ describe('light sessions over Node peers (CPU)', () => {
       const result = await chain.generate(lightHead, golden.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 });
       expect(result.tokens, golden.prompt).toEqual(golden.greedy);
     }
+    // Eight light generations at once (each golden prompt twice) all keep their tokens.
+    const goldens = (await net.model('tiny-llama')).golden;
+    const many = await Promise.all(
+      [...goldens, ...goldens].map((g) => chain.generate(lightHead, g.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 })),
+    );
+    many.forEach((r, i) => expect(r.tokens).toEqual(goldens[i % goldens.length]!.greedy));
     expect(loads).toHaveBeenCalledTimes(2);
     loads.mockRestore();
     // Token ids went out, logits came back; no hidden state crossed the client's links.

@@ -27,6 +27,8 @@ export const openModel: ModelOpener = (model, signal) =>
   openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal });
 
 export interface ShardSettings {
+  /** Set when the assignment must not load (e.g. it exceeds the peer's budget): reported as failed. */
+  refuse?: AigridError;
   backend?: Backend | BackendChoice;
   gpu?: GPU | GpuContext;
   kvBudgetBytes?: number;
@@ -72,8 +74,10 @@ export class Assignment {
       if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start || end > model.numLayers) {
         throw new AigridError('ERR_INVALID_ARGUMENT', `layers [${start}, ${end}) are not a range of ${model.modelId}'s ${model.numLayers}`);
       }
+      if (settings.refuse) throw settings.refuse;
       const source = await open(model, signal);
-      const shard = await Shard.load(source, { ...settings, start, end, weightDtype: model.weightDtype, signal });
+      const { refuse: _none, ...shardSettings } = settings;
+      const shard = await Shard.load(source, { ...shardSettings, start, end, weightDtype: model.weightDtype, signal });
       if (signal.aborted) {
         shard.destroy();
         signal.throwIfAborted();

@@ -41,6 +41,10 @@ export interface GridPeerEvents {
   warning: [error: AigridError];
 }
 
+const MB = 1024 * 1024;
+/** Even a peer whose layers fill its budget keeps room for a few sessions' caches. */
+const MIN_KV_BUDGET_BYTES = 8 * MB;
+
 export class GridPeer extends EventEmitter<GridPeerEvents> {
   readonly mesh: Mesh;
   private readonly assignments = new Map<string, Assignment>();
@@ -109,10 +113,25 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       return current.ready;
     }
     if (current) this.unassign(model.modelId);
-    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, this.options, (a) => this.report(a), { ...parts });
+    const settings = this.budgeted(model, start, end);
+    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, settings, (a) => this.report(a), { ...parts });
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
     return assignment.ready;
+  }
+
+  /**
+   * The memory budget the peer announced is enforced, not advisory: a range whose layers exceed it
+   * fails to load (ERR_INSUFFICIENT_MEMORY), and the KV caches get what the layers leave.
+   */
+  private budgeted(model: ModelSpec, start: number, end: number): ShardSettings {
+    const budgetBytes = this.mesh.signaling.capabilities.memoryBudgetMB * MB;
+    const layerBytes = (end - start) * model.layerBytes;
+    if (layerBytes > budgetBytes) {
+      return { ...this.options, refuse: new AigridError('ERR_INSUFFICIENT_MEMORY', `${model.modelId} layers [${start}, ${end}) need ${Math.ceil(layerBytes / MB)} MB; this peer offers ${budgetBytes / MB} MB`) };
+    }
+    const left = budgetBytes - layerBytes;
+    return { ...this.options, kvBudgetBytes: this.options.kvBudgetBytes ?? Math.max(MIN_KV_BUDGET_BYTES, left) };
   }
 
   /** Stops serving a model: its sessions are released and its shard freed. */
