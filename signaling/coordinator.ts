@@ -113,7 +113,10 @@ export class Coordinator {
     });
   }
 
-  /** Answers the cheapest chain of ready peers over the layers asked, or ERR_NO_ROUTE naming the gaps. */
+  /**
+   * Answers the cheapest chain of ready peers over the layers asked (by the asker's measured latency
+   * to each peer and the sessions it last reported), or ERR_NO_ROUTE naming the gaps.
+   */
   route(network: string, msg: RouteMsg, reply: Reply): Promise<void> {
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
@@ -129,7 +132,10 @@ export class Coordinator {
       }
       const { assignments } = model.placement;
       const stats = new Map<string, PeerStats>(
-        [...model.status].map(([peerId, s]) => [peerId, { ready: s.state === 'ready', sessions: s.sessions }]),
+        [...model.status].map(([peerId, s]) => [
+          peerId,
+          { ready: s.state === 'ready', sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] },
+        ]),
       );
       const hops = findRoute(n, assignments, stats, request, this.opts.routeCosts);
       if (hops) return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops });

@@ -186,6 +186,55 @@ describe('coordinator', () => {
     await b.next('assign', (m) => m.model.source.endsWith('v2'));
   });
 
+  it('routes by the latency the asker measured and the load peers report', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const b = await peer('peer-b', 8);
+    const asker = await peer('peer-asker', 0.5);
+    a.send({ type: 'serve', model: { ...MODEL, replication: 2 } });
+    const [assignA, assignB] = [await a.next('assign'), await b.next('assign')];
+    expect(range(assignA)).toEqual([0, 8]);
+    expect(range(assignB)).toEqual([0, 8]);
+    ready(a, assignA);
+    ready(b, assignB);
+    await asker.next('models', (m) => m.models[0]!.ready.every((r) => r === 2));
+
+    const route = async (requestId: number, extra: Record<string, unknown>) => {
+      asker.send({ type: 'route', requestId, modelId: MODEL.modelId, ...extra });
+      return (await asker.next('route', (m) => m.requestId === requestId)).hops.map((h) => h.peerId);
+    };
+    expect(await route(1, { latencyMs: { 'peer-a': 80, 'peer-b': 4 } })).toEqual(['peer-b']);
+    expect(await route(2, { latencyMs: { 'peer-a': 3, 'peer-b': 40.5 } })).toEqual(['peer-a']);
+    // The faster one excluded: the slower replica still serves.
+    expect(await route(3, { latencyMs: { 'peer-a': 80, 'peer-b': 4 }, exclude: ['peer-b'] })).toEqual(['peer-a']);
+    // Latencies are per request: the next asker's measurements are its own.
+    expect(await route(4, { latencyMs: { 'peer-a': 3, 'peer-b': 40 } })).toEqual(['peer-a']);
+    // Load counts too: a busy fast peer loses to an idle one a little slower (5 ms per session).
+    b.send({ type: 'status', modelId: MODEL.modelId, start: 0, end: 8, state: 'ready', sessions: 4, tokensServed: 0 });
+    await sleep(50);
+    expect(await route(5, { latencyMs: { 'peer-a': 10, 'peer-b': 4 } })).toEqual(['peer-a']);
+    expect(await route(6, { latencyMs: { 'peer-a': 40, 'peer-b': 4 } })).toEqual(['peer-b']);
+    expect(asker.all('error')).toEqual([]);
+  });
+
+  it('refuses bad latency maps with a named error', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const raw = (m: unknown) => a.send(JSON.stringify(m));
+    const tooMany = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`peer-${i}`, 1]));
+    const bad: unknown[] = [{ 'peer-a': -1 }, { 'peer-a': 60_001 }, { 'peer-a': '5' }, { 'peer-a': null }, { 'x': 1 }, tooMany, [5]];
+    for (const latencyMs of bad) {
+      raw({ type: 'route', requestId: 1, modelId: MODEL.modelId, latencyMs });
+      const err = await a.next('error');
+      expect(err, JSON.stringify(latencyMs)).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route' });
+      expect(err.message).toMatch(/latencyMs/);
+    }
+    // At the bounds it is accepted (and answered on its merits: nothing is served yet).
+    const sixtyFour = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`peer-${i}`, i === 0 ? 60_000 : 0]));
+    raw({ type: 'route', requestId: 2, modelId: MODEL.modelId, latencyMs: sixtyFour });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route' });
+  });
+
   it('answers malformed and out-of-place serving messages with named errors and stays up', async () => {
     await start();
     const a = await peer('peer-a', 8);

@@ -35,6 +35,16 @@ describe('findRoute', () => {
     expect(findRoute(32, a, allReady(a), {}, { hopMs: 1, perSessionMs: 0 })?.length).toBe(1);
   });
 
+  it('picks the replica with the lower measured latency, and the other when it is excluded', () => {
+    const a = held({ aaaa: [0, 32], bbbb: [0, 32] });
+    const stats = allReady(a, { aaaa: { latencyMs: 60 }, bbbb: { latencyMs: 6 } });
+    expect(findRoute(32, a, stats)?.map((h) => h.peerId)).toEqual(['bbbb']);
+    expect(findRoute(32, a, stats, { exclude: ['bbbb'] })?.map((h) => h.peerId)).toEqual(['aaaa']);
+    // Latency and load add up: 6 ms plus 12 sessions at 5 ms loses to 60 ms idle.
+    const busy = allReady(a, { aaaa: { latencyMs: 60 }, bbbb: { latencyMs: 6, sessions: 12 } });
+    expect(findRoute(32, a, busy)?.map((h) => h.peerId)).toEqual(['aaaa']);
+  });
+
   it('spreads over replicas by load and skips peers that are not ready or excluded', () => {
     const a = held({ aaaa: [0, 32], bbbb: [0, 32] });
     expect(findRoute(32, a, allReady(a))?.[0]?.peerId).toBe('aaaa');

@@ -1,7 +1,7 @@
 // Where a client's routes come from: the coordinator (over signaling), or a fixed list of
 // alternatives. Either way a failed peer is excluded from the next route asked for.
 import type { SignalingClient } from '../mesh/signaling-client.ts';
-import { AigridError, type Hop } from '../protocol/index.ts';
+import { AigridError, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../protocol/index.ts';
 import { describeRoute } from './wire.ts';
 
 /** A chain of hops covering the model that avoids the excluded peers; rejects ERR_NO_ROUTE when there is none. */
@@ -20,7 +20,112 @@ export function explicitRoutes(routes: readonly (readonly Hop[])[]): RouteSource
   };
 }
 
+/** What a latency probe needs of a link: whether it is open, and one round trip over it. */
+export interface PingableLink {
+  readonly open: boolean;
+  ping(): Promise<number>;
+}
+
+export interface PeerLatencyOptions {
+  /** The link to a peer, if there is one (e.g. `(id) => mesh.link(id)`); only open links are pinged. */
+  link: (peerId: string) => PingableLink | undefined;
+  /** Peers that could be on a route besides those of earlier routes (e.g. `() => mesh.connectedPeers()`). */
+  candidates?: () => Iterable<string>;
+  /** How long a measurement is reused before the peer is pinged again (default 30 s). */
+  ttlMs?: number;
+  /** How long one ping may take before it is given up (default 500 ms). */
+  timeoutMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Round trips to peers that could be on a route, measured with a ping over links already open and
+ * cached for ttlMs, so a route request costs at most one round of pings, and usually none.
+ */
+export class PeerLatency {
+  private readonly cache = new Map<string, { ms: number; at: number }>();
+  /** Peers of earlier routes, most recent last. */
+  private readonly seen = new Set<string>();
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(private readonly options: PeerLatencyOptions) {}
+
+  /** Remembers the peers of a route as candidates for later measurements. */
+  observe(hops: readonly Hop[]): void {
+    for (const { peerId } of hops) {
+      this.seen.delete(peerId);
+      this.seen.add(peerId);
+    }
+    while (this.seen.size > MAX_LATENCY_ENTRIES) this.seen.delete(this.seen.values().next().value!);
+  }
+
+  /** Records a round trip measured some other way (e.g. from frames already exchanged). */
+  record(peerId: string, ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    this.cache.set(peerId, { ms: Math.min(ms, MAX_LATENCY_MS), at: this.now() });
+  }
+
+  /** Measures candidates whose measurement is missing or stale; answers at most 64 fresh ones, in ms. */
+  async measure(exclude: readonly string[] = []): Promise<Record<string, number>> {
+    const avoid = new Set(exclude);
+    const peers = [...new Set([...(this.options.candidates?.() ?? []), ...this.seen])].filter((p) => !avoid.has(p)).slice(0, MAX_LATENCY_ENTRIES);
+    await Promise.all(peers.filter((p) => !this.fresh(p)).map((p) => this.ping(p)));
+    const out: Record<string, number> = {};
+    for (const p of peers) {
+      const hit = this.cache.get(p);
+      if (hit && this.fresh(p)) out[p] = Math.round(hit.ms * 1000) / 1000;
+    }
+    return out;
+  }
+
+  private fresh(peerId: string): boolean {
+    const hit = this.cache.get(peerId);
+    return hit !== undefined && this.now() - hit.at < (this.options.ttlMs ?? 30_000);
+  }
+
+  private ping(peerId: string): Promise<void> {
+    const running = this.inflight.get(peerId);
+    if (running) return running;
+    const link = this.options.link(peerId);
+    if (!link?.open) return Promise.resolve();
+    let resolveTimeout!: (v: undefined) => void;
+    const timeout = new Promise<undefined>((resolve) => (resolveTimeout = resolve));
+    const timer = setTimeout(() => resolveTimeout(undefined), this.options.timeoutMs ?? 500);
+    const done = Promise.race([link.ping().catch(() => undefined), timeout])
+      .then((ms) => {
+        if (ms !== undefined) this.record(peerId, ms);
+      })
+      .finally(() => {
+        clearTimeout(timer);
+        this.inflight.delete(peerId);
+      });
+    this.inflight.set(peerId, done);
+    return done;
+  }
+
+  private now(): number {
+    return (this.options.now ?? performance.now.bind(performance))();
+  }
+}
+
+export interface SignalingRoutesOptions {
+  timeoutMs?: number;
+  /** Measures peers so the coordinator can prefer the fast ones; without it, routes go by load alone. */
+  latency?: PeerLatency;
+}
+
 /** Routes chosen by the coordinator, asked for over the signaling connection. */
-export function signalingRoutes(signaling: SignalingClient, modelId: string, options: { timeoutMs?: number } = {}): RouteSource {
-  return (exclude) => signaling.requestRoute(modelId, { exclude: [...exclude].slice(0, 64), timeoutMs: options.timeoutMs });
+export function signalingRoutes(signaling: SignalingClient, modelId: string, options: SignalingRoutesOptions = {}): RouteSource {
+  const { latency, timeoutMs } = options;
+  return async (exclude) => {
+    const avoid = [...exclude].slice(0, 64);
+    const latencyMs = latency ? await latency.measure(avoid) : undefined;
+    const hops = await signaling.requestRoute(modelId, {
+      exclude: avoid,
+      timeoutMs,
+      ...(latencyMs && Object.keys(latencyMs).length ? { latencyMs } : {}),
+    });
+    latency?.observe(hops);
+    return hops;
+  };
 }

@@ -26,6 +26,8 @@ export interface RouteQuery {
   end?: number;
   /** Peers the route must avoid. */
   exclude?: string[];
+  /** Round trips measured to peers, in ms (at most 64, each 0..60000); the coordinator prefers fast peers. */
+  latencyMs?: Record<string, number>;
   timeoutMs?: number;
 }
 

@@ -59,6 +59,9 @@ export const StatusMessageSchema = z.object({
   tokensServed: z.number().int().nonnegative(),
   detail: z.string().max(256).optional(),
 });
+/** Bounds of a route request's latencyMs map. */
+export const MAX_LATENCY_ENTRIES = 64;
+export const MAX_LATENCY_MS = 60_000;
 export const RouteRequestSchema = z.object({
   type: z.literal('route'),
   requestId: z.number().int().nonnegative(),
@@ -68,6 +71,11 @@ export const RouteRequestSchema = z.object({
   end: z.number().int().positive().optional(),
   /** Peers the route must avoid (e.g. one that just failed). */
   exclude: z.array(PeerIdSchema).max(64).optional(),
+  /** Round trips the asker measured to peers, in ms; the coordinator weighs hops by them. */
+  latencyMs: z
+    .record(PeerIdSchema, z.number().finite().min(0).max(MAX_LATENCY_MS))
+    .refine((m) => Object.keys(m).length <= MAX_LATENCY_ENTRIES, `latencyMs: at most ${MAX_LATENCY_ENTRIES} peers`)
+    .optional(),
 });
 
 // Server -> client.
