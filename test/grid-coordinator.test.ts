@@ -3,7 +3,7 @@
 // peers load their layers over HTTP Range and report ready; the client takes routes from the
 // coordinator and generates the golden tokens, also when a peer dies mid-generation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridPeer, lightHead, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
+import { GridPeer, lightHead, meshRoutes, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import { nodeModelOpener } from '../client/grid/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
@@ -69,7 +69,7 @@ describe('serving through the coordinator', () => {
       modelId: spec.modelId,
       numLayers: spec.numLayers,
       hiddenSize: spec.hiddenSize,
-      routes: signalingRoutes(client.signaling, spec.modelId),
+      routes: meshRoutes(client, spec.modelId),
     });
     const head = await net.head('tiny-llama');
     const model = await net.model('tiny-llama');

@@ -5,6 +5,6 @@ export { openModel, type HeadParts, type ModelOpener, type ShardSettings } from 
 export { lightHead } from './light.ts';
 export { RemoteChain, DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, type FailoverEvent, type RemoteChainOptions } from './client.ts';
 export { RouteFailure } from './remote-session.ts';
-export { explicitRoutes, signalingRoutes, type RouteSource } from './routes.ts';
+export { explicitRoutes, meshRoutes, PeerLatency, signalingRoutes, type RouteSource } from './routes.ts';
 export { decodeHidden, encodeHidden, wireRound, type GridFailure, type HiddenFrame } from './wire.ts';
 export { DecodeBatcher, type BatchStats } from './decode-batcher.ts';

@@ -1,5 +1,6 @@
 // Where a client's routes come from: the coordinator (over signaling), or a fixed list of
 // alternatives. Either way a failed peer is excluded from the next route asked for.
+import type { Mesh } from '../mesh/mesh.ts';
 import type { SignalingClient } from '../mesh/signaling-client.ts';
 import { AigridError, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../protocol/index.ts';
 import { describeRoute } from './wire.ts';
@@ -128,4 +129,10 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
     latency?.observe(hops);
     return hops;
   };
+}
+
+/** Routes from the coordinator, with round trips to the mesh's linked peers measured and sent along. */
+export function meshRoutes(mesh: Mesh, modelId: string, options: { timeoutMs?: number } = {}): RouteSource {
+  const latency = new PeerLatency({ link: (id) => mesh.link(id), candidates: () => mesh.connectedPeers() });
+  return signalingRoutes(mesh.signaling, modelId, { ...options, latency });
 }
