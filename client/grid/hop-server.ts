@@ -96,15 +96,20 @@ export class HopServer {
     this.mesh.send(from, ServingFrame.session, payload).catch(() => this.drop(session));
   }
 
-  /** Runs a forward frame; everything before shard.forward is synchronous, so passes keep arrival order. */
-  onForward(from: string, payload: Uint8Array, count: (assignment: Assignment, tokens: number) => void): void {
+  /** The session a frame names, and how to refuse it: about a known session to its client, else to the sender. */
+  private place(from: string, payload: Uint8Array) {
     const ids = peekIds(payload);
     const session = ids ? this.sessions.get(ids.sessionId) : undefined;
     const sessionId = ids?.sessionId ?? '0000000000000000';
     const requestId = ids?.requestId ?? 0;
-    // A report about a known session goes to its client; a frame we cannot place, to its sender.
     const refuse = (code: string, message: string, blame?: string) =>
       this.fail(session?.setup.client ?? from, { sessionId, requestId, code, message, blame });
+    return { session, sessionId, requestId, refuse };
+  }
+
+  /** Runs a forward frame; everything before shard.forward is synchronous, so passes keep arrival order. */
+  onForward(from: string, payload: Uint8Array, count: (assignment: Assignment, tokens: number) => void): void {
+    const { session, sessionId, requestId, refuse } = this.place(from, payload);
 
     let frame: HiddenFrame;
     try {
@@ -123,12 +128,7 @@ export class HopServer {
 
   /** Hop 0 of a light session: embeds the token ids at their positions, then runs its layers. */
   onTokens(from: string, payload: Uint8Array, count: (assignment: Assignment, tokens: number) => void): void {
-    const ids = peekIds(payload);
-    const session = ids ? this.sessions.get(ids.sessionId) : undefined;
-    const sessionId = ids?.sessionId ?? '0000000000000000';
-    const requestId = ids?.requestId ?? 0;
-    const refuse = (code: string, message: string, blame?: string) =>
-      this.fail(session?.setup.client ?? from, { sessionId, requestId, code, message, blame });
+    const { session, sessionId, requestId, refuse } = this.place(from, payload);
     let frame: { header: PassHeader; ids: Uint32Array };
     try {
       frame = decodeTokenIds(payload);
