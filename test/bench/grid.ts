@@ -19,6 +19,8 @@ import type { ModelSpec as FixtureSpec } from '../fixtures/specs.ts';
 import { buildVocab } from '../fixtures/vocab.ts';
 import { randomWeights } from '../fixtures/weights.ts';
 import { startRangeServer } from '../helpers/range-server.ts';
+import { GpuContext } from '../../kernels/context.ts';
+import { nodeGpu } from '../../kernels/node-gpu.ts';
 
 const DIR = new URL('../.fixtures/bench-smollm2-135m-shapes', import.meta.url).pathname;
 const SPEC: FixtureSpec = {
@@ -27,6 +29,8 @@ const SPEC: FixtureSpec = {
   writeHeadDim: false, scales: { embed: 1, proj: 1, head: 24, bias: 0, norm: 0.1 }, seed: 135,
 };
 const DECODE_STEPS = Number(process.env.AIGRID_BENCH_STEPS ?? 8);
+/** cpu (default here) or webgpu (Node's adapter through the webgpu package; for machines with a GPU). */
+const BACKEND = process.env.AIGRID_BENCH_BACKEND === 'webgpu' ? 'webgpu' : 'cpu';
 const PROMPT = Array.from({ length: 16 }, (_, i) => 3 + i * 7);
 const caps: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 4096, throughput: { gflops: 1, backend: 'cpu' } };
 
@@ -54,12 +58,13 @@ async function main(): Promise<void> {
     await m.start();
     return m;
   };
+  const gpu = BACKEND === 'webgpu' ? await GpuContext.create({ gpu: await nodeGpu() }) : undefined;
   try {
     const model: ModelSpec = {
       modelId: SPEC.name, source: `${files.url}/${SPEC.name}`, numLayers: 30, hiddenSize: 576, layerBytes: 1, weightDtype: 'f32', replication: 1,
     };
     const peer = async (id: string, start: number, end: number) => {
-      const p = new GridPeer({ mesh: await join_(id), backend: 'cpu', open: nodeModelOpener({ cache: false }), followAssignments: false });
+      const p = new GridPeer({ mesh: await join_(id), backend: BACKEND, gpu, open: nodeModelOpener({ cache: false }), followAssignments: false });
       peers.push(p);
       await p.assign(model, start, end);
       return p;
@@ -69,7 +74,7 @@ async function main(): Promise<void> {
     const two = [await peer('two-a', 0, 15), await peer('two-b', 15, 30)];
     const three = [await peer('three-a', 0, 10), await peer('three-b', 10, 20), await peer('three-c', 20, 30)];
     const spare = await peer('three-b2', 10, 20);
-    const head = await Head.load(await openCheckpointNode(DIR), { backend: 'cpu' });
+    const head = await Head.load(await openCheckpointNode(DIR), { backend: BACKEND, gpu });
     const client = await join_('bench-client', 0);
     const hops = (ps: GridPeer[], cuts: number[]): Hop[] => ps.map((p, i) => ({ peerId: p.peerId, start: cuts[i]!, end: cuts[i + 1]! }));
     const logFailover = (e: FailoverEvent) => console.log(`failover: ${e.error.code} ${e.error.message.slice(0, 200)} (blame ${e.blame ?? 'none'})`);
@@ -145,7 +150,8 @@ async function main(): Promise<void> {
       'recovery ms (kill to next token, minus one step)': round(recoveryMs, 0),
       'largest decode batch at the middle peer': three[1]!.batchStats.largest,
     };
-    console.log(`SmolLM2-135M shapes, random weights, CPU backend, ${DECODE_STEPS} decode steps per stream, loopback`);
+    const where = gpu ? `WebGPU (${gpu.adapter.vendor} ${gpu.adapter.description})` : 'CPU';
+    console.log(`SmolLM2-135M shapes, random weights, ${where} backend, ${DECODE_STEPS} decode steps per stream, loopback`);
     console.table(rows);
     const result = {
       pipelineEfficiency3: round(single[3]! / single[1]!, 3),
