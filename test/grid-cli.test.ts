@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteChain, signalingRoutes } from '../client/grid/index.ts';
-import { Mesh } from '../client/mesh/index.ts';
-import { nodePlatform } from '../client/mesh/node.ts';
+import type { Mesh } from '../client/mesh/index.ts';
 import type { ModelCoverage } from '../client/protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -38,19 +37,11 @@ function cliPeer(id: string): Promise<void> {
 beforeAll(async () => {
   net = await startGridNet();
   await Promise.all([cliPeer('cli-one'), cliPeer('cli-two')]);
-  client = new Mesh({
-    ...nodePlatform(),
-    signal: net.server.wsUrl,
-    network: NETWORK,
-    capabilities: { kind: 'node', gpu: null, memoryBudgetMB: 0, throughput: { gflops: 1, backend: 'cpu' } },
-    autoConnect: false,
-  });
-  await client.start();
+  client = await net.join(NETWORK, 'cli-client', 0); // a pure client offers no memory
 });
 
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
-  client?.close();
   await net.close();
   rmSync(cacheDir, { recursive: true, force: true });
 });

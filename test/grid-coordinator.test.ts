@@ -5,37 +5,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridPeer, lightHead, meshRoutes, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import { nodeModelOpener } from '../client/grid/node.ts';
-import { Mesh } from '../client/mesh/index.ts';
-import { nodePlatform } from '../client/mesh/node.ts';
-import type { Capabilities, ModelCoverage, ModelSpec } from '../client/protocol/index.ts';
+import type { Mesh } from '../client/mesh/index.ts';
+import type { ModelCoverage, ModelSpec } from '../client/protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const NETWORK = 'coordinated';
 const MB = 1024 * 1024;
-/** Each peer has room for two of tiny-llama's four layers: no peer can hold the model alone. */
-const capabilities: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 2, throughput: { gflops: 1, backend: 'cpu' } };
 
 let net: GridNet;
-const meshes: Mesh[] = [];
 const peers: GridPeer[] = [];
 let client: Mesh;
 let spec: ModelSpec;
 
-async function mesh(peerId: string, memoryBudgetMB = 2, network = NETWORK): Promise<Mesh> {
-  const m = new Mesh({
-    ...nodePlatform(),
-    signal: net.server.wsUrl,
-    network,
-    capabilities: { ...capabilities, memoryBudgetMB },
-    autoConnect: false,
-    maxConnections: 16,
-    peerId,
-  });
-  meshes.push(m);
-  await m.start();
-  return m;
-}
+/** Peers offer room for two of tiny-llama's four layers: no peer can hold the model alone. */
+const mesh = (peerId: string, memoryBudgetMB = 2, network = NETWORK) => net.join(network, peerId, memoryBudgetMB);
 
 beforeAll(async () => {
   net = await startGridNet();
@@ -48,7 +32,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of peers) p.close();
-  for (const m of meshes) m.close();
   await net.close();
 });
 
@@ -91,7 +74,7 @@ describe('serving through the coordinator', () => {
         const victim = chain.routeOf('failover')?.[0]?.peerId;
         const index = peers.findIndex((p) => p.peerId === victim);
         peers[index]!.close();
-        meshes[index]!.close();
+        peers[index]!.mesh.close();
       },
     });
     expect(killed).toBe(true);

@@ -76,7 +76,11 @@ export class DecodeBatcher {
     const seen = new Set<string>();
     const batch: Step[] = [];
     const rest: Step[] = [];
-    for (const s of lane.waiting) (seen.has(s.sessionId) ? rest : batch).push(s), seen.add(s.sessionId);
+    for (const s of lane.waiting) {
+      if (seen.has(s.sessionId)) rest.push(s);
+      else batch.push(s);
+      seen.add(s.sessionId);
+    }
     lane.waiting = rest;
     return batch;
   }

@@ -18,8 +18,8 @@ export const CAPABILITIES: Capabilities = { kind: 'node', gpu: null, memoryBudge
 export interface GridNet {
   server: SignalingServer;
   files: RangeServer;
-  /** A mesh in `network`, closed with the net. */
-  join(network: string, peerId?: string): Promise<Mesh>;
+  /** A mesh in `network` offering `memoryBudgetMB` (default 256), closed with the net. */
+  join(network: string, peerId?: string, memoryBudgetMB?: number): Promise<Mesh>;
   /** A serving peer (CPU backend unless told otherwise) in `network`. */
   peer(network: string, peerId: string, options?: Partial<GridPeerOptions>): Promise<GridPeer>;
   /** What peers are told to load: the fixture model served over HTTP. */
@@ -40,8 +40,9 @@ export async function startGridNet(): Promise<GridNet> {
   const heads = new Map<string, Promise<Head>>();
   const set = (await fixtures()).models;
 
-  const join = async (network: string, peerId?: string) => {
-    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network, capabilities: CAPABILITIES, autoConnect: false, maxConnections: 16, peerId });
+  const join = async (network: string, peerId?: string, memoryBudgetMB = CAPABILITIES.memoryBudgetMB) => {
+    const capabilities = { ...CAPABILITIES, memoryBudgetMB };
+    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network, capabilities, autoConnect: false, maxConnections: 16, peerId });
     meshes.push(mesh);
     await mesh.start();
     return mesh;

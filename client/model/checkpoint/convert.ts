@@ -3,6 +3,7 @@
 // little-endian (every platform with WebGPU is), as safetensors data is.
 import { AigridError } from '../../protocol/errors.ts';
 import { DTYPE_BYTES, type SafetensorsDtype } from './safetensors.ts';
+import { f16ToF32 } from '../../../kernels/quant.ts';
 
 export interface LoadedTensor {
   name: string;
@@ -21,15 +22,8 @@ export function assertFloatDtype(name: string, dtype: SafetensorsDtype): void {
   }
 }
 
-/** The value of one IEEE 754 half given as its 16 bits. */
-export function f16ToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1024 + mant) * 2 ** (exp - 25);
-}
+/** The value of one IEEE 754 half given as its 16 bits (the kernels' conversion, one definition). */
+export const f16ToNumber = f16ToF32;
 
 let f16Table: Float32Array | undefined;
 
