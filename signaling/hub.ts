@@ -175,6 +175,8 @@ export class Hub {
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'route':
         return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
+      case 'models':
+        return void conn.send({ type: 'models', models: await this.coordinator.coverage(conn.network) });
     }
   }
 

@@ -42,6 +42,8 @@ export class Assignment {
   head: Head | null = null;
   detail: string | undefined;
   tokensServed = 0;
+  /** Weight bytes downloaded (or read) so far for this range, of the total it needs. */
+  progress = { bytesDone: 0, bytesTotal: 0 };
   /** Resolves when the shard is ready; rejects with why it could not load. */
   readonly ready: Promise<void>;
   private readonly abort = new AbortController();
@@ -54,6 +56,7 @@ export class Assignment {
     settings: ShardSettings,
     private readonly onChange: (assignment: Assignment) => void,
     readonly parts: HeadParts = {},
+    private readonly onProgress?: (assignment: Assignment) => void,
   ) {
     this.ready = this.load(open, settings);
     this.ready.catch(() => {}); // reported through onChange; callers may also await it
@@ -77,7 +80,11 @@ export class Assignment {
       if (settings.refuse) throw settings.refuse;
       const source = await open(model, signal);
       const { refuse: _none, ...shardSettings } = settings;
-      const shard = await Shard.load(source, { ...shardSettings, start, end, weightDtype: model.weightDtype, signal });
+      const onProgress = ({ bytesDone, bytesTotal }: { bytesDone: number; bytesTotal: number }) => {
+        this.progress = { bytesDone, bytesTotal };
+        this.onProgress?.(this);
+      };
+      const shard = await Shard.load(source, { ...shardSettings, start, end, weightDtype: model.weightDtype, signal, onProgress });
       if (signal.aborted) {
         shard.destroy();
         signal.throwIfAborted();

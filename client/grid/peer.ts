@@ -35,8 +35,18 @@ export interface ServingStatus {
   detail?: string;
 }
 
+export interface LoadingProgress {
+  modelId: string;
+  start: number;
+  end: number;
+  bytesDone: number;
+  bytesTotal: number;
+}
+
 export interface GridPeerEvents {
   status: [status: ServingStatus];
+  /** Weight bytes loaded so far for an assigned range. */
+  progress: [progress: LoadingProgress];
   /** Refused frames and failed sends: worth logging, never fatal. */
   warning: [error: AigridError];
 }
@@ -114,7 +124,10 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     }
     if (current) this.unassign(model.modelId);
     const settings = this.budgeted(model, start, end);
-    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, settings, (a) => this.report(a), { ...parts });
+    const onProgress = (a: Assignment) => {
+      if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
+    };
+    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, settings, (a) => this.report(a), { ...parts }, onProgress);
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
     return assignment.ready;

@@ -159,6 +159,27 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     });
   }
 
+  /** The models the network serves now, with their coverage (asked of the server). */
+  listModels(timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<ModelCoverage[]> {
+    return new Promise<ModelCoverage[]>((resolve, reject) => {
+      const done = (err: AigridError | null, models?: ModelCoverage[]) => {
+        clearTimeout(timer);
+        this.off('models', onModels);
+        this.off('state', onState);
+        if (err) reject(err);
+        else resolve(models!);
+      };
+      const onModels = (models: ModelCoverage[]) => done(null, models);
+      const onState = (state: SignalingState) => {
+        if (state !== 'open') done(new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed while listing models'));
+      };
+      const timer = setTimeout(() => done(new AigridError('ERR_SIGNALING_TIMEOUT', `no model list from the server in ${timeoutMs} ms`)), timeoutMs);
+      this.on('models', onModels);
+      this.on('state', onState);
+      if (!this.send({ type: 'models' })) done(new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+    });
+  }
+
   close(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);

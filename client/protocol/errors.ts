@@ -41,6 +41,8 @@ export const ERROR_HINTS = {
   ERR_INSUFFICIENT_MEMORY: 'The peers of this network together lack the memory to hold the model; the message says how much more.',
   ERR_PEER_TIMEOUT: 'A peer on the route did not answer in time; the client takes another route and replays.',
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
+  ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
+  ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

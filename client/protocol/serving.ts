@@ -59,6 +59,8 @@ export const StatusMessageSchema = z.object({
   tokensServed: z.number().int().nonnegative(),
   detail: z.string().max(256).optional(),
 });
+/** Asks for the network's models now; the server answers with a `models` message. */
+export const ListModelsSchema = z.object({ type: z.literal('models') });
 /** Bounds of a route request's latencyMs map. */
 export const MAX_LATENCY_ENTRIES = 64;
 export const MAX_LATENCY_MS = 60_000;

@@ -10,6 +10,7 @@ import {
   ModelsMessageSchema,
   RouteReplySchema,
   RouteRequestSchema,
+  ListModelsSchema,
   ServeMessageSchema,
   StatusMessageSchema,
   UnassignMessageSchema,
@@ -74,6 +75,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   ServeMessageSchema,
   StatusMessageSchema,
   RouteRequestSchema,
+  ListModelsSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);

@@ -1,0 +1,72 @@
+// What a network needs to place a model, worked out from its config: the layer count and width,
+// and the bytes one layer takes on a peer (weights in the served dtype plus a KV share), so the
+// coordinator can fit layers to memory budgets.
+import type { ModelConfig } from '../model/config.ts';
+import { readConfig } from '../model/shard.ts';
+import type { TensorSource } from '../model/load-weights.ts';
+import { AigridError, ModelIdSchema, ModelSpecSchema, type ModelSpec } from '../protocol/index.ts';
+
+/** Bytes per weight as each dtype stores it (q8: per-row f32 scales; q4: one f16 scale per 32). */
+const BYTES_PER_WEIGHT: Record<ModelSpec['weightDtype'], number> = { f32: 4, f16: 2, q8: 1.01, q4: 0.5625 };
+/** Each layer keeps room for this many cached tokens (f32 keys and values) beside its weights. */
+const KV_TOKENS_PER_LAYER = 2048;
+
+export interface ModelSpecOptions {
+  modelId?: string;
+  source: string;
+  baseUrl?: string;
+  revision?: string;
+  weightDtype?: ModelSpec['weightDtype'];
+  replication?: number;
+  light?: boolean;
+}
+
+/** Weights in one transformer layer. */
+export function weightsPerLayer(c: ModelConfig): number {
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  if (c.family === 'gpt2') return 4 * H * H + 4 * H + 2 * H * I + I + H + 4 * H;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const biases = c.qkvBias ? q + 2 * kv : 0;
+  return H * q + 2 * H * kv + q * H + 3 * H * I + 2 * H + biases;
+}
+
+export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptions): ModelSpec {
+  const weightDtype = options.weightDtype ?? 'f32';
+  const kvBytes = KV_TOKENS_PER_LAYER * 2 * config.numKvHeads * config.headDim * 4;
+  const modelId = options.modelId ?? defaultModelId(options.source);
+  const spec = {
+    modelId,
+    source: options.source,
+    ...(options.baseUrl ? { baseUrl: options.baseUrl } : {}),
+    ...(options.revision ? { revision: options.revision } : {}),
+    numLayers: config.numLayers,
+    hiddenSize: config.hiddenSize,
+    layerBytes: Math.ceil(weightsPerLayer(config) * BYTES_PER_WEIGHT[weightDtype] + kvBytes),
+    weightDtype,
+    replication: options.replication ?? 2,
+    ...(options.light ? { light: true } : {}),
+  };
+  const parsed = ModelSpecSchema.safeParse(spec);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AigridError('ERR_INVALID_ARGUMENT', `model spec for ${options.source}: ${issue?.path.join('.')}: ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+/** The spec of a checkpoint already opened (only its config is read). */
+export function modelSpecFromCheckpoint(checkpoint: TensorSource, options: ModelSpecOptions): ModelSpec {
+  return modelSpecFromConfig(readConfig(checkpoint), options);
+}
+
+/** A model id from where the weights live: the hub id, or the last folder of a URL or path. */
+export function defaultModelId(source: string): string {
+  const trimmed = source.replace(/[?#].*$/, '').replace(/\/+$/, '');
+  const hub = /^[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+$/.test(trimmed);
+  const id = hub ? trimmed : (trimmed.split('/').pop() ?? '');
+  const cleaned = id.replace(/[^A-Za-z0-9._\/-]/g, '-').slice(0, 128);
+  if (!ModelIdSchema.safeParse(cleaned).success) throw new AigridError('ERR_INVALID_ARGUMENT', `cannot make a model id of ${JSON.stringify(source)}; pass one`);
+  return cleaned;
+}

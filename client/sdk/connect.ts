@@ -1,0 +1,58 @@
+// connect(): joins a network as a client and returns the Grid. The platform (WebRTC, WebSocket,
+// how checkpoints are opened, where a GPU comes from) is injected: the browser entry (index.ts)
+// uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
+import { Mesh, detectCapabilities, type MeshPlatform } from '../mesh/index.ts';
+import type { BackendChoice } from '../model/backend/select.ts';
+import { AigridError } from '../protocol/index.ts';
+import { Grid } from './grid.ts';
+import type { CheckpointOpener } from './model-client.ts';
+
+export const DEFAULT_NETWORK = 'default';
+
+export interface ConnectOptions {
+  /** Signaling server, e.g. ws://127.0.0.1:8787/signal. */
+  signal: string;
+  /** Network to join (default "default"). */
+  network?: string;
+  peerId?: string;
+  /** Where this client's head (embedding, LM head) runs (default: 'auto' in pages, 'cpu' in Node). */
+  backend?: BackendChoice;
+  /** Longest wait for progress along a route before failing over to another (default 30 s). */
+  timeoutMs?: number;
+  /** Most WebRTC links kept at once. */
+  maxConnections?: number;
+}
+
+/** What a platform entry supplies. */
+export interface PlatformParts {
+  kind: 'browser' | 'node';
+  mesh: MeshPlatform;
+  open: CheckpointOpener;
+  gpu: () => Promise<GPU | undefined>;
+  backend: BackendChoice;
+  agent?: string;
+}
+
+export async function connectWith(platform: PlatformParts, options: ConnectOptions): Promise<Grid> {
+  if (!options || typeof options.signal !== 'string' || !/^wss?:\/\//.test(options.signal)) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `connect() needs signal: a ws:// or wss:// URL of a signaling server, got ${JSON.stringify(options?.signal)}`);
+  }
+  // A client offers no memory until it contributes; its GPU is described for the directory only.
+  const capabilities = await detectCapabilities({ kind: platform.kind, memoryBudgetMB: 0, agent: platform.agent });
+  const mesh = new Mesh({
+    ...platform.mesh,
+    signal: options.signal,
+    network: options.network ?? DEFAULT_NETWORK,
+    peerId: options.peerId,
+    capabilities,
+    autoConnect: false,
+    maxConnections: options.maxConnections,
+  });
+  try {
+    await mesh.start();
+  } catch (err) {
+    mesh.close();
+    throw err;
+  }
+  return new Grid({ mesh, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+}

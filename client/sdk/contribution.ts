@@ -1,0 +1,67 @@
+// This tab or process serving layers for the network: a GridPeer on the grid's mesh that follows
+// the coordinator's assignments, with the memory budget announced to the coordinator. stop() frees
+// the layers and withdraws the budget, so the coordinator moves them to other peers.
+import { EventEmitter } from 'events';
+import { GridPeer, type LoadingProgress, type ModelOpener, type ServingStatus } from '../grid/index.ts';
+import type { Mesh } from '../mesh/mesh.ts';
+import type { BackendChoice } from '../model/backend/select.ts';
+import type { AigridError } from '../protocol/index.ts';
+
+export interface ContributionEvents {
+  status: [status: ServingStatus];
+  progress: [progress: LoadingProgress];
+  warning: [error: AigridError];
+  stopped: [];
+}
+
+export interface ContributionOptions {
+  mesh: Mesh;
+  memoryBudgetMB: number;
+  open: ModelOpener;
+  backend: BackendChoice;
+  gpu?: GPU;
+}
+
+export class Contribution extends EventEmitter<ContributionEvents> {
+  readonly peer: GridPeer;
+  readonly startedAt = Date.now();
+  private stopped = false;
+
+  constructor(private readonly options: ContributionOptions) {
+    super();
+    const { mesh, backend, gpu, open } = options;
+    this.peer = new GridPeer({ mesh, backend, gpu, open });
+    this.peer.on('status', (s) => this.emit('status', s));
+    this.peer.on('progress', (p) => this.emit('progress', p));
+    this.peer.on('warning', (e) => this.emit('warning', e));
+    mesh.signaling.updateCapabilities({ ...mesh.signaling.capabilities, memoryBudgetMB: options.memoryBudgetMB });
+  }
+
+  get active(): boolean {
+    return !this.stopped;
+  }
+
+  /** What this peer serves now: model, layers, state, sessions and tokens served. */
+  status(): ServingStatus[] {
+    return this.peer.status();
+  }
+
+  /** Tokens this peer has run through its layers, over every model. */
+  get tokensServed(): number {
+    return this.peer.status().reduce((sum, s) => sum + s.tokensServed, 0);
+  }
+
+  get uptimeS(): number {
+    return Math.round((Date.now() - this.startedAt) / 1000);
+  }
+
+  /** Stops serving: layers freed here, budget withdrawn so the coordinator places them elsewhere. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.peer.close();
+    const { mesh } = this.options;
+    if (mesh.signaling.connected) mesh.signaling.updateCapabilities({ ...mesh.signaling.capabilities, memoryBudgetMB: 0 });
+    this.emit('stopped');
+  }
+}

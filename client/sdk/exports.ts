@@ -1,0 +1,9 @@
+// What both SDK entries export besides connect().
+export { Grid, modelInfo, type ContributeOptions, type GridOptions, type ServeOptions } from './grid.ts';
+export { Contribution, type ContributionEvents } from './contribution.ts';
+export { DEFAULT_NETWORK, type ConnectOptions } from './connect.ts';
+export { DEFAULT_MAX_TOKENS } from './request.ts';
+export { TextStream } from './text-stream.ts';
+export type * from './types.ts';
+export { AigridError, ERROR_CODES, ERROR_HINTS, isErrorCode, type ErrorCode, type SerializedError, type ModelSpec, type Hop } from '../protocol/index.ts';
+export type { ServingStatus, LoadingProgress } from '../grid/index.ts';

@@ -1,0 +1,279 @@
+// The SDK's grid: one connection to a network (a mesh peer that offers no memory until it
+// contributes), OpenAI-shaped chat and text completions over the models the network serves, the
+// token-level generate(), serving a model, and contributing this tab or process as a peer.
+import type { ModelOpener } from '../grid/index.ts';
+import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
+import type { Mesh } from '../mesh/mesh.ts';
+import type { BackendChoice } from '../model/backend/select.ts';
+import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../protocol/index.ts';
+import { Contribution } from './contribution.ts';
+import { ModelClient, type CheckpointOpener } from './model-client.ts';
+import { replyId, streamReply, wholeReply, type ReplyKind, type StreamEvent } from './replies.ts';
+import { checkPrompt, samplingOf, textMessages } from './request.ts';
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionCreateParams,
+  Completion,
+  CompletionChunk,
+  CompletionCreateParams,
+  GenerateOutput,
+  GenerateParams,
+  ModelInfo,
+  ModelList,
+  RequestOptions,
+  SamplingParams,
+  Stream,
+} from './types.ts';
+
+export interface GridOptions {
+  mesh: Mesh;
+  /** Opens a model's checkpoint (tokenizer and head here; layers when contributing). */
+  open: CheckpointOpener;
+  /** Where the client's head runs. */
+  backend: BackendChoice;
+  /** The GPU to contribute with, if any (asked for on the first contribute()). */
+  gpu: () => Promise<GPU | undefined>;
+  /** Longest wait for progress along a route before failing over (default 30 s). */
+  timeoutMs?: number;
+}
+
+export interface ContributeOptions {
+  /** Memory this peer offers the network, in MB. */
+  memoryBudgetMB: number;
+  /** Models to make available on the network as well (see serve()). */
+  models?: (string | ModelSpec | ServeOptions)[];
+  /** 'auto' (default): WebGPU when there is an adapter, else the CPU. */
+  backend?: BackendChoice;
+}
+
+/** serve(): where the weights are, and how the network should hold them. */
+export type ServeOptions = Partial<Omit<ModelSpecOptions, 'source'>> & { source: string };
+
+export class Grid {
+  readonly mesh: Mesh;
+  private readonly clients = new Map<string, Promise<ModelClient>>();
+  private contribution: Contribution | null = null;
+  private closed = false;
+
+  readonly models = {
+    /** The models served on this network, with each one's layer coverage and health. */
+    list: async (): Promise<ModelList> => ({ object: 'list', data: (await this.coverage()).map(modelInfo) }),
+    retrieve: async (id: string): Promise<ModelInfo> => modelInfo(await this.coverageOf(id)),
+  };
+
+  readonly chat = {
+    completions: {
+      create: ((params: ChatCompletionCreateParams, options?: RequestOptions) => this.chatCompletion(params, options)) as {
+        (params: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
+        (params: ChatCompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<ChatCompletion>;
+        (params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletion | Stream<ChatCompletionChunk>>;
+      },
+    },
+  };
+
+  readonly completions = {
+    create: ((params: CompletionCreateParams, options?: RequestOptions) => this.textCompletion(params, options)) as {
+      (params: CompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<Stream<CompletionChunk>>;
+      (params: CompletionCreateParams & { stream?: false | null }, options?: RequestOptions): Promise<Completion>;
+      (params: CompletionCreateParams, options?: RequestOptions): Promise<Completion | Stream<CompletionChunk>>;
+    },
+  };
+
+  constructor(private readonly options: GridOptions) {
+    this.mesh = options.mesh;
+  }
+
+  get peerId(): string {
+    return this.mesh.peerId;
+  }
+
+  get network(): string {
+    return this.mesh.network;
+  }
+
+  /** Token ids in, token ids out: no chat template, no text decoding. */
+  async generate(params: GenerateParams): Promise<GenerateOutput> {
+    const client = await this.client(params.model);
+    const prompt = typeof params.prompt === 'string' ? client.encode(checkPrompt(params.prompt)) : [...params.prompt];
+    const sampling = samplingOf({ model: params.model, max_tokens: params.maxTokens, temperature: params.temperature ?? 1, top_p: params.topP, top_k: params.topK, seed: params.seed, repetition_penalty: params.repetitionPenalty });
+    if (params.signal?.aborted) throw new AigridError('ERR_ABORTED', 'the request was aborted before it started');
+    const result = await client.generate(prompt, {
+      ...sampling,
+      stopTokens: params.stopTokens ?? client.config.eosTokenIds,
+      signal: params.signal ?? new AbortController().signal,
+      onToken: params.onToken ?? (() => {}),
+    });
+    if (result.finishReason === 'abort') throw new AigridError('ERR_ABORTED', 'the request was aborted; its session was released on every peer');
+    return { tokens: result.tokens, promptTokens: prompt.length, finishReason: result.finishReason, aigrid: result.info };
+  }
+
+  /**
+   * Asks the network to serve a model: its spec is read from the checkpoint's config (a folder URL
+   * or a Hugging Face id), or given whole. Resolves with the spec the coordinator places.
+   */
+  async serve(model: string | ModelSpec | ServeOptions): Promise<ModelSpec> {
+    this.checkOpen();
+    const spec = await this.specOf(model);
+    if (!this.mesh.signaling.send({ type: 'serve', model: spec })) {
+      throw new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server');
+    }
+    return spec;
+  }
+
+  /**
+   * Serves layers from this tab or process: the memory budget is announced to the coordinator,
+   * which assigns layer ranges; weights are fetched for those layers only.
+   */
+  async contribute(options: ContributeOptions): Promise<Contribution> {
+    this.checkOpen();
+    if (!(options.memoryBudgetMB > 0) || !Number.isFinite(options.memoryBudgetMB)) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `memoryBudgetMB must be a positive number, got ${options.memoryBudgetMB}`);
+    }
+    this.contribution?.stop();
+    const backend = options.backend ?? 'auto';
+    const gpu = backend === 'cpu' ? undefined : await this.options.gpu();
+    if (backend === 'webgpu' && !gpu) throw new AigridError('ERR_NO_WEBGPU', 'contribute({ backend: "webgpu" }) needs a WebGPU adapter; use "auto" or "cpu"');
+    const contribution = new Contribution({
+      mesh: this.mesh,
+      memoryBudgetMB: options.memoryBudgetMB,
+      open: this.options.open as ModelOpener,
+      backend: gpu ? 'webgpu' : 'cpu',
+      gpu,
+    });
+    this.contribution = contribution;
+    for (const model of options.models ?? []) await this.serve(model);
+    return contribution;
+  }
+
+  /** The contribution running now, if any. */
+  get contributing(): Contribution | null {
+    return this.contribution?.active ? this.contribution : null;
+  }
+
+  /** Leaves the network: stops contributing, ends every session, closes the connections. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.contribution?.stop();
+    for (const client of this.clients.values()) client.then((c) => c.close(), () => {});
+    this.clients.clear();
+    this.mesh.close();
+  }
+
+  private async chatCompletion(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletion | Stream<ChatCompletionChunk>> {
+    const sampling = samplingOf(params);
+    const messages = textMessages(params.messages);
+    const client = await this.client(params.model);
+    const prompt = client.encodeChat(messages);
+    return this.reply('chat', client, prompt, params, sampling, options);
+  }
+
+  private async textCompletion(params: CompletionCreateParams, options?: RequestOptions): Promise<Completion | Stream<CompletionChunk>> {
+    const sampling = samplingOf(params);
+    const text = checkPrompt(params.prompt);
+    const client = await this.client(params.model);
+    return this.reply('text', client, client.encode(text), params, sampling, options);
+  }
+
+  private async reply(kind: ReplyKind, client: ModelClient, prompt: number[], params: SamplingParams, sampling: ReturnType<typeof samplingOf>, options?: RequestOptions): Promise<never> {
+    const signal = options?.signal;
+    if (signal?.aborted) throw new AigridError('ERR_ABORTED', 'the request was aborted before it started');
+    const req = { kind, client, model: params.model, prompt, sampling, includeUsage: Boolean(params.stream_options?.include_usage), signal };
+    if (!params.stream) {
+      const r = await wholeReply(req);
+      const base = { id: r.id, created: r.created, model: params.model, usage: r.usage, system_fingerprint: FINGERPRINT, aigrid: r.info };
+      if (kind === 'chat') {
+        return { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: r.text, refusal: null }, logprobs: null, finish_reason: r.finishReason }] } satisfies ChatCompletion as never;
+      }
+      return { ...base, object: 'text_completion', choices: [{ index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason }] } satisfies Completion as never;
+    }
+    const head = { id: replyId(kind), created: Math.floor(Date.now() / 1000), model: params.model, system_fingerprint: FINGERPRINT };
+    const usage = req.includeUsage ? { usage: null } : {};
+    if (kind === 'chat') {
+      const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: ChatCompletionChunk['choices'][0]['finish_reason'] = null): ChatCompletionChunk => ({
+        ...head, object: 'chat.completion.chunk', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usage,
+      });
+      return streamReply<ChatCompletionChunk>(req, (e) => {
+        if (e.type === 'start') return [chunk({ role: 'assistant', content: '' })];
+        if (e.type === 'text') return [chunk({ content: e.text })];
+        return endChunks(req.includeUsage, { ...chunk({}, e.finishReason), aigrid: e.info }, { ...head, object: 'chat.completion.chunk', choices: [] }, e);
+      }) as never;
+    }
+    const chunk = (text: string, finish: CompletionChunk['choices'][0]['finish_reason'] = null): CompletionChunk => ({
+      ...head, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: finish }], ...usage,
+    });
+    return streamReply<CompletionChunk>(req, (e) => {
+      if (e.type === 'start') return [];
+      if (e.type === 'text') return [chunk(e.text)];
+      return endChunks(req.includeUsage, { ...chunk('', e.finishReason), aigrid: e.info }, { ...head, object: 'text_completion', choices: [] }, e);
+    }) as never;
+  }
+
+  /** The client side of a model, loaded once (tokenizer, head, chain) and shared by requests. */
+  private client(modelId: string): Promise<ModelClient> {
+    this.checkOpen();
+    let client = this.clients.get(modelId);
+    if (!client) {
+      client = this.coverageOf(modelId).then((coverage) =>
+        ModelClient.open({ mesh: this.mesh, spec: coverage.model, open: this.options.open, backend: this.options.backend, timeoutMs: this.options.timeoutMs }),
+      );
+      this.clients.set(modelId, client);
+      client.catch(() => this.clients.delete(modelId));
+    }
+    return client;
+  }
+
+  private async coverage(): Promise<ModelCoverage[]> {
+    this.checkOpen();
+    return this.mesh.signaling.listModels();
+  }
+
+  private async coverageOf(modelId: string): Promise<ModelCoverage> {
+    const all = await this.coverage();
+    const found = all.find((m) => m.model.modelId === modelId);
+    if (!found) {
+      const served = all.map((m) => m.model.modelId).join(', ') || 'none';
+      throw new AigridError('ERR_UNKNOWN_MODEL', `network ${this.network} serves no model ${JSON.stringify(modelId)} (served: ${served})`);
+    }
+    return found;
+  }
+
+  private async specOf(model: string | ModelSpec | ServeOptions): Promise<ModelSpec> {
+    if (typeof model === 'object' && 'numLayers' in model) {
+      const parsed = ModelSpecSchema.safeParse(model);
+      if (!parsed.success) throw new AigridError('ERR_INVALID_ARGUMENT', `model spec: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      return parsed.data;
+    }
+    const options: ServeOptions = typeof model === 'string' ? { source: model } : model;
+    const probe = { modelId: 'probe', source: options.source, baseUrl: options.baseUrl, revision: options.revision } as ModelSpec;
+    return modelSpecFromCheckpoint(await this.options.open(probe), options);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new AigridError('ERR_PEER_CLOSED', 'this grid connection was closed; connect() again');
+  }
+}
+
+const FINGERPRINT = 'aigrid';
+
+/** The finishing chunk, then (when asked for) OpenAI's usage chunk with no choices. */
+function endChunks<T>(includeUsage: boolean, last: T, empty: T, end: Extract<StreamEvent, { type: 'end' }>): T[] {
+  return includeUsage ? [last, { ...empty, usage: end.usage }] : [last];
+}
+
+export function modelInfo(coverage: ModelCoverage): ModelInfo {
+  const { model, assigned, ready } = coverage;
+  const minReady = Math.min(...ready);
+  const health = minReady >= model.replication ? 'ready' : minReady >= 1 ? 'under-replicated' : assigned.some((a) => a > 0) ? 'loading' : 'unavailable';
+  return {
+    id: model.modelId,
+    object: 'model',
+    created: 0,
+    owned_by: 'aigrid',
+    health,
+    coverage: { layers: model.numLayers, replication: model.replication, assigned: [...assigned], ready: [...ready] },
+    light: Boolean(model.light),
+    spec: model,
+  };
+}

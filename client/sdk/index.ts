@@ -1,0 +1,20 @@
+// The SDK for pages: connect() with the browser's WebRTC, WebSocket, Cache API and WebGPU.
+import { openCheckpoint } from '../model/checkpoint/index.ts';
+import { connectWith, type ConnectOptions } from './connect.ts';
+import type { Grid } from './grid.ts';
+
+export * from './exports.ts';
+
+export function connect(options: ConnectOptions): Promise<Grid> {
+  return connectWith(
+    {
+      kind: 'browser',
+      mesh: {},
+      open: (model, signal) => openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
+      gpu: async () => (typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : undefined),
+      backend: 'auto',
+      agent: typeof navigator !== 'undefined' ? navigator.userAgent : undefined,
+    },
+    options,
+  );
+}

@@ -1,0 +1,23 @@
+// The SDK for Node: connect() with @roamhq/wrtc and ws, checkpoints cached on disk, and Dawn's
+// WebGPU (the webgpu package) for contributing when an adapter is there.
+import { nodeGpu } from '../../kernels/node-gpu.ts';
+import { nodePlatform } from '../mesh/node.ts';
+import { openCheckpointNode } from '../model/checkpoint/node.ts';
+import { connectWith, type ConnectOptions } from './connect.ts';
+import type { Grid } from './grid.ts';
+
+export * from './exports.ts';
+
+export function connect(options: ConnectOptions): Promise<Grid> {
+  return connectWith(
+    {
+      kind: 'node',
+      mesh: nodePlatform(),
+      open: (model, signal) => openCheckpointNode(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
+      gpu: () => nodeGpu().catch(() => undefined),
+      backend: 'cpu',
+      agent: `node ${process.version}`,
+    },
+    options,
+  );
+}

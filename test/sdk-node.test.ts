@@ -1,0 +1,145 @@
+// The SDK in Node against a grid of Node peers that follow the coordinator: serve a model through
+// the SDK, list it with its coverage, and get OpenAI-shaped replies whose tokens are the goldens
+// (greedy) whole, streamed, with stop strings and usage; aborting stops the work on every peer;
+// bad requests get named errors.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GridPeer } from '../client/grid/index.ts';
+import { AigridError, connect, type ChatCompletionChunk, type CompletionChunk, type Grid } from '../client/sdk/node.ts';
+import { Tokenizer } from '../client/model/tokenizer.ts';
+import { startGridNet, type GridNet } from './helpers/grid-net.ts';
+import { failure, openFixture } from './helpers/model-runtime.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const NETWORK = 'sdk';
+let net: GridNet;
+let grid: Grid;
+const peers: GridPeer[] = [];
+let tokenizer: Tokenizer;
+
+beforeAll(async () => {
+  net = await startGridNet();
+  for (const id of ['sdk-peer-a', 'sdk-peer-b']) peers.push(await net.peer(NETWORK, id));
+  grid = await connect({ signal: net.server.wsUrl, network: NETWORK });
+  tokenizer = await Tokenizer.fromReader(await openFixture('tiny-llama'));
+  await grid.serve({ source: `${net.files.url}/tiny-llama`, modelId: 'tiny-llama', replication: 2 });
+  await waitFor(async () => (await grid.models.list()).data[0]?.health === 'ready', 30_000, 'tiny-llama ready on both peers');
+});
+
+afterAll(async () => {
+  grid?.close();
+  await net?.close();
+});
+
+describe('SDK in Node', () => {
+  it('lists the served model with its coverage and health', async () => {
+    const list = await grid.models.list();
+    expect(list.object).toBe('list');
+    expect(list.data).toHaveLength(1);
+    const info = list.data[0]!;
+    expect(info).toMatchObject({ id: 'tiny-llama', object: 'model', owned_by: 'aigrid', health: 'ready', light: false });
+    expect(info.coverage.layers).toBe(4);
+    expect(info.coverage.ready).toEqual([2, 2, 2, 2]);
+    expect(info.spec.layerBytes).toBeGreaterThan(1000);
+  });
+
+  it('generates the golden tokens (token ids in and out)', async () => {
+    const model = await net.model('tiny-llama');
+    for (const g of model.golden.slice(0, 2)) {
+      const out = await grid.generate({ model: 'tiny-llama', prompt: g.ids, maxTokens: g.greedy.length, temperature: 0, stopTokens: [] });
+      expect(out.tokens).toEqual(g.greedy);
+      expect(out.finishReason).toBe('length');
+      expect(out.aigrid.route.length).toBeGreaterThan(0);
+      expect(out.aigrid.route[0]!.start).toBe(0);
+      expect(out.aigrid.route.at(-1)!.end).toBe(4);
+    }
+  });
+
+  it('answers text completions whole and streamed with the same greedy text, and counts usage', async () => {
+    const g = (await net.model('tiny-llama')).golden[1]!;
+    const steps = 12;
+    const expected = tokenizer.decode(untilEos(g.greedy.slice(0, steps)));
+    const whole = await grid.completions.create({ model: 'tiny-llama', prompt: g.prompt, max_tokens: steps, temperature: 0 });
+    expect(whole.object).toBe('text_completion');
+    expect(whole.choices[0]!.text).toBe(expected);
+    expect(whole.usage.prompt_tokens).toBe(g.ids.length);
+    expect(whole.usage.total_tokens).toBe(whole.usage.prompt_tokens + whole.usage.completion_tokens);
+    expect(whole.aigrid.tokensPerSecond).toBeGreaterThan(0);
+
+    const chunks: CompletionChunk[] = [];
+    const stream = await grid.completions.create({ model: 'tiny-llama', prompt: g.prompt, max_tokens: steps, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.map((c) => c.choices[0]?.text ?? '').join('')).toBe(expected);
+    expect(chunks.filter((c) => c.choices.length > 0).length).toBeGreaterThan(2);
+    const last = chunks.at(-2)!;
+    expect(last.choices[0]!.finish_reason).toBe(whole.choices[0]!.finish_reason);
+    expect(chunks.at(-1)!.choices).toEqual([]);
+    expect(chunks.at(-1)!.usage).toEqual(whole.usage);
+  });
+
+  it('streams chat completions as OpenAI chunks and ends the text before a stop string', async () => {
+    const messages = [{ role: 'user', content: 'the quick brown fox' }];
+    const whole = await grid.chat.completions.create({ model: 'tiny-llama', messages, max_tokens: 16, temperature: 0 });
+    const text = whole.choices[0]!.message.content;
+    expect(whole.object).toBe('chat.completion');
+    expect(text.length).toBeGreaterThan(0);
+    const ids = tokenizer.encodeChat(messages);
+    const tokens = (await grid.generate({ model: 'tiny-llama', prompt: ids, maxTokens: 16, temperature: 0 })).tokens;
+    expect(text).toBe(tokenizer.decode(tokens));
+
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const c of await grid.chat.completions.create({ model: 'tiny-llama', messages, max_tokens: 16, temperature: 0, stream: true })) chunks.push(c);
+    expect(chunks[0]!.choices[0]!.delta).toEqual({ role: 'assistant', content: '' });
+    expect(chunks.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(text);
+    expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
+    expect(chunks.at(-1)!.aigrid?.route.length).toBeGreaterThan(0);
+
+    // Stop at the third word: the text is everything before it.
+    const words = text.trim().split(' ');
+    const stop = ` ${words[2]}`;
+    const cut = await grid.chat.completions.create({ model: 'tiny-llama', messages, max_tokens: 16, temperature: 0, stop: [stop] });
+    expect(cut.choices[0]!.finish_reason).toBe('stop');
+    expect(cut.choices[0]!.message.content).toBe(text.slice(0, text.indexOf(stop)));
+  });
+
+  it('draws the same text for the same seed, and other text for others', async () => {
+    // The fixture's logits are sharp (a spread of ~24), so a high temperature makes draws differ.
+    const ask = (seed: number) => grid.completions.create({ model: 'tiny-llama', prompt: 'once upon a time', max_tokens: 24, temperature: 2, seed });
+    const [a, b, ...others] = await Promise.all([ask(7), ask(7), ask(8), ask(9), ask(10)]);
+    expect(a.choices[0]!.text).toBe(b.choices[0]!.text);
+    expect(new Set([a, ...others].map((r) => r.choices[0]!.text)).size).toBeGreaterThan(1);
+  });
+
+  it('stops the work on every peer when a stream is aborted', async () => {
+    const served = () => peers.reduce((sum, p) => sum + p.status().reduce((s, x) => s + x.tokensServed, 0), 0);
+    const controller = new AbortController();
+    const stream = await grid.completions.create({ model: 'tiny-llama', prompt: 'once upon a time', max_tokens: 100, temperature: 0, stop: null, stream: true }, { signal: controller.signal });
+    let chunks = 0;
+    const consumed = (async () => {
+      for await (const _ of stream) if (++chunks === 3) controller.abort();
+    })();
+    const err = await failure(consumed, 'ERR_ABORTED');
+    expect(err).toBeInstanceOf(AigridError);
+    expect(chunks).toBe(3);
+    await waitFor(() => peers.every((p) => p.sessionCount === 0), 5000, 'sessions released on every peer');
+    const after = served();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(served()).toBe(after);
+  });
+
+  it('names what is wrong with a request', async () => {
+    await failure(grid.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }), 'ERR_UNKNOWN_MODEL', 'tiny-llama');
+    await failure(grid.chat.completions.create({ model: 'tiny-llama', messages: [] }), 'ERR_INVALID_ARGUMENT', 'messages');
+    await failure(grid.completions.create({ model: 'tiny-llama', prompt: 'hi', temperature: 3 }), 'ERR_INVALID_ARGUMENT', 'temperature');
+    await failure(grid.completions.create({ model: 'tiny-llama', prompt: 'hi', n: 2 }), 'ERR_INVALID_ARGUMENT', 'n must be 1');
+    await failure(grid.completions.create({ model: 'tiny-llama', prompt: 'hi', max_tokens: 100_000 }), 'ERR_INVALID_ARGUMENT', 'context');
+    const aborted = AbortSignal.abort();
+    await failure(grid.completions.create({ model: 'tiny-llama', prompt: 'hi' }, { signal: aborted }), 'ERR_ABORTED');
+    await failure(connect({ signal: 'http://nowhere', network: NETWORK }), 'ERR_INVALID_ARGUMENT', 'ws://');
+  });
+});
+
+/** The tokens up to (not including) tiny-llama's end of sequence, as a reply ends there. */
+function untilEos(tokens: number[]): number[] {
+  const eos = tokens.indexOf(2);
+  return eos < 0 ? tokens : tokens.slice(0, eos);
+}
