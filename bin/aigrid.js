@@ -5,8 +5,11 @@ import './register.js';
 const USAGE = `Usage: aigrid <command> [options]
 
 Commands:
-  signal   run the signaling server and serve the web app (npm start)
+  start    signaling server, web app, OpenAI gateway and a peer serving a default model (npm start)
+  signal   run the signaling server and serve the web app
   peer     join a network as a Node edge peer
+  serve    make a model available on a network and serve it from this process
+  gateway  an OpenAI-compatible HTTP API over a network
 
 Run "aigrid <command> --help" for a command's options.
 `;
@@ -19,6 +22,15 @@ try {
   } else if (command === 'peer') {
     const { runPeerCommand } = await import('../client/cli/peer.ts');
     await runPeerCommand(args);
+  } else if (command === 'serve') {
+    const { runServeCommand } = await import('../client/cli/serve.ts');
+    await runServeCommand(args);
+  } else if (command === 'gateway') {
+    const { runGatewayCommand } = await import('../client/cli/gateway.ts');
+    await runGatewayCommand(args);
+  } else if (command === 'start') {
+    const { runStartCommand } = await import('../client/cli/start.ts');
+    await runStartCommand(args);
   } else {
     process.stdout.write(USAGE);
     if (command && command !== '--help' && command !== '-h') {

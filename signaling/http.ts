@@ -6,6 +6,9 @@ import sirv from 'sirv';
 import { NetworkSchema, type ModelCoverage } from '../client/protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 
+/** Extra routes: answers true when it took the request. */
+export type HttpMount = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 export interface HttpOptions {
   store: RegistryStore;
   /** The models a network serves with their per-layer coverage (none when not given). */
@@ -13,6 +16,7 @@ export interface HttpOptions {
   staticDir?: string;
   startedAt: number;
   log: (line: string) => void;
+  mount?: HttpMount;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -20,6 +24,7 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 export function createHttpHandler(opts: HttpOptions): Handler {
   const serveStatic = staticHandler(opts.staticDir);
   return (req, res) => {
+    if (opts.mount?.(req, res)) return;
     route(opts, serveStatic, req, res).catch((err: unknown) => {
       opts.log(`http error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
       if (!res.headersSent) json(res, 500, { error: 'internal error' });

@@ -12,7 +12,7 @@ import {
   HARD_SIGNAL_FRAME_BYTES,
   MAX_SIGNAL_FRAME_BYTES,
 } from '../client/protocol/index.ts';
-import { createHttpHandler } from './http.ts';
+import { createHttpHandler, type HttpMount } from './http.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import type { ServingStore } from './serving-store.ts';
@@ -37,6 +37,11 @@ export interface SignalingServerOptions {
   store?: RegistryStore;
   /** What the networks serve (models, placements, readiness); in memory when not given. */
   serving?: ServingStore;
+  /**
+   * More HTTP routes on the same port, tried before the server's own: answers true when it took
+   * the request (e.g. `aigrid start` mounts the OpenAI gateway on /v1). The server imports none.
+   */
+  mount?: HttpMount;
   log?: (line: string) => void;
 }
 
@@ -74,7 +79,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   });
 
   const models = (network: string) => hub.coverage(network);
-  const http = createServer(createHttpHandler({ store, models, staticDir: options.staticDir, startedAt: Date.now(), log }));
+  const http = createServer(createHttpHandler({ store, models, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({ server: http, path: SIGNAL_PATH, maxPayload: HARD_SIGNAL_FRAME_BYTES });
   wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));
@@ -117,3 +122,4 @@ function positive(name: string, value: number): number {
   }
   return value;
 }
+export type { HttpMount } from './http.ts';
