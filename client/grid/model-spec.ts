@@ -19,6 +19,7 @@ export interface ModelSpecOptions {
   weightDtype?: ModelSpec['weightDtype'];
   replication?: number;
   light?: boolean;
+  notice?: string;
 }
 
 /** Weights in one transformer layer. */
@@ -47,6 +48,7 @@ export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptio
     weightDtype,
     replication: options.replication ?? 2,
     ...(options.light ? { light: true } : {}),
+    ...(options.notice ? { notice: options.notice } : {}),
   };
   const parsed = ModelSpecSchema.safeParse(spec);
   if (!parsed.success) {

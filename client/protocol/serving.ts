@@ -25,6 +25,8 @@ export const ModelSpecSchema = z.object({
    * tokenizer and exchange token ids and logits (see the README on what each mode reveals).
    */
   light: z.boolean().optional(),
+  /** Shown to people next to the model (e.g. that a demo checkpoint has random weights). */
+  notice: z.string().max(256).optional(),
 });
 
 export const HopSchema = z.object({

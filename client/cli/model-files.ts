@@ -1,0 +1,62 @@
+// Serving a folder of model files over HTTP with Range requests (sirv) and CORS, so peers in other
+// processes and in pages load their layers from this machine as they would from a hub mirror.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import sirv from 'sirv';
+
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+  'access-control-allow-headers': 'range',
+  'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
+};
+
+/** Answers requests under `prefix` (e.g. '/models/x') from `dir`; false for any other path. */
+export function modelFilesHandler(dir: string, prefix: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const serve = sirv(dir, { dev: true, dotfiles: false, etag: true });
+  const base = prefix.replace(/\/+$/, '');
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (url !== base && !url.startsWith(`${base}/`)) return false;
+    for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204).end();
+      return true;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD, OPTIONS' }).end();
+      return true;
+    }
+    req.url = url.slice(base.length) || '/';
+    serve(req, res, () => {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    });
+    return true;
+  };
+}
+
+export interface ModelFileServer {
+  /** URL of the folder, e.g. http://127.0.0.1:40123/models/my-model */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A server of its own for one model folder (aigrid serve ./folder). */
+export async function startModelFileServer(dir: string, name: string, host = '127.0.0.1', port = 0): Promise<ModelFileServer> {
+  const prefix = `/models/${encodeURIComponent(name)}`;
+  const handle = modelFilesHandler(dir, prefix);
+  const server = createServer((req, res) => {
+    if (!handle(req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  const address = server.address() as AddressInfo;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${shown}:${address.port}${prefix}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
