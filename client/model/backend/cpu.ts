@@ -1,14 +1,15 @@
-// The CPU backend: kernels/cpu references run eagerly. Weights hold the values the GPU would
-// multiply by (f16-rounded or dequantized), so both backends compute the same function.
+// The CPU backend: kernels/cpu references run eagerly, except linear, which runs the fast kernels of
+// cpu-linear.ts (WebAssembly SIMD where available). Weights hold the values the GPU would multiply
+// by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
 import { AigridError } from '../../protocol/index.ts';
 import { geluRef, swigluRef } from '../../../kernels/cpu/activation.ts';
 import { attentionRef } from '../../../kernels/cpu/attention.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
-import { linearRef } from '../../../kernels/cpu/matmul.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
 import { ropeRef } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
+import { linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
 import { rowSize } from './rows.ts';
 import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
 
@@ -16,10 +17,14 @@ export interface CpuTensor extends Tensor {
   readonly data: Float32Array | Uint32Array;
 }
 
-export interface CpuWeight extends Weight {
-  /** [N, K] values as stored. */
+export interface CpuWeight extends Weight, LinearWeight {
+  /** [N, K] values as stored (in the SIMD heap when `addr` is not 0). */
   readonly values: Float32Array;
 }
+
+/** Weights whose storage a table shares (tied embeddings): freed only when both are unreachable. */
+const shared = new WeakSet<Weight>();
+const released = new WeakSet<Weight>();
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
@@ -112,8 +117,9 @@ class CpuOps implements Ops {
     if (x.shape[x.shape.length - 1] !== K) {
       throw new AigridError('ERR_SHAPE_MISMATCH', `linear: x [${x.shape.join(', ')}] does not end in K = ${K}`);
     }
+    if (released.has(w)) throw new AigridError('ERR_INVALID_ARGUMENT', 'linear: weight used after dispose()');
     const M = xs.length / K;
-    let out = linearRef(xs, M, K, (w as CpuWeight).values, N);
+    let out = linearFast(xs, M, K, w as CpuWeight, N);
     if (bias) out = addRef(out, f32(bias));
     return tensor(out, [M, N]);
   }
@@ -173,7 +179,8 @@ export class CpuBackend implements Backend {
   readonly description = 'cpu';
 
   weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, _label: string): Weight {
-    const weight: CpuWeight = { shape: [shape[0], shape[1]], dtype, values: storedWeights(data, shape[0], shape[1], dtype) };
+    const placed = placeWeight(storedWeights(data, shape[0], shape[1], dtype), shape[0], shape[1]);
+    const weight: CpuWeight = { shape: [shape[0], shape[1]], dtype, values: placed.values, addr: placed.addr };
     return weight;
   }
 
@@ -188,6 +195,7 @@ export class CpuBackend implements Backend {
   tableOf(weight: Weight): Table | null {
     // Like the GPU: f32 and f16 weights are readable as tables, quantized ones are not.
     if (weight.dtype !== 'f32' && weight.dtype !== 'f16') return null;
+    shared.add(weight);
     return tensor((weight as CpuWeight).values, weight.shape);
   }
 
@@ -208,7 +216,13 @@ export class CpuBackend implements Backend {
     return Promise.resolve(Float32Array.from(f32(out)));
   }
 
-  dispose(): void {}
+  dispose(item: Weight | Tensor | Table): void {
+    const w = item as Partial<CpuWeight>;
+    if (w.addr === undefined || released.has(item as Weight)) return;
+    released.add(item as Weight);
+    // A weight a table shares is freed by the garbage collector once neither is reachable.
+    if (!shared.has(item as Weight)) releaseWeight(w as CpuWeight);
+  }
 
   destroy(): void {}
 }

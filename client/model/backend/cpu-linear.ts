@@ -1,0 +1,259 @@
+// The CPU backend's linear: x [M, K] · wᵀ with w [N, K] (out x in). kernels/cpu/matmul.ts keeps the
+// plain reference (linearRef); this is the fast path peers without WebGPU serve with.
+//
+// Two implementations:
+// - SIMD: WebAssembly f32x4 kernels (wasm-linear.ts) over weights kept in one shared WebAssembly
+//   memory (the "SIMD heap"). Blocks of up to 4 rows of x go through the weight rows together and
+//   the weights are walked in tiles that stay in cache while every block reads them, so a batch of
+//   M rows reads each weight once. Sums are f32 (as on the GPU), so results differ from linearRef
+//   by rounding only.
+// - Blocked JS, where WebAssembly SIMD or shared memory is missing, or K is not a multiple of 4:
+//   4 rows x 2 weight rows (or 1 x 4) per pass over K, each sum in f64 in linearRef's order, so the
+//   result is bit-identical to linearRef.
+import { AigridError } from '../../protocol/index.ts';
+import { KERNELS, kernelName, linearModuleBytes } from './wasm-linear.ts';
+
+const PAGE = 65536;
+const ALIGN = 64;
+/** Bytes of weight rows one tile holds: every row block reads a tile while it is in cache. */
+const TILE_BYTES = 128 * 1024;
+
+type Kernel = (x: number, K: number, w: number, N: number, out: number, blocks: number) => void;
+
+/** First-fit allocator over the shared memory; blocks are ALIGN-aligned, address 0 is never used. */
+class SimdHeap {
+  private readonly free: { addr: number; size: number }[] = [];
+  private readonly sizes = new Map<number, number>();
+  private readonly kernels = new Map<string, Kernel>();
+  private scratch = 0;
+  private scratchSize = 0;
+
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    instance: WebAssembly.Instance,
+    private readonly maxPages: number,
+  ) {
+    for (const [mb, nb] of KERNELS) this.kernels.set(kernelName(mb, nb), instance.exports[kernelName(mb, nb)] as Kernel);
+    this.free.push({ addr: ALIGN, size: memory.buffer.byteLength - ALIGN });
+  }
+
+  kernel(mb: number, nb: number): Kernel {
+    return this.kernels.get(kernelName(mb, nb))!;
+  }
+
+  /** A block of at least `bytes`, or 0 when the memory cannot grow that far. */
+  alloc(bytes: number): number {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    let i = this.free.findIndex((f) => f.size >= size);
+    if (i < 0) {
+      if (!this.grow(size)) return 0;
+      i = this.free.findIndex((f) => f.size >= size);
+      if (i < 0) return 0;
+    }
+    const block = this.free[i]!;
+    const addr = block.addr;
+    if (block.size === size) this.free.splice(i, 1);
+    else this.free[i] = { addr: addr + size, size: block.size - size };
+    this.sizes.set(addr, size);
+    return addr;
+  }
+
+  release(addr: number): void {
+    const size = this.sizes.get(addr);
+    if (size === undefined) return;
+    this.sizes.delete(addr);
+    let i = 0;
+    while (i < this.free.length && this.free[i]!.addr < addr) i++;
+    this.free.splice(i, 0, { addr, size });
+    // Merge with the following block, then with the preceding one.
+    const cur = this.free[i]!;
+    const after = this.free[i + 1];
+    if (after && cur.addr + cur.size === after.addr) {
+      cur.size += after.size;
+      this.free.splice(i + 1, 1);
+    }
+    const before = this.free[i - 1];
+    if (before && before.addr + before.size === cur.addr) {
+      before.size += cur.size;
+      this.free.splice(i, 1);
+    }
+  }
+
+  /** Scratch space for one call's x and output (reused across calls; everything here is synchronous). */
+  scratchOf(bytes: number): number {
+    if (bytes <= this.scratchSize) return this.scratch;
+    if (this.scratch) this.release(this.scratch);
+    this.scratchSize = 0;
+    this.scratch = this.alloc(Math.max(bytes, 64 * 1024));
+    if (this.scratch) this.scratchSize = this.sizes.get(this.scratch)!;
+    return this.scratch;
+  }
+
+  private grow(size: number): boolean {
+    const end = this.memory.buffer.byteLength;
+    const last = this.free[this.free.length - 1];
+    const tail = last && last.addr + last.size === end ? last.size : 0;
+    // Grow by what is missing, and at least 16 MiB or an eighth of the heap, so loads grow rarely.
+    const want = Math.max(size - tail, 16 << 20, end / 8);
+    const pages = Math.min(Math.ceil(want / PAGE), this.maxPages - end / PAGE);
+    if (pages * PAGE < size - tail) return false;
+    try {
+      this.memory.grow(pages);
+    } catch {
+      return false;
+    }
+    if (tail) last!.size += pages * PAGE;
+    else this.free.push({ addr: end, size: pages * PAGE });
+    return true;
+  }
+}
+
+function createHeap(): SimdHeap | null {
+  if (typeof WebAssembly === 'undefined' || typeof WebAssembly.Memory !== 'function') return null;
+  // 4 GiB is wasm32's limit; a runtime that cannot reserve it gets 1 GiB.
+  for (const maxPages of [65536, 16384]) {
+    try {
+      const memory = new WebAssembly.Memory({ initial: 16, maximum: maxPages, shared: true });
+      const module = new WebAssembly.Module(linearModuleBytes(maxPages));
+      return new SimdHeap(memory, new WebAssembly.Instance(module, { env: { memory } }), maxPages);
+    } catch {
+      // No SIMD, no shared memory (a page without cross-origin isolation), or no room: try less, then JS.
+    }
+  }
+  return null;
+}
+
+let heap: SimdHeap | null | undefined;
+
+function simdHeap(): SimdHeap | null {
+  if (heap === undefined) heap = createHeap();
+  return heap;
+}
+
+/** Whether this runtime has the SIMD kernels (WebAssembly SIMD and shared memory). */
+export function simdLinearAvailable(): boolean {
+  return simdHeap() !== null;
+}
+
+const finalizer = typeof FinalizationRegistry === 'function' ? new FinalizationRegistry<number>((addr) => heap?.release(addr)) : null;
+
+/** A weight's values where the fast linear reads them. */
+export interface LinearWeight {
+  /** [N, K] row-major; a view into the SIMD heap when `addr` is not 0. */
+  readonly values: Float32Array;
+  /** Byte address in the SIMD heap, or 0 for a plain array. */
+  readonly addr: number;
+}
+
+/**
+ * Places a weight's values [N, K] for `linearFast`: copied into the SIMD heap when there is one (the
+ * view is freed when it is garbage-collected, or earlier by `releaseWeight`), else kept as given.
+ */
+export function placeWeight(values: Float32Array, N: number, K: number, options: { simd?: boolean } = {}): LinearWeight {
+  if (values.length !== N * K) throw new AigridError('ERR_SHAPE_MISMATCH', `placeWeight: ${values.length} values for [${N}, ${K}]`);
+  const h = options.simd === false ? null : simdHeap();
+  if (!h || K % 4 !== 0 || values.length === 0) return { values, addr: 0 };
+  const addr = h.alloc(values.byteLength);
+  if (!addr) return { values, addr: 0 }; // heap full: this weight stays in JS
+  const view = new Float32Array(h.memory.buffer, addr, values.length);
+  view.set(values);
+  finalizer?.register(view, addr, view);
+  return { values: view, addr };
+}
+
+/** Frees a placed weight at once; its `values` must not be read afterwards. */
+export function releaseWeight(w: LinearWeight): void {
+  if (!w.addr || !heap) return;
+  finalizer?.unregister(w.values);
+  heap.release(w.addr);
+}
+
+/** out [M, N] = x [M, K] · wᵀ, w placed by placeWeight. */
+export function linearFast(x: Float32Array, M: number, K: number, w: LinearWeight, N: number): Float32Array {
+  if (x.length !== M * K) throw new AigridError('ERR_SHAPE_MISMATCH', `linear: x has ${x.length} values, expected [${M}, ${K}]`);
+  if (w.values.length !== N * K) throw new AigridError('ERR_SHAPE_MISMATCH', `linear: w has ${w.values.length} values, expected [${N}, ${K}]`);
+  const h = w.addr ? heap : null;
+  if (!h || M === 0 || N === 0) return linearBlocked(x, M, K, w.values, N);
+  const scratch = h.scratchOf((M * K + M * N) * 4);
+  if (!scratch) return linearBlocked(x, M, K, w.values, N);
+  const xAddr = scratch;
+  const outAddr = scratch + M * K * 4;
+  const buffer = h.memory.buffer;
+  new Float32Array(buffer, xAddr, M * K).set(x);
+  const rowBytes = K * 4;
+  // One row block reads the weights once anyway; several share each tile while it is in cache.
+  const tileRows = M <= 4 ? N : Math.max(4, Math.floor(TILE_BYTES / rowBytes / 4) * 4);
+  for (let n0 = 0; n0 < N; n0 += tileRows) {
+    const cols = Math.min(tileRows, N - n0);
+    for (let m = 0; m < M; m += 4) {
+      const mb = Math.min(4, M - m);
+      const nb = mb === 4 || mb === 3 ? 2 : 4;
+      const blocks = Math.floor(cols / nb);
+      const x0 = xAddr + m * rowBytes;
+      const w0 = w.addr + n0 * rowBytes;
+      const out0 = outAddr + (m * N + n0) * 4;
+      if (blocks) h.kernel(mb, nb)(x0, K, w0, N, out0, blocks);
+      const done = blocks * nb;
+      if (done < cols) h.kernel(mb, 1)(x0, K, w0 + done * rowBytes, N, out0 + done * 4, cols - done);
+    }
+  }
+  return new Float32Array(buffer, outAddr, M * N).slice();
+}
+
+/** linearRef's result (bit for bit), computed 4 rows x 2 weight rows (or 1 x 4) at a time. */
+export function linearBlocked(x: Float32Array, M: number, K: number, w: Float32Array, N: number): Float32Array {
+  if (x.length !== M * K) throw new AigridError('ERR_SHAPE_MISMATCH', `linear: x has ${x.length} values, expected [${M}, ${K}]`);
+  if (w.length !== N * K) throw new AigridError('ERR_SHAPE_MISMATCH', `linear: w has ${w.length} values, expected [${N}, ${K}]`);
+  const out = new Float32Array(M * N);
+  let m = 0;
+  for (; m + 4 <= M; m += 4) {
+    const a0 = m * K, a1 = a0 + K, a2 = a1 + K, a3 = a2 + K;
+    const o0 = m * N, o1 = o0 + N, o2 = o1 + N, o3 = o2 + N;
+    let n = 0;
+    for (; n + 2 <= N; n += 2) {
+      const b0 = n * K, b1 = b0 + K;
+      let s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+      for (let k = 0; k < K; k++) {
+        const w0 = w[b0 + k]!, w1 = w[b1 + k]!;
+        const x0 = x[a0 + k]!, x1 = x[a1 + k]!, x2 = x[a2 + k]!, x3 = x[a3 + k]!;
+        s00 += x0 * w0; s01 += x0 * w1;
+        s10 += x1 * w0; s11 += x1 * w1;
+        s20 += x2 * w0; s21 += x2 * w1;
+        s30 += x3 * w0; s31 += x3 * w1;
+      }
+      out[o0 + n] = s00; out[o0 + n + 1] = s01;
+      out[o1 + n] = s10; out[o1 + n + 1] = s11;
+      out[o2 + n] = s20; out[o2 + n + 1] = s21;
+      out[o3 + n] = s30; out[o3 + n + 1] = s31;
+    }
+    for (; n < N; n++) {
+      const b0 = n * K;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let k = 0; k < K; k++) {
+        const w0 = w[b0 + k]!;
+        s0 += x[a0 + k]! * w0; s1 += x[a1 + k]! * w0; s2 += x[a2 + k]! * w0; s3 += x[a3 + k]! * w0;
+      }
+      out[o0 + n] = s0; out[o1 + n] = s1; out[o2 + n] = s2; out[o3 + n] = s3;
+    }
+  }
+  for (; m < M; m++) {
+    const a0 = m * K, o0 = m * N;
+    let n = 0;
+    for (; n + 4 <= N; n += 4) {
+      const b0 = n * K, b1 = b0 + K, b2 = b1 + K, b3 = b2 + K;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let k = 0; k < K; k++) {
+        const xv = x[a0 + k]!;
+        s0 += xv * w[b0 + k]!; s1 += xv * w[b1 + k]!; s2 += xv * w[b2 + k]!; s3 += xv * w[b3 + k]!;
+      }
+      out[o0 + n] = s0; out[o0 + n + 1] = s1; out[o0 + n + 2] = s2; out[o0 + n + 3] = s3;
+    }
+    for (; n < N; n++) {
+      const b0 = n * K;
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[a0 + k]! * w[b0 + k]!;
+      out[o0 + n] = s;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,107 @@
+// The CPU backend's fast linear (WebAssembly SIMD and blocked JS) against the plain reference.
+import { describe, expect, it } from 'vitest';
+import { linearRef } from '../kernels/cpu/matmul.ts';
+import { CpuBackend } from '../client/model/backend/cpu.ts';
+import { linearBlocked, linearFast, placeWeight, releaseWeight, simdLinearAvailable } from '../client/model/backend/cpu-linear.ts';
+import { mulberry32 } from './helpers/random.ts';
+
+function randomArray(rand: () => number, n: number): Float32Array {
+  return Float32Array.from({ length: n }, () => rand() * 2 - 1);
+}
+
+/** Largest |a - b| relative to the scale of the sums (sum of |x| |w| bounds each result). */
+function maxError(got: Float32Array, want: Float32Array, K: number): number {
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!) / Math.max(1, Math.sqrt(K)));
+  return err;
+}
+
+// Row counts around the 4-row blocks, K with and without a multiple of 4, N around the 2- and 4-wide
+// column blocks and beyond one cache tile.
+const SHAPES: [number, number, number][] = [
+  [1, 4, 1], [1, 64, 128], [1, 576, 1536], [1, 13, 7], [1, 7, 13],
+  [2, 64, 65], [3, 96, 33], [4, 64, 128], [5, 33, 17], [6, 128, 130], [7, 576, 301], [8, 576, 1536],
+  [8, 1536, 576], [9, 100, 99], [11, 3, 5], [16, 64, 250], [0, 8, 8],
+];
+
+describe('cpu linear', () => {
+  it('has the SIMD kernels in Node', () => {
+    expect(simdLinearAvailable()).toBe(true);
+  });
+
+  it('blocked JS equals linearRef bit for bit', () => {
+    const rand = mulberry32(7);
+    for (const [M, K, N] of SHAPES) {
+      const x = randomArray(rand, M * K);
+      const w = randomArray(rand, N * K);
+      expect(linearBlocked(x, M, K, w, N), `[${M}, ${K}] x [${N}, ${K}]`).toEqual(linearRef(x, M, K, w, N));
+    }
+  });
+
+  it('SIMD equals linearRef within f32 rounding', () => {
+    const rand = mulberry32(11);
+    for (const [M, K, N] of SHAPES) {
+      const x = randomArray(rand, M * K);
+      const values = randomArray(rand, N * K);
+      const w = placeWeight(values.slice(), N, K);
+      expect(w.addr !== 0, `[${N}, ${K}] placed in the SIMD heap`).toBe(K % 4 === 0 && N > 0);
+      const got = linearFast(x, M, K, w, N);
+      const want = linearRef(x, M, K, values, N);
+      expect(got.length).toBe(want.length);
+      expect(maxError(got, want, K), `[${M}, ${K}] x [${N}, ${K}]`).toBeLessThan(2e-6);
+      releaseWeight(w);
+    }
+  });
+
+  it('seeded random shapes: SIMD and JS paths agree with linearRef', () => {
+    const rand = mulberry32(2024);
+    for (let trial = 0; trial < 60; trial++) {
+      const M = 1 + Math.floor(rand() * 13);
+      const K = 1 + Math.floor(rand() * 300);
+      const N = 1 + Math.floor(rand() * 300);
+      const x = randomArray(rand, M * K);
+      const values = randomArray(rand, N * K);
+      const want = linearRef(x, M, K, values, N);
+      const simd = placeWeight(values.slice(), N, K);
+      const js = placeWeight(values.slice(), N, K, { simd: false });
+      expect(js.addr).toBe(0);
+      expect(maxError(linearFast(x, M, K, simd, N), want, K), `[${M}, ${K}] x [${N}, ${K}]`).toBeLessThan(2e-6);
+      expect(linearFast(x, M, K, js, N)).toEqual(want);
+      releaseWeight(simd);
+    }
+  });
+
+  it('freed blocks are reused, and weights placed later are intact', () => {
+    const rand = mulberry32(3);
+    const K = 64;
+    const N = 256;
+    const keep = randomArray(rand, N * K);
+    const kept = placeWeight(keep.slice(), N, K);
+    const addrs = new Set<number>();
+    for (let i = 0; i < 5; i++) {
+      const w = placeWeight(randomArray(rand, N * K), N, K);
+      addrs.add(w.addr);
+      releaseWeight(w);
+    }
+    expect(addrs.size).toBe(1);
+    const x = randomArray(rand, 3 * K);
+    expect(maxError(linearFast(x, 3, K, kept, N), linearRef(x, 3, K, keep, N), K)).toBeLessThan(2e-6);
+    releaseWeight(kept);
+  });
+
+  it('the backend computes linear through it, with bias, and refuses a disposed weight', async () => {
+    const rand = mulberry32(5);
+    const backend = new CpuBackend();
+    const [M, K, N] = [6, 64, 40];
+    const values = randomArray(rand, N * K);
+    const bias = randomArray(rand, N);
+    const x = randomArray(rand, M * K);
+    const w = backend.weight(values, [N, K], 'f32', 'w');
+    const b = backend.constant(bias, [N], 'b');
+    const got = await backend.run((ops) => ops.linear(ops.input(x, [M, K]), w, b));
+    const want = linearRef(x, M, K, values, N).map((v, i) => v + bias[i % N]!);
+    expect(maxError(got, want, K)).toBeLessThan(2e-6);
+    backend.dispose(w);
+    expect(() => backend.run((ops) => ops.linear(ops.input(x, [M, K]), w))).toThrow(/after dispose/);
+  });
+});
