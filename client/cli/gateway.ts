@@ -1,0 +1,67 @@
+// `aigrid gateway`: joins a network as a client and answers OpenAI's HTTP API over it, so any
+// OpenAI client (set its base URL to the one printed) uses the models the network serves.
+import { parseArgs } from 'node:util';
+import { startGateway } from '../gateway/index.ts';
+import { connect } from '../sdk/node.ts';
+
+export const DEFAULT_GATEWAY_PORT = 8788;
+
+const USAGE = `Usage: aigrid gateway [options]
+
+Serve an OpenAI-compatible HTTP API over an AIGrid network: GET /v1/models, GET /v1/models/ID,
+POST /v1/chat/completions and POST /v1/completions (streamed as server-sent events when asked).
+The gateway joins the network as a client; any OpenAI client works with its base URL set to the
+URL printed at start. It keeps the tokenizer and the model's head, so prompts never reach peers.
+
+Options:
+  --signal URL      signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
+  --network NAME    network to join (env AIGRID_NETWORK; default "default")
+  --host H          address to listen on (env AIGRID_GATEWAY_HOST; default 127.0.0.1)
+  --port N          port to listen on (env AIGRID_GATEWAY_PORT; default ${DEFAULT_GATEWAY_PORT}; 0 picks a free one)
+  --api-key K       require "Authorization: Bearer K" on every request (env AIGRID_API_KEY;
+                    default none: anyone who can reach the port may use the network)
+  -h, --help        show this help
+`;
+
+export async function runGatewayCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      signal: { type: 'string', default: process.env.AIGRID_SIGNAL ?? 'ws://127.0.0.1:8787/signal' },
+      network: { type: 'string', default: process.env.AIGRID_NETWORK ?? 'default' },
+      host: { type: 'string', default: process.env.AIGRID_GATEWAY_HOST ?? '127.0.0.1' },
+      port: { type: 'string', default: process.env.AIGRID_GATEWAY_PORT ?? String(DEFAULT_GATEWAY_PORT) },
+      'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0..65535, not ${values.port} (see --help)`);
+  const apiKey = values['api-key'] || undefined;
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  const grid = await connect({ signal: values.signal!, network: values.network! });
+  let gateway;
+  try {
+    gateway = await startGateway({ grid, host: values.host, port, apiKey, log: (line) => process.stderr.write(`${line}\n`) });
+  } catch (err) {
+    grid.close();
+    throw err;
+  }
+  const stop = () => {
+    grid.close();
+    void gateway.close().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  log(`joined network ${grid.network} as ${grid.peerId}`);
+  if (!apiKey && !isLoopback(values.host!)) log(`warning: listening on ${values.host} without --api-key: anyone who can reach it may use the network`);
+  log(`OpenAI-compatible API at ${gateway.url}`);
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
