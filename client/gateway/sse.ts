@@ -14,8 +14,8 @@ interface ChunkLike {
 export interface SseOptions {
   /** Longest wait for a client that reads nothing while its socket buffer is full. */
   writeTimeoutMs: number;
-  /** The error to answer with: before the first event as an HTTP error, after it as an event. */
-  onError: (err: unknown, headersSent: boolean) => ApiError | null;
+  /** The error to answer with (before the first event as an HTTP error, after it as an event), or null to just close. */
+  onError: (err: unknown) => ApiError | null;
 }
 
 const SSE_HEADERS = {
@@ -29,28 +29,23 @@ const SSE_HEADERS = {
 /** Writes the stream; resolves when it ended, failed, or the client left (the caller aborts then). */
 export async function sendSse(res: ServerResponse, chunks: AsyncIterable<ChunkLike>, options: SseOptions): Promise<void> {
   const held: ChunkLike[] = [];
+  const flush = async () => {
+    if (!res.headersSent) res.writeHead(200, SSE_HEADERS);
+    for (const c of held.splice(0)) await write(res, event(c), options.writeTimeoutMs);
+  };
   try {
     for await (const chunk of chunks) {
       if (res.destroyed) return;
-      if (!res.headersSent) {
-        held.push(chunk);
-        if (!carries(chunk)) continue;
-        res.writeHead(200, SSE_HEADERS);
-        for (const c of held.splice(0)) await write(res, event(c), options.writeTimeoutMs);
-        continue;
-      }
-      await write(res, event(chunk), options.writeTimeoutMs);
+      held.push(chunk);
+      if (res.headersSent || carries(chunk)) await flush();
     }
-    if (!res.headersSent) {
-      res.writeHead(200, SSE_HEADERS);
-      for (const c of held.splice(0)) await write(res, event(c), options.writeTimeoutMs);
-    }
+    await flush();
     await write(res, 'data: [DONE]\n\n', options.writeTimeoutMs);
     res.end();
   } catch (err) {
-    if (err instanceof ClientStalled) return void res.destroy();
+    if (err instanceof ClientLost) return void res.destroy();
     if (res.destroyed) return;
-    const error = options.onError(err, res.headersSent);
+    const error = options.onError(err);
     if (!error) return void res.destroy();
     if (!res.headersSent) return sendError(res, error);
     res.end(event(error.body()));
@@ -63,11 +58,11 @@ function carries(chunk: ChunkLike): boolean {
 
 const event = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
 
-class ClientStalled extends Error {}
+class ClientLost extends Error {}
 
 /** Writes, waiting for the socket to drain when its buffer is full (a slow reader slows us). */
 function write(res: ServerResponse, text: string, timeoutMs: number): Promise<void> {
-  if (res.destroyed) return Promise.reject(new ClientStalled('the client left'));
+  if (res.destroyed) return Promise.reject(new ClientLost('the client left'));
   if (res.write(text)) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const finish = (err: Error | null) => {
@@ -77,8 +72,8 @@ function write(res: ServerResponse, text: string, timeoutMs: number): Promise<vo
       else resolve();
     };
     const onDrain = () => finish(null);
-    const onClose = () => finish(new ClientStalled('the client left'));
-    const timer = setTimeout(() => finish(new ClientStalled(`the client read nothing for ${timeoutMs} ms`)), timeoutMs);
+    const onClose = () => finish(new ClientLost('the client left'));
+    const timer = setTimeout(() => finish(new ClientLost(`the client read nothing for ${timeoutMs} ms`)), timeoutMs);
     res.on('drain', onDrain).on('close', onClose);
   });
 }
