@@ -126,6 +126,28 @@ describe('SDK in Node', () => {
     expect(served()).toBe(after);
   });
 
+  it('contributes and is its own route: a lone peer serves itself the golden tokens', async () => {
+    const alone = await connect({ signal: net.server.wsUrl, network: 'sdk-alone' });
+    try {
+      const contribution = await alone.contribute({ memoryBudgetMB: 64, backend: 'cpu', models: [{ source: `${net.files.url}/tiny-llama`, modelId: 'tiny-llama', replication: 1 }] });
+      await waitFor(() => contribution.status()[0]?.state === 'ready', 30_000, 'the lone peer ready');
+      const g = (await net.model('tiny-llama')).golden[0]!;
+      const out = await alone.generate({ model: 'tiny-llama', prompt: g.ids, maxTokens: g.greedy.length, temperature: 0, stopTokens: [] });
+      expect(out.tokens).toEqual(g.greedy);
+      expect(out.aigrid.route).toEqual([{ peerId: contribution.peerId, start: 0, end: 4 }]);
+      expect(contribution.tokensServed).toBeGreaterThanOrEqual(g.ids.length + g.greedy.length - 1);
+      contribution.stop();
+      expect(contribution.status()).toEqual([]);
+    } finally {
+      alone.close();
+    }
+  });
+
+  it('shrinks the default max_tokens to the room the prompt leaves in the context', async () => {
+    const reply = await grid.completions.create({ model: 'tiny-llama', prompt: 'hello', temperature: 0, stop: null });
+    expect(reply.usage.total_tokens).toBeLessThanOrEqual(256); // tiny-llama's context
+  });
+
   it('names what is wrong with a request', async () => {
     await failure(grid.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }), 'ERR_UNKNOWN_MODEL', 'tiny-llama');
     await failure(grid.chat.completions.create({ model: 'tiny-llama', messages: [] }), 'ERR_INVALID_ARGUMENT', 'messages');

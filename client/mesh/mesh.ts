@@ -112,6 +112,14 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return this.links.get(peerId);
   }
 
+  /**
+   * A new peer in the same network through the same server and platform, with its own id and the
+   * given capabilities (not started). A process serves layers as such a sibling of its client.
+   */
+  sibling(capabilities: Capabilities): Mesh {
+    return new Mesh({ ...this.options, peerId: undefined, capabilities });
+  }
+
   /** Opens (or reuses) a link to a peer in the directory. */
   connect(peerId: string): Promise<PeerLink> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the mesh is closed'));

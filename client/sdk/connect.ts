@@ -37,22 +37,27 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   if (!options || typeof options.signal !== 'string' || !/^wss?:\/\//.test(options.signal)) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `connect() needs signal: a ws:// or wss:// URL of a signaling server, got ${JSON.stringify(options?.signal)}`);
   }
-  // A client offers no memory until it contributes; its GPU is described for the directory only.
-  const capabilities = await detectCapabilities({ kind: platform.kind, memoryBudgetMB: 0, agent: platform.agent });
-  const mesh = new Mesh({
-    ...platform.mesh,
-    signal: options.signal,
-    network: options.network ?? DEFAULT_NETWORK,
-    peerId: options.peerId,
-    capabilities,
-    autoConnect: false,
-    maxConnections: options.maxConnections,
-  });
-  try {
-    await mesh.start();
-  } catch (err) {
-    mesh.close();
-    throw err;
-  }
-  return new Grid({ mesh, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+  const join = async (memoryBudgetMB: number, peerId?: string) => {
+    const gpu = memoryBudgetMB > 0 ? await platform.gpu() : undefined;
+    const capabilities = await detectCapabilities({ kind: platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
+    const mesh = new Mesh({
+      ...platform.mesh,
+      signal: options.signal,
+      network: options.network ?? DEFAULT_NETWORK,
+      peerId,
+      capabilities,
+      autoConnect: false,
+      maxConnections: options.maxConnections,
+    });
+    try {
+      await mesh.start();
+    } catch (err) {
+      mesh.close();
+      throw err;
+    }
+    return mesh;
+  };
+  // The client offers no memory; contribute() joins a second peer that does.
+  const mesh = await join(0, options.peerId);
+  return new Grid({ mesh, joinAsPeer: (mb) => join(mb), open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
 }

@@ -1,6 +1,7 @@
-// This tab or process serving layers for the network: a GridPeer on the grid's mesh that follows
-// the coordinator's assignments, with the memory budget announced to the coordinator. stop() frees
-// the layers and withdraws the budget, so the coordinator moves them to other peers.
+// This tab or process serving layers for the network: a peer of its own (its own mesh, announcing
+// the memory budget) running a GridPeer that follows the coordinator's assignments. Being a
+// separate peer from the grid's client lets a route pass through this process like any other.
+// stop() frees the layers and leaves the network, so the coordinator moves them to other peers.
 import { EventEmitter } from 'events';
 import { GridPeer, type LoadingProgress, type ModelOpener, type ServingStatus } from '../grid/index.ts';
 import type { Mesh } from '../mesh/mesh.ts';
@@ -15,6 +16,7 @@ export interface ContributionEvents {
 }
 
 export interface ContributionOptions {
+  /** The contribution's own mesh, joined with the memory budget; closed by stop(). */
   mesh: Mesh;
   memoryBudgetMB: number;
   open: ModelOpener;
@@ -34,7 +36,15 @@ export class Contribution extends EventEmitter<ContributionEvents> {
     this.peer.on('status', (s) => this.emit('status', s));
     this.peer.on('progress', (p) => this.emit('progress', p));
     this.peer.on('warning', (e) => this.emit('warning', e));
-    mesh.signaling.updateCapabilities({ ...mesh.signaling.capabilities, memoryBudgetMB: options.memoryBudgetMB });
+  }
+
+  /** This contribution's peer id in the network (not the grid client's). */
+  get peerId(): string {
+    return this.options.mesh.peerId;
+  }
+
+  get memoryBudgetMB(): number {
+    return this.options.memoryBudgetMB;
   }
 
   get active(): boolean {
@@ -55,13 +65,12 @@ export class Contribution extends EventEmitter<ContributionEvents> {
     return Math.round((Date.now() - this.startedAt) / 1000);
   }
 
-  /** Stops serving: layers freed here, budget withdrawn so the coordinator places them elsewhere. */
+  /** Stops serving: layers freed here and the peer leaves, so the coordinator places them elsewhere. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.peer.close();
-    const { mesh } = this.options;
-    if (mesh.signaling.connected) mesh.signaling.updateCapabilities({ ...mesh.signaling.capabilities, memoryBudgetMB: 0 });
+    this.options.mesh.close();
     this.emit('stopped');
   }
 }

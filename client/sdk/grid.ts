@@ -9,7 +9,7 @@ import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from
 import { Contribution } from './contribution.ts';
 import { ModelClient, type CheckpointOpener } from './model-client.ts';
 import { replyId, streamReply, wholeReply, type ReplyKind, type StreamEvent } from './replies.ts';
-import { checkPrompt, samplingOf, textMessages } from './request.ts';
+import { checkPrompt, fitToContext, samplingOf, textMessages } from './request.ts';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -28,6 +28,11 @@ import type {
 
 export interface GridOptions {
   mesh: Mesh;
+  /**
+   * Joins the same network as another peer offering this much memory (for contribute()); by
+   * default a sibling of `mesh` with the client's capabilities and that budget.
+   */
+  joinAsPeer?: (memoryBudgetMB: number) => Promise<Mesh>;
   /** Opens a model's checkpoint (tokenizer and head here; layers when contributing). */
   open: CheckpointOpener;
   /** Where the client's head runs. */
@@ -122,8 +127,8 @@ export class Grid {
   }
 
   /**
-   * Serves layers from this tab or process: the memory budget is announced to the coordinator,
-   * which assigns layer ranges; weights are fetched for those layers only.
+   * Serves layers from this tab or process: a second peer joins the network with the memory
+   * budget, and the coordinator assigns it layer ranges; weights are fetched for those layers only.
    */
   async contribute(options: ContributeOptions): Promise<Contribution> {
     this.checkOpen();
@@ -135,7 +140,7 @@ export class Grid {
     const gpu = backend === 'cpu' ? undefined : await this.options.gpu();
     if (backend === 'webgpu' && !gpu) throw new AigridError('ERR_NO_WEBGPU', 'contribute({ backend: "webgpu" }) needs a WebGPU adapter; use "auto" or "cpu"');
     const contribution = new Contribution({
-      mesh: this.mesh,
+      mesh: await (this.options.joinAsPeer ?? ((mb) => this.joinSibling(mb)))(options.memoryBudgetMB),
       memoryBudgetMB: options.memoryBudgetMB,
       open: this.options.open as ModelOpener,
       backend: gpu ? 'webgpu' : 'cpu',
@@ -179,6 +184,7 @@ export class Grid {
   private async reply(kind: ReplyKind, client: ModelClient, prompt: number[], params: SamplingParams, sampling: ReturnType<typeof samplingOf>, options?: RequestOptions): Promise<never> {
     const signal = options?.signal;
     if (signal?.aborted) throw new AigridError('ERR_ABORTED', 'the request was aborted before it started');
+    sampling = fitToContext(sampling, prompt.length, client.config.maxPositions);
     const req = { kind, client, model: params.model, prompt, sampling, includeUsage: Boolean(params.stream_options?.include_usage), signal };
     if (!params.stream) {
       const r = await wholeReply(req);
@@ -248,6 +254,17 @@ export class Grid {
     const options: ServeOptions = typeof model === 'string' ? { source: model } : model;
     const probe = { modelId: 'probe', source: options.source, baseUrl: options.baseUrl, revision: options.revision } as ModelSpec;
     return modelSpecFromCheckpoint(await this.options.open(probe), options);
+  }
+
+  private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
+    const mesh = this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB });
+    try {
+      await mesh.start();
+    } catch (err) {
+      mesh.close();
+      throw err;
+    }
+    return mesh;
   }
 
   private checkOpen(): void {

@@ -14,6 +14,8 @@ export interface Sampling {
   seed: number;
   repetitionPenalty: number;
   stops: string[];
+  /** max_tokens was not given: the default, which shrinks to the room left in the context. */
+  defaultMaxTokens: boolean;
 }
 
 const bad = (field: string, why: string) => new AigridError('ERR_INVALID_ARGUMENT', `${field} ${why}`);
@@ -42,7 +44,16 @@ export function samplingOf(params: SamplingParams): Sampling {
   if (!Array.isArray(stops) || stops.length > MAX_STOPS || stops.some((s) => typeof s !== 'string' || s.length === 0)) {
     throw bad('stop', `must be a non-empty string or up to ${MAX_STOPS} of them`);
   }
-  return { maxTokens, temperature, topK, topP, seed: seed >>> 0, repetitionPenalty: penalty, stops };
+  const defaultMaxTokens = (params.max_completion_tokens ?? params.max_tokens) == null;
+  return { maxTokens, temperature, topK, topP, seed: seed >>> 0, repetitionPenalty: penalty, stops, defaultMaxTokens };
+}
+
+/** The default max_tokens leaves room for the prompt, as OpenAI's does; an explicit one is kept. */
+export function fitToContext(sampling: Sampling, promptTokens: number, context: number): Sampling {
+  if (!sampling.defaultMaxTokens) return sampling;
+  const room = context - promptTokens;
+  if (room < 1) throw bad('messages', `(${promptTokens} tokens) fill the model's context of ${context}; shorten the prompt`);
+  return { ...sampling, maxTokens: Math.min(sampling.maxTokens, room) };
 }
 
 /** Chat messages with their content as plain text (OpenAI's text parts are joined). */
