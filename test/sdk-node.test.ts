@@ -2,6 +2,9 @@
 // the SDK, list it with its coverage, and get OpenAI-shaped replies whose tokens are the goldens
 // (greedy) whole, streamed, with stop strings and usage; aborting stops the work on every peer;
 // bad requests get named errors.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridPeer } from '../client/grid/index.ts';
 import { AigridError, connect, type ChatCompletionChunk, type CompletionChunk, type Grid } from '../client/sdk/node.ts';
@@ -11,6 +14,7 @@ import { failure, openFixture } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const NETWORK = 'sdk';
+const run = promisify(execFile);
 let net: GridNet;
 let grid: Grid;
 const peers: GridPeer[] = [];
@@ -146,6 +150,13 @@ describe('SDK in Node', () => {
   it('shrinks the default max_tokens to the room the prompt leaves in the context', async () => {
     const reply = await grid.completions.create({ model: 'tiny-llama', prompt: 'hello', temperature: 0, stop: null });
     expect(reply.usage.total_tokens).toBeLessThanOrEqual(256); // tiny-llama's context
+  });
+
+  it("runs the README's Node snippet against the built package and prints the SDK's reply", async () => {
+    const snippet = fileURLToPath(new URL('./snippets/node-sdk.mjs', import.meta.url));
+    const { stdout } = await run(process.execPath, [snippet, net.server.wsUrl, NETWORK], { cwd: fileURLToPath(new URL('..', import.meta.url)) });
+    const whole = await grid.chat.completions.create({ model: 'tiny-llama', messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 16, temperature: 0 });
+    expect(stdout).toBe(`${whole.choices[0]!.message.content}\n`);
   });
 
   it('names what is wrong with a request', async () => {

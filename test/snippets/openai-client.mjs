@@ -1,9 +1,9 @@
 // Any OpenAI client works with the grid: point its base URL at the gateway.
-// Run: node openai-client.mjs http://127.0.0.1:8788/v1
+// Run: node openai-client.mjs http://127.0.0.1:8787/v1
 import OpenAI from 'openai';
 
 const openai = new OpenAI({
-  baseURL: process.argv[2] ?? process.env.AIGRID_BASE_URL ?? 'http://127.0.0.1:8788/v1',
+  baseURL: process.argv[2] ?? process.env.AIGRID_BASE_URL ?? 'http://127.0.0.1:8787/v1',
   apiKey: process.env.AIGRID_API_KEY ?? 'none', // checked only by a gateway started with --api-key
 });
 
