@@ -1,0 +1,128 @@
+// Network: the peers of the joined network (live from the directory), each model's per-layer
+// coverage (pushed by the coordinator), and plots over time sampled every two seconds: tokens per
+// second, the signaling round trip, peers and ready layer copies.
+import type { ModelCoverage } from '../../protocol/index.ts';
+import { modelInfo, type ModelInfo } from '../../sdk/index.ts';
+import { activity } from '../activity.ts';
+import { TimeChart } from '../charts.ts';
+import { onConnection, type Connection } from '../connection.ts';
+import { $ } from '../dom.ts';
+import type { Page } from '../router.ts';
+import { renderModels } from './coverage-view.ts';
+import { renderPeers } from './peers-view.ts';
+
+const SAMPLE_MS = 2000;
+let current: Connection | null = null;
+let models: ModelInfo[] = [];
+const rtts = new Map<string, number>();
+let visible = false;
+let charts: TimeChart[] = [];
+let throughput: TimeChart;
+let latency: TimeChart;
+let population: TimeChart;
+
+/** Kept current even while hidden: scripts and tests read the peer table on any page. */
+function render(): void {
+  renderPeers(current?.mesh ?? null, rtts, current?.grid.contributing?.peerId);
+  renderModels(current ? models : null);
+  $('net-summary').textContent = current
+    ? `Network ${current.network}: ${current.mesh.peers().length + 1} peers (this tab included), ${models.length} model${models.length === 1 ? '' : 's'} served.`
+    : 'Not joined: join a network above to see it.';
+}
+
+function setModels(coverage: ModelCoverage[]): void {
+  models = coverage.map(modelInfo);
+  render();
+}
+
+/** One sample for the plots, and fresh round trips to linked peers for the table. */
+async function sample(c: Connection, last: { at: number; served: number }): Promise<void> {
+  const { mesh, grid } = c;
+  const at = Date.now();
+  const served = grid.contributing?.tokensServed ?? 0;
+  const rate = last.at && served >= last.served ? ((served - last.served) * 1000) / (at - last.at) : 0;
+  Object.assign(last, { at, served });
+  const rtt = await within(mesh.signaling.ping(), 5000);
+  for (const id of mesh.connectedPeers()) {
+    const ms = await within(mesh.link(id)?.ping() ?? Promise.resolve(undefined), 2000);
+    if (ms !== undefined) rtts.set(id, ms);
+  }
+  if (current !== c) return;
+  const copies = models.reduce((sum, m) => sum + m.coverage.ready.reduce((a, b) => a + b, 0), 0);
+  throughput.push(at, [rate, activity.lastReplyTokensPerSecond || null]);
+  latency.push(at, [rtt ?? null]);
+  population.push(at, [mesh.peers().length + 1, copies]);
+  render();
+}
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([promise.catch(() => undefined), new Promise<undefined>((r) => setTimeout(() => r(undefined), ms))]);
+}
+
+function follow(c: Connection): () => void {
+  const { mesh, grid } = c;
+  const onPeers = () => render();
+  const onDisconnect = (id: string) => {
+    rtts.delete(id);
+    render();
+  };
+  mesh.on('peers', onPeers);
+  mesh.on('connection', onPeers);
+  mesh.on('disconnect', onDisconnect);
+  mesh.signaling.on('models', setModels);
+  const last = { at: 0, served: 0 };
+  let busy = false;
+  const tick = () => {
+    if (busy) return;
+    busy = true;
+    void sample(c, last).finally(() => (busy = false));
+  };
+  const timer = setInterval(tick, SAMPLE_MS);
+  tick();
+  void grid.models.list().catch(() => undefined); // answered by a 'models' event
+  return () => {
+    clearInterval(timer);
+    mesh.off('peers', onPeers);
+    mesh.off('connection', onPeers);
+    mesh.off('disconnect', onDisconnect);
+    mesh.signaling.off('models', setModels);
+  };
+}
+
+export const networkPage: Page = {
+  show() {
+    visible = true;
+    if (current) void current.grid.models.list().catch(() => undefined);
+    render();
+    for (const chart of charts) chart.draw();
+  },
+  hide() {
+    visible = false;
+  },
+};
+
+export function startNetwork(): void {
+  throughput = new TimeChart($('chart-throughput'), 'Tokens per second', [
+    { label: 'served by this tab', stroke: '#1a7f37' },
+    { label: "this tab's last reply", stroke: '#0969da' },
+  ], 'tok/s');
+  latency = new TimeChart($('chart-latency'), 'Signaling round trip', [{ label: 'round trip', stroke: '#bf3989' }], 'ms');
+  population = new TimeChart($('chart-peers'), 'Peers and ready layer copies', [
+    { label: 'peers', stroke: '#8250df' },
+    { label: 'ready layer copies', stroke: '#9a6700' },
+  ], 'count');
+  charts = [throughput, latency, population];
+  let stop = () => {};
+  onConnection((c) => {
+    stop();
+    stop = () => {};
+    current = c;
+    models = [];
+    rtts.clear();
+    if (c) stop = follow(c);
+    render();
+  });
+  addEventListener('resize', () => {
+    if (visible) for (const chart of charts) chart.draw();
+  });
+}

@@ -1,0 +1,32 @@
+// The Network page's peer table: every other peer from the directory (one row each, data-peer-id),
+// this tab's serving peer marked among them, and this tab's client peer in the footer.
+import type { Mesh } from '../../mesh/index.ts';
+import type { PeerInfo } from '../../protocol/index.ts';
+import { $, row } from '../dom.ts';
+
+/** `serving`: the peer id of this tab's contribution, a peer of its own listed with the others. */
+export function renderPeers(mesh: Mesh | null, rtts: ReadonlyMap<string, number>, serving?: string): void {
+  const table = $('peers');
+  const linked = new Set(mesh?.connectedPeers() ?? []);
+  const others = (mesh?.peers() ?? []).map((p) => peerRow(p, linked.has(p.peerId), rtts.get(p.peerId), p.peerId === serving ? "this tab's serving peer" : undefined));
+  table.querySelector('tbody')!.replaceChildren(...others);
+  const self: PeerInfo | null = mesh ? { peerId: mesh.peerId, capabilities: mesh.signaling.capabilities, joinedAt: 0 } : null;
+  table.querySelector('tfoot')!.replaceChildren(...(self ? [peerRow(self, false, undefined, 'this tab')] : []));
+}
+
+function peerRow(peer: PeerInfo, linked: boolean, rtt: number | undefined, note?: string): HTMLTableRowElement {
+  const { kind, gpu, memoryBudgetMB, throughput } = peer.capabilities;
+  const self = note === 'this tab';
+  const tr = row([
+    note ? `${peer.peerId} (${note})` : peer.peerId,
+    kind,
+    gpu ? `${gpu.vendor} ${gpu.architecture}`.trim() || 'WebGPU' : 'none',
+    String(Math.round(memoryBudgetMB * 100) / 100),
+    `${throughput.gflops.toFixed(2)} (${throughput.backend})`,
+    self ? '–' : linked ? 'connected' : '–',
+    rtt !== undefined ? rtt.toFixed(2) : '–',
+  ]);
+  tr.dataset.peerId = peer.peerId;
+  if (linked) tr.cells[5]!.className = 'connected';
+  return tr;
+}
