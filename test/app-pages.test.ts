@@ -29,6 +29,7 @@ const SNIPPET = fileURLToPath(new URL('./snippets/page-snippet.html', import.met
 const NETWORK = 'app-pages';
 const MODEL = 'tiny-llama';
 const NODE_PEERS = ['app-node-a', 'app-node-b'];
+const NOTICE = 'A test checkpoint with random weights: its replies are random words.';
 
 let server: SignalingServer;
 let files: RangeServer;
@@ -78,7 +79,7 @@ beforeAll(async () => {
     },
   });
   sdk = await connect({ signal: server.wsUrl, network: NETWORK });
-  spec = await sdk.serve({ source: `${files.url}/${MODEL}`, modelId: MODEL, replication: 1 });
+  spec = await sdk.serve({ source: `${files.url}/${MODEL}`, modelId: MODEL, replication: 1, notice: NOTICE });
   // Room for one layer each: the model is whole only once a page contributes the rest.
   const memoryBudgetMB = (spec.layerBytes * 1.5) / 2 ** 20;
   for (const peerId of NODE_PEERS) {
@@ -106,7 +107,7 @@ afterAll(async () => {
 describe('web app pages', () => {
   it('Contribute: shows the adapter, its limits and a benchmark; Start gets layers from the coordinator', async () => {
     expect((await sdk.models.list()).data[0]!.health).toBe('unavailable');
-    const { page, errors } = await open(`/?network=${NETWORK}#/contribute`);
+    const { page, errors } = await open(`/?network=${NETWORK}#contribute`);
     const peerId = await joined(page);
     // WebGPU on SwiftShader: the adapter and its limits, then the GPU and CPU benchmark.
     await page.waitForSelector('#adapter:not([hidden])');
@@ -147,13 +148,17 @@ describe('web app pages', () => {
     page.on('console', (msg) => void (msg.type() === 'error' && errors.push(msg.text())));
     page.on('pageerror', (err) => void errors.push(String(err)));
     await page.evaluateOnNewDocument(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
-    await page.goto(`${server.httpUrl}/#/contribute`, { waitUntil: 'load' });
+    await page.goto(`${server.httpUrl}/#contribute`, { waitUntil: 'load' });
     await page.waitForFunction(() => /CPU: [\d.]+ GFLOP\/s/.test(document.getElementById('bench-result')!.textContent ?? ''), { timeout: 10_000 });
     const status = await text(page, '#gpu-status');
     expect(status).toMatch(/^No WebGPU: .*navigator\.gpu is missing/);
     expect(status).toContain('CPU fallback');
     expect(await text(page, '#bench-result')).toMatch(/^WebGPU: none · CPU: [\d.]+ GFLOP\/s/);
     expect(await page.$eval('#adapter', (e) => (e as HTMLElement).hidden)).toBe(true);
+    // Without ?network= the tab joins "default", as a client that offers no memory.
+    await joined(page);
+    expect(await page.$eval('#network', (e) => (e as HTMLInputElement).value)).toBe('default');
+    expect(await page.evaluate(() => window.aigrid.mesh?.signaling.capabilities.memoryBudgetMB)).toBe(0);
     const shot = await screenshot(page, shots, 'contribute-no-webgpu');
     await expectVisibleIn(page, shot, ['#gpu-status', '#bench-result', '#start'], decoder);
     expect(errors).toEqual([]);
@@ -166,10 +171,11 @@ describe('web app pages', () => {
     const expected = await greedyReply(message, maxTokens);
     expect(expected.length).toBeGreaterThan(0);
 
-    const { page, errors } = await open(`/?network=${NETWORK}#/playground`);
+    const { page, errors } = await open(`/?network=${NETWORK}#playground`);
     pagePeers.push(await joined(page));
     await page.waitForFunction((model) => document.querySelector<HTMLSelectElement>('#model')?.value === model, { timeout: 10_000 }, MODEL);
     expect(await text(page, '#model-health')).toMatch(/^ready/);
+    expect(await text(page, '#model-notice')).toBe(NOTICE);
     const set = (selector: string, value: string) => page.$eval(selector, (e, v) => ((e as HTMLInputElement).value = v), value);
     await set('#temperature', '0');
     await set('#max-tokens', String(maxTokens));
@@ -189,7 +195,7 @@ describe('web app pages', () => {
     expect(await page.$eval('#send', (b) => (b as HTMLButtonElement).disabled)).toBe(false);
 
     const shot = await screenshot(page, shots, 'playground');
-    await expectVisibleIn(page, shot, ['#nav', '#chat-settings', '.message.user', '.message.assistant', '.message.assistant .meta', '#prompt', '#send'], decoder);
+    await expectVisibleIn(page, shot, ['#nav', '#chat-settings', '#model-notice', '.message.user', '.message.assistant', '.message.assistant .meta', '#prompt', '#send'], decoder);
 
     // Stop mid-reply: the same prompt (history cleared) runs greedily past 200 tokens without an
     // end of sequence, so the reply is still streaming when Stop is pressed.
@@ -212,7 +218,7 @@ describe('web app pages', () => {
   });
 
   it('Network: every peer, the model coverage per layer, and the plots', async () => {
-    const { page, errors } = await open(`/?network=${NETWORK}#/network`);
+    const { page, errors } = await open(`/?network=${NETWORK}#network`);
     const self = await joined(page);
     const others = [...NODE_PEERS, sdk.peerId, contributor!.peerId, contributor!.servingId, ...pagePeers];
     await waitFor(async () => {
@@ -224,6 +230,7 @@ describe('web app pages', () => {
     expect(contributorRow[1]).toBe('browser');
     expect(contributorRow[3]).toBe('64');
     await page.waitForSelector(`#models [data-model="${MODEL}"] .health-ready`, { timeout: 10_000 });
+    expect(await text(page, `#models [data-model="${MODEL}"] .notice`)).toBe(NOTICE);
     const cells = await page.$$eval(`#models [data-model="${MODEL}"] .layer`, (spans) => spans.map((s) => [s.className, s.textContent]));
     expect(cells).toEqual(Array(spec.numLayers).fill(['layer layer-full', '1']));
     // Two samples drawn in each plot.
@@ -250,7 +257,7 @@ describe('web app pages', () => {
   it('the contributing tab chats through its own serving peer; Stop frees the layers and leaves', async () => {
     const { page, errors, servingId } = contributor!;
     await page.bringToFront();
-    await page.evaluate(() => (location.hash = '#/playground'));
+    await page.evaluate(() => (location.hash = '#playground'));
     await page.waitForFunction((model) => document.querySelector<HTMLSelectElement>('#model')?.value === model, { timeout: 10_000 }, MODEL);
     await page.$eval('#temperature', (e) => ((e as HTMLInputElement).value = '0'));
     await page.$eval('#max-tokens', (e) => ((e as HTMLInputElement).value = '16'));
@@ -260,7 +267,7 @@ describe('web app pages', () => {
     expect(await text(page, '.message.assistant .content')).toBe(await greedyReply('the quick brown fox', 16));
     expect(await page.$$eval('.message.assistant .hop', (spans) => spans.map((s) => (s as HTMLElement).dataset.peerId))).toContain(servingId);
 
-    await page.evaluate(() => (location.hash = '#/contribute'));
+    await page.evaluate(() => (location.hash = '#contribute'));
     // The replies of the Playground pages and the snippet ran through this tab's layers.
     expect(Number(await text(page, '#tokens-served'))).toBeGreaterThan(0);
     await page.click('#stop');

@@ -50,7 +50,7 @@ export async function join(options: JoinOptions): Promise<Connection> {
   const mine = ++generation;
   const gpu = navigator.gpu;
   const capabilities = await detectCapabilities({ kind: 'browser', memoryBudgetMB: options.memoryBudgetMB ?? 0, gpu, agent: navigator.userAgent });
-  if (mine !== generation) throw new AigridError('ERR_ABORTED', 'another join or a leave replaced this join');
+  if (mine !== generation) throw overtaken();
   const mesh = new Mesh({
     signal: options.signal ?? defaultSignal,
     network: options.network,
@@ -71,11 +71,13 @@ export async function join(options: JoinOptions): Promise<Connection> {
   } catch (err) {
     if (current === joined) leave();
     else grid.close();
-    throw err;
+    throw mine === generation ? err : overtaken();
   }
   notify();
   return joined;
 }
+
+const overtaken = () => new AigridError('ERR_ABORTED', 'another join or a leave replaced this join');
 
 export function leave(): void {
   generation++;

@@ -38,9 +38,11 @@ export function startHeader(): void {
     joinFromBar().catch(showError);
   });
   $('leave').addEventListener('click', () => leave());
+  // Every page needs the network (models, peers), so the tab joins it at once as a client that
+  // offers no memory: ?network=NAME, else the name in the bar ("default").
   const network = params.get('network');
-  if (network) {
-    $<HTMLInputElement>('network').value = network;
-    joinFromBar().catch(showError);
-  }
+  if (network) $<HTMLInputElement>('network').value = network;
+  joinFromBar().catch((err: { code?: string }) => {
+    if (err?.code !== 'ERR_ABORTED') showError(err); // a script's join() replaced this one
+  });
 }

@@ -1,6 +1,6 @@
-// Hash routes (#/contribute, #/playground, #/network): one page, one connection, so a tab keeps
-// contributing while its person chats or watches the network. The query (?network=, ?signal=)
-// stays as it is.
+// Hash routes (#contribute, #playground, #network; #/playground works too): one page and one
+// connection, so a tab keeps contributing while its person chats or watches the network. The query
+// (?network=, ?signal=) stays as it is.
 export const PAGES = ['contribute', 'playground', 'network'] as const;
 export type PageName = (typeof PAGES)[number];
 

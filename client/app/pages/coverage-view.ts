@@ -25,6 +25,7 @@ function modelBlock(m: ModelInfo): HTMLElement {
     { class: 'model', 'data-model': m.id },
     el('div', { class: 'model-head' }, el('strong', {}, m.id), ' ', el('span', { class: `health health-${m.health}` }, m.health)),
     el('div', { class: 'facts' }, facts),
+    ...(m.spec.notice ? [el('p', { class: 'notice' }, m.spec.notice)] : []),
     el('div', { class: 'layers' }, ...cells),
   );
 }

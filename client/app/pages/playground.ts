@@ -39,14 +39,21 @@ function renderHealth(): void {
   const health = $('model-health');
   health.className = info ? `health-${info.health}` : '';
   health.textContent = info
-    ? `${info.health}: ${info.coverage.layers} layers, ${Math.min(...info.coverage.ready)} of ${info.coverage.replication} wanted copies ready everywhere`
+    ? `${info.health}: ${info.coverage.layers} layers, each ready on at least ${Math.min(...info.coverage.ready)} peer(s) (replication ${info.coverage.replication})`
     : connection() ? 'No model is served on this network.' : 'Join a network to see its models.';
+  const notice = $('model-notice');
+  notice.textContent = info?.spec.notice ?? '';
+  notice.hidden = !info?.spec.notice;
 }
 
 function settings(): Pick<ChatCompletionCreateParams, 'temperature' | 'top_p' | 'max_tokens' | 'seed'> {
-  const num = (id: string) => Number($<HTMLInputElement>(id).value);
-  const seed = $<HTMLInputElement>('seed').value.trim();
-  return { temperature: num('temperature'), top_p: num('top-p'), max_tokens: num('max-tokens'), ...(seed ? { seed: Number(seed) } : {}) };
+  // An empty field is left out: the SDK's default (max_tokens: what the context leaves; seed: random).
+  const num = (id: string) => {
+    const value = $<HTMLInputElement>(id).value.trim();
+    return value === '' ? undefined : Number(value);
+  };
+  const [maxTokens, seed] = [num('max-tokens'), num('seed')];
+  return { temperature: num('temperature'), top_p: num('top-p'), ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}), ...(seed !== undefined ? { seed } : {}) };
 }
 
 async function send(): Promise<void> {
