@@ -74,7 +74,8 @@ function staticHandler(dir: string | undefined): Handler {
       if (!dir || !existsSync(dir) || !statSync(dir).isDirectory()) return text(res, 404, hint);
       // dev mode looks files up per request: a rebuild while the server runs never leaves it
       // pointing at deleted files (the cached mode would fail reading them).
-      serve = sirv(dir, { dev: true, etag: true, single: false, onNoMatch: notFound });
+      // Any origin may load the app's files: pages elsewhere import the SDK from /sdk.js.
+      serve = sirv(dir, { dev: true, etag: true, single: false, onNoMatch: notFound, setHeaders: (res) => res.setHeader('Access-Control-Allow-Origin', '*') });
     }
     // The per-request lookup would serve dotfiles (.env, .git); nothing of the app starts with a dot.
     const path = pathOf(req.url);
