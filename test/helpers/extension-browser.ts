@@ -27,6 +27,12 @@ const ARGS = [
   '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
 
+/** Builds dist/extension (npm run build does too); used when a test finds no build. */
+export async function buildExtension(): Promise<void> {
+  const { build } = await import('vite');
+  await build({ configFile: fileURLToPath(new URL('../../vite.extension.config.ts', import.meta.url)), logLevel: 'warn' });
+}
+
 export interface ExtensionBrowser {
   browser: Browser;
   extensionId: string;
@@ -48,9 +54,7 @@ export interface ExtensionBrowser {
 /** Launches Chromium with the extension, in a new profile or in `profile` (a restart). */
 export async function launchWithExtension(profile?: string): Promise<ExtensionBrowser> {
   if (!existsSync(CHROME_PATH)) throw new Error(`Chromium not found at ${CHROME_PATH}: apt-get install chromium, or set CHROME_PATH`);
-  if (!existsSync(join(EXTENSION_DIR, 'manifest.json'))) {
-    throw new Error(`the extension is not built (no ${EXTENSION_DIR}/manifest.json): run npx vite build --config vite.extension.config.ts`);
-  }
+  if (!existsSync(join(EXTENSION_DIR, 'manifest.json'))) await buildExtension();
   const userDataDir = profile ?? mkdtempSync(join(tmpdir(), 'aigrid-extension-'));
   const browser = await puppeteer.launch({
     executablePath: CHROME_PATH,
