@@ -25,9 +25,8 @@ const MESSAGES = [{ role: 'user', content: 'the quick brown fox' }];
 
 let net: GridNet;
 let chromium: ExtensionBrowser;
-/** The Node SDK: the client whose replies the page's must equal, and the Node peer. */
+/** The Node SDK: the client whose replies the page's must equal, and its contribution (the Node peer). */
 let client: Grid;
-let nodePeer: Grid;
 let nodeContribution: Contribution;
 let allowedSite: PageServer;
 let refusedSite: PageServer;
@@ -99,15 +98,13 @@ beforeAll(async () => {
   // Two layers' worth of memory each for the Node peer and the extension: together exactly one
   // copy of the model, so each takes all it can and the extension is sure to get layers.
   twoLayersMB = Math.round(((2.2 * spec.layerBytes) / MB) * 100) / 100;
-  nodePeer = await connect({ signal: net.server.wsUrl, network: NETWORK, peerId: 'node-peer' });
-  nodeContribution = await nodePeer.contribute({ memoryBudgetMB: twoLayersMB, backend: 'cpu' });
+  nodeContribution = await client.contribute({ memoryBudgetMB: twoLayersMB, backend: 'cpu' });
   chromium = await launchWithExtension();
 });
 
 afterAll(async () => {
   await chromium?.close();
   client?.close();
-  nodePeer?.close();
   await allowedSite?.close();
   await refusedSite?.close();
   await net?.close();

@@ -20,11 +20,8 @@ const ARGS = [
   '--enable-unsafe-webgpu',
   '--use-webgpu-adapter=swiftshader',
   '--enable-unsafe-swiftshader',
-  '--allow-loopback-in-peer-connection',
-  // The offscreen document cannot be granted camera/microphone (the other way to get host
-  // candidates instead of mDNS names): keep loopback addresses visible to WebRTC.
   '--enable-features=Vulkan',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--allow-loopback-in-peer-connection',
 ];
 
 /** Builds dist/extension (npm run build does too); used when a test finds no build. */

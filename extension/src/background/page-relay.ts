@@ -41,7 +41,14 @@ export function relayPage(page: chrome.runtime.Port): void {
     if (!(await allowed(origin))) {
       return refuse(call.id, new AigridError(PERMISSION_DENIED, `${origin} may not use AIGrid through this extension: the person did not allow it (they can change that in the extension's options)`));
     }
-    const port = await (engine ??= connectEngine());
+    if (!engine) {
+      const connecting = connectEngine();
+      engine = connecting;
+      connecting.catch(() => {
+        if (engine === connecting) engine = null; // the next call tries again
+      });
+    }
+    const port = await engine;
     waiting.delete(call.id); // from here on an abort goes to the engine, after this call
     if (abandoned.delete(call.id)) return refuse(call.id, new AigridError('ERR_ABORTED', 'the request was aborted before it started'));
     if (open) port.postMessage(call);
