@@ -17,6 +17,8 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
     sourcemap: true,
+    // The page bundles the tokenizer library (@huggingface/transformers), a few MB by itself.
+    chunkSizeWarningLimit: 4096,
     rolldownOptions: {
       input: { index: app('index.html'), sdk: app('sdk.ts') },
       // Keeps the SDK entry's exports (an app build drops entry exports by default).

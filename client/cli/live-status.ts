@@ -24,14 +24,17 @@ export function showLiveStatus(contribution: Contribution, options: LiveStatusOp
   const tty = Boolean(out.isTTY);
   let lastLine = '';
   let lastPrintAt = 0;
-  const draw = (line: string, force = false) => {
+  let lastNews = '';
+  /** `news` is what must change for a log line to be worth printing (a terminal redraws anyway). */
+  const draw = (line: string, force = false, news = line) => {
     if (line === lastLine && !force) return;
     if (tty) {
       out.write(`\r${line.padEnd(lastLine.length)}`);
     } else {
       const now = Date.now();
-      if (!force && now - lastPrintAt < 5000) return;
+      if (!force && (news === lastNews || now - lastPrintAt < 5000)) return;
       lastPrintAt = now;
+      lastNews = news;
       out.write(`${line}\n`);
     }
     lastLine = line;
@@ -41,7 +44,13 @@ export function showLiveStatus(contribution: Contribution, options: LiveStatusOp
     lastLine = '';
   };
   contribution.on('progress', (p) => draw(`loading ${p.modelId} [${p.start}, ${p.end}) ${progressBar(p.bytesDone, p.bytesTotal)}`, p.bytesDone === p.bytesTotal));
+  // A peer repeats its status every few seconds; only changes are shown.
+  const states = new Map<string, string>();
   contribution.on('status', (s) => {
+    const key = `${s.modelId} [${s.start}, ${s.end})`;
+    const state = `${s.state} ${s.detail ?? ''}`;
+    if (states.get(key) === state) return;
+    states.set(key, state);
     newline();
     out.write(`serving ${s.modelId} layers [${s.start}, ${s.end}): ${s.state}${s.detail ? ` (${s.detail})` : ''}\n`);
   });
@@ -60,7 +69,7 @@ export function showLiveStatus(contribution: Contribution, options: LiveStatusOp
     served = total;
     at = now;
     const sessions = status.reduce((n, s) => n + s.sessions, 0);
-    draw(`${rate.toFixed(1)} tok/s · ${sessions} sessions · ${total} tokens served · up ${contribution.uptimeS} s`);
+    draw(`${rate.toFixed(1)} tok/s · ${sessions} sessions · ${total} tokens served · up ${contribution.uptimeS} s`, false, `${sessions} ${total}`);
   }, options.intervalMs ?? 1000);
   timer.unref?.();
   return () => {
