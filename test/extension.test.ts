@@ -3,8 +3,9 @@
 // turns contribution on and the extension serves layers of tiny-llama from its offscreen document
 // (WebGPU on SwiftShader); a page's window.aigrid, once the person allowed its origin, streams the
 // same greedy reply as the Node SDK; a refused origin gets a typed error; an abort in the page
-// releases the sessions on every peer; the contribution survives an extension restart, and turning
-// it off releases the layers. Run in a loopback-only network namespace (see README).
+// releases the sessions on every peer; "only when idle" pauses the contribution while the person
+// is active; the contribution comes back after a browser restart, and turning it off releases the
+// layers. Run in a loopback-only network namespace (see README).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page, Target } from 'puppeteer-core';
@@ -271,6 +272,21 @@ describe('browser extension', () => {
     expect(nodeContribution.tokensServed).toBe(served);
     expect(served - servedBefore).toBeLessThan(100); // far fewer than the 200 tokens asked for
     await page.close();
+  });
+
+  it('"contribute only when idle" holds contribution back while the person is active', async () => {
+    const { peerId } = await engineStatus();
+    await popup.click('#only-idle');
+    // Headless Chromium reports the person active (no input device, never idle for 60 s here).
+    expect((await extensionState()).idle).toBe('active');
+    await popup.waitForFunction(() => document.getElementById('state')?.textContent === 'waiting until idle');
+    await waitFor(async () => (await networkView()).peers.every((p) => p.peerId !== peerId), 10_000, 'the contribution paused');
+    expect(await extensionState()).toMatchObject({ waiting: 'idle', settings: { onlyWhenIdle: true }, engine: { state: 'off', assignments: [] } });
+    await popup.click('#only-idle');
+    await waitFor(async () => (await networkView()).models[0]?.ready.every((r) => r === 1) ?? false, 30_000, 'every layer ready again');
+    const after = await extensionState();
+    expect(after).toMatchObject({ waiting: null, settings: { onlyWhenIdle: false }, engine: { state: 'contributing' } });
+    expect(after.engine!.peerId).not.toBe(peerId); // a new contribution
   });
 
   it('contribution resumes when the browser restarts (state kept in chrome.storage)', async () => {
