@@ -56,6 +56,8 @@ export default defineConfig({
     emptyOutDir: true,
     target: 'es2022',
     modulePreload: { polyfill: false },
+    // The tokenizer library (transformers.js without ONNX Runtime's wasm) is one ~580 kB chunk.
+    chunkSizeWarningLimit: 1024,
     rolldownOptions: {
       input: {
         popup: resolve(root, 'popup.html'),
