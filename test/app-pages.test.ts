@@ -158,7 +158,7 @@ describe('web app pages', () => {
     // Without ?network= the tab joins "default", as a client that offers no memory.
     await joined(page);
     expect(await page.$eval('#network', (e) => (e as HTMLInputElement).value)).toBe('default');
-    expect(await page.evaluate(() => window.aigrid.mesh?.signaling.capabilities.memoryBudgetMB)).toBe(0);
+    expect(await page.evaluate(() => window.aigridApp.mesh?.signaling.capabilities.memoryBudgetMB)).toBe(0);
     const shot = await screenshot(page, shots, 'contribute-no-webgpu');
     await expectVisibleIn(page, shot, ['#gpu-status', '#bench-result', '#start'], decoder);
     expect(errors).toEqual([]);

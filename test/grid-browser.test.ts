@@ -1,5 +1,5 @@
 // A model served by browsers: tiny-llama split over two Chromium pages (the web app's
-// window.aigrid.contribute, weights read over HTTP Range from another origin) and one Node peer;
+// window.aigridApp.contribute, weights read over HTTP Range from another origin) and one Node peer;
 // a Node client (RemoteChain + Head on the CPU, explicit route) gets exactly the golden greedy tokens,
 // also with eight generations at once over the pages, and when a page closes mid-generation the
 // client fails over to a third page holding the same layers without a change in the tokens.
@@ -67,7 +67,7 @@ beforeAll(async () => {
   chromium = await launchChromium();
   for (let i = 0; i < 2; i++) {
     const { page, errors } = await openPage(chromium.browser, `${server.httpUrl}/`);
-    const peerId = await page.evaluate(async (network) => (await window.aigrid.join({ network, autoConnect: false })).peerId, NETWORK);
+    const peerId = await page.evaluate(async (network) => (await window.aigridApp.join({ network, autoConnect: false })).peerId, NETWORK);
     pages.push({ page, errors, peerId });
   }
 });
@@ -89,7 +89,7 @@ describe('serving from Chromium pages', () => {
     const nodePeer = new GridPeer({ mesh: await nodeMesh('grid-node'), backend: 'cpu', open: nodeModelOpener({ cache: false }) });
     closers.push(nodePeer);
     const contribute = (page: Page, start: number, end: number) =>
-      page.evaluate((model, start, end, backend) => window.aigrid.contribute({ model, start, end, backend, cache: false }), spec, start, end, PAGE_BACKEND);
+      page.evaluate((model, start, end, backend) => window.aigridApp.contribute({ model, start, end, backend, cache: false }), spec, start, end, PAGE_BACKEND);
     const statuses = await Promise.all([contribute(a.page, 0, 1), nodePeer.assign(spec, 1, 3), contribute(b.page, 3, 4)]);
     expect(statuses[0]).toMatchObject({ modelId: MODEL, start: 0, end: 1, state: 'ready' });
     expect(statuses[2]).toMatchObject({ modelId: MODEL, start: 3, end: 4, state: 'ready' });
@@ -104,7 +104,7 @@ describe('serving from Chromium pages', () => {
     const fileSize = (await stat(join(FIXTURE_DIR, MODEL, 'model.safetensors'))).size;
     expect(files.sent('model.safetensors')).toBeLessThan(fileSize);
     // Each page serves its range (on WebGPU: contribute refuses 'webgpu' without an adapter).
-    expect(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigrid.grid?.status().map((s) => [s.start, s.end, s.state]))))).toEqual([
+    expect(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigridApp.grid?.status().map((s) => [s.start, s.end, s.state]))))).toEqual([
       [[0, 1, 'ready']],
       [[3, 4, 'ready']],
     ]);
@@ -143,10 +143,10 @@ describe('serving from Chromium pages', () => {
     expect(results).toHaveLength(8);
     for (const [i, r] of results.entries()) expect(r.tokens, jobs[i]!.prompt).toEqual(jobs[i]!.greedy);
     // Decode steps of sessions waiting at a hop ran together, on the pages as on the Node peer.
-    const stats = [nodePeer.batchStats, ...(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigrid.grid!.batchStats))))];
+    const stats = [nodePeer.batchStats, ...(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigridApp.grid!.batchStats))))];
     for (const s of stats) expect(s.largest).toBeGreaterThan(1);
     await waitFor(() => nodePeer.sessionCount === 0, 5000, 'sessions released on the Node hop');
-    expect(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigrid.grid!.sessionCount)))).toEqual([0, 0]);
+    expect(await Promise.all(pages.map(({ page }) => page.evaluate(() => window.aigridApp.grid!.sessionCount)))).toEqual([0, 0]);
   });
 
   it('a page closed mid-generation is replaced by a page serving the same layers; tokens do not change', async () => {
@@ -154,8 +154,8 @@ describe('serving from Chromium pages', () => {
     const [a, b] = pages as [(typeof pages)[number], (typeof pages)[number]];
     // Page C holds the same layers [3, 4) as page B.
     const c = await openPage(chromium.browser, `${server.httpUrl}/`);
-    const cId = await c.page.evaluate(async (network) => (await window.aigrid.join({ network, autoConnect: false })).peerId, NETWORK);
-    const status = await c.page.evaluate((model, backend) => window.aigrid.contribute({ model, start: 3, end: 4, backend, cache: false }), spec, PAGE_BACKEND);
+    const cId = await c.page.evaluate(async (network) => (await window.aigridApp.join({ network, autoConnect: false })).peerId, NETWORK);
+    const status = await c.page.evaluate((model, backend) => window.aigridApp.contribute({ model, start: 3, end: 4, backend, cache: false }), spec, PAGE_BACKEND);
     expect(status).toMatchObject({ start: 3, end: 4, state: 'ready' });
     const replica = route([a.peerId, 0, 1], [nodePeer, 1, 3], [cId, 3, 4]);
     await waitFor(() => client.peers().some((p) => p.peerId === cId), 5000, 'page C in the directory');
@@ -190,7 +190,7 @@ describe('serving from Chromium pages', () => {
     expect(chain.badPeers()).toEqual([b.peerId]);
     // The old session was released on the surviving hops, the new one at the end.
     await waitFor(() => nodePeer.sessionCount === 0, 5000, 'sessions released on the Node hop');
-    expect(await Promise.all([a.page, c.page].map((page) => page.evaluate(() => window.aigrid.grid!.sessionCount)))).toEqual([0, 0]);
+    expect(await Promise.all([a.page, c.page].map((page) => page.evaluate(() => window.aigridApp.grid!.sessionCount)))).toEqual([0, 0]);
     expect(c.errors.filter((e) => !/Failed to load resource: .* 404/.test(e))).toEqual([]);
   });
 });

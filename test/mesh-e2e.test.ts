@@ -28,11 +28,11 @@ let nodeTraffic: TrafficState;
 const children: ChildProcess[] = [];
 
 async function pagePeers(page: Page): Promise<string[]> {
-  return page.evaluate(() => window.aigrid.mesh!.peers().map((p) => p.peerId));
+  return page.evaluate(() => window.aigridApp.mesh!.peers().map((p) => p.peerId));
 }
 
 async function pageLinks(page: Page): Promise<string[]> {
-  return page.evaluate(() => window.aigrid.mesh!.connectedPeers());
+  return page.evaluate(() => window.aigridApp.mesh!.connectedPeers());
 }
 
 /** Records, in each page and in the Node mesh, when each peer was announced leaving. */
@@ -41,7 +41,7 @@ async function trackLeaves(): Promise<() => Promise<Record<string, number>[]>> {
     await page.evaluate(() => {
       const w = window as unknown as { leaves: Record<string, number> };
       w.leaves = {};
-      window.aigrid.mesh!.signaling.on('leave', (id) => (w.leaves[id] = Date.now()));
+      window.aigridApp.mesh!.signaling.on('leave', (id) => (w.leaves[id] = Date.now()));
     });
   }
   const nodeLeaves: Record<string, number> = {};
@@ -72,11 +72,11 @@ beforeAll(async () => {
   chromium = await launchChromium();
   for (let i = 0; i < 3; i++) {
     const { page, errors } = await openPage(chromium.browser, `${server.httpUrl}/`);
-    const peerId = await page.evaluate(async (network) => (await window.aigrid.join({ network })).peerId, NETWORK);
+    const peerId = await page.evaluate(async (network) => (await window.aigridApp.join({ network })).peerId, NETWORK);
     await page.addScriptTag({ content: TRAFFIC_SOURCE });
     await page.evaluate(() => {
       const g = globalThis as unknown as { aigridTraffic: { listen(m: unknown): unknown }; trafficState: unknown };
-      g.trafficState = g.aigridTraffic.listen(window.aigrid.mesh);
+      g.trafficState = g.aigridTraffic.listen(window.aigridApp.mesh);
     });
     pages.push({ page, errors, peerId });
   }
@@ -120,7 +120,7 @@ describe('mesh of 3 Chromium pages and 1 Node peer', () => {
           async (targets, total) => {
             const t = (globalThis as unknown as { aigridTraffic: { send(m: unknown, to: string, n: number): Promise<unknown> } }).aigridTraffic;
             const out: Record<string, unknown> = {};
-            await Promise.all(targets.map(async (to) => (out[to] = await t.send(window.aigrid.mesh, to, total))));
+            await Promise.all(targets.map(async (to) => (out[to] = await t.send(window.aigridApp.mesh, to, total))));
             return out as Record<string, { bytes: number; digests: string[] }>;
           },
           ids.filter((id) => id !== peerId),

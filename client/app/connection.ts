@@ -1,5 +1,5 @@
 // The tab's one connection to a network: a Mesh wrapped in the SDK's Grid, shared by every page and
-// by the scripting API (window.aigrid). Listeners hear each join and leave.
+// by the scripting API (window.aigridApp). Listeners hear each join and leave.
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { openCheckpoint } from '../model/checkpoint/index.ts';
 import { AigridError, Grid } from '../sdk/index.ts';

@@ -1,5 +1,5 @@
 // The web app: one connection to a network shared by three pages (Contribute, Playground,
-// Network) behind hash routes, and window.aigrid for scripts and end-to-end tests.
+// Network) behind hash routes, and window.aigridApp for scripts and end-to-end tests.
 import { startHeader } from './header.ts';
 import { contributePage, startContribute } from './pages/contribute.ts';
 import { networkPage, startNetwork } from './pages/network.ts';

@@ -1,4 +1,4 @@
-// window.aigrid: the tab's connection for scripts and end-to-end tests. join() links to every peer
+// window.aigridApp: the tab's connection for scripts and end-to-end tests. join() links to every peer
 // by default and offers 1024 MB; contribute() serves an explicit layer range (the Contribute page
 // instead follows the coordinator's assignments).
 import { GridPeer, type ServingStatus } from '../grid/index.ts';
@@ -57,7 +57,7 @@ async function contribute(options: ContributeOptions): Promise<ServingStatus> {
 
 declare global {
   interface Window {
-    aigrid: {
+    aigridApp: {
       join: typeof join;
       leave: typeof leave;
       contribute: typeof contribute;
@@ -68,7 +68,7 @@ declare global {
 }
 
 export function installScripting(): void {
-  window.aigrid = {
+  window.aigridApp = {
     join,
     leave,
     contribute,

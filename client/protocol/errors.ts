@@ -43,6 +43,7 @@ export const ERROR_HINTS = {
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
+  ERR_PERMISSION_DENIED: 'The person using the browser did not allow this site to use AIGrid; they can allow it in the extension\'s options page.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

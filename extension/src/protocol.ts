@@ -62,11 +62,8 @@ export function isProviderMethod(value: unknown): value is ProviderMethod {
   return typeof value === 'string' && (PROVIDER_METHODS as readonly string[]).includes(value);
 }
 
-/**
- * The code a page's call fails with when the person refused (or has not yet allowed) its origin.
- * ERR_DECLINED until client/protocol/errors.ts has a code of its own for it (ERR_PERMISSION_DENIED).
- */
-export const PERMISSION_DENIED: ErrorCode = 'ERR_DECLINED';
+/** The code a page's call fails with when the person refused (or has not yet allowed) its origin. */
+export const PERMISSION_DENIED: ErrorCode = 'ERR_PERMISSION_DENIED';
 
 // ---- Page <-> extension messages (window.postMessage, then the content script's Port) ----------
 

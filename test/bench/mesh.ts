@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     const pages: { page: Page; peerId: string }[] = [];
     for (let i = 0; i < 2; i++) {
       const { page } = await openPage(chromium.browser, `${server.httpUrl}/`);
-      const peerId = await pageCall<string>(page, `window.aigrid.join({ network: '${NETWORK}' }).then((m) => m.peerId)`);
+      const peerId = await pageCall<string>(page, `window.aigridApp.join({ network: '${NETWORK}' }).then((m) => m.peerId)`);
       await page.addScriptTag({ content: TRAFFIC_SOURCE });
       pages.push({ page, peerId });
     }
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     }
     const [p1, p2] = pages as [{ page: Page; peerId: string }, { page: Page; peerId: string }];
     const [n1, n2] = nodeMeshes as [Mesh, Mesh];
-    const inPage = (page: Page, call: string) => pageCall<number | number[]>(page, `aigridTraffic.${call.replace('MESH', 'window.aigrid.mesh')}`);
+    const inPage = (page: Page, call: string) => pageCall<number | number[]>(page, `aigridTraffic.${call.replace('MESH', 'window.aigridApp.mesh')}`);
 
     const rows: Record<string, { MiBps: number; rttP50Ms: number; rttP99Ms: number }> = {};
     const pairs: [string, () => Promise<number>, () => Promise<number[]>][] = [
