@@ -23,6 +23,7 @@ import {
   type ClientMessage,
   type ModelCoverage,
   type ModelSpec,
+  type PeerServing,
   type ServerMessage,
 } from '../client/protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
@@ -174,6 +175,27 @@ export class Coordinator {
       await this.store.set(network, models);
       this.publish(network, models);
     });
+  }
+
+  /** Which peer serves which layers of which model, with its last status, for the HTTP view. */
+  async serving(network: string): Promise<PeerServing[]> {
+    const out: PeerServing[] = [];
+    for (const model of await this.store.get(network)) {
+      for (const [peerId, { start, end }] of model.placement?.assignments ?? []) {
+        const st = model.status.get(peerId);
+        out.push({
+          peerId,
+          modelId: model.spec.modelId,
+          start,
+          end,
+          state: st?.state ?? 'loading',
+          sessions: st?.sessions ?? 0,
+          tokensServed: st?.tokensServed ?? 0,
+          reportedAt: st?.updatedAt ?? 0,
+        });
+      }
+    }
+    return out;
   }
 
   /** Per-model coverage of a network, for the HTTP view. */

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
-import { NetworkSchema, type ModelCoverage } from '../client/protocol/index.ts';
+import { NetworkSchema, type ModelCoverage, type PeerServing } from '../client/protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 
 /** Extra routes: answers true when it took the request. */
@@ -13,6 +13,8 @@ export interface HttpOptions {
   store: RegistryStore;
   /** The models a network serves with their per-layer coverage (none when not given). */
   models?: (network: string) => Promise<ModelCoverage[]>;
+  /** Which peer serves which layers, with its last status (none when not given). */
+  serving?: (network: string) => Promise<PeerServing[]>;
   staticDir?: string;
   startedAt: number;
   log: (line: string) => void;
@@ -58,7 +60,8 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const peers = NetworkSchema.safeParse(network).success ? await opts.store.list(network) : [];
     if (peers.length === 0) return json(res, 404, { error: `no network ${JSON.stringify(network.slice(0, 64))}` });
     const models = opts.models ? await opts.models(network) : [];
-    return json(res, 200, { network, peers, models });
+    const serving = opts.serving ? await opts.serving(network) : [];
+    return json(res, 200, { network, peers, models, serving });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

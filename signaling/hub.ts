@@ -8,6 +8,7 @@ import {
   type ClientMessage,
   type LeaveReason,
   type ModelCoverage,
+  type PeerServing,
   type PeerInfo,
   type ServerMessage,
 } from '../client/protocol/index.ts';
@@ -57,6 +58,11 @@ export class Hub {
   /** Per-model coverage of a network, for the HTTP view. */
   coverage(network: string): Promise<ModelCoverage[]> {
     return this.coordinator.coverage(network);
+  }
+
+  /** Which peer serves what, with its last status, for the HTTP view. */
+  serving(network: string): Promise<PeerServing[]> {
+    return this.coordinator.serving(network);
   }
 
   accept(ws: WebSocket, remoteAddress: string | undefined): void {

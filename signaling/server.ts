@@ -79,7 +79,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   });
 
   const models = (network: string) => hub.coverage(network);
-  const http = createServer(createHttpHandler({ store, models, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
+  const serving = (network: string) => hub.serving(network);
+  const http = createServer(createHttpHandler({ store, models, serving, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({ server: http, path: SIGNAL_PATH, maxPayload: HARD_SIGNAL_FRAME_BYTES });
   wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));

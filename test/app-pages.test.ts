@@ -229,6 +229,11 @@ describe('web app pages', () => {
     const contributorRow = await page.$eval(`#peers tbody tr[data-peer-id="${contributor!.servingId}"]`, (tr) => [...(tr as HTMLTableRowElement).cells].map((c) => c.textContent));
     expect(contributorRow[1]).toBe('browser');
     expect(contributorRow[3]).toBe('64');
+    // Each serving peer's row says which layers it serves, as the coordinator heard it.
+    await waitFor(async () => {
+      const serving = await page.$$eval(`#peers tbody tr`, (trs) => trs.map((tr) => (tr as HTMLTableRowElement).cells[7]?.textContent ?? ''));
+      return serving.filter((t) => new RegExp(`^${MODEL} \\[\\d, \\d\\) ready`).test(t)).length >= 3;
+    }, 10_000, 'the serving column of the Node peers and the contributing tab');
     await page.waitForSelector(`#models [data-model="${MODEL}"] .health-ready`, { timeout: 10_000 });
     expect(await text(page, `#models [data-model="${MODEL}"] .notice`)).toBe(NOTICE);
     const cells = await page.$$eval(`#models [data-model="${MODEL}"] .layer`, (spans) => spans.map((s) => [s.className, s.textContent]));

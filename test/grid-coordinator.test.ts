@@ -46,6 +46,9 @@ describe('serving through the coordinator', () => {
     const held = peers.map((p) => p.status()[0]).filter(Boolean);
     expect(held).toHaveLength(4);
     for (const s of held) expect(s!.end - s!.start).toBeLessThanOrEqual(2);
+    // The HTTP view says which peer serves which layers, with what each last reported.
+    const view = (await (await fetch(`${net.server.httpUrl}/api/networks/${NETWORK}`)).json()) as { serving: { peerId: string; start: number; end: number; state: string }[] };
+    expect(view.serving.map((v) => [v.peerId, v.start, v.end, v.state]).sort()).toEqual(peers.map((p) => [p.peerId, p.status()[0]!.start, p.status()[0]!.end, 'ready']).sort());
 
     const chain = new RemoteChain({
       mesh: client,

@@ -16,6 +16,8 @@ export interface JoinOptions {
 
 export interface Connection {
   network: string;
+  /** The signaling server's HTTP base (its /api views), from the signaling URL. */
+  httpBase: string;
   mesh: Mesh;
   grid: Grid;
 }
@@ -64,7 +66,7 @@ export async function join(options: JoinOptions): Promise<Connection> {
     gpu: async () => gpu,
     open: (model, signal) => openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
   });
-  const joined: Connection = { network: options.network, mesh, grid };
+  const joined: Connection = { network: options.network, httpBase: httpBaseOf(options.signal ?? defaultSignal), mesh, grid };
   current = joined;
   try {
     await mesh.start();
@@ -97,4 +99,12 @@ export function serveWith(next: Server): void {
 
 function notify(): void {
   for (const fn of listeners) fn(current);
+}
+
+/** ws://host:port/signal -> http://host:port (wss -> https). */
+export function httpBaseOf(signal: string): string {
+  const url = new URL(signal);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  url.pathname = url.pathname.replace(/\/signal\/?$/, '');
+  return url.toString().replace(/\/$/, '');
 }

@@ -44,7 +44,21 @@ export const ModelCoverageSchema = z.object({
   ready: z.array(z.number().int().nonnegative()),
 });
 
+/** What one peer serves, as the coordinator last heard it (the HTTP view of a network). */
+export const PeerServingSchema = z.object({
+  peerId: PeerIdSchema,
+  modelId: ModelIdSchema,
+  start: z.number().int().nonnegative(),
+  end: z.number().int().positive(),
+  state: ServingStateSchema,
+  sessions: z.number().int().nonnegative(),
+  tokensServed: z.number().int().nonnegative(),
+  /** ms since the epoch of the peer's last status (0: none yet). */
+  reportedAt: z.number().nonnegative(),
+});
+
 export type ModelSpec = z.infer<typeof ModelSpecSchema>;
+export type PeerServing = z.infer<typeof PeerServingSchema>;
 export type Hop = z.infer<typeof HopSchema>;
 export type ServingState = z.infer<typeof ServingStateSchema>;
 export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;

@@ -1,7 +1,7 @@
 // Network: the peers of the joined network (live from the directory), each model's per-layer
 // coverage (pushed by the coordinator), and plots over time sampled every two seconds: tokens per
 // second, the signaling round trip, peers and ready layer copies.
-import type { ModelCoverage } from '../../protocol/index.ts';
+import type { ModelCoverage, PeerServing } from '../../protocol/index.ts';
 import { modelInfo, type ModelInfo } from '../../sdk/index.ts';
 import { activity } from '../activity.ts';
 import { TimeChart } from '../charts.ts';
@@ -14,6 +14,8 @@ import { renderPeers } from './peers-view.ts';
 const SAMPLE_MS = 2000;
 let current: Connection | null = null;
 let models: ModelInfo[] = [];
+/** What each peer serves, from the server's HTTP view (peers report every ~10 s). */
+let work: PeerServing[] = [];
 const rtts = new Map<string, number>();
 let visible = false;
 let charts: TimeChart[] = [];
@@ -23,7 +25,7 @@ let population: TimeChart;
 
 /** Kept current even while hidden: scripts and tests read the peer table on any page. */
 function render(): void {
-  renderPeers(current?.mesh ?? null, rtts, current?.grid.contributing?.peerId);
+  renderPeers(current?.mesh ?? null, rtts, current?.grid.contributing?.peerId, work);
   renderModels(current ? models : null);
   $('net-summary').textContent = current
     ? `Network ${current.network}: ${current.mesh.peers().length + 1} peers (this tab included), ${models.length} model${models.length === 1 ? '' : 's'} served.`
@@ -35,13 +37,46 @@ function setModels(coverage: ModelCoverage[]): void {
   render();
 }
 
+interface Last {
+  at: number;
+  served: number;
+  /** The network's tokens served (summed over peer reports) and when it last changed. */
+  network: number;
+  networkAt: number;
+}
+
+/** The server's view of who serves what; [] when it cannot be read. */
+async function fetchWork(c: Connection): Promise<PeerServing[]> {
+  const res = await fetch(`${c.httpBase}/api/networks/${encodeURIComponent(c.network)}`).catch(() => null);
+  if (!res?.ok) return [];
+  const body = (await res.json().catch(() => null)) as { serving?: PeerServing[] } | null;
+  return Array.isArray(body?.serving) ? body.serving : [];
+}
+
+/** Tokens per second the whole network served between the last two changes of the peers' reports. */
+function networkRate(last: Last, at: number): number | null {
+  const total = work.reduce((sum, w) => sum + w.tokensServed, 0);
+  if (!last.networkAt || total < last.network) {
+    Object.assign(last, { network: total, networkAt: at });
+    return null;
+  }
+  if (total === last.network) return at - last.networkAt > 20_000 ? 0 : null;
+  const rate = ((total - last.network) * 1000) / (at - last.networkAt);
+  Object.assign(last, { network: total, networkAt: at });
+  return rate;
+}
+
 /** One sample for the plots, and fresh round trips to linked peers for the table. */
-async function sample(c: Connection, last: { at: number; served: number }): Promise<void> {
+async function sample(c: Connection, last: Last): Promise<void> {
   const { mesh, grid } = c;
   const at = Date.now();
   const served = grid.contributing?.tokensServed ?? 0;
   const rate = last.at && served >= last.served ? ((served - last.served) * 1000) / (at - last.at) : 0;
   Object.assign(last, { at, served });
+  const fetched = await fetchWork(c);
+  if (current !== c) return;
+  work = fetched;
+  const network = networkRate(last, at);
   const rtt = await within(mesh.signaling.ping(), 5000);
   for (const id of mesh.connectedPeers()) {
     const ms = await within(mesh.link(id)?.ping() ?? Promise.resolve(undefined), 2000);
@@ -49,7 +84,7 @@ async function sample(c: Connection, last: { at: number; served: number }): Prom
   }
   if (current !== c) return;
   const copies = models.reduce((sum, m) => sum + m.coverage.ready.reduce((a, b) => a + b, 0), 0);
-  throughput.push(at, [rate, activity.lastReplyTokensPerSecond || null]);
+  throughput.push(at, [rate, activity.lastReplyTokensPerSecond || null, network]);
   latency.push(at, [rtt ?? null]);
   population.push(at, [mesh.peers().length + 1, copies]);
   render();
@@ -70,7 +105,7 @@ function follow(c: Connection): () => void {
   mesh.on('connection', onPeers);
   mesh.on('disconnect', onDisconnect);
   mesh.signaling.on('models', setModels);
-  const last = { at: 0, served: 0 };
+  const last: Last = { at: 0, served: 0, network: 0, networkAt: 0 };
   let busy = false;
   const tick = () => {
     if (busy) return;
@@ -105,6 +140,7 @@ export function startNetwork(): void {
   throughput = new TimeChart($('chart-throughput'), 'Tokens per second', [
     { label: 'served by this tab', stroke: '#1a7f37' },
     { label: "this tab's last reply", stroke: '#0969da' },
+    { label: 'whole network (peer reports)', stroke: '#cf222e' },
   ], 'tok/s');
   latency = new TimeChart($('chart-latency'), 'Signaling round trip', [{ label: 'round trip', stroke: '#bf3989' }], 'ms');
   population = new TimeChart($('chart-peers'), 'Peers and ready layer copies', [
@@ -118,6 +154,7 @@ export function startNetwork(): void {
     stop = () => {};
     current = c;
     models = [];
+    work = [];
     rtts.clear();
     if (c) stop = follow(c);
     render();

@@ -1,17 +1,27 @@
 // The Network page's peer table: every other peer from the directory (one row each, data-peer-id),
 // this tab's serving peer marked among them, and this tab's client peer in the footer.
 import type { Mesh } from '../../mesh/index.ts';
-import type { PeerInfo } from '../../protocol/index.ts';
+import type { PeerInfo, PeerServing } from '../../protocol/index.ts';
 import { $, row } from '../dom.ts';
 
-/** `serving`: the peer id of this tab's contribution, a peer of its own listed with the others. */
-export function renderPeers(mesh: Mesh | null, rtts: ReadonlyMap<string, number>, serving?: string): void {
+/**
+ * `serving`: the peer id of this tab's contribution, a peer of its own listed with the others;
+ * `work`: what each peer serves, as the coordinator last heard it.
+ */
+export function renderPeers(mesh: Mesh | null, rtts: ReadonlyMap<string, number>, serving?: string, work: readonly PeerServing[] = []): void {
   const table = $('peers');
   const linked = new Set(mesh?.connectedPeers() ?? []);
-  const others = (mesh?.peers() ?? []).map((p) => peerRow(p, linked.has(p.peerId), rtts.get(p.peerId), p.peerId === serving ? "this tab's serving peer" : undefined));
+  const others = (mesh?.peers() ?? []).map((p) => {
+    const tr = peerRow(p, linked.has(p.peerId), rtts.get(p.peerId), p.peerId === serving ? "this tab's serving peer" : undefined);
+    const held = work.filter((w) => w.peerId === p.peerId);
+    tr.insertCell().textContent = held.map((w) => `${w.modelId} [${w.start}, ${w.end}) ${w.state} · ${w.tokensServed} tok`).join('; ') || '–';
+    return tr;
+  });
   table.querySelector('tbody')!.replaceChildren(...others);
   const self: PeerInfo | null = mesh ? { peerId: mesh.peerId, capabilities: mesh.signaling.capabilities, joinedAt: 0 } : null;
-  table.querySelector('tfoot')!.replaceChildren(...(self ? [peerRow(self, false, undefined, 'this tab')] : []));
+  const footer = self ? peerRow(self, false, undefined, 'this tab') : null;
+  footer?.insertCell().append('–');
+  table.querySelector('tfoot')!.replaceChildren(...(footer ? [footer] : []));
 }
 
 function peerRow(peer: PeerInfo, linked: boolean, rtt: number | undefined, note?: string): HTMLTableRowElement {
