@@ -3,7 +3,7 @@
 // uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
 import { Mesh, detectCapabilities, type MeshPlatform } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError } from '../protocol/index.ts';
+import { AigridError, type Capabilities } from '../protocol/index.ts';
 import { Grid } from './grid.ts';
 import type { CheckpointOpener } from './model-client.ts';
 
@@ -21,11 +21,13 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Most WebRTC links kept at once. */
   maxConnections?: number;
+  /** How this peer is listed in the directory (default: the platform's, 'browser' or 'node'). */
+  kind?: Capabilities['kind'];
 }
 
 /** What a platform entry supplies. */
 export interface PlatformParts {
-  kind: 'browser' | 'node';
+  kind: Capabilities['kind'];
   mesh: MeshPlatform;
   open: CheckpointOpener;
   gpu: () => Promise<GPU | undefined>;
@@ -39,7 +41,7 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   }
   const join = async (memoryBudgetMB: number, peerId?: string) => {
     const gpu = memoryBudgetMB > 0 ? await platform.gpu() : undefined;
-    const capabilities = await detectCapabilities({ kind: platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
+    const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
     const mesh = new Mesh({
       ...platform.mesh,
       signal: options.signal,

@@ -4,16 +4,10 @@
 // assigns while contribution is on. The grid is connected when either needs it and closed when
 // neither does.
 import type { LoadingProgress } from '../../../client/grid/peer.ts';
-import type { Mesh } from '../../../client/mesh/mesh.ts';
 import type { AigridError } from '../../../client/protocol/errors.ts';
 import { connect, type Contribution, type Grid } from '../../../client/sdk/index.ts';
 import { watchPower } from '../power.ts';
 import { toWireError, type EngineConfig, type EngineStatus, type PowerState } from '../protocol.ts';
-
-/** Lists a peer in the network's directory as the extension's (the SDK joins as 'browser'). */
-function asExtension(mesh: Mesh): void {
-  mesh.updateCapabilities({ ...mesh.signaling.capabilities, kind: 'extension' });
-}
 
 const sameNetwork = (a: EngineConfig, b: EngineConfig) => a.signalUrl === b.signalUrl && a.network === b.network;
 
@@ -87,8 +81,7 @@ export class Engine {
     const config = this.config!;
     if (this.grid && !sameNetwork(this.grid.config, config)) this.disconnect();
     if (!this.grid) {
-      const entry = { config, grid: connect({ signal: config.signalUrl, network: config.network }) };
-      void entry.grid.then((g) => asExtension(g.mesh), () => {});
+      const entry = { config, grid: connect({ signal: config.signalUrl, network: config.network, kind: 'extension' }) };
       this.grid = entry;
       entry.grid.catch(() => {
         if (this.grid === entry) this.grid = null; // the next call tries again
@@ -123,7 +116,6 @@ export class Engine {
     this.state = 'connecting';
     const grid = await this.connection();
     const contribution = await grid.contribute({ memoryBudgetMB: c.memoryBudgetMB }); // stops the one before
-    asExtension(contribution.peer.mesh);
     contribution.on('progress', (p) => (this.progress = p));
     contribution.on('status', (s) => {
       if (s.state === 'ready') this.progress = null;
