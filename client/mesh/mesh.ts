@@ -50,6 +50,17 @@ export function randomPeerId(): string {
   return Array.from(bytes, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_'[b & 63]).join('');
 }
 
+/** Starts a mesh, closing it (so it does not keep reconnecting) when the start fails. */
+export async function startMesh(mesh: Mesh): Promise<Mesh> {
+  try {
+    await mesh.start();
+  } catch (err) {
+    mesh.close();
+    throw err;
+  }
+  return mesh;
+}
+
 export class Mesh extends EventEmitter<MeshEvents> {
   readonly peerId: string;
   readonly network: string;

@@ -1,7 +1,7 @@
 // connect(): joins a network as a client and returns the Grid. The platform (WebRTC, WebSocket,
 // how checkpoints are opened, where a GPU comes from) is injected: the browser entry (index.ts)
 // uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
-import { Mesh, detectCapabilities, type MeshPlatform } from '../mesh/index.ts';
+import { Mesh, detectCapabilities, startMesh, type MeshPlatform } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, type Capabilities } from '../protocol/index.ts';
 import { Grid } from './grid.ts';
@@ -42,7 +42,7 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   const join = async (memoryBudgetMB: number, peerId?: string) => {
     const gpu = memoryBudgetMB > 0 ? await platform.gpu() : undefined;
     const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
-    const mesh = new Mesh({
+    return startMesh(new Mesh({
       ...platform.mesh,
       signal: options.signal,
       network: options.network ?? DEFAULT_NETWORK,
@@ -50,14 +50,7 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
       capabilities,
       autoConnect: false,
       maxConnections: options.maxConnections,
-    });
-    try {
-      await mesh.start();
-    } catch (err) {
-      mesh.close();
-      throw err;
-    }
-    return mesh;
+    }));
   };
   // The client offers no memory; contribute() joins a second peer that does.
   const mesh = await join(0, options.peerId);

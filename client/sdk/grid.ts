@@ -3,7 +3,7 @@
 // token-level generate(), serving a model, and contributing this tab or process as a peer.
 import type { ModelOpener } from '../grid/index.ts';
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
-import type { Mesh } from '../mesh/mesh.ts';
+import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../protocol/index.ts';
 import { Contribution } from './contribution.ts';
@@ -256,15 +256,8 @@ export class Grid {
     return modelSpecFromCheckpoint(await this.options.open(probe), options);
   }
 
-  private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
-    const mesh = this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB });
-    try {
-      await mesh.start();
-    } catch (err) {
-      mesh.close();
-      throw err;
-    }
-    return mesh;
+  private joinSibling(memoryBudgetMB: number): Promise<Mesh> {
+    return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }));
   }
 
   private checkOpen(): void {

@@ -25,6 +25,9 @@ const WEBGPU_ARGS = [
 // candidates behind mDNS names and a loopback-only machine gathers none.
 const WEBRTC_ARGS = ['--allow-loopback-in-peer-connection'];
 
+/** Every flag the tests launch Chromium with: quiet, WebGPU on SwiftShader, WebRTC on loopback. */
+export const CHROMIUM_ARGS = [...BASE_ARGS, ...WEBGPU_ARGS, ...WEBRTC_ARGS];
+
 export interface TestBrowser {
   browser: Browser;
   close(): Promise<void>;
@@ -39,7 +42,7 @@ export async function launchChromium(): Promise<TestBrowser> {
     executablePath: CHROME_PATH,
     headless: true,
     userDataDir,
-    args: [...BASE_ARGS, ...WEBGPU_ARGS, ...WEBRTC_ARGS],
+    args: CHROMIUM_ARGS,
   });
   return {
     browser,

@@ -5,24 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page, type Target, type WebWorker } from 'puppeteer-core';
-import { CHROME_PATH } from './chromium.ts';
+import { CHROME_PATH, CHROMIUM_ARGS } from './chromium.ts';
 import { waitFor } from './wait.ts';
 
 export const EXTENSION_DIR = fileURLToPath(new URL('../../dist/extension', import.meta.url));
 
-const ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-  '--enable-unsafe-webgpu',
-  '--use-webgpu-adapter=swiftshader',
-  '--enable-unsafe-swiftshader',
-  '--enable-features=Vulkan',
-  '--allow-loopback-in-peer-connection',
-];
 
 /** Builds dist/extension (npm run build does too); used when a test finds no build. */
 export async function buildExtension(): Promise<void> {
@@ -59,7 +46,7 @@ export async function launchWithExtension(profile?: string): Promise<ExtensionBr
     pipe: true,
     enableExtensions: [EXTENSION_DIR],
     userDataDir,
-    args: ARGS,
+    args: CHROMIUM_ARGS,
   });
   const isWorker = (t: Target) => t.type() === 'service_worker' && t.url().startsWith('chrome-extension://') && t.url().endsWith('/background.js');
   const first = await browser.waitForTarget(isWorker, { timeout: 20_000 });
