@@ -88,17 +88,22 @@ describe('Node mesh', () => {
     const link: PeerLink = await a.connect(b.peerId);
     let received = 0;
     let sum = 0;
+    const errors: string[] = [];
+    b.on('frameError', (_from, err) => errors.push(`${err.code}: ${err.message}`));
+    b.on('disconnect', (_id, err) => errors.push(`disconnect ${err?.code ?? ''}`));
     b.on('frame', (_from, f) => {
       received += f.payload.byteLength;
       for (let i = 0; i < f.payload.length; i += 4096) sum += f.payload[i]!;
     });
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, link.bufferedAmount)), 1);
-    const frames = Array.from({ length: 24 }, (_, i) => new Uint8Array(1024 * 1024 + i).fill(i + 1));
+    const frames = Array.from({ length: 12 }, (_, i) => new Uint8Array(1024 * 1024 + i).fill(i + 1));
     await Promise.all(frames.map((f) => link.send(FrameType.data, f)));
     clearInterval(sampler);
     const total = frames.reduce((n, f) => n + f.byteLength, 0);
-    await waitFor(() => received === total, 30_000, 'all bytes received');
+    await waitFor(() => received === total, 30_000, 'all bytes received').catch((err: Error) => {
+      throw new Error(`${err.message}: ${received} of ${total} bytes; buffered ${link.bufferedAmount}; errors ${JSON.stringify(errors)}`);
+    });
     expect(sum).toBe(frames.reduce((s, f, i) => s + Math.ceil(f.byteLength / 4096) * (i + 1), 0));
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(SEND_HIGH_WATER_BYTES + link.chunkBytes);
