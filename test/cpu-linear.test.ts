@@ -1,6 +1,9 @@
-// The CPU backend's fast linear (WebAssembly SIMD and blocked JS) against the plain reference.
+// The CPU backend's fast linear (WebAssembly SIMD and blocked JS) and attention against the plain
+// references.
 import { describe, expect, it } from 'vitest';
+import { attentionRef } from '../kernels/cpu/attention.ts';
 import { linearRef } from '../kernels/cpu/matmul.ts';
+import { attentionFast } from '../client/model/backend/cpu-attention.ts';
 import { CpuBackend } from '../client/model/backend/cpu.ts';
 import { linearBlocked, linearFast, placeWeight, releaseWeight, simdLinearAvailable } from '../client/model/backend/cpu-linear.ts';
 import { mulberry32 } from './helpers/random.ts';
@@ -103,5 +106,20 @@ describe('cpu linear', () => {
     expect(maxError(got, want, K)).toBeLessThan(2e-6);
     backend.dispose(w);
     expect(() => backend.run((ops) => ops.linear(ops.input(x, [M, K]), w))).toThrow(/after dispose/);
+  });
+});
+
+describe('cpu attention', () => {
+  it('equals attentionRef bit for bit', () => {
+    const rand = mulberry32(21);
+    for (const [tokens, heads, kvHeads, headDim, startPos] of [[1, 9, 3, 64, 20], [1, 4, 4, 16, 0], [5, 4, 2, 8, 3], [16, 9, 3, 64, 0], [2, 6, 1, 32, 300]] as const) {
+      const n = startPos + tokens;
+      const q = randomArray(rand, tokens * heads * headDim);
+      const k = randomArray(rand, n * kvHeads * headDim);
+      const v = randomArray(rand, n * kvHeads * headDim);
+      const dims = { tokens, heads, kvHeads, headDim, startPos };
+      expect(attentionFast(q, k, v, dims)).toEqual(attentionRef(q, k, v, dims));
+      expect(attentionFast(q, k, v, { ...dims, scale: 0.3 })).toEqual(attentionRef(q, k, v, { ...dims, scale: 0.3 }));
+    }
   });
 });

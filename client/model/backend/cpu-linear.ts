@@ -3,10 +3,12 @@
 //
 // Two implementations:
 // - SIMD: WebAssembly f32x4 kernels (wasm-linear.ts) over weights kept in one shared WebAssembly
-//   memory (the "SIMD heap"). Blocks of up to 4 rows of x go through the weight rows together and
-//   the weights are walked in tiles that stay in cache while every block reads them, so a batch of
-//   M rows reads each weight once. Sums are f32 (as on the GPU), so results differ from linearRef
-//   by rounding only.
+//   memory (the "SIMD heap"). Blocks of up to 4 rows of x go through the weight rows together, one
+//   weight row after another (a sequential read, the fastest way through weights larger than the
+//   caches), and for more than 4 rows the weights are walked in tiles that stay in cache while
+//   every block reads them, so a batch of M rows reads each weight from memory once. Sums are f32
+//   (as on the GPU), four lanes added at the end, the same for a row alone or in a batch; results
+//   differ from linearRef by rounding only.
 // - Blocked JS, where WebAssembly SIMD or shared memory is missing, or K is not a multiple of 4:
 //   4 rows x 2 weight rows (or 1 x 4) per pass over K, each sum in f64 in linearRef's order, so the
 //   result is bit-identical to linearRef.
@@ -187,14 +189,7 @@ export function linearFast(x: Float32Array, M: number, K: number, w: LinearWeigh
     const cols = Math.min(tileRows, N - n0);
     for (let m = 0; m < M; m += 4) {
       const mb = Math.min(4, M - m);
-      const nb = mb === 4 || mb === 3 ? 2 : 4;
-      const blocks = Math.floor(cols / nb);
-      const x0 = xAddr + m * rowBytes;
-      const w0 = w.addr + n0 * rowBytes;
-      const out0 = outAddr + (m * N + n0) * 4;
-      if (blocks) h.kernel(mb, nb)(x0, K, w0, N, out0, blocks);
-      const done = blocks * nb;
-      if (done < cols) h.kernel(mb, 1)(x0, K, w0 + done * rowBytes, N, out0 + done * 4, cols - done);
+      h.kernel(mb, 1)(xAddr + m * rowBytes, K, w.addr + n0 * rowBytes, N, outAddr + (m * N + n0) * 4, cols);
     }
   }
   return new Float32Array(buffer, outAddr, M * N).slice();

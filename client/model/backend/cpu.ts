@@ -1,14 +1,15 @@
 // The CPU backend: kernels/cpu references run eagerly, except linear, which runs the fast kernels of
-// cpu-linear.ts (WebAssembly SIMD where available). Weights hold the values the GPU would multiply
+// cpu-linear.ts (WebAssembly SIMD where available), and attention and the activations, which compute
+// the references' values in leaner loops. Weights hold the values the GPU would multiply
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
 import { AigridError } from '../../protocol/index.ts';
-import { geluRef, swigluRef } from '../../../kernels/cpu/activation.ts';
-import { attentionRef } from '../../../kernels/cpu/attention.ts';
+import { gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
 import { ropeRef } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
+import { attentionFast } from './cpu-attention.ts';
 import { linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
 import { rowSize } from './rows.ts';
 import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
@@ -151,18 +152,26 @@ class CpuOps implements Ops {
     const { kvHeads } = store.options;
     store.append(f32(k), f32(v));
     const used = store.length * kvHeads * headDim;
-    const out = attentionRef(f32(q), store.k.subarray(0, used), store.v.subarray(0, used), {
+    const out = attentionFast(f32(q), store.k.subarray(0, used), store.v.subarray(0, used), {
       tokens, heads, kvHeads, headDim, startPos: store.length - tokens, scale,
     });
     return tensor(out, q.shape);
   }
 
   swiglu(gate: Tensor, up: Tensor): Tensor {
-    return tensor(swigluRef(f32(gate), f32(up)), gate.shape);
+    // swigluRef's values, in a plain loop.
+    const g = f32(gate);
+    const u = f32(up);
+    const out = new Float32Array(g.length);
+    for (let i = 0; i < g.length; i++) out[i] = silu(g[i]!) * u[i]!;
+    return tensor(out, gate.shape);
   }
 
   gelu(x: Tensor): Tensor {
-    return tensor(geluRef(f32(x)), x.shape);
+    const xs = f32(x);
+    const out = new Float32Array(xs.length);
+    for (let i = 0; i < xs.length; i++) out[i] = gelu(xs[i]!);
+    return tensor(out, x.shape);
   }
 
   embedding(ids: Tensor, table: Table): Tensor {
