@@ -1,6 +1,9 @@
 // Continuous batching on a serving peer: decode steps (one token each) of different sessions that
 // wait for the same shard and layer range run as one Shard.forwardBatch pass, so the weights are
-// read once per batch. While a batch runs, newly arrived steps gather for the next one.
+// read once per batch. While a batch runs, newly arrived steps gather for the next one; BatchGather
+// decides when the next batch starts and how many steps it takes (one micro-batch per pipeline
+// stage when many sessions decode, so that the stages of their routes work at once).
+import { BatchGather } from '../model/batch-gather.ts';
 import type { Shard } from '../model/shard.ts';
 
 interface Step {
@@ -16,6 +19,7 @@ interface Lane {
   layers: { start: number; end: number };
   waiting: Step[];
   running: boolean;
+  gather: BatchGather;
 }
 
 export interface BatchStats {
@@ -29,29 +33,36 @@ export class DecodeBatcher {
   private readonly lanes = new Map<string, Lane>();
   readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0 };
 
-  /** Queues one decode step; resolves with its output row [1, H]. */
-  step(shard: Shard, layers: { start: number; end: number }, hidden: Float32Array, position: number, sessionId: string): Promise<Float32Array> {
+  /**
+   * Queues one decode step; resolves with its output row [1, H]. `stages` is the depth of the
+   * session's pipeline (its route's hops and the client).
+   */
+  step(shard: Shard, layers: { start: number; end: number }, hidden: Float32Array, position: number, sessionId: string, stages = 1): Promise<Float32Array> {
     const key = `${layers.start}-${layers.end}`;
     let lane = this.lanes.get(key);
     if (!lane || lane.shard !== shard) {
-      lane = { shard, layers, waiting: [], running: false };
+      lane?.gather.dispose();
+      const fresh: Lane = { shard, layers, waiting: [], running: false, gather: new BatchGather(() => void this.run(fresh)) };
+      lane = fresh;
       this.lanes.set(key, lane);
     }
     const target = lane;
+    target.gather.arrive(sessionId, stages);
     return new Promise((resolve, reject) => {
       target.waiting.push({ hidden, position, sessionId, resolve, reject });
-      // Wait one task so steps whose frames have already arrived (queued behind this one) join
-      // the batch; on the CPU a pass is synchronous, so nothing else would gather while it runs.
-      if (!target.running && target.waiting.length === 1) setTimeout(() => void this.run(target), 0);
+      // While a pass runs, the steps gathered meanwhile wait for it to end.
+      if (!target.running) target.gather.queued(sessionId, () => target.waiting.map((s) => s.sessionId));
     });
   }
 
   private async run(lane: Lane): Promise<void> {
     if (lane.running || lane.waiting.length === 0) return;
     lane.running = true;
-    const batch = this.take(lane);
+    const batch = this.take(lane, lane.gather.size(lane.waiting.length));
+    const started = performance.now();
     try {
       const outs = await lane.shard.forwardBatch(batch, lane.layers);
+      lane.gather.passed(performance.now() - started);
       this.count(batch.length);
       batch.forEach((s, i) => s.resolve(outs[i]!));
     } catch {
@@ -67,17 +78,17 @@ export class DecodeBatcher {
       }
     } finally {
       lane.running = false;
-      if (lane.waiting.length > 0) void this.run(lane);
+      if (lane.waiting.length > 0) lane.gather.queued(undefined, () => lane.waiting.map((s) => s.sessionId));
     }
   }
 
-  /** The waiting steps, at most one per session (a second waits for the next batch). */
-  private take(lane: Lane): Step[] {
+  /** Up to `size` waiting steps, in arrival order, at most one per session (a second waits for the next batch). */
+  private take(lane: Lane, size: number): Step[] {
     const seen = new Set<string>();
     const batch: Step[] = [];
     const rest: Step[] = [];
     for (const s of lane.waiting) {
-      if (seen.has(s.sessionId)) rest.push(s);
+      if (seen.has(s.sessionId) || batch.length >= size) rest.push(s);
       else batch.push(s);
       seen.add(s.sessionId);
     }

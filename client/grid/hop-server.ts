@@ -186,7 +186,8 @@ export class HopServer {
     const layers = { start: hop.start, end: hop.end };
     const positions = Uint32Array.from({ length: T }, (_, i) => header.startPos + i);
     // Prefill chunks are recorded at once, in arrival order; decode steps wait for a batch.
-    const pass = T === 1 ? this.batcher.step(shard, layers, values, header.startPos, sessionId) : shard.forward(values, positions, sessionId, layers);
+    const stages = setup.hops.length + 1; // the hops and the client
+    const pass = T === 1 ? this.batcher.step(shard, layers, values, header.startPos, sessionId, stages) : shard.forward(values, positions, sessionId, layers);
     pass.then(
       (out) => {
         count(assignment, T);

@@ -13,6 +13,7 @@ export type { LoadProgress, TensorSource } from './load-weights.ts';
 export { KvSessions, type KvSession, type KvSessionsOptions, type KvUsage } from './kv-sessions.ts';
 export { DEFAULT_KV_BUDGET_BYTES, DEFAULT_MAX_SESSION_TOKENS, readConfig, Shard, type ShardLoadOptions } from './shard.ts';
 export { Head, type HeadLoadOptions, type LogitsOptions } from './head.ts';
+export { HeadBatcher, type HeadBatchStats } from './head-batcher.ts';
 export { Tokenizer, type ChatMessage } from './tokenizer.ts';
 export { applyRepetitionPenalty, checkSampling, sampleNext, type SamplingOptions } from './sampler.ts';
 export { generate, type FinishReason, type GenerateOptions, type GenerateResult, type HeadLike, type LayerChain } from './generate.ts';
