@@ -5,10 +5,10 @@
 // a peer process is killed. Each serving peer is its own Node process (grid-peer.ts), so pipeline
 // stages run in parallel as on separate machines; the signaling server, the weight server and the
 // client (embedding, head with HeadBatcher, sampler) share this process. Each figure is the median
-// of AIGRID_BENCH_REPEAT runs (default 3). Ends with one line: RESULT {json}.
+// of AIGRID_BENCH_REPEAT runs (default 5). Ends with one line: RESULT {json}.
 // Environment: AIGRID_BENCH_STEPS (decode steps per stream, default 8), AIGRID_BENCH_REPEAT,
-// AIGRID_BENCH_BACKEND=webgpu, AIGRID_BENCH_DEBUG=1 (per run: CPU use and mean batch of each
-// process), AIGRID_BENCH_PROF=DIR (CPU profiles of the peer processes, one folder each).
+// AIGRID_BENCH_BACKEND=webgpu, AIGRID_BENCH_DEBUG=1 (round trips to the peers; per run: CPU use
+// and mean batch of each process), AIGRID_BENCH_PROF=DIR (CPU profiles of the peer processes).
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +40,7 @@ const SPEC: FixtureSpec = {
 };
 const DECODE_STEPS = Number(process.env.AIGRID_BENCH_STEPS ?? 8);
 /** Runs of each measurement; the table gives their median. */
-const REPEAT = Math.max(1, Number(process.env.AIGRID_BENCH_REPEAT ?? 3));
+const REPEAT = Math.max(1, Number(process.env.AIGRID_BENCH_REPEAT ?? 5));
 /** cpu (default here) or webgpu (Node's adapter through the webgpu package; for machines with a GPU). */
 const BACKEND = process.env.AIGRID_BENCH_BACKEND === 'webgpu' ? 'webgpu' : 'cpu';
 const PROMPT = Array.from({ length: 16 }, (_, i) => 3 + i * 7);
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
           chain.generate(heads.session(`${sessions}:${s}:${++generations}`, hopCount + 1), PROMPT.map((t) => t + s), {
             maxTokens: DECODE_STEPS + 1,
             temperature: 0,
-            onToken: (_t, step) => { if (process.env.AIGRID_BENCH_TRACE) console.log(`T ${(performance.timeOrigin + performance.now()).toFixed(1)} token s${s} step ${step}`); return step === 0 ? (firstTokenAt[s] = performance.now()) : decodeAt.push(performance.now()); },
+            onToken: (_t, step) => (step === 0 ? (firstTokenAt[s] = performance.now()) : decodeAt.push(performance.now())),
           }),
         ),
       );
@@ -167,6 +167,15 @@ async function main(): Promise<void> {
     // elsewhere on the machine falls on all of them alike.
     const chains = { 1: chainOf([routes[1]]), 2: chainOf([routes[2]]), 3: chainOf([routes[3]]) };
     for (const n of [1, 2, 3] as const) await decodeRate(chains[n], 1, n); // warm-up: links, pools, compiled kernels
+    if (process.env.AIGRID_BENCH_DEBUG) {
+      for (const p of [one[0]!, three[0]!, three[2]!]) {
+        const link = mesh.link(p.peerId);
+        if (!link) continue;
+        const rtts: number[] = [];
+        for (let i = 0; i < 30; i++) rtts.push(await link.ping());
+        console.log(`round trip to ${p.peerId}: median ${median(rtts).toFixed(2)} ms, min ${Math.min(...rtts).toFixed(2)} ms`);
+      }
+    }
     const singleRuns: Record<number, number[]> = { 1: [], 2: [], 3: [] };
     for (let rep = 0; rep < REPEAT; rep++) {
       for (const n of [1, 2, 3] as const) singleRuns[n]!.push((await decodeRate(chains[n], 1, n)).rate);
