@@ -10,6 +10,7 @@ import {
   formatLayers,
   missingLayers,
   place,
+  rangeBytes,
   rebalance,
   routeSpan,
   type LayerRange,
@@ -229,7 +230,7 @@ export class Coordinator {
       }
       model.placement = next;
       for (const [peerId, r] of next.assignments) {
-        budget.set(peerId, budget.get(peerId)! - ((r.end - r.start) * spec.layerBytes) / BYTES_PER_MB);
+        budget.set(peerId, budget.get(peerId)! - rangeBytes(spec, r) / BYTES_PER_MB);
       }
     }
   }

@@ -4,6 +4,7 @@ import {
   diffAssignments,
   layerCapacity,
   place,
+  rangeBytes,
   rebalance,
   type LayerRange,
   type Placement,
@@ -226,5 +227,48 @@ describe('rebalance', () => {
   it('rejects duplicate peers and impossible models', () => {
     expect(() => place(model(1), [peer('aaaa', 1), peer('aaaa', 2)])).toThrow(/listed twice/);
     expect(() => place({ numLayers: 0, layerBytes: 1, replication: 1 }, [])).toThrow(AigridError);
+  });
+
+  describe('light models: the head parts count like layers at the ends', () => {
+    /** 8 layers of 100 MB; the head (embedding + LM head) takes 250 MB on a peer at either end. */
+    const light = (replication = 1) => ({ ...model(replication, 8), light: true, headBytes: 250 * MB });
+
+    it('keeps every end peer within its budget, head included, and still covers every layer', () => {
+      const peers = [peer('aaaa', 4), peer('bbbb', 4), peer('cccc', 4), peer('dddd', 4)];
+      const p = place(light(), peers);
+      expect(p.replication).toBeGreaterThanOrEqual(1);
+      for (const [id, r] of p.assignments) {
+        expect(rangeBytes(p.model, r)).toBeLessThanOrEqual(peers.find((q) => q.peerId === id)!.memoryBudgetMB * MB);
+      }
+      const ends = [...p.assignments.values()].filter((r) => r.start === 0 || r.end === 8);
+      expect(ends.length).toBeGreaterThan(0);
+      for (const r of ends) expect(len(r)).toBeLessThanOrEqual(1); // 400 MB - 250 MB of head leaves one layer
+      // Without the head, the same peers would take spans of up to 4 layers at the ends.
+      expect(ranges(rebalance(p, peers))).toEqual(ranges(p)); // stable: nothing reloads
+      const plain = place(model(1, 8), peers);
+      expect(Math.max(...[...plain.assignments.values()].filter((r) => r.start === 0 || r.end === 8).map(len))).toBeGreaterThan(1);
+    });
+
+    it('lets peers too small for the head hold middle layers, and names a missing end holder', () => {
+      const peers = [peer('aaaa', 2), peer('bbbb', 6), peer('cccc', 6), peer('dddd', 2)];
+      const p = place(light(), peers);
+      expect(p.error).toBeUndefined();
+      expect(p.replication).toBe(1);
+      for (const [id, r] of p.assignments) {
+        if (r.start === 0 || r.end === 8) expect(['bbbb', 'cccc']).toContain(id); // room for head + layers
+        expect(rangeBytes(p.model, r)).toBeLessThanOrEqual(peers.find((q) => q.peerId === id)!.memoryBudgetMB * MB);
+      }
+      expect([...p.assignments.keys()].filter((id) => id === 'aaaa' || id === 'dddd').length).toBeGreaterThan(0);
+      const small = place(light(), [peer('aaaa', 2), peer('cccc', 2), peer('eeee', 2), peer('ffff', 2)]);
+      expect(small.error?.code).toBe('ERR_INSUFFICIENT_MEMORY');
+      expect(small.error?.message).toMatch(/head parts \(250 MB\)/);
+      for (const r of small.assignments.values()) expect(r.start > 0 && r.end < 8).toBe(true);
+    });
+
+    it('counts nothing extra for models without light clients', () => {
+      expect(rangeBytes(model(1, 8), { start: 0, end: 2 })).toBe(200 * MB);
+      expect(rangeBytes(light(), { start: 0, end: 2 })).toBe(450 * MB);
+      expect(rangeBytes(light(), { start: 2, end: 4 })).toBe(200 * MB);
+    });
   });
 });

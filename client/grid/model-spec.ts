@@ -33,6 +33,15 @@ export function weightsPerLayer(c: ModelConfig): number {
   return H * q + 2 * H * kv + q * H + 3 * H * I + 2 * H + biases;
 }
 
+/** Bytes of the Head as a peer loads it: token table, LM head (one matrix when tied), norms, GPT-2 positions. */
+export function headBytesOf(c: ModelConfig, dtype: ModelSpec['weightDtype']): number {
+  const table = c.vocabSize * c.hiddenSize * (dtype === 'f32' ? 4 : 2);
+  const lmHead = c.vocabSize * c.hiddenSize * BYTES_PER_WEIGHT[dtype];
+  const tied = c.family === 'gpt2' || c.tieWordEmbeddings;
+  const positions = c.family === 'gpt2' ? c.maxPositions * c.hiddenSize * 4 : 0;
+  return Math.ceil((tied ? Math.max(table, lmHead) : table + lmHead) + positions + 2 * c.hiddenSize * 4);
+}
+
 export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptions): ModelSpec {
   const weightDtype = options.weightDtype ?? 'f32';
   const kvBytes = KV_TOKENS_PER_LAYER * 2 * config.numKvHeads * config.headDim * 4;
@@ -47,7 +56,7 @@ export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptio
     layerBytes: Math.ceil(weightsPerLayer(config) * BYTES_PER_WEIGHT[weightDtype] + kvBytes),
     weightDtype,
     replication: options.replication ?? 2,
-    ...(options.light ? { light: true } : {}),
+    ...(options.light ? { light: true, headBytes: headBytesOf(config, weightDtype) } : {}),
     ...(options.notice ? { notice: options.notice } : {}),
   };
   const parsed = ModelSpecSchema.safeParse(spec);

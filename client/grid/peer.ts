@@ -123,7 +123,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       return current.ready;
     }
     if (current) this.unassign(model.modelId);
-    const settings = this.budgeted(model, start, end);
+    const settings = this.budgeted(model, start, end, parts);
     const onProgress = (a: Assignment) => {
       if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
     };
@@ -137,11 +137,13 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
    * The memory budget the peer announced is enforced, not advisory: a range whose layers exceed it
    * fails to load (ERR_INSUFFICIENT_MEMORY), and the KV caches get what the layers leave.
    */
-  private budgeted(model: ModelSpec, start: number, end: number): ShardSettings {
+  private budgeted(model: ModelSpec, start: number, end: number, parts: HeadParts): ShardSettings {
     const budgetBytes = this.mesh.signaling.capabilities.memoryBudgetMB * MB;
-    const layerBytes = (end - start) * model.layerBytes;
+    const headBytes = parts.embed || parts.head ? (model.headBytes ?? 0) : 0;
+    const layerBytes = (end - start) * model.layerBytes + headBytes;
     if (layerBytes > budgetBytes) {
-      return { ...this.options, refuse: new AigridError('ERR_INSUFFICIENT_MEMORY', `${model.modelId} layers [${start}, ${end}) need ${Math.ceil(layerBytes / MB)} MB; this peer offers ${budgetBytes / MB} MB`) };
+      const what = `${model.modelId} layers [${start}, ${end})${headBytes ? ' with the head parts' : ''}`;
+      return { ...this.options, refuse: new AigridError('ERR_INSUFFICIENT_MEMORY', `${what} need ${Math.ceil(layerBytes / MB)} MB; this peer offers ${budgetBytes / MB} MB`) };
     }
     const left = budgetBytes - layerBytes;
     return { ...this.options, kvBudgetBytes: this.options.kvBudgetBytes ?? Math.max(MIN_KV_BUDGET_BYTES, left) };

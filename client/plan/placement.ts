@@ -23,7 +23,7 @@ export const BYTES_PER_MB = 1024 * 1024;
 /** A chain needs at most this many hops when peers have room: spans are at least numLayers / 8. */
 export const DEFAULT_MAX_STAGES = 8;
 
-export type PlacementModel = Pick<ModelSpec, 'numLayers' | 'layerBytes' | 'replication'> & { modelId?: string };
+export type PlacementModel = Pick<ModelSpec, 'numLayers' | 'layerBytes' | 'replication'> & Partial<Pick<ModelSpec, 'modelId' | 'light' | 'headBytes'>>;
 
 export interface PlacementPeer {
   peerId: string;
@@ -58,9 +58,75 @@ export function layerCapacity(model: PlacementModel, memoryBudgetMB: number): nu
   return Math.min(model.numLayers, Math.floor((memoryBudgetMB * BYTES_PER_MB) / model.layerBytes + 1e-9));
 }
 
-/** Places a model on peers, keeping each peer's `current` range where it still works. */
+/**
+ * Places a model on peers, keeping each peer's `current` range where it still works. For a light
+ * model the peers whose range holds the first or the last layer also load the head parts
+ * (`headBytes`), so those are counted against their budgets like layers.
+ */
 export function place(model: PlacementModel, peers: readonly PlacementPeer[], options: PlacementOptions = {}): Placement {
   validate(model, peers);
+  const headBytes = model.light ? (model.headBytes ?? 0) : 0;
+  if (headBytes <= 0) return placeLayers(model, peers, options);
+  return placeWithHeads(model, peers, options, headBytes);
+}
+
+/** Bytes a peer's range takes, head parts included when the range is at an end of the model. */
+export function rangeBytes(model: PlacementModel, r: LayerRange): number {
+  const atEnd = r.start === 0 || r.end === model.numLayers;
+  return rangeLength(r) * model.layerBytes + (model.light && atEnd ? (model.headBytes ?? 0) : 0);
+}
+
+/**
+ * Light models: the head parts go with the first and the last layer. End holders are chosen first
+ * among peers with room for the head and a layer (those already holding that end first, then the
+ * roomiest), up to `replication` per end, and pinned to ranges anchored at their end within what the
+ * head leaves of their budget. Everyone else places layers with the whole budget; a range that
+ * still reaches an end without room for the head gives up its end layers.
+ */
+function placeWithHeads(model: PlacementModel, peers: readonly PlacementPeer[], options: PlacementOptions, headBytes: number): Placement {
+  const n = model.numLayers;
+  const headMB = headBytes / BYTES_PER_MB;
+  const endCapacity = (p: PlacementPeer) => layerCapacity(model, p.memoryBudgetMB - headMB);
+  const holds = (p: PlacementPeer, end: 'first' | 'last') => (end === 'first' ? p.current?.start === 0 : p.current?.end === n);
+  const pinned = new Map<string, LayerRange>();
+  for (const end of ['first', 'last'] as const) {
+    const candidates = peers
+      .filter((p) => endCapacity(p) >= 1 && !pinned.has(p.peerId))
+      .sort((a, b) => Number(holds(b, end)) - Number(holds(a, end)) || endCapacity(b) - endCapacity(a) || (a.peerId < b.peerId ? -1 : 1));
+    for (const p of candidates.slice(0, model.replication)) {
+      const k = Math.min(n, endCapacity(p));
+      pinned.set(p.peerId, end === 'first' ? { start: 0, end: k } : { start: n - k, end: n });
+    }
+  }
+  const adjusted = peers.map((p) => {
+    const pin = pinned.get(p.peerId);
+    return pin ? { ...p, memoryBudgetMB: p.memoryBudgetMB - headMB, current: pin } : p;
+  });
+  const laid = placeLayers(model, adjusted, options);
+  const budget = new Map(peers.map((p) => [p.peerId, p.memoryBudgetMB * BYTES_PER_MB]));
+  const ranges = new Map<string, LayerRange>();
+  for (const [peerId, r] of laid.assignments) {
+    const pin = pinned.get(peerId);
+    let range: LayerRange | undefined = pin ?? r;
+    if (!pin && rangeBytes(model, range) > budget.get(peerId)!) range = withoutEnds(range, n);
+    if (range) ranges.set(peerId, range);
+  }
+  for (const [peerId, pin] of pinned) ranges.set(peerId, pin);
+  const sides = [[...pinned.values()].some((r) => r.start === 0), [...pinned.values()].some((r) => r.end === n)];
+  const missing = sides.includes(false)
+    ? new AigridError('ERR_INSUFFICIENT_MEMORY', `light clients need a peer at each end of ${model.modelId ?? 'the model'} with room for the head parts (${Math.ceil(headMB)} MB) and a layer; ${sides.filter(Boolean).length} end(s) have one`)
+    : laid.error;
+  return result(model, ranges, missing);
+}
+
+/** The range without the model's first and last layers, or nothing when that leaves none. */
+function withoutEnds(r: LayerRange, n: number): LayerRange | undefined {
+  const start = Math.max(r.start, 1);
+  const end = Math.min(r.end, n - 1);
+  return end > start ? { start, end } : undefined;
+}
+
+function placeLayers(model: PlacementModel, peers: readonly PlacementPeer[], options: PlacementOptions): Placement {
   const n = model.numLayers;
   const slots = peers
     .map((p): Slot => ({ peerId: p.peerId, capacity: layerCapacity(model, p.memoryBudgetMB), gflops: safe(p.gflops), current: fit(p.current, n) }))

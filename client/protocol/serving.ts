@@ -25,6 +25,11 @@ export const ModelSpecSchema = z.object({
    * tokenizer and exchange token ids and logits (see the README on what each mode reveals).
    */
   light: z.boolean().optional(),
+  /**
+   * Bytes of the head parts (embedding, final norm, LM head) a peer at either end of a light
+   * model loads besides its layers; placement counts them against that peer's budget.
+   */
+  headBytes: z.number().int().positive().optional(),
   /** Shown to people next to the model (e.g. that a demo checkpoint has random weights). */
   notice: z.string().max(256).optional(),
 });
