@@ -42,7 +42,11 @@ export interface CoordinatorOptions {
   maxModelsPerNetwork?: number;
   placement?: PlacementOptions;
   routeCosts?: RouteCosts;
+  /** How long a peer that failed to load a model is left out of its placement (default 60 s). */
+  failedPeerMs?: number;
 }
+
+export const DEFAULT_FAILED_PEER_MS = 60_000;
 
 type Reply = (message: ServerMessage) => void;
 type StatusMsg = Extract<ClientMessage, { type: 'status' }>;
@@ -108,7 +112,14 @@ export class Coordinator {
       const { state, sessions, tokensServed } = msg;
       const wasReady = model.status.get(peerId)?.state === 'ready';
       model.status.set(peerId, { state, sessions, tokensServed, updatedAt: Date.now() });
-      if (state === 'failed') this.opts.log(`${network}/${peerId} failed to serve ${msg.modelId}: ${msg.detail ?? 'no detail'}`);
+      if (state === 'failed') {
+        // Its layers go to others for a while; a later placement may try it again.
+        this.opts.log(`${network}/${peerId} failed to serve ${msg.modelId}: ${msg.detail ?? 'no detail'}; placing its layers elsewhere`);
+        (model.failed ??= new Map()).set(peerId, Date.now() + (this.opts.failedPeerMs ?? DEFAULT_FAILED_PEER_MS));
+        await this.replan(network, models);
+        await this.store.set(network, models);
+        return this.publish(network, models);
+      }
       await this.store.set(network, models);
       // Load reports are frequent; coverage only changes when readiness does.
       if (wasReady !== (state === 'ready')) this.publish(network, models);
@@ -215,7 +226,11 @@ export class Coordinator {
     const members = new Set(budget.keys());
     for (const model of models) {
       const { spec } = model;
-      const planPeers = peers.map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops }));
+      const now = Date.now();
+      for (const [peerId, until] of model.failed ?? []) if (until <= now) model.failed!.delete(peerId);
+      const planPeers = peers
+        .filter((p) => !model.failed?.has(p.peerId))
+        .map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops }));
       const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
       const next = model.placement ? rebalance({ ...model.placement, model: spec }, planPeers, this.opts.placement) : place(spec, planPeers, this.opts.placement);
       if (resend) before.delete(resend);

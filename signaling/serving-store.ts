@@ -17,6 +17,8 @@ export interface ServedModel {
   placement: Placement | null;
   /** peerId -> its last status for its current assignment (reset to loading on every new assign). */
   status: Map<string, PeerServing>;
+  /** peerId -> until when (ms since the epoch) it is left out, having failed to load this model. */
+  failed?: Map<string, number>;
 }
 
 export interface ServingStore {

@@ -120,6 +120,22 @@ describe('coordinator', () => {
     expect(c.all('unassign')).toEqual([]);
   });
 
+  it('moves the layers of a peer that failed to load them to the others', async () => {
+    await start();
+    const a = await peer('peer-a', 8);
+    const b = await peer('peer-b', 4);
+    a.send({ type: 'serve', model: MODEL });
+    const assignA = await a.next('assign');
+    expect(range(assignA)).toEqual([0, 4]);
+    expect(range(await b.next('assign'))).toEqual([4, 8]);
+    b.send({ type: 'status', modelId: MODEL.modelId, start: 4, end: 8, state: 'failed', sessions: 0, tokensServed: 0, detail: 'out of memory' });
+    expect(await b.next('unassign')).toEqual({ type: 'unassign', modelId: MODEL.modelId });
+    // a grows over the failed peer's layers and keeps what it loaded.
+    expect(range(await a.next('assign', (m) => m.end === 8))).toEqual([0, 8]);
+    const view = (await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { serving: { peerId: string }[] };
+    expect(view.serving.map((s) => s.peerId)).toEqual(['peer-a']);
+  });
+
   it('re-places after a heartbeat timeout', async () => {
     await start({ heartbeatMs: 300 });
     const a = await peer('peer-a', 8);
