@@ -49,15 +49,19 @@ export const ModelCoverageSchema = z.object({
   ready: z.array(z.number().int().nonnegative()),
 });
 
-/** What one peer serves, as the coordinator last heard it (the HTTP view of a network). */
-export const PeerServingSchema = z.object({
-  peerId: PeerIdSchema,
+/** What a serving peer reports on one assignment. */
+const ServingReportSchema = z.object({
   modelId: ModelIdSchema,
   start: z.number().int().nonnegative(),
   end: z.number().int().positive(),
   state: ServingStateSchema,
   sessions: z.number().int().nonnegative(),
   tokensServed: z.number().int().nonnegative(),
+});
+
+/** What one peer serves, as the coordinator last heard it (the HTTP view of a network). */
+export const PeerServingSchema = ServingReportSchema.extend({
+  peerId: PeerIdSchema,
   /** ms since the epoch of the peer's last status (0: none yet). */
   reportedAt: z.number().nonnegative(),
 });
@@ -70,14 +74,8 @@ export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;
 
 // Client -> server.
 export const ServeMessageSchema = z.object({ type: z.literal('serve'), model: ModelSpecSchema });
-export const StatusMessageSchema = z.object({
+export const StatusMessageSchema = ServingReportSchema.extend({
   type: z.literal('status'),
-  modelId: ModelIdSchema,
-  start: z.number().int().nonnegative(),
-  end: z.number().int().positive(),
-  state: ServingStateSchema,
-  sessions: z.number().int().nonnegative(),
-  tokensServed: z.number().int().nonnegative(),
   detail: z.string().max(256).optional(),
 });
 /** Asks for the network's models now; the server answers with a `models` message. */

@@ -12,6 +12,7 @@ import { Head } from '../model/head.ts';
 import { readConfig } from '../model/shard.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { AigridError, randomSessionId, type ModelSpec } from '../protocol/index.ts';
+import type { SamplingValues } from './request.ts';
 import type { GridReplyInfo } from './types.ts';
 
 /** Opens a model's checkpoint for the client's tokenizer and head. */
@@ -28,13 +29,7 @@ export interface ModelClientOptions {
   timeoutMs?: number;
 }
 
-export interface RunOptions {
-  maxTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-  repetitionPenalty: number;
+export interface RunOptions extends SamplingValues {
   stopTokens: readonly number[];
   signal: AbortSignal;
   onToken: (token: number, step: number) => void;

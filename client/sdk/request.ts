@@ -6,13 +6,17 @@ import type { ChatMessageParam, SamplingParams } from './types.ts';
 export const DEFAULT_MAX_TOKENS = 256;
 const MAX_STOPS = 4;
 
-export interface Sampling {
+/** How one generation samples, every field resolved. */
+export interface SamplingValues {
   maxTokens: number;
   temperature: number;
   topK: number;
   topP: number;
   seed: number;
   repetitionPenalty: number;
+}
+
+export interface Sampling extends SamplingValues {
   stops: string[];
   /** max_tokens was not given: the default, which shrinks to the room left in the context. */
   defaultMaxTokens: boolean;
