@@ -219,8 +219,9 @@ async function main(): Promise<void> {
     let killedAt = 0;
     let recoveredAt = 0;
     const failover = chainOf([routes[3], hops([three[0]!, spare, three[2]!], [0, 10, 20, 30])]);
+    // At least two tokens after the kill, whatever the number of decode steps.
     await failover.generate(heads.session('failover', 4), PROMPT, {
-      maxTokens: DECODE_STEPS + 1,
+      maxTokens: Math.max(DECODE_STEPS + 1, 6),
       temperature: 0,
       onToken: (_t, step) => {
         if (killedAt && !recoveredAt) recoveredAt = performance.now();
