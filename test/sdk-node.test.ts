@@ -147,6 +147,25 @@ describe('SDK in Node', () => {
     }
   });
 
+  it('serves light clients: the peers at the ends hold embedding and head, the client no weights', async () => {
+    const light = await connect({ signal: net.server.wsUrl, network: 'sdk-light' });
+    const lightPeers = [await net.peer('sdk-light', 'light-peer-a'), await net.peer('sdk-light', 'light-peer-b')];
+    try {
+      const spec = await light.serve({ source: `${net.files.url}/tiny-llama`, modelId: 'tiny-llama', replication: 1, light: true });
+      expect(spec.light).toBe(true);
+      expect(spec.headBytes).toBeGreaterThan(0);
+      await waitFor(async () => (await light.models.list()).data[0]?.health === 'ready', 30_000, 'light tiny-llama ready');
+      const g = (await net.model('tiny-llama')).golden[1]!;
+      const out = await light.generate({ model: 'tiny-llama', prompt: g.ids, maxTokens: g.greedy.length, temperature: 0, stopTokens: [] });
+      expect(out.tokens).toEqual(g.greedy);
+      const ends = lightPeers.flatMap((p) => p.status()).filter((st) => st.start === 0 || st.end === 4);
+      expect(ends.length).toBeGreaterThan(0);
+    } finally {
+      light.close();
+      for (const p of lightPeers) p.close();
+    }
+  });
+
   it('shrinks the default max_tokens to the room the prompt leaves in the context', async () => {
     const reply = await grid.completions.create({ model: 'tiny-llama', prompt: 'hello', temperature: 0, stop: null });
     expect(reply.usage.total_tokens).toBeLessThanOrEqual(256); // tiny-llama's context
