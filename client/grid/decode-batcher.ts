@@ -4,6 +4,7 @@
 // decides when the next batch starts and how many steps it takes (one micro-batch per pipeline
 // stage when many sessions decode, so that the stages of their routes work at once).
 import { BatchGather } from '../model/batch-gather.ts';
+import { runBatch } from '../model/batch-run.ts';
 import type { Shard } from '../model/shard.ts';
 
 interface Step {
@@ -59,23 +60,14 @@ export class DecodeBatcher {
     if (lane.running || lane.waiting.length === 0) return;
     lane.running = true;
     const batch = this.take(lane, lane.gather.size(lane.waiting.length));
-    const started = performance.now();
     try {
-      const outs = await lane.shard.forwardBatch(batch, lane.layers);
-      lane.gather.passed(performance.now() - started);
-      this.count(batch.length);
-      batch.forEach((s, i) => s.resolve(outs[i]!));
-    } catch {
-      // A refused or failed batch leaves every session as it was (or evicted): run the steps one by
-      // one, so each gets its own answer and only a bad step fails.
-      for (const s of batch) {
-        try {
-          s.resolve(await lane.shard.forward(s.hidden, Uint32Array.of(s.position), s.sessionId, lane.layers));
-          this.count(1);
-        } catch (err) {
-          s.reject(err);
-        }
-      }
+      const ms = await runBatch<Step, Float32Array>(
+        batch,
+        (steps) => lane.shard.forwardBatch(steps, lane.layers),
+        (s) => lane.shard.forward(s.hidden, Uint32Array.of(s.position), s.sessionId, lane.layers),
+        (steps) => this.count(steps),
+      );
+      if (ms !== null) lane.gather.passed(ms);
     } finally {
       lane.running = false;
       if (lane.waiting.length > 0) lane.gather.queued(undefined, () => lane.waiting.map((s) => s.sessionId));

@@ -7,6 +7,7 @@
 // Head.logits computes for it alone: bit for bit on the CPU, within rounding on WebGPU (whose
 // linear sums in another order for several rows than for one).
 import { BatchGather } from './batch-gather.ts';
+import { runBatch } from './batch-run.ts';
 import type { HeadLike } from './generate.ts';
 import type { Head } from './head.ts';
 
@@ -68,34 +69,24 @@ export class HeadBatcher implements HeadLike {
     if (this.running || this.waiting.length === 0) return;
     this.running = true;
     const batch = this.waiting.splice(0, this.gather.size(this.waiting.length));
-    const started = performance.now();
     try {
-      const H = this.head.config.hiddenSize;
-      const V = this.head.config.vocabSize;
-      if (batch.length === 1) {
-        batch[0]!.resolve(await this.head.logits(batch[0]!.row, 1));
-      } else {
-        const rows = new Float32Array(batch.length * H);
-        batch.forEach((w, i) => rows.set(w.row, i * H));
-        const logits = await this.head.logits(rows, batch.length, { all: true });
-        batch.forEach((w, i) => w.resolve(logits.slice(i * V, (i + 1) * V)));
-      }
-      this.gather.passed(performance.now() - started);
-      this.count(batch.length);
-    } catch {
-      // One pass per row, so each call gets its own answer.
-      for (const w of batch) {
-        try {
-          w.resolve(await this.head.logits(w.row, 1));
-          this.count(1);
-        } catch (err) {
-          w.reject(err);
-        }
-      }
+      const ms = await runBatch<Waiting, Float32Array>(batch, (rows) => this.pass(rows), (w) => this.head.logits(w.row, 1), (rows) => this.count(rows));
+      if (ms !== null) this.gather.passed(ms);
     } finally {
       this.running = false;
       if (this.waiting.length > 0) this.gather.queued(undefined, () => this.waiting.map((w) => w.key));
     }
+  }
+
+  /** Logits of each waiting row, from one pass over all of them. */
+  private async pass(batch: readonly Waiting[]): Promise<Float32Array[]> {
+    if (batch.length === 1) return [await this.head.logits(batch[0]!.row, 1)];
+    const H = this.head.config.hiddenSize;
+    const V = this.head.config.vocabSize;
+    const rows = new Float32Array(batch.length * H);
+    batch.forEach((w, i) => rows.set(w.row, i * H));
+    const logits = await this.head.logits(rows, batch.length, { all: true });
+    return batch.map((_, i) => logits.slice(i * V, (i + 1) * V));
   }
 
   private count(rows: number): void {
