@@ -12,7 +12,16 @@ const DAWN_FLAGS = ['enable-dawn-features=vulkan_enable_f16_on_nvidia'];
 // garbage-collected its instance is freed, and devices made from it then crash the process.
 const instances: GPU[] = [];
 
-export async function nodeGpu(): Promise<GPU> {
+let shared: Promise<GPU> | undefined;
+
+/** Node's GPU: made once per process (each Dawn instance probes the drivers again), then shared. */
+export function nodeGpu(): Promise<GPU> {
+  shared ??= createNodeGpu();
+  shared.catch(() => (shared = undefined)); // a later call tries again
+  return shared;
+}
+
+async function createNodeGpu(): Promise<GPU> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   const first = create(DAWN_FLAGS);

@@ -39,8 +39,8 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   if (!options || typeof options.signal !== 'string' || !/^wss?:\/\//.test(options.signal)) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `connect() needs signal: a ws:// or wss:// URL of a signaling server, got ${JSON.stringify(options?.signal)}`);
   }
-  const join = async (memoryBudgetMB: number, peerId?: string) => {
-    const gpu = memoryBudgetMB > 0 ? await platform.gpu() : undefined;
+  // `gpu`: what a contributing peer serves on, described in its capabilities.
+  const join = async (memoryBudgetMB: number, gpu?: GPU, peerId?: string) => {
     const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
     return startMesh(new Mesh({
       ...platform.mesh,
@@ -53,6 +53,6 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
     }));
   };
   // The client offers no memory; contribute() joins a second peer that does.
-  const mesh = await join(0, options.peerId);
-  return new Grid({ mesh, joinAsPeer: (mb) => join(mb), open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+  const mesh = await join(0, undefined, options.peerId);
+  return new Grid({ mesh, joinAsPeer: join, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
 }

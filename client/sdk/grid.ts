@@ -1,7 +1,6 @@
 // The SDK's grid: one connection to a network (a mesh peer that offers no memory until it
 // contributes), OpenAI-shaped chat and text completions over the models the network serves, the
 // token-level generate(), serving a model, and contributing this tab or process as a peer.
-import type { ModelOpener } from '../grid/index.ts';
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
@@ -32,7 +31,7 @@ export interface GridOptions {
    * Joins the same network as another peer offering this much memory (for contribute()); by
    * default a sibling of `mesh` with the client's capabilities and that budget.
    */
-  joinAsPeer?: (memoryBudgetMB: number) => Promise<Mesh>;
+  joinAsPeer?: (memoryBudgetMB: number, gpu?: GPU) => Promise<Mesh>;
   /** Opens a model's checkpoint (tokenizer and head here; layers when contributing). */
   open: CheckpointOpener;
   /** Where the client's head runs. */
@@ -140,9 +139,9 @@ export class Grid {
     const gpu = backend === 'cpu' ? undefined : await this.options.gpu();
     if (backend === 'webgpu' && !gpu) throw new AigridError('ERR_NO_WEBGPU', 'contribute({ backend: "webgpu" }) needs a WebGPU adapter; use "auto" or "cpu"');
     const contribution = new Contribution({
-      mesh: await (this.options.joinAsPeer ?? ((mb) => this.joinSibling(mb)))(options.memoryBudgetMB),
+      mesh: await (this.options.joinAsPeer ?? ((mb) => this.joinSibling(mb)))(options.memoryBudgetMB, gpu),
       memoryBudgetMB: options.memoryBudgetMB,
-      open: this.options.open as ModelOpener,
+      open: this.options.open,
       backend: gpu ? 'webgpu' : 'cpu',
       gpu,
     });
@@ -252,8 +251,7 @@ export class Grid {
       return parsed.data;
     }
     const options: ServeOptions = typeof model === 'string' ? { source: model } : model;
-    const probe = { modelId: 'probe', source: options.source, baseUrl: options.baseUrl, revision: options.revision } as ModelSpec;
-    return modelSpecFromCheckpoint(await this.options.open(probe), options);
+    return modelSpecFromCheckpoint(await this.options.open(options), options);
   }
 
   private joinSibling(memoryBudgetMB: number): Promise<Mesh> {

@@ -15,8 +15,11 @@ import { AigridError, randomSessionId, type ModelSpec } from '../protocol/index.
 import type { SamplingValues } from './request.ts';
 import type { GridReplyInfo } from './types.ts';
 
-/** Opens a model's checkpoint for the client's tokenizer and head. */
-export type CheckpointOpener = (model: ModelSpec, signal?: AbortSignal) => Promise<CheckpointReader>;
+/** Where a model's weights are: all a checkpoint opener needs of its spec. */
+export type ModelSource = Pick<ModelSpec, 'source' | 'baseUrl' | 'revision'>;
+
+/** Opens a model's checkpoint (the client's tokenizer and head; a contribution's layers). */
+export type CheckpointOpener = (model: ModelSource, signal?: AbortSignal) => Promise<CheckpointReader>;
 
 export interface ModelClientOptions {
   mesh: Mesh;
@@ -96,7 +99,6 @@ export class ModelClient {
     const started = performance.now();
     let firstAt = 0;
     let lastAt = 0;
-    let route: GridReplyInfo['route'] = [];
     try {
       const result = await generate(this.head, this.chain.layers, prompt, {
         maxTokens: options.maxTokens,
@@ -111,13 +113,12 @@ export class ModelClient {
         onToken: (token, step) => {
           lastAt = performance.now();
           if (step === 0) firstAt = lastAt;
-          route = this.chain.routeOf(sessionId) ?? route;
           options.onToken(token, step);
         },
       });
       const decodeS = (lastAt - firstAt) / 1000;
       const info: GridReplyInfo = {
-        route,
+        route: this.chain.routeOf(sessionId) ?? [], // the last route, the one that finished it
         tokensPerSecond: result.tokens.length > 1 && decodeS > 0 ? round((result.tokens.length - 1) / decodeS) : 0,
         failovers: this.failovers.get(sessionId) ?? 0,
         timeToFirstTokenS: firstAt ? round((firstAt - started) / 1000) : 0,
