@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { startGateway } from '../gateway/index.ts';
 import { connect } from '../sdk/node.ts';
+import { portOption } from './options.ts';
 
 export const DEFAULT_GATEWAY_PORT = 8788;
 
@@ -39,8 +40,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0..65535, not ${values.port} (see --help)`);
+  const port = portOption(values.port);
   const apiKey = values['api-key'] || undefined;
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const grid = await connect({ signal: values.signal!, network: values.network! });

@@ -6,6 +6,7 @@ import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { DEFAULT_MAX_PEER_CONNECTIONS } from '../protocol/index.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
+import { backendOption, memoryOption } from './options.ts';
 
 const USAGE = `Usage: aigrid peer [options]
 
@@ -39,13 +40,12 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const memoryBudgetMB = Number(values['memory-mb']);
+  const memoryBudgetMB = memoryOption(values['memory-mb'], true);
   const maxConnections = Number(values['max-connections']);
-  if (!(memoryBudgetMB >= 0) || !(maxConnections >= 1)) {
-    throw new Error('--memory-mb must be >= 0 and --max-connections >= 1 (see --help)');
+  if (!(maxConnections >= 1)) {
+    throw new Error('--max-connections must be >= 1 (see --help)');
   }
-  const backend = values.backend!;
-  if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new Error(`--backend must be webgpu, cpu or auto, not ${backend}`);
+  const backend = backendOption(values.backend);
   // Without an adapter, 'auto' serves on the CPU; 'webgpu' insists and fails with ERR_NO_WEBGPU.
   const gpu = backend === 'cpu' ? undefined : await nodeGpu().catch((err: Error) => {
     if (backend === 'webgpu') throw err;

@@ -8,6 +8,7 @@ import { defaultModelId } from '../grid/model-spec.ts';
 import { connect, type ModelSpec } from '../sdk/node.ts';
 import { showLiveStatus } from './live-status.ts';
 import { startModelFileServer, type ModelFileServer } from './model-files.ts';
+import { backendOption, memoryOption } from './options.ts';
 
 const USAGE = `Usage: aigrid serve MODEL [options]
 
@@ -54,14 +55,12 @@ export async function runServeCommand(argv: string[]): Promise<void> {
     if (!values.help) throw new Error('give exactly one MODEL (see --help)');
     return;
   }
-  const memoryBudgetMB = Number(values['memory-mb']);
+  const memoryBudgetMB = memoryOption(values['memory-mb']);
   const replication = Number(values.replication);
   const dtype = values.dtype as ModelSpec['weightDtype'];
-  const backend = values.backend as 'auto' | 'webgpu' | 'cpu';
-  if (!(memoryBudgetMB > 0)) throw new Error('--memory-mb must be > 0');
+  const backend = backendOption(values.backend);
   if (!Number.isInteger(replication) || replication < 1) throw new Error('--replication must be a whole number >= 1');
   if (!['f32', 'f16', 'q8', 'q4'].includes(dtype)) throw new Error(`--dtype must be f32, f16, q8 or q4, not ${dtype}`);
-  if (!['auto', 'webgpu', 'cpu'].includes(backend)) throw new Error(`--backend must be webgpu, cpu or auto, not ${backend}`);
 
   const model = positionals[0]!;
   let files: ModelFileServer | null = null;

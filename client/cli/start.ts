@@ -16,6 +16,7 @@ import { startSignalingServer } from '../../signaling/server.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
 import { softwareAdapter } from './software-gpu.ts';
+import { backendOption, memoryOption, portOption } from './options.ts';
 
 export const HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -60,11 +61,9 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const port = Number(values.port);
-  const memoryBudgetMB = Number(values['memory-mb']);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, not ${values.port}`);
-  if (!(memoryBudgetMB > 0)) throw new Error('--memory-mb must be > 0');
-  if (!['auto', 'webgpu', 'cpu'].includes(values.backend!)) throw new Error(`--backend must be webgpu, cpu or auto, not ${values.backend}`);
+  const port = portOption(values.port);
+  const memoryBudgetMB = memoryOption(values['memory-mb']);
+  const backendChoice = backendOption(values.backend);
 
   const mounts: ((req: IncomingMessage, res: ServerResponse) => boolean)[] = [];
   const server = await startSignalingServer({
@@ -82,7 +81,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
   if (!values['no-peer']) {
     const model = await defaultModel(values.model, server.httpUrl);
     if (model.files) mounts.push(model.files);
-    const backend = values.backend === 'auto' ? ((await softwareAdapter()) ? 'cpu' : 'auto') : (values.backend as 'webgpu' | 'cpu');
+    const backend = backendChoice === 'auto' && (await softwareAdapter()) ? 'cpu' : backendChoice;
     const contribution = await grid.contribute({ memoryBudgetMB, backend, models: [model.serve] });
     served = `${model.serve.modelId}${model.serve.notice ? `  ** ${model.serve.notice} **` : ''}`;
     stopDisplay = showLiveStatus(contribution);

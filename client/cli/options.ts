@@ -1,0 +1,23 @@
+// Option values the commands share, each checked with an error that names the option.
+import type { BackendChoice } from '../model/backend/select.ts';
+
+const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'cpu'];
+
+export function backendOption(text: string | undefined): BackendChoice {
+  if (!BACKENDS.includes(text as BackendChoice)) throw new Error(`--backend must be webgpu, cpu or auto, not ${text} (see --help)`);
+  return text as BackendChoice;
+}
+
+/** A TCP port; 0 picks a free one. */
+export function portOption(text: string | undefined): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be an integer in 0..65535, not ${text} (see --help)`);
+  return port;
+}
+
+/** A memory budget in MB: more than 0, or 0 too where `allowZero` (a peer that only relays). */
+export function memoryOption(text: string | undefined, allowZero = false): number {
+  const mb = Number(text);
+  if (!Number.isFinite(mb) || mb < 0 || (!allowZero && mb === 0)) throw new Error(`--memory-mb must be a number ${allowZero ? '>= 0' : '> 0'}, not ${text} (see --help)`);
+  return mb;
+}
