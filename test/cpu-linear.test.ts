@@ -1,10 +1,10 @@
 // The CPU backend's fast linear (WebAssembly SIMD and blocked JS) and attention against the plain
-// references.
+// references, and its growing KV store.
 import { describe, expect, it } from 'vitest';
 import { attentionRef } from '../kernels/cpu/attention.ts';
 import { linearRef } from '../kernels/cpu/matmul.ts';
 import { attentionFast } from '../client/model/backend/cpu-attention.ts';
-import { CpuBackend } from '../client/model/backend/cpu.ts';
+import { CpuBackend, CpuKvStore } from '../client/model/backend/cpu.ts';
 import { linearBlocked, linearFast, placeWeight, releaseWeight, simdLinearAvailable } from '../client/model/backend/cpu-linear.ts';
 import { mulberry32 } from './helpers/random.ts';
 
@@ -121,5 +121,29 @@ describe('cpu attention', () => {
       expect(attentionFast(q, k, v, dims)).toEqual(attentionRef(q, k, v, dims));
       expect(attentionFast(q, k, v, { ...dims, scale: 0.3 })).toEqual(attentionRef(q, k, v, { ...dims, scale: 0.3 }));
     }
+  });
+});
+
+describe('cpu kv store', () => {
+  it('grows as tokens come, keeping what it held, and stops at maxSeq', () => {
+    const rand = mulberry32(5);
+    const store = new CpuKvStore({ kvHeads: 2, headDim: 4, maxSeq: 150 });
+    expect(store.bytes).toBe(0);
+    const k = randomArray(rand, 150 * 8);
+    const v = randomArray(rand, 150 * 8);
+    // One token, then a prefill-sized chunk, then single tokens across two growths.
+    store.append(k.subarray(0, 8), v.subarray(0, 8));
+    store.append(k.subarray(8, 70 * 8), v.subarray(8, 70 * 8));
+    for (let t = 70; t < 140; t++) store.append(k.subarray(t * 8, (t + 1) * 8), v.subarray(t * 8, (t + 1) * 8));
+    expect(store.length).toBe(140);
+    expect(store.k).toEqual(k.subarray(0, 140 * 8));
+    expect(store.v).toEqual(v.subarray(0, 140 * 8));
+    expect(store.bytes).toBe(2 * 150 * 8 * 4); // capped at maxSeq
+    store.truncate(100);
+    expect(store.k).toEqual(k.subarray(0, 100 * 8));
+    store.append(k.subarray(0, 50 * 8), v.subarray(0, 50 * 8));
+    expect(store.k.subarray(100 * 8)).toEqual(k.subarray(0, 50 * 8));
+    expect(() => store.append(k.subarray(0, 8), v.subarray(0, 8))).toThrow(/exceeds 150/);
+    expect(store.length).toBe(150);
   });
 });

@@ -87,11 +87,17 @@ export function orderKey(x: number): number {
 }
 
 export function argmaxRef(logits: Float32Array): number {
+  // orderKey of each logit, read straight from its bits (a decode step scans a whole vocabulary).
+  const bitsOf = new Uint32Array(logits.buffer, logits.byteOffset, logits.length);
   let best = 0;
   let bestKey = -1;
-  for (let i = 0; i < logits.length; i++) {
-    const key = orderKey(logits[i]!);
-    if (key > bestKey) [best, bestKey] = [i, key];
+  for (let i = 0; i < bitsOf.length; i++) {
+    const b = bitsOf[i]!;
+    const key = (b & 0x80000000 ? ~b : b | 0x80000000) >>> 0;
+    if (key > bestKey) {
+      best = i;
+      bestKey = key;
+    }
   }
   return best;
 }
@@ -143,6 +149,11 @@ export function sampleDistribution(logits: Float32Array, options: SampleOptions 
 /** The sampled token: the CPU backend's sampler and the reference for SampleOp. */
 export function sampleRef(logits: Float32Array, options: SampleOptions = {}): number {
   const o = resolveSampleOptions(options);
+  // Greedy: the one kept weight is the argmax's, which every draw picks.
+  if (isGreedy(o)) {
+    if (logits.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'sample: no logits');
+    return argmaxRef(logits);
+  }
   const w = keptWeights(logits, o);
   let total = 0;
   for (const x of w) total += x;

@@ -3,7 +3,7 @@
 //   node --import ./bin/register.js test/bench/grid-peer.ts '<PeerConfig JSON>'
 // It joins the network, loads its range and sends {type: 'ready'} (or {type: 'error'}); it answers
 // {type: 'stats', reset?} with the decode frames it received (count, bytes) and its batch stats,
-// and exits when the parent goes away.
+// profiles its CPU between {type: 'profile'} and {type: 'profile', file}, and exits when the parent goes away.
 import { performance } from 'node:perf_hooks';
 import { GridPeer } from '../../client/grid/index.ts';
 import { nodeModelOpener } from '../../client/grid/node.ts';
@@ -12,6 +12,7 @@ import { nodePlatform } from '../../client/mesh/node.ts';
 import { ServingFrame, type Capabilities, type ModelSpec } from '../../client/protocol/index.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
+import { startProfile, stopProfile } from './profile.ts';
 
 export interface PeerConfig {
   peerId: string;
@@ -31,7 +32,7 @@ export type PeerMessage =
   | { type: 'error'; message: string }
   | { type: 'stats'; frames: number; bytes: number; largestBatch: number; passes: number; steps: number; cpuMs: number; busyMs: number };
 
-export type ParentMessage = { type: 'stats'; reset?: boolean };
+export type ParentMessage = { type: 'stats'; reset?: boolean } | { type: 'profile'; file?: string };
 
 const send = (msg: PeerMessage) => process.send?.(msg);
 
@@ -54,7 +55,8 @@ async function main(): Promise<void> {
     frames++;
   });
   process.on('message', (msg: ParentMessage) => {
-    if (msg.type !== 'stats') return;
+    // A profile starts without a file and is written when one is given.
+    if (msg.type === 'profile') return void (msg.file ? stopProfile(msg.file) : startProfile());
     const { largest, passes, steps } = peer.batchStats;
     const cpu = process.cpuUsage();
     send({ type: 'stats', frames, bytes, largestBatch: largest, passes, steps, cpuMs: (cpu.user + cpu.system) / 1000, busyMs: performance.eventLoopUtilization().active });

@@ -8,7 +8,8 @@
 // of AIGRID_BENCH_REPEAT runs (default 5). Ends with one line: RESULT {json}.
 // Environment: AIGRID_BENCH_STEPS (decode steps per stream, default 8), AIGRID_BENCH_REPEAT,
 // AIGRID_BENCH_BACKEND=webgpu, AIGRID_BENCH_DEBUG=1 (round trips to the peers; per run: CPU use
-// and mean batch of each process), AIGRID_BENCH_PROF=DIR (CPU profiles of the peer processes).
+// and mean batch of each process), AIGRID_BENCH_PROF=DIR (CPU profiles of every process during the
+// 8-session runs).
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +30,7 @@ import { startRangeServer } from '../helpers/range-server.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import type { ParentMessage, PeerConfig, PeerMessage } from './grid-peer.ts';
+import { startProfile, stopProfile } from './profile.ts';
 
 const DIR = new URL('../.fixtures/bench-smollm2-135m-shapes', import.meta.url).pathname;
 const PEER_SCRIPT = new URL('./grid-peer.ts', import.meta.url).pathname;
@@ -43,6 +45,7 @@ const DECODE_STEPS = Number(process.env.AIGRID_BENCH_STEPS ?? 8);
 const REPEAT = Math.max(1, Number(process.env.AIGRID_BENCH_REPEAT ?? 5));
 /** cpu (default here) or webgpu (Node's adapter through the webgpu package; for machines with a GPU). */
 const BACKEND = process.env.AIGRID_BENCH_BACKEND === 'webgpu' ? 'webgpu' : 'cpu';
+const PROFILE_DIR = process.env.AIGRID_BENCH_PROF;
 const PROMPT = Array.from({ length: 16 }, (_, i) => 3 + i * 7);
 const caps: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 4096, throughput: { gflops: 1, backend: 'cpu' } };
 
@@ -74,6 +77,11 @@ class PeerProcess {
       this.statsWaiting.push(resolve);
       this.child.send({ type: 'stats', reset } satisfies ParentMessage);
     });
+  }
+
+  /** Starts a CPU profile, or with `file` stops it and writes it there. */
+  profile(file?: string): void {
+    this.child.send({ type: 'profile', file } satisfies ParentMessage);
   }
 
   /** Kills the process the way a crash or a pulled plug would: no goodbye to anyone. */
@@ -193,7 +201,16 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         const headPasses = heads.stats.passes;
         const headRows = heads.stats.rows;
+        const profile = PROFILE_DIR && sessions === 8 ? (tag: string) => join(PROFILE_DIR, `${tag}-${rep}.cpuprofile`) : undefined;
+        if (profile) {
+          three.forEach((p) => p.profile());
+          await startProfile();
+        }
         const { rate, fromFirst } = await decodeRate(chain3, sessions, 3);
+        if (profile) {
+          three.forEach((p) => p.profile(profile(p.peerId)));
+          await stopProfile(profile('client'));
+        }
         aggregateRuns[sessions]!.push(rate);
         if (sessions === 8) fromFirstRuns.push(fromFirst);
         const wall = performance.now() - t0;

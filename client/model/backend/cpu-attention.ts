@@ -1,10 +1,13 @@
 // The CPU backend's attention: kernels/cpu/attention.ts's attentionRef with the same sums in the
-// same order (so the same f32 results), without its per-call allocations and with the loop bounds
-// hoisted. Decode steps call it once per row and layer, so its overhead counts.
+// same order (so the same f32 results), without its per-call allocations. Decode steps call it once
+// per row and layer, so its speed counts: each f64 sum is a chain of dependent adds, so four keys'
+// dot products (and two keys' contributions to the output row) are computed side by side, each
+// still summed in attentionRef's order.
 import type { AttentionDims } from '../../../kernels/cpu/attention.ts';
 
 let scores = new Float64Array(256);
 const row = new Float64Array(1024);
+const qRow = new Float64Array(1024);
 
 /** attentionRef(q, k, v, dims), bit for bit. */
 export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims): Float32Array {
@@ -12,7 +15,7 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
   if (hd > row.length) throw new RangeError(`attention: head dimension ${hd} above ${row.length}`);
   const scale = dims.scale ?? 1 / Math.sqrt(hd);
   const group = heads / kvHeads;
-  const kvStride = kvHeads * hd;
+  const stride = kvHeads * hd;
   const out = new Float32Array(tokens * heads * hd);
   if (scores.length < startPos + tokens) scores = new Float64Array(2 * (startPos + tokens));
   const s = scores;
@@ -21,20 +24,47 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
     for (let h = 0; h < heads; h++) {
       const qBase = (t * heads + h) * hd;
       const kvBase = Math.floor(h / group) * hd;
+      for (let d = 0; d < hd; d++) qRow[d] = q[qBase + d]!;
       let max = -Infinity;
-      for (let j = 0, kBase = kvBase; j < n; j++, kBase += kvStride) {
+      let j = 0;
+      for (let b = kvBase; j + 4 <= n; j += 4, b += 4 * stride) {
+        const b1 = b + stride, b2 = b1 + stride, b3 = b2 + stride;
+        let d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (let d = 0; d < hd; d++) {
+          const x = qRow[d]!;
+          d0 += x * k[b + d]!;
+          d1 += x * k[b1 + d]!;
+          d2 += x * k[b2 + d]!;
+          d3 += x * k[b3 + d]!;
+        }
+        s[j] = d0 * scale;
+        s[j + 1] = d1 * scale;
+        s[j + 2] = d2 * scale;
+        s[j + 3] = d3 * scale;
+        max = Math.max(max, s[j]!, s[j + 1]!, s[j + 2]!, s[j + 3]!);
+      }
+      for (let b = kvBase + j * stride; j < n; j++, b += stride) {
         let dot = 0;
-        for (let d = 0; d < hd; d++) dot += q[qBase + d]! * k[kBase + d]!;
-        const score = dot * scale;
-        s[j] = score;
-        max = Math.max(max, score);
+        for (let d = 0; d < hd; d++) dot += qRow[d]! * k[b + d]!;
+        s[j] = dot * scale;
+        max = Math.max(max, s[j]!);
       }
       for (let d = 0; d < hd; d++) row[d] = 0;
       let sum = 0;
-      for (let j = 0, vBase = kvBase; j < n; j++, vBase += kvStride) {
+      j = 0;
+      for (let b = kvBase; j + 2 <= n; j += 2, b += 2 * stride) {
+        const p0 = Math.exp(s[j]! - max);
+        const p1 = Math.exp(s[j + 1]! - max);
+        sum += p0;
+        sum += p1;
+        const b1 = b + stride;
+        for (let d = 0; d < hd; d++) row[d] = row[d]! + p0 * v[b + d]! + p1 * v[b1 + d]!;
+      }
+      if (j < n) {
         const p = Math.exp(s[j]! - max);
         sum += p;
-        for (let d = 0; d < hd; d++) row[d] = row[d]! + p * v[vBase + d]!;
+        const b = kvBase + j * stride;
+        for (let d = 0; d < hd; d++) row[d] = row[d]! + p * v[b + d]!;
       }
       for (let d = 0; d < hd; d++) out[qBase + d] = row[d]! / sum;
     }

@@ -48,16 +48,27 @@ function u32(t: Tensor): Uint32Array {
   return data;
 }
 
-/** K and V as [maxSeq, kvHeads, headDim]: the cached tokens are a prefix, as attentionRef reads them. */
+/**
+ * K and V as [tokens, kvHeads, headDim]: the cached tokens are a prefix, as attentionRef reads them.
+ * The arrays grow as tokens come (doubling, up to maxSeq): most sessions are far shorter than
+ * maxSeq, and zeroing maxSeq rows for every layer of every new session cost more than its prefill.
+ * The memory budget still counts maxSeq (Backend.kvBytes), so growth never overdraws it.
+ */
 export class CpuKvStore implements KvStore {
-  readonly k: Float32Array;
-  readonly v: Float32Array;
+  private kData = new Float32Array(0);
+  private vData = new Float32Array(0);
   private cached = 0;
 
-  constructor(readonly options: KvStoreOptions) {
-    const n = options.maxSeq * options.kvHeads * options.headDim;
-    this.k = new Float32Array(n);
-    this.v = new Float32Array(n);
+  constructor(readonly options: KvStoreOptions) {}
+
+  /** The cached keys, [length, kvHeads, headDim]. */
+  get k(): Float32Array {
+    return this.kData.subarray(0, this.cached * this.rowSize);
+  }
+
+  /** The cached values, [length, kvHeads, headDim]. */
+  get v(): Float32Array {
+    return this.vData.subarray(0, this.cached * this.rowSize);
   }
 
   get length(): number {
@@ -65,18 +76,32 @@ export class CpuKvStore implements KvStore {
   }
 
   get bytes(): number {
-    return this.k.byteLength + this.v.byteLength;
+    return this.kData.byteLength + this.vData.byteLength;
+  }
+
+  private get rowSize(): number {
+    return this.options.kvHeads * this.options.headDim;
   }
 
   append(k: Float32Array, v: Float32Array): void {
-    const row = this.options.kvHeads * this.options.headDim;
+    const row = this.rowSize;
     const tokens = k.length / row;
-    if (this.cached + tokens > this.options.maxSeq) {
+    const length = this.cached + tokens;
+    if (length > this.options.maxSeq) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `kv: appending ${tokens} tokens at length ${this.cached} exceeds ${this.options.maxSeq}`);
     }
-    this.k.set(k, this.cached * row);
-    this.v.set(v, this.cached * row);
-    this.cached += tokens;
+    if (length * row > this.kData.length) {
+      const capacity = Math.min(this.options.maxSeq, Math.max(length, 2 * (this.kData.length / row), 64)) * row;
+      const grownK = new Float32Array(capacity);
+      const grownV = new Float32Array(capacity);
+      grownK.set(this.k);
+      grownV.set(this.v);
+      this.kData = grownK;
+      this.vData = grownV;
+    }
+    this.kData.set(k, this.cached * row);
+    this.vData.set(v, this.cached * row);
+    this.cached = length;
   }
 
   truncate(length: number): void {
@@ -151,8 +176,7 @@ class CpuOps implements Ops {
     const [tokens, heads, headDim] = q.shape as [number, number, number];
     const { kvHeads } = store.options;
     store.append(f32(k), f32(v));
-    const used = store.length * kvHeads * headDim;
-    const out = attentionFast(f32(q), store.k.subarray(0, used), store.v.subarray(0, used), {
+    const out = attentionFast(f32(q), store.k, store.v, {
       tokens, heads, kvHeads, headDim, startPos: store.length - tokens, scale,
     });
     return tensor(out, q.shape);
