@@ -5,6 +5,7 @@ import {
   FRAME_HEADER_BYTES,
   FrameReassembler,
   encodeFrame,
+  packFrames,
   type Frame,
 } from '../client/protocol/index.ts';
 import { mulberry32, randomBytes } from './helpers/random.ts';
@@ -71,7 +72,9 @@ describe('frame codec', () => {
     const zeroType = good.slice();
     zeroType[1] = 0;
     const flags = good.slice();
-    flags[2] = 1;
+    flags[2] = 2;
+    const packedFlag = good.slice();
+    packedFlag[2] = 1; // PACKED is for pushMessage; push takes plain chunks only
     const huge = encodeFrame(16, 2, new Uint8Array(2000), 4096)[0]!;
     const overrun = good.slice();
     new DataView(overrun.buffer).setUint32(8, 2, true);
@@ -79,6 +82,7 @@ describe('frame codec', () => {
     expect(codeOf(() => r.push(badMagic))).toBe('ERR_FRAME_MALFORMED');
     expect(codeOf(() => r.push(zeroType))).toBe('ERR_FRAME_MALFORMED');
     expect(codeOf(() => r.push(flags))).toBe('ERR_FRAME_MALFORMED');
+    expect(codeOf(() => r.push(packedFlag))).toBe('ERR_FRAME_MALFORMED');
     expect(codeOf(() => r.push(huge))).toBe('ERR_FRAME_TOO_LARGE');
     expect(codeOf(() => r.push(overrun))).toBe('ERR_FRAME_OVERRUN');
     const [first] = encodeFrame(16, 3, new Uint8Array(100), 40);
@@ -108,6 +112,62 @@ describe('frame codec', () => {
       }
     }
     expect(frames).toBeGreaterThan(100);
+    expect(errors).toBeGreaterThan(100);
+  });
+
+  it('carries whole frames packed into one message, in order, and names a bad part after the good ones', () => {
+    const r = new FrameReassembler(1000);
+    const frames = [encodeFrame(16, 1, new Uint8Array([1, 2]), 64)[0]!, encodeFrame(3, 2, new Uint8Array(0), 64)[0]!, encodeFrame(17, 3, new Uint8Array(40).fill(7), 64)[0]!];
+    const packed = packFrames(frames);
+    expect(packed.byteLength).toBe(frames.reduce((n, f) => n + f.byteLength, 0));
+    const got: Frame[] = [];
+    r.pushMessage(packed, (f) => got.push(f));
+    expect(got.map((f) => [f.type, f.id, f.payload.byteLength])).toEqual([[16, 1, 2], [3, 2, 0], [17, 3, 40]]);
+    expect(got[2]!.payload.every((b) => b === 7)).toBe(true);
+    // A plain chunk through pushMessage is one frame, as with push.
+    got.length = 0;
+    r.pushMessage(frames[0]!, (f) => got.push(f));
+    expect(got).toHaveLength(1);
+
+    // Only whole frames pack.
+    const [part] = encodeFrame(16, 4, new Uint8Array(100), 40);
+    expect(codeOf(() => packFrames([frames[0]!, part!]))).toBe('ERR_INVALID_ARGUMENT');
+    // Cut short: the frames before the cut are handed on, then the error is named.
+    got.length = 0;
+    expect(codeOf(() => r.pushMessage(packed.subarray(0, packed.byteLength - 5), (f) => got.push(f)))).toBe('ERR_FRAME_MALFORMED');
+    expect(got).toHaveLength(2);
+    // A plain chunk inside a packed message, a packed message inside a chunked frame.
+    const mixed = packed.slice();
+    mixed[frames[0]!.byteLength + 2] = 0;
+    expect(codeOf(() => r.pushMessage(mixed, () => {}))).toBe('ERR_FRAME_MALFORMED');
+    r.push(part!);
+    expect(codeOf(() => r.pushMessage(packed, () => {}))).toBe('ERR_FRAME_INTERLEAVED');
+    // Recovers for the next message.
+    got.length = 0;
+    r.pushMessage(packed, (f) => got.push(f));
+    expect(got).toHaveLength(3);
+  });
+
+  it('never throws anything but a named error on seeded random and mutated packed messages', () => {
+    const rand = mulberry32(77);
+    const r = new FrameReassembler(1 << 20);
+    let frames = 0;
+    let errors = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const parts = Array.from({ length: 1 + Math.floor(rand() * 4) }, (_, j) => encodeFrame(1 + Math.floor(rand() * 255), i * 8 + j, randomBytes(rand, Math.floor(rand() * 60)), 256)[0]!);
+      let message: Uint8Array = packFrames(parts);
+      const mutation = Math.floor(rand() * 3);
+      if (mutation === 0) message[Math.floor(rand() * message.length)] = Math.floor(rand() * 256);
+      else if (mutation === 1) message = message.subarray(0, Math.floor(rand() * message.length));
+      try {
+        r.pushMessage(message, () => frames++);
+      } catch (err) {
+        expect(err).toBeInstanceOf(AigridError);
+        expect(ERROR_CODES).toContain((err as AigridError).code);
+        errors++;
+      }
+    }
+    expect(frames).toBeGreaterThan(1000);
     expect(errors).toBeGreaterThan(100);
   });
 });

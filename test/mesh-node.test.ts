@@ -1,4 +1,4 @@
-// The mesh between Node peers (@roamhq/wrtc): glare, fan-out limits, backpressure, bad frames,
+// The mesh between Node peers (@roamhq/wrtc): glare, fan-out limits, backpressure, packing, bad frames,
 // the destroy path, and reconnection to a restarted signaling server.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Mesh, type PeerLink } from '../client/mesh/index.ts';
@@ -107,6 +107,25 @@ describe('Node mesh', () => {
     expect(sum).toBe(frames.reduce((s, f, i) => s + Math.ceil(f.byteLength / 4096) * (i + 1), 0));
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(SEND_HIGH_WATER_BYTES + link.chunkBytes);
+  });
+
+  it('packs small frames sent together into one channel message, keeping their order around a large one', async () => {
+    const a = await join('packing');
+    const b = await join('packing');
+    await waitFor(() => a.peers().length === 1, 5000, 'a sees b');
+    const link = await a.connect(b.peerId);
+    await waitFor(() => b.link(a.peerId)?.open === true, 5000, 'b has the link');
+    let messages = 0;
+    (b.link(a.peerId) as unknown as { peer: { on(e: 'data', fn: () => void): void } }).peer.on('data', () => messages++);
+    const got: number[] = [];
+    b.on('frame', (_from, f) => got.push(f.payload[0]!));
+    // 40 small frames, one that spans several messages, then 40 more: all sent in one run.
+    const sizes = [...Array<number>(40).fill(100), 3 * link.chunkBytes, ...Array<number>(40).fill(100)];
+    await Promise.all(sizes.map((n, i) => link.send(FrameType.data, new Uint8Array(n).fill(i))));
+    await waitFor(() => got.length === sizes.length, 10_000, 'every frame arrived');
+    expect(got).toEqual(sizes.map((_, i) => i));
+    // Each run of small frames is one message; the large one takes four (its own three and a bit).
+    expect(messages).toBeLessThanOrEqual(6);
   });
 
   it('answers a malformed frame with a named error and keeps the link', async () => {

@@ -1,5 +1,8 @@
 // One WebRTC connection to one remote peer: simple-peer underneath, binary frames on top, with
-// chunking to the channel's message size and backpressure on its bufferedAmount.
+// chunking to the channel's message size and backpressure on its bufferedAmount. Frames sent in one
+// synchronous run leave as one packed message where they fit (a channel send, and in Node even a
+// bufferedAmount read, is a blocking call into the WebRTC thread, costing far more than its bytes),
+// and bufferedAmount is read only when the bytes sent since the last read could pass the high mark.
 import './browser-globals.ts';
 import SimplePeer from 'simple-peer';
 import { EventEmitter } from 'events';
@@ -13,6 +16,8 @@ import {
   SEND_HIGH_WATER_BYTES,
   SEND_LOW_WATER_BYTES,
   encodeFrame,
+  isWholeFrame,
+  packFrames,
   type Frame,
   type SignalData,
 } from '../protocol/index.ts';
@@ -47,6 +52,8 @@ interface ChannelLike {
 
 interface QueuedFrame {
   chunks: Uint8Array[];
+  /** One chunk holding the whole frame (packable), as queued. */
+  whole: boolean;
   resolve: () => void;
   reject: (err: AigridError) => void;
 }
@@ -58,6 +65,9 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private readonly reassembler: FrameReassembler;
   private readonly queue: QueuedFrame[] = [];
   private pumping = false;
+  private pumpQueued = false;
+  /** bufferedAmount when last read plus the bytes sent since: never below the real amount. */
+  private bufferedAtMost = 0;
   private nextFrameId = 1;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private pings = new Map<number, { start: number; resolve: (ms: number) => void; reject: (err: AigridError) => void }>();
@@ -134,8 +144,8 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this._closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', `link to ${this.remoteId} is closed`));
     const chunks = encodeFrame(type, this.nextFrameId++, payload, this.chunkBytes);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ chunks, resolve, reject });
-      if (this._open) void this.pump();
+      this.queue.push({ chunks, whole: chunks.length === 1 && isWholeFrame(chunks[0]!), resolve, reject });
+      if (this._open) this.pumpSoon();
     });
   }
 
@@ -176,14 +186,19 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   }
 
   private onChunk(chunk: Uint8Array): void {
-    let frame: Frame | null;
+    // Frames before a bad part of a packed message still count; the error is reported after them.
+    const frames: Frame[] = [];
+    let error: AigridError | undefined;
     try {
-      frame = this.reassembler.push(chunk);
+      this.reassembler.pushMessage(chunk, (frame) => frames.push(frame));
     } catch (err) {
-      this.emit('frameError', err as AigridError);
-      return;
+      error = err as AigridError;
     }
-    if (!frame) return;
+    for (const frame of frames) this.deliver(frame);
+    if (error) this.emit('frameError', error);
+  }
+
+  private deliver(frame: Frame): void {
     if (frame.type === FrameType.ping) {
       this.send(FrameType.pong, frame.payload).catch(() => {});
     } else if (frame.type === FrameType.pong && frame.payload.byteLength === 4) {
@@ -221,22 +236,58 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     });
   }
 
+  /** Pumps on the next microtask, so that the frames sent in this synchronous run can be packed. */
+  private pumpSoon(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      void this.pump();
+    });
+  }
+
+  /** Waits until the channel buffers at most the high mark (reading it only when it might not). */
+  private async room(): Promise<void> {
+    while (this.bufferedAtMost > SEND_HIGH_WATER_BYTES && !this._closed) {
+      this.bufferedAtMost = this.peer.bufferSize;
+      if (this.bufferedAtMost > SEND_HIGH_WATER_BYTES) await this.drained();
+    }
+  }
+
+  /** The queued frames from the head on that go as one message: several whole ones when they fit. */
+  private nextMessage(): { frames: QueuedFrame[]; bytes: Uint8Array } {
+    const head = this.queue[0]!;
+    const frames = [head];
+    if (head.whole) {
+      let size = head.chunks[0]!.byteLength;
+      for (let i = 1; i < this.queue.length; i++) {
+        const next = this.queue[i]!;
+        if (!next.whole || size + next.chunks[0]!.byteLength > this.chunkBytes) break;
+        size += next.chunks[0]!.byteLength;
+        frames.push(next);
+      }
+    }
+    if (frames.length > 1) return { frames, bytes: packFrames(frames.map((f) => f.chunks[0]!)) };
+    return { frames: head.chunks.length === 1 ? frames : [], bytes: head.chunks[0]! };
+  }
+
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
     try {
       while (this.queue.length > 0 && !this._closed) {
-        const head = this.queue[0]!;
-        while (head.chunks.length > 0 && !this._closed) {
-          if (this.peer.bufferSize > SEND_HIGH_WATER_BYTES) {
-            await this.drained();
-            continue;
-          }
-          this.peer.send(head.chunks.shift()!);
-        }
+        await this.room();
         if (this._closed) break;
-        this.queue.shift();
-        head.resolve();
+        // `done` holds the frames this message completes (none for a chunk that is not a frame's last).
+        const { frames: done, bytes } = this.nextMessage();
+        this.peer.send(bytes);
+        this.bufferedAtMost += bytes.byteLength;
+        if (done.length === 0) {
+          this.queue[0]!.chunks.shift();
+          continue;
+        }
+        this.queue.splice(0, done.length);
+        for (const f of done) f.resolve();
       }
     } catch (err) {
       this.destroy(new AigridError('ERR_CONNECTION_FAILED', `send to ${this.remoteId} failed: ${(err as Error).message}`));

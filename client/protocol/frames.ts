@@ -1,11 +1,14 @@
 // Binary frames on WebRTC data channels: a 12-byte header tagged with a type number, then payload.
 // A frame larger than one channel message is split into chunks that each carry the same header;
 // channels are ordered and reliable, so chunks of one frame arrive contiguous and in order.
+// Several small whole frames may travel as one channel message (packFrames), each flagged PACKED:
+// a data-channel send costs far more than its bytes (a blocking call into the WebRTC thread in
+// Node), so the decode steps of a batch leave a peer as one message.
 //
 // Header (little endian):
 //   0  u8  magic (FRAME_MAGIC: frame format version)
 //   1  u8  frame type (FrameType; 0 is invalid)
-//   2  u8  flags (none defined yet; must be 0)
+//   2  u8  flags (FRAME_FLAG_PACKED or 0; other bits are refused)
 //   3  u8  reserved (0)
 //   4  u32 frame id (per sender, wraps)
 //   8  u32 payload length of the whole frame
@@ -27,6 +30,9 @@ export const FrameType = {
 } as const;
 
 export type FrameTypeNumber = number;
+
+/** Header flag: the frame is whole and shares its channel message with others (packFrames). */
+export const FRAME_FLAG_PACKED = 0x01;
 
 export interface Frame {
   type: FrameTypeNumber;
@@ -66,6 +72,24 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array, chunk
   return chunks;
 }
 
+/** True when `chunk` (from encodeFrame) is a whole frame, which packFrames can take. */
+export function isWholeFrame(chunk: Uint8Array): boolean {
+  return chunk.byteLength >= FRAME_HEADER_BYTES && new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength).getUint32(8, true) === chunk.byteLength - FRAME_HEADER_BYTES;
+}
+
+/** One channel message carrying whole frames back to back, each flagged PACKED. */
+export function packFrames(frames: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(frames.reduce((n, f) => n + f.byteLength, 0));
+  let at = 0;
+  for (const f of frames) {
+    if (!isWholeFrame(f)) throw new AigridError('ERR_INVALID_ARGUMENT', 'packFrames takes whole frames only');
+    out.set(f, at);
+    out[at + 2] = FRAME_FLAG_PACKED;
+    at += f.byteLength;
+  }
+  return out;
+}
+
 interface Partial {
   type: number;
   id: number;
@@ -90,14 +114,45 @@ export class FrameReassembler {
 
   push(message: Uint8Array): Frame | null {
     try {
-      return this.accept(message);
+      return this.accept(message, false);
     } catch (err) {
       this.partial = null;
       throw err;
     }
   }
 
-  private accept(message: Uint8Array): Frame | null {
+  /**
+   * Hands every frame one channel message completes to `onFrame`, in order: none or one for a
+   * chunk, several for a packed message. Throws like push() at the first bad part; the frames
+   * before it have been handed on.
+   */
+  pushMessage(message: Uint8Array, onFrame: (frame: Frame) => void): void {
+    if (message.byteLength < FRAME_HEADER_BYTES || message[2] !== FRAME_FLAG_PACKED) {
+      const frame = this.push(message);
+      if (frame) onFrame(frame);
+      return;
+    }
+    try {
+      for (let at = 0; at < message.byteLength; ) {
+        const rest = message.subarray(at);
+        if (rest.byteLength < FRAME_HEADER_BYTES) {
+          throw new AigridError('ERR_FRAME_MALFORMED', `packed message ends in ${rest.byteLength} bytes, shorter than a header`);
+        }
+        const total = new DataView(rest.buffer, rest.byteOffset, rest.byteLength).getUint32(8, true);
+        if (total > rest.byteLength - FRAME_HEADER_BYTES) {
+          throw new AigridError('ERR_FRAME_MALFORMED', `packed frame of ${total} bytes runs past its message`);
+        }
+        onFrame(this.accept(rest.subarray(0, FRAME_HEADER_BYTES + total), true)!);
+        at += FRAME_HEADER_BYTES + total;
+      }
+    } catch (err) {
+      this.partial = null;
+      throw err;
+    }
+  }
+
+  /** One chunk; `packed`: a whole frame from a packed message. */
+  private accept(message: Uint8Array, packed: boolean): Frame | null {
     if (message.byteLength < FRAME_HEADER_BYTES) {
       throw new AigridError('ERR_FRAME_MALFORMED', `chunk of ${message.byteLength} bytes is shorter than the header`);
     }
@@ -106,8 +161,11 @@ export class FrameReassembler {
     const type = message[1]!;
     if (magic !== FRAME_MAGIC) throw new AigridError('ERR_FRAME_MALFORMED', `bad magic 0x${magic.toString(16)}`);
     if (type === 0) throw new AigridError('ERR_FRAME_MALFORMED', 'frame type 0 is invalid');
-    if (message[2] !== 0 || message[3] !== 0) {
+    if (message[2] !== (packed ? FRAME_FLAG_PACKED : 0) || message[3] !== 0) {
       throw new AigridError('ERR_FRAME_MALFORMED', 'unknown flags or reserved bits set');
+    }
+    if (packed && this.partial) {
+      throw new AigridError('ERR_FRAME_INTERLEAVED', `a packed frame arrived inside frame ${this.partial.id}`);
     }
     const id = view.getUint32(4, true);
     const total = view.getUint32(8, true);
