@@ -1,11 +1,12 @@
 // The CPU backend's fast linear (WebAssembly SIMD and blocked JS) and attention against the plain
-// references, and its growing KV store.
+// references, the kernels' weight layout read back as rows, and the growing KV store.
 import { describe, expect, it } from 'vitest';
 import { attentionRef } from '../kernels/cpu/attention.ts';
 import { linearRef } from '../kernels/cpu/matmul.ts';
 import { attentionFast } from '../client/model/backend/cpu-attention.ts';
 import { CpuBackend, CpuKvStore } from '../client/model/backend/cpu.ts';
-import { linearBlocked, linearFast, placeWeight, releaseWeight, simdLinearAvailable } from '../client/model/backend/cpu-linear.ts';
+import { gatherRows, linearBlocked, linearFast, placeWeight, releaseWeight, simdLinearAvailable } from '../client/model/backend/cpu-linear.ts';
+import { embeddingRef } from '../kernels/cpu/embedding.ts';
 import { mulberry32 } from './helpers/random.ts';
 
 function randomArray(rand: () => number, n: number): Float32Array {
@@ -71,6 +72,40 @@ describe('cpu linear', () => {
       expect(maxError(linearFast(x, M, K, simd, N), want, K), `[${M}, ${K}] x [${N}, ${K}]`).toBeLessThan(2e-6);
       expect(linearFast(x, M, K, js, N)).toEqual(want);
       releaseWeight(simd);
+    }
+  });
+
+  it('gives each row the same bits alone as in a batch of any size', () => {
+    const rand = mulberry32(13);
+    for (const [K, N] of [[64, 130], [576, 61], [12, 7]] as const) {
+      const values = randomArray(rand, N * K);
+      const w = placeWeight(values, N, K);
+      const x = randomArray(rand, 11 * K);
+      const alone = Array.from({ length: 11 }, (_, m) => linearFast(x.subarray(m * K, (m + 1) * K), 1, K, w, N));
+      for (const M of [2, 3, 4, 5, 8, 11]) {
+        const batch = linearFast(x.subarray(0, M * K), M, K, w, N);
+        for (let m = 0; m < M; m++) expect(batch.subarray(m * N, (m + 1) * N), `row ${m} of ${M}, [${N}, ${K}]`).toEqual(alone[m]);
+      }
+      releaseWeight(w);
+    }
+  });
+
+  it('reads rows of a placed weight back in their order (tied embeddings)', async () => {
+    const rand = mulberry32(17);
+    for (const [N, K] of [[9, 8], [10, 64], [1, 4]] as const) {
+      const values = randomArray(rand, N * K);
+      const ids = Uint32Array.from([N - 1, 0, N + 3, Math.floor(N / 2), N - 1]);
+      const want = embeddingRef(ids, values, N, K);
+      const placed = placeWeight(values.slice(), N, K);
+      expect(placed.addr).not.toBe(0);
+      expect(gatherRows(placed, N, K, ids)).toEqual(want);
+      expect(gatherRows(placeWeight(values.slice(), N, K, { simd: false }), N, K, ids)).toEqual(want);
+      // Through the backend: a weight shared as a table.
+      const backend = new CpuBackend();
+      const w = backend.weight(values.slice(), [N, K], 'f32', 'tied');
+      const table = backend.tableOf(w)!;
+      expect(await backend.run((ops) => ops.embedding(ops.indices(ids), table))).toEqual(want);
+      releaseWeight(placed);
     }
   });
 

@@ -3,12 +3,13 @@
 //
 // Two implementations:
 // - SIMD: WebAssembly f32x4 kernels (wasm-linear.ts) over weights kept in one shared WebAssembly
-//   memory (the "SIMD heap"). Blocks of up to 4 rows of x go through the weight rows together, one
-//   weight row after another (a sequential read, the fastest way through weights larger than the
-//   caches), and for more than 4 rows the weights are walked in tiles that stay in cache while
-//   every block reads them, so a batch of M rows reads each weight from memory once. Sums are f32
-//   (as on the GPU), four lanes added at the end, the same for a row alone or in a batch; results
-//   differ from linearRef by rounding only.
+//   memory (the "SIMD heap"), in pairs of rows interleaved by groups of four values (the last row
+//   alone when N is odd), so that a kernel reads two weight rows as one sequential stream. Blocks
+//   of up to 4 rows of x (interleaved the same way) go through the weight pairs together, and for
+//   more than 4 rows the weights are walked in tiles that stay in cache while every block reads
+//   them, so a batch of M rows reads each weight from memory once. Sums are f32 (as on the GPU),
+//   four lanes added at the end, the same for a row alone or in a batch; results differ from
+//   linearRef by rounding only.
 // - Blocked JS, where WebAssembly SIMD or shared memory is missing, or K is not a multiple of 4:
 //   4 rows x 2 weight rows (or 1 x 4) per pass over K, each sum in f64 in linearRef's order, so the
 //   result is bit-identical to linearRef.
@@ -20,7 +21,7 @@ const ALIGN = 64;
 /** Bytes of weight rows one tile holds: every row block reads a tile while it is in cache. */
 const TILE_BYTES = 128 * 1024;
 
-type Kernel = (x: number, K: number, w: number, N: number, out: number, blocks: number) => void;
+type Kernel = (x: number, w: number, out: number, N: number, K: number, blocks: number) => void;
 
 /** First-fit allocator over the shared memory; blocks are ALIGN-aligned, address 0 is never used. */
 class SimdHeap {
@@ -141,15 +142,29 @@ const finalizer = typeof FinalizationRegistry === 'function' ? new FinalizationR
 
 /** A weight's values where the fast linear reads them. */
 export interface LinearWeight {
-  /** [N, K] row-major; a view into the SIMD heap when `addr` is not 0. */
+  /**
+   * [N, K] values: row-major in a plain array (`addr` 0), else a view into the SIMD heap in the
+   * kernels' layout (rows in interleaved pairs); gatherRows reads rows of either.
+   */
   readonly values: Float32Array;
   /** Byte address in the SIMD heap, or 0 for a plain array. */
   readonly addr: number;
 }
 
+/** Rows r and r + 1 of src [N, K] into dst at `at`, interleaved by groups of four (K % 4 == 0). */
+function interleavePair(src: Float32Array, r: number, K: number, dst: Float32Array, at: number): void {
+  const a = r * K;
+  const b = a + K;
+  for (let k = 0; k < K; k += 4, at += 8) {
+    dst[at] = src[a + k]!; dst[at + 1] = src[a + k + 1]!; dst[at + 2] = src[a + k + 2]!; dst[at + 3] = src[a + k + 3]!;
+    dst[at + 4] = src[b + k]!; dst[at + 5] = src[b + k + 1]!; dst[at + 6] = src[b + k + 2]!; dst[at + 7] = src[b + k + 3]!;
+  }
+}
+
 /**
- * Places a weight's values [N, K] for `linearFast`: copied into the SIMD heap when there is one (the
- * view is freed when it is garbage-collected, or earlier by `releaseWeight`), else kept as given.
+ * Places a weight's values [N, K] for `linearFast`: copied into the SIMD heap in the kernels' layout
+ * when there is one (the view is freed when it is garbage-collected, or earlier by
+ * `releaseWeight`), else kept as given.
  */
 export function placeWeight(values: Float32Array, N: number, K: number, options: { simd?: boolean } = {}): LinearWeight {
   if (values.length !== N * K) throw new AigridError('ERR_SHAPE_MISMATCH', `placeWeight: ${values.length} values for [${N}, ${K}]`);
@@ -158,7 +173,9 @@ export function placeWeight(values: Float32Array, N: number, K: number, options:
   const addr = h.alloc(values.byteLength);
   if (!addr) return { values, addr: 0 }; // heap full: this weight stays in JS
   const view = new Float32Array(h.memory.buffer, addr, values.length);
-  view.set(values);
+  const paired = N - (N % 2);
+  for (let r = 0; r < paired; r += 2) interleavePair(values, r, K, view, r * K);
+  if (paired < N) view.set(values.subarray(paired * K), paired * K);
   finalizer?.register(view, addr, view);
   return { values: view, addr };
 }
@@ -168,6 +185,32 @@ export function releaseWeight(w: LinearWeight): void {
   if (!w.addr || !heap) return;
   finalizer?.unregister(w.values);
   heap.release(w.addr);
+}
+
+/** Rows `ids` of a placed weight [N, K], as [ids.length, K]; an id from N on gives a zero row (as embeddingRef). */
+export function gatherRows(w: LinearWeight, N: number, K: number, ids: Uint32Array): Float32Array {
+  const out = new Float32Array(ids.length * K);
+  const paired = w.addr ? N - (N % 2) : 0;
+  ids.forEach((id, t) => {
+    if (id >= N) return;
+    if (id >= paired) {
+      out.set(w.values.subarray(id * K, (id + 1) * K), t * K);
+      return;
+    }
+    const base = (id - (id % 2)) * K + (id % 2) * 4;
+    for (let k = 0; k < K; k += 4) out.set(w.values.subarray(base + 2 * k, base + 2 * k + 4), t * K + k);
+  });
+  return out;
+}
+
+/** Rows [m, m + mb) of x [M, K] into the heap at float index `at`, interleaved by groups of four. */
+function interleaveRows(x: Float32Array, m: number, mb: number, K: number, dst: Float32Array, at: number): void {
+  for (let i = 0; i < mb; i++) {
+    const src = (m + i) * K;
+    for (let k = 0, d = at + 4 * i; k < K; k += 4, d += 4 * mb) {
+      dst[d] = x[src + k]!; dst[d + 1] = x[src + k + 1]!; dst[d + 2] = x[src + k + 2]!; dst[d + 3] = x[src + k + 3]!;
+    }
+  }
 }
 
 /** out [M, N] = x [M, K] · wᵀ, w placed by placeWeight. */
@@ -181,15 +224,21 @@ export function linearFast(x: Float32Array, M: number, K: number, w: LinearWeigh
   const xAddr = scratch;
   const outAddr = scratch + M * K * 4;
   const buffer = h.memory.buffer;
-  new Float32Array(buffer, xAddr, M * K).set(x);
+  const xs = new Float32Array(buffer, xAddr, M * K);
+  for (let m = 0; m < M; m += 4) interleaveRows(x, m, Math.min(4, M - m), K, xs, m * K);
   const rowBytes = K * 4;
+  const paired = N - (N % 2);
   // One row block reads the weights once anyway; several share each tile while it is in cache.
-  const tileRows = M <= 4 ? N : Math.max(4, Math.floor(TILE_BYTES / rowBytes / 4) * 4);
-  for (let n0 = 0; n0 < N; n0 += tileRows) {
-    const cols = Math.min(tileRows, N - n0);
+  const tileRows = M <= 4 ? paired : Math.max(2, Math.floor(TILE_BYTES / rowBytes / 2) * 2);
+  for (let n0 = 0; n0 < paired; n0 += tileRows) {
+    const pairs = Math.min(tileRows, paired - n0) / 2;
     for (let m = 0; m < M; m += 4) {
-      const mb = Math.min(4, M - m);
-      h.kernel(mb, 1)(xAddr + m * rowBytes, K, w.addr + n0 * rowBytes, N, outAddr + (m * N + n0) * 4, cols);
+      h.kernel(Math.min(4, M - m), 2)(xAddr + m * rowBytes, w.addr + n0 * rowBytes, outAddr + (m * N + n0) * 4, N, K, pairs);
+    }
+  }
+  if (paired < N) {
+    for (let m = 0; m < M; m += 4) {
+      h.kernel(Math.min(4, M - m), 1)(xAddr + m * rowBytes, w.addr + paired * rowBytes, outAddr + (m * N + paired) * 4, N, K, 1);
     }
   }
   return new Float32Array(buffer, outAddr, M * N).slice();

@@ -10,7 +10,7 @@ import { ropeRef } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
 import { attentionFast } from './cpu-attention.ts';
-import { linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
+import { gatherRows, linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
 import { rowSize } from './rows.ts';
 import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
 
@@ -19,8 +19,13 @@ export interface CpuTensor extends Tensor {
 }
 
 export interface CpuWeight extends Weight, LinearWeight {
-  /** [N, K] values as stored (in the SIMD heap when `addr` is not 0). */
+  /** [N, K] values as stored (in the SIMD heap, in the kernels' layout, when `addr` is not 0). */
   readonly values: Float32Array;
+}
+
+/** A table that reads a weight's storage (tied embeddings): rows come through gatherRows. */
+interface WeightTable extends CpuTensor {
+  readonly weight: CpuWeight;
 }
 
 /** Weights whose storage a table shares (tied embeddings): freed only when both are unreachable. */
@@ -201,6 +206,8 @@ class CpuOps implements Ops {
   embedding(ids: Tensor, table: Table): Tensor {
     const [rows, width] = table.shape as [number, number];
     const idList = u32(ids);
+    const weight = (table as Partial<WeightTable>).weight;
+    if (weight) return tensor(gatherRows(weight, rows, width, idList), [idList.length, width]);
     return tensor(embeddingRef(idList, f32(table as CpuTensor), rows, width), [idList.length, width]);
   }
 
@@ -229,7 +236,8 @@ export class CpuBackend implements Backend {
     // Like the GPU: f32 and f16 weights are readable as tables, quantized ones are not.
     if (weight.dtype !== 'f32' && weight.dtype !== 'f16') return null;
     shared.add(weight);
-    return tensor((weight as CpuWeight).values, weight.shape);
+    const table: WeightTable = { ...tensor((weight as CpuWeight).values, weight.shape), weight: weight as CpuWeight };
+    return table;
   }
 
   kvBytes(options: KvStoreOptions): number {

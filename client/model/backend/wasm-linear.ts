@@ -1,19 +1,24 @@
 // The bytes of a small WebAssembly module with SIMD (f32x4) linear kernels for the CPU backend,
 // written out by hand here so that no toolchain is needed. Each kernel computes a block of MB rows
-// of x against NB weight rows at a time, so every weight vector loaded serves MB rows and every x
-// vector NB weight rows, with MB x NB f32x4 accumulators held in registers. The CPU backend uses
-// NB = 1: weights far larger than the caches stream fastest as one sequential read (measured on
-// an AMD EPYC under KVM: [61440, 576] f32, one row: 1 x 1 in 7 ms, 1 x 4 in 15 ms, 1 x 8 in 13 ms;
-// eight rows: 4 x 1 in 22-26 ms, 4 x 2 in 31 ms), although 4 x 2 is faster on weights in cache.
+// of x against NB weight rows at a time, with MB x NB f32x4 accumulators held in registers, so
+// every weight vector loaded serves MB rows and every x vector NB weight rows.
 //
-// Kernel `k{MB}x{NB}(x, K, w, N, out, blocks)`, all byte addresses in the imported memory:
+// Both operands are interleaved by groups of four values, so that each kernel reads one sequential
+// stream of each: x as [x0[0..4], x1[0..4], .., x{MB-1}[0..4], x0[4..8], ..] (interleaveRows) and
+// each block of NB weight rows the same way (cpu-linear.ts places weights in pairs so). Reading two
+// row-major weight rows side by side instead was 2.5x slower than one from memory (measured on an
+// AMD EPYC under KVM), while from one stream two rows at a time run faster than one: [61440, 576]
+// f32, in cache, 1 x 1 6.3 ms, 1 x 2 3.7 ms, 4 x 1 9.2 ms, 4 x 2 6.7 ms.
+//
+// Kernel `k{MB}x{NB}(x, w, out, N, K, blocks)`, all byte addresses in the imported memory, K a
+// multiple of 4 (at least 4):
 //   for b in [0, blocks), i in [0, MB), j in [0, NB):
-//     out[i * N + b * NB + j] = sum over k in [0, K & ~3) of x[i * K + k] * w[(b * NB + j) * K + k]
-// Sums are f32, four lanes each, added across lanes at the end. Callers pass K a multiple of 4
-// (columns from K & ~3 on are not read).
+//     out[i * N + b * NB + j] = sum over k in [0, K) of x_i[k] * w_{b * NB + j}[k]
+// Each sum is four f32 lanes (lane l adds the products of k = l, l + 4, .. in order), then
+// (lane 0 + lane 1) + (lane 2 + lane 3): the same for a row alone or in a batch, whatever MB and NB.
 
 /** The kernel shapes the module exports, as [MB, NB]. */
-export const KERNELS: readonly (readonly [number, number])[] = [[4, 1], [3, 1], [2, 1], [1, 1]];
+export const KERNELS: readonly (readonly [number, number])[] = [1, 2, 3, 4].flatMap((mb) => [[mb, 1], [mb, 2]] as const);
 
 export const kernelName = (mb: number, nb: number) => `k${mb}x${nb}`;
 
@@ -45,20 +50,17 @@ const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...bo
 // Opcodes used below.
 const I32 = 0x7f, V128 = 0x7b;
 const BLOCK = 0x02, LOOP = 0x03, VOID = 0x40, END = 0x0b, BR = 0x0c, BR_IF = 0x0d;
-const LOCAL_GET = 0x20, LOCAL_SET = 0x21, I32_CONST = 0x41;
-const I32_GE_S = 0x4e, I32_ADD = 0x6a, I32_MUL = 0x6c, I32_AND = 0x71;
+const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22, I32_CONST = 0x41;
+const I32_NE = 0x47, I32_GE_S = 0x4e, I32_ADD = 0x6a, I32_MUL = 0x6c;
 const F32_STORE = 0x38, F32_ADD = 0x92;
 const SIMD = 0xfd, V128_LOAD = 0, V128_CONST = 12, F32X4_EXTRACT_LANE = 31, F32X4_ADD = 228, F32X4_MUL = 230;
 
 function kernelBody(MB: number, NB: number): number[] {
-  // Parameters: 0 x, 1 K, 2 w, 3 N, 4 out, 5 blocks. i32 locals follow, then v128 locals.
-  const X = 0, K = 1, W = 2, N = 3, OUT = 4, BLOCKS = 5;
+  // Parameters: 0 x, 1 w, 2 out, 3 N, 4 K, 5 blocks. i32 locals follow, then v128 locals.
+  const X = 0, W = 1, OUT = 2, N = 3, K = 4, BLOCKS = 5;
   let next = 6;
   const i32 = () => next++;
-  const rowBytes = i32(), vecBytes = i32(), k = i32(), b = i32();
-  const xRow = Array.from({ length: MB }, i32);
-  const outRow = Array.from({ length: MB }, i32);
-  const wRow = Array.from({ length: NB }, i32);
+  const xk = i32(), wk = i32(), xEnd = i32(), b = i32(), outP = i32(), rowOut = i32();
   const i32Count = next - 6;
   const v128 = () => next++;
   const acc = Array.from({ length: MB * NB }, v128);
@@ -71,20 +73,22 @@ function kernelBody(MB: number, NB: number): number[] {
   const set = (i: number) => c.push(LOCAL_SET, ...uleb(i));
   const constant = (v: number) => c.push(I32_CONST, ...sleb(v));
   const simd = (op: number) => c.push(SIMD, ...uleb(op));
-  /** local = base + step * i */
-  const offset = (local: number, base: number, step: number, i: number) => {
-    get(base);
-    get(step);
-    constant(i);
-    c.push(I32_MUL, I32_ADD);
-    set(local);
+  /** v128.load at local + offset (align 2^4). */
+  const load = (local: number, offset: number) => {
+    get(local);
+    simd(V128_LOAD);
+    c.push(4, ...uleb(offset));
+  };
+  const add = (local: number, v: number) => {
+    get(local);
+    constant(v);
+    c.push(I32_ADD);
   };
 
-  get(K); constant(4); c.push(I32_MUL); set(rowBytes);
-  get(K); constant(-4); c.push(I32_AND); constant(4); c.push(I32_MUL); set(vecBytes);
-  xRow.forEach((local, i) => offset(local, X, rowBytes, i));
-  outRow.forEach((local, i) => offset(local, OUT, N, 4 * i));
-  wRow.forEach((local, j) => offset(local, W, rowBytes, j));
+  get(N); constant(4); c.push(I32_MUL); set(rowOut);
+  get(K); constant(4 * MB); c.push(I32_MUL); get(X); c.push(I32_ADD); set(xEnd);
+  get(OUT); set(outP);
+  get(W); set(wk); // blocks are contiguous: each block's loop leaves wk at the next one
   constant(0); set(b);
   c.push(BLOCK, VOID, LOOP, VOID);
   {
@@ -94,28 +98,32 @@ function kernelBody(MB: number, NB: number): number[] {
       c.push(...new Array<number>(16).fill(0));
       set(a);
     }
-    constant(0); set(k);
-    c.push(BLOCK, VOID, LOOP, VOID);
+    get(X); set(xk);
+    c.push(LOOP, VOID);
     {
-      get(k); get(vecBytes); c.push(I32_GE_S, BR_IF, 1);
-      wRow.forEach((local, j) => {
-        get(local); get(k); c.push(I32_ADD); simd(V128_LOAD); c.push(0, 0); set(wv[j]!);
+      wv.forEach((v, j) => {
+        load(wk, 16 * j);
+        set(v);
       });
-      xRow.forEach((local, i) => {
-        get(local); get(k); c.push(I32_ADD); simd(V128_LOAD); c.push(0, 0); set(xv);
+      for (let i = 0; i < MB; i++) {
+        load(xk, 16 * i);
+        set(xv);
         for (let j = 0; j < NB; j++) {
           const a = acc[i * NB + j]!;
           get(a); get(xv); get(wv[j]!); simd(F32X4_MUL); simd(F32X4_ADD); set(a);
         }
-      });
-      get(k); constant(16); c.push(I32_ADD); set(k);
-      c.push(BR, 0);
+      }
+      add(wk, 16 * NB); set(wk);
+      add(xk, 16 * MB); c.push(LOCAL_TEE, ...uleb(xk)); get(xEnd); c.push(I32_NE, BR_IF, 0);
     }
-    c.push(END, END);
+    c.push(END);
     for (let i = 0; i < MB; i++) {
       for (let j = 0; j < NB; j++) {
         const a = acc[i * NB + j]!;
-        get(outRow[i]!);
+        get(outP);
+        if (i > 0) {
+          get(rowOut); constant(i); c.push(I32_MUL, I32_ADD);
+        }
         get(a); simd(F32X4_EXTRACT_LANE); c.push(0);
         get(a); simd(F32X4_EXTRACT_LANE); c.push(1, F32_ADD);
         get(a); simd(F32X4_EXTRACT_LANE); c.push(2);
@@ -123,13 +131,8 @@ function kernelBody(MB: number, NB: number): number[] {
         c.push(F32_STORE, 2, ...uleb(4 * j));
       }
     }
-    for (const local of outRow) {
-      get(local); constant(4 * NB); c.push(I32_ADD); set(local);
-    }
-    for (const local of wRow) {
-      get(local); get(rowBytes); constant(NB); c.push(I32_MUL, I32_ADD); set(local);
-    }
-    get(b); constant(1); c.push(I32_ADD); set(b);
+    add(outP, 4 * NB); set(outP);
+    add(b, 1); set(b);
     c.push(BR, 0);
   }
   c.push(END, END, END);
