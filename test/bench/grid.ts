@@ -6,7 +6,8 @@
 // stages run in parallel as on separate machines; the signaling server, the weight server and the
 // client (embedding, head with HeadBatcher, sampler) share this process. Each figure is the median
 // of AIGRID_BENCH_REPEAT runs (default 5). Ends with one line: RESULT {json}.
-// Environment: AIGRID_BENCH_STEPS (decode steps per stream, default 8), AIGRID_BENCH_REPEAT,
+// Environment: AIGRID_BENCH_STEPS (decode steps per stream, default 32: short
+// runs measure little but the ramp and scheduling noise), AIGRID_BENCH_REPEAT,
 // AIGRID_BENCH_BACKEND=webgpu, AIGRID_BENCH_DEBUG=1 (round trips to the peers; per run: CPU use
 // and mean batch of each process), AIGRID_BENCH_PROF=DIR (CPU profiles of every process during the
 // 8-session runs).
@@ -40,7 +41,7 @@ const SPEC: FixtureSpec = {
   vocabSize: 49152, words: 200, vocab: 'chatml-first', maxPositions: 2048, tied: true, eps: 1e-5, ropeTheta: 100000,
   writeHeadDim: false, scales: { embed: 1, proj: 1, head: 24, bias: 0, norm: 0.1 }, seed: 135,
 };
-const DECODE_STEPS = Number(process.env.AIGRID_BENCH_STEPS ?? 8);
+const DECODE_STEPS = Number(process.env.AIGRID_BENCH_STEPS ?? 32);
 /** Runs of each measurement; the table gives their median. */
 const REPEAT = Math.max(1, Number(process.env.AIGRID_BENCH_REPEAT ?? 5));
 /** cpu (default here) or webgpu (Node's adapter through the webgpu package; for machines with a GPU). */
