@@ -16,7 +16,6 @@ import {
   SEND_HIGH_WATER_BYTES,
   SEND_LOW_WATER_BYTES,
   encodeFrame,
-  isWholeFrame,
   packFrames,
   type Frame,
   type SignalData,
@@ -52,7 +51,7 @@ interface ChannelLike {
 
 interface QueuedFrame {
   chunks: Uint8Array[];
-  /** One chunk holding the whole frame (packable), as queued. */
+  /** Queued as one chunk, so the whole frame (packable). */
   whole: boolean;
   resolve: () => void;
   reject: (err: AigridError) => void;
@@ -144,7 +143,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
     if (this._closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', `link to ${this.remoteId} is closed`));
     const chunks = encodeFrame(type, this.nextFrameId++, payload, this.chunkBytes);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ chunks, whole: chunks.length === 1 && isWholeFrame(chunks[0]!), resolve, reject });
+      this.queue.push({ chunks, whole: chunks.length === 1, resolve, reject });
       if (this._open) this.pumpSoon();
     });
   }

@@ -73,7 +73,7 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array, chunk
 }
 
 /** True when `chunk` (from encodeFrame) is a whole frame, which packFrames can take. */
-export function isWholeFrame(chunk: Uint8Array): boolean {
+function isWholeFrame(chunk: Uint8Array): boolean {
   return chunk.byteLength >= FRAME_HEADER_BYTES && new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength).getUint32(8, true) === chunk.byteLength - FRAME_HEADER_BYTES;
 }
 

@@ -151,16 +151,6 @@ export interface LinearWeight {
   readonly addr: number;
 }
 
-/** Rows r and r + 1 of src [N, K] into dst at `at`, interleaved by groups of four (K % 4 == 0). */
-function interleavePair(src: Float32Array, r: number, K: number, dst: Float32Array, at: number): void {
-  const a = r * K;
-  const b = a + K;
-  for (let k = 0; k < K; k += 4, at += 8) {
-    dst[at] = src[a + k]!; dst[at + 1] = src[a + k + 1]!; dst[at + 2] = src[a + k + 2]!; dst[at + 3] = src[a + k + 3]!;
-    dst[at + 4] = src[b + k]!; dst[at + 5] = src[b + k + 1]!; dst[at + 6] = src[b + k + 2]!; dst[at + 7] = src[b + k + 3]!;
-  }
-}
-
 /**
  * Places a weight's values [N, K] for `linearFast`: copied into the SIMD heap in the kernels' layout
  * when there is one (the view is freed when it is garbage-collected, or earlier by
@@ -174,7 +164,7 @@ export function placeWeight(values: Float32Array, N: number, K: number, options:
   if (!addr) return { values, addr: 0 }; // heap full: this weight stays in JS
   const view = new Float32Array(h.memory.buffer, addr, values.length);
   const paired = N - (N % 2);
-  for (let r = 0; r < paired; r += 2) interleavePair(values, r, K, view, r * K);
+  for (let r = 0; r < paired; r += 2) interleaveRows(values, r, 2, K, view, r * K);
   if (paired < N) view.set(values.subarray(paired * K), paired * K);
   finalizer?.register(view, addr, view);
   return { values: view, addr };
@@ -203,7 +193,7 @@ export function gatherRows(w: LinearWeight, N: number, K: number, ids: Uint32Arr
   return out;
 }
 
-/** Rows [m, m + mb) of x [M, K] into the heap at float index `at`, interleaved by groups of four. */
+/** Rows [m, m + mb) of src [·, K] into dst at float index `at`, interleaved by groups of four (x blocks, weight pairs). */
 function interleaveRows(x: Float32Array, m: number, mb: number, K: number, dst: Float32Array, at: number): void {
   for (let i = 0; i < mb; i++) {
     const src = (m + i) * K;
