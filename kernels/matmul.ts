@@ -1,7 +1,8 @@
 // Tiled matrix product for prefill: out[m, col0 + n] = x[m, :] · w[n, :] for many rows of x.
 // Compute-bound: tiles of x and w are staged in workgroup memory and reused by every thread.
 import type { GpuContext } from './context.ts';
-import body from './matmul.wgsl?raw';
+import params from './linear-params.wgsl?raw';
+import matmulBody from './matmul.wgsl?raw';
 import f16Snippet from './matmul_f16.wgsl?raw';
 import f16NativeSnippet from './matmul_f16_native.wgsl?raw';
 import f32Snippet from './matmul_f32.wgsl?raw';
@@ -11,6 +12,9 @@ import { AigridError } from '../client/protocol/index.ts';
 import type { LinearKernelOptions } from './matvec.ts';
 import type { GpuTensor } from './tensor.ts';
 import { checkLinear, linearParams, useNativeF16 } from './weights.ts';
+
+// After the dtype snippet, whose `enable` directive must come first.
+const body = params + matmulBody;
 
 const PATHS = {
   f32: f32Snippet + body,

@@ -4,16 +4,7 @@
 // staged K-major in workgroup memory, so a thread reads its four rows and four columns as one
 // vec4 each. The dtype snippet prepended to this file supplies w, load_w4 and the tile type T.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  // Row stride of out and the first column this weight part writes (parts split N).
-  ldo: u32,
-  col0: u32,
-  // q8 / q4: scales are f16 pairs rather than f32.
-  scaleF16: u32,
-}
+// Params: linear-params.wgsl, prepended.
 
 override WG_M: u32 = 16;
 override WG_N: u32 = 16;

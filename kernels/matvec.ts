@@ -5,14 +5,15 @@
 // pay dearly for barriers, so there each thread computes whole rows alone ('rows').
 import type { AdapterSummary, GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';
-import body from './matvec.wgsl?raw';
+import params from './linear-params.wgsl?raw';
+import matvecBody from './matvec.wgsl?raw';
 import anySnippet from './matvec_any.wgsl?raw';
 import f16Snippet from './matvec_f16.wgsl?raw';
 import f16NativeSnippet from './matvec_f16_native.wgsl?raw';
 import f32Snippet from './matvec_f32.wgsl?raw';
 import q4Snippet from './matvec_q4.wgsl?raw';
 import q8Snippet from './matvec_q8.wgsl?raw';
-import rowsBody from './matvec_rows.wgsl?raw';
+import matvecRowsBody from './matvec_rows.wgsl?raw';
 import rowsQ4Loop from './matvec_rows_q4.wgsl?raw';
 import rowsVec4Loop from './matvec_rows_vec4.wgsl?raw';
 import vec4Loop from './matvec_vec4.wgsl?raw';
@@ -23,6 +24,10 @@ import { checkLinear, linearParams, useNativeF16, type F16Mode, type LinearDims 
  * 'reduce': the dtype snippet, then the row loop, then matvec.wgsl. The vector paths read groups
  * of four elements and need K % 4 == 0 (q4 always has it); `any` reads one element at a time.
  */
+// After the dtype snippet, whose `enable` directive must come first.
+const body = params + matvecBody;
+const rowsBody = params + matvecRowsBody;
+
 const PATHS = {
   f32: f32Snippet + vec4Loop + body,
   f16: f16Snippet + vec4Loop + body,

@@ -3,16 +3,7 @@
 // matvec_any.wgsl, prepended with the dtype's snippet), then a shared-memory tree reduction. A
 // workgroup covers WG / TPR outputs so short rows still fill it; x rows are workgroup_id.z.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  // Row stride of out and the first column this weight part writes (parts split N).
-  ldo: u32,
-  col0: u32,
-  // q8 / q4: scales are f16 pairs rather than f32.
-  scaleF16: u32,
-}
+// Params: linear-params.wgsl, prepended.
 
 override WG: u32 = 256;
 // Threads per output row: a power of two dividing WG.

@@ -5,16 +5,7 @@
 // dtype's snippet): each load of x feeds four rows, no workgroup memory, no barriers. x rows are
 // gid.z.
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  // Row stride of out and the first column this weight part writes (parts split N).
-  ldo: u32,
-  col0: u32,
-  // q8 / q4: scales are f16 pairs rather than f32.
-  scaleF16: u32,
-}
+// Params: linear-params.wgsl, prepended.
 
 override WG: u32 = 16;
 
