@@ -1,5 +1,5 @@
 // Activations of LLaMA-family (SiLU, SwiGLU) and GPT-2 (GELU, tanh form) MLPs, f32, element-wise.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './activation.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';

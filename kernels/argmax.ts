@@ -1,6 +1,6 @@
 // Greedy sampling: the index of each row's largest value, f32 [..., C] -> u32 [...].
 // Ties give the lowest index. NaN is skipped (never the answer); a row of only NaN gives 0.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './argmax.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';

@@ -1,5 +1,5 @@
 // Causal grouped-query attention of the newest T tokens over a session's KV cache.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import combineCode from './attention-combine.wgsl?raw';
 import code from './attention.wgsl?raw';
 import type { GpuContext } from './context.ts';

@@ -1,6 +1,6 @@
 // The GPU context: owns the device, the pipeline cache and a buffer pool, turns device loss and
 // uncaptured errors into named errors, and refuses requests beyond the adapter's limits.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import { dataBytes, type DType, type GpuTensor } from './tensor.ts';
 
 /** Limits we ask the adapter for in full (the defaults are far lower than real GPUs allow). */

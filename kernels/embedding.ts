@@ -1,5 +1,5 @@
 // Token embedding lookup: ids u32 [T] and a table [V, H] (f32 or packed f16) give f32 [T, H].
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './embedding.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';

@@ -1,6 +1,6 @@
 // Workgroup grids for one-thread-per-element kernels, folded into 2-D past the per-dimension cap.
 // Kernels compute the flat index as gid.x + gid.y * num_workgroups.x * WG.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 
 export function elementGrid(elements: number, workgroupSize: number, maxPerDimension: number): [number, number] {
   const groups = Math.ceil(elements / workgroupSize);

@@ -1,6 +1,6 @@
 // Checks before every dispatch: a wrong shape or dtype is a named error, never a silent
 // out-of-bounds read on the GPU.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { DType, GpuTensor } from './tensor.ts';
 
 /** Expected dims: a number must match exactly; null accepts any size. */

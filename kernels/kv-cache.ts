@@ -1,5 +1,5 @@
 // The key/value cache of one session and one layer, kept on the GPU between decode steps.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';
 import { expectDtype, expectInteger, expectShape } from './guard.ts';

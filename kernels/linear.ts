@@ -1,7 +1,7 @@
 // A linear layer without bias: out = x · Wᵀ, x [M, K] f32, W [N, K], out [M, N] f32. Decode (one
 // row) takes the matrix-vector kernel, prefill the tiled matrix product; a weight split into
 // parts is one dispatch per part, each writing its own columns of out.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { expectDtype, expectShape } from './guard.ts';
 import { MatmulOp } from './matmul.ts';

@@ -8,7 +8,7 @@ import f16NativeSnippet from './matmul_f16_native.wgsl?raw';
 import f32Snippet from './matmul_f32.wgsl?raw';
 import q4Snippet from './matmul_q4.wgsl?raw';
 import q8Snippet from './matmul_q8.wgsl?raw';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { LinearKernelOptions } from './matvec.ts';
 import type { GpuTensor } from './tensor.ts';
 import { checkLinear, linearParams, useNativeF16 } from './weights.ts';

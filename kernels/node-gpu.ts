@@ -1,7 +1,7 @@
 // WebGPU for Node through the `webgpu` package (Dawn). Dawn picks a Vulkan driver; where the
 // system has none that works (a machine without a GPU), Chromium's SwiftShader driver is used.
 import { existsSync } from 'node:fs';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 

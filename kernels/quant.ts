@@ -10,7 +10,7 @@
 //   bits 4 * (j & 7): word 0 holds elements 0..7 from the low nibble up. w = (nibble - 8) * scale,
 //   one scale per block, block b of row n at index n * (K / 32) + b.
 // - scales: f32, or f16 packed two per word (scale i in half i, as above).
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 
 export type ScaleDtype = 'f32' | 'f16';
 

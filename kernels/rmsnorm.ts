@@ -1,5 +1,5 @@
 // RMSNorm over the last dimension (LLaMA family): x f32 [..., H], weight f32 [H].
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './rmsnorm.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';

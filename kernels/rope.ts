@@ -1,5 +1,5 @@
 // Rotary position embedding for q or k: x f32 [T, heads, headDim], positions u32 [T].
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './rope.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { ropeInvFreq } from './cpu/rope.ts';

@@ -1,5 +1,5 @@
 // Sampling on the GPU: logits f32 [V] -> token u32 [1], with the rule of kernels/cpu/sample.ts.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { isGreedy, resolveSampleOptions, type SampleOptions } from './cpu/sample.ts';
 import { expectDtype, expectShape } from './guard.ts';

@@ -1,6 +1,6 @@
 // Softmax over the last dimension of f32 [..., C], stable (the row max is subtracted first).
 // A row holding NaN gives NaN; a row of only -Infinity gives NaN (0 / 0), as in PyTorch.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import code from './softmax.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';

@@ -1,5 +1,5 @@
 // A tensor on the GPU: a buffer with its shape and dtype written beside it.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 
 /**
  * Storage formats. f32: one float per element. f16: two halves packed per u32 (readable on every

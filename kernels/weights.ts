@@ -1,6 +1,6 @@
 // Weights on the GPU: packed or quantized on the CPU, split by rows so that no binding exceeds the
 // adapter's limit, and the checks every linear kernel makes before it reads a weight.
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { expectDtype, expectInteger, expectShape } from './guard.ts';
 import { Q4_BLOCK, packF16, quantizeQ4, quantizeQ8, type ScaleDtype } from './quant.ts';

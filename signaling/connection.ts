@@ -2,7 +2,7 @@
 // heartbeat state, and a queue that runs its messages strictly one after another (the registry
 // is async, and a peer's messages must still take effect in the order it sent them).
 import type { WebSocket } from 'ws';
-import { ERROR_HINTS, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../client/protocol/index.ts';
+import { ERROR_HINTS, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** A client that sends but never reads would make the server buffer for it without end. */

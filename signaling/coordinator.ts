@@ -1,5 +1,5 @@
 // The coordinator: which models a network serves and which peer holds which layers. It places
-// models on the peers' memory budgets (client/plan), tells peers what to load (assign/unassign),
+// models on the peers' memory budgets (plan/), tells peers what to load (assign/unassign),
 // tracks their readiness from status reports, answers route requests, and re-places on every join,
 // leave and capability change. Every operation on a network runs alone, in arrival order, so the
 // read-modify-write of its state stays consistent even with an asynchronous store.
@@ -17,7 +17,7 @@ import {
   type PeerStats,
   type PlacementOptions,
   type RouteCosts,
-} from '../client/plan/index.ts';
+} from '../plan/index.ts';
 import {
   AigridError,
   ModelSpecSchema,
@@ -26,7 +26,7 @@ import {
   type ModelSpec,
   type PeerServing,
   type ServerMessage,
-} from '../client/protocol/index.ts';
+} from '../protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
 

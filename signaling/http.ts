@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
-import { NetworkSchema, type ModelCoverage, type PeerServing } from '../client/protocol/index.ts';
+import { NetworkSchema, type ModelCoverage, type PeerServing } from '../protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 
 /** Extra routes: answers true when it took the request. */

@@ -11,7 +11,7 @@ import {
   type PeerServing,
   type PeerInfo,
   type ServerMessage,
-} from '../client/protocol/index.ts';
+} from '../protocol/index.ts';
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { OfferBook } from './glare.ts';

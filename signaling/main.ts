@@ -1,7 +1,7 @@
 // `aigrid signal`: runs the signaling server until SIGINT or SIGTERM.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import { startSignalingServer } from './server.ts';
 
 const USAGE = `Usage: aigrid signal [options]

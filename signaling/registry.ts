@@ -1,7 +1,7 @@
 // Who is in which network. The server keeps sockets in its own connection map and only PeerInfo
 // here, so a shared store (e.g. Redis) can later replace MemoryRegistry without touching sockets.
 // Methods are async for that reason, even though the in-memory store answers at once.
-import type { PeerInfo } from '../client/protocol/index.ts';
+import type { PeerInfo } from '../protocol/index.ts';
 
 export interface RegistryStore {
   /** Inserts or replaces the peer with this peerId in the network. */

@@ -11,7 +11,7 @@ import {
   DEFAULT_MESSAGES_PER_SECOND,
   HARD_SIGNAL_FRAME_BYTES,
   MAX_SIGNAL_FRAME_BYTES,
-} from '../client/protocol/index.ts';
+} from '../protocol/index.ts';
 import { createHttpHandler, type HttpMount } from './http.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';

@@ -1,8 +1,8 @@
 // Where the coordinator keeps what each network serves: the models, their placements, and what
 // each assigned peer last reported. In memory here; like RegistryStore, the interface is the seam
 // for a store shared by several signaling processes.
-import type { Placement } from '../client/plan/index.ts';
-import type { ModelSpec, ServingState } from '../client/protocol/index.ts';
+import type { Placement } from '../plan/index.ts';
+import type { ModelSpec, ServingState } from '../protocol/index.ts';
 
 export interface PeerServing {
   state: ServingState;

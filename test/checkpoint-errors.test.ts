@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HttpSource, openCheckpoint, type CheckpointReader } from '../client/model/checkpoint/index.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
-import { AigridError, type ErrorCode } from '../client/protocol/index.ts';
+import { AigridError, type ErrorCode } from '../protocol/index.ts';
 import { tinyLlamaTensors, writeModel } from './helpers/checkpoint-fixture.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   bf16BitsToFloat32, f16BitsToFloat32, f16ToNumber, planReads, toFloat32, layerOf, tensorsOfLayers, type TensorEntry,
 } from '../client/model/checkpoint/index.ts';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 
 /** f16 bits -> f32 bits, by moving fields (the reference). */
 function f16ToF32Bits(h: number): number {

@@ -1,6 +1,6 @@
 import type { ClientOptions } from 'ws';
 import { describe, expect, it } from 'vitest';
-import type { ModelSpec, ServerMessage } from '../client/protocol/index.ts';
+import type { ModelSpec, ServerMessage } from '../protocol/index.ts';
 import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 

@@ -2,7 +2,7 @@
 // streams, tokens, aborts that fail at once and tell the engine, typed errors, the extension going
 // away), the message guards, and when the service worker lets the engine contribute.
 import { describe, expect, it } from 'vitest';
-import { AigridError } from '../client/protocol/errors.ts';
+import { AigridError } from '../protocol/errors.ts';
 import { engineConfig } from '../extension/src/background/contribution-control.ts';
 import { Calls } from '../extension/src/page/calls.ts';
 import { DEFAULT_SETTINGS, checkSettings, isPageMessage, isReplyMessage, toWireError, type PageMessage } from '../extension/src/protocol.ts';

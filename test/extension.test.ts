@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Page, Target } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type ChatCompletionChunk, type CompletionChunk, type Contribution, type Grid } from '../client/sdk/node.ts';
-import type { ModelCoverage, PeerInfo } from '../client/protocol/index.ts';
+import type { ModelCoverage, PeerInfo } from '../protocol/index.ts';
 import { PERMISSION_DENIED, type AigridProvider, type EngineStatus, type ExtensionState } from '../extension/src/protocol.ts';
 import { fixtures } from './fixtures/index.ts';
 import { launchWithExtension, type ExtensionBrowser } from './helpers/extension-browser.ts';

@@ -7,7 +7,7 @@ import {
   encodeFrame,
   packFrames,
   type Frame,
-} from '../client/protocol/index.ts';
+} from '../protocol/index.ts';
 import { mulberry32, randomBytes } from './helpers/random.ts';
 
 function reassemble(chunks: Uint8Array[], r = new FrameReassembler()): Frame[] {

@@ -15,7 +15,7 @@ import { Head } from '../client/model/head.ts';
 import { readConfig } from '../client/model/shard.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import type { Hop, ModelSpec } from '../client/protocol/index.ts';
+import type { Hop, ModelSpec } from '../protocol/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { launchChromium, openPage, type TestBrowser } from './helpers/chromium.ts';
 import { CAPABILITIES, route } from './helpers/grid-net.ts';

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
-import type { ModelCoverage } from '../client/protocol/index.ts';
+import type { ModelCoverage } from '../protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 

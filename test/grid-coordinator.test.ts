@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridPeer, lightHead, meshRoutes, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import { nodeModelOpener } from '../client/grid/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
-import type { ModelCoverage, ModelSpec } from '../client/protocol/index.ts';
+import type { ModelCoverage, ModelSpec } from '../protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FailoverEvent } from '../client/grid/index.ts';
 import { generate, type LayerChain } from '../client/model/generate.ts';
 import { Shard } from '../client/model/shard.ts';
-import { ServingFrame } from '../client/protocol/index.ts';
+import { ServingFrame } from '../protocol/index.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
 import { faultyHop, type Fault } from './helpers/grid-faulty.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';

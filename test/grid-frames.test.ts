@@ -7,7 +7,7 @@ import type { GridPeer } from '../client/grid/index.ts';
 import { encodeHidden, wireRound, type GridFailure } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { Shard } from '../client/model/shard.ts';
-import { decodeActivation, encodeActivation, randomSessionId, ServingFrame, type Frame, type SessionSetup } from '../client/protocol/index.ts';
+import { decodeActivation, encodeActivation, randomSessionId, ServingFrame, type Frame, type SessionSetup } from '../protocol/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';

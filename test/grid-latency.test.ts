@@ -6,7 +6,7 @@ import { PeerLatency, signalingRoutes, type PingableLink } from '../client/grid/
 import type { GridPeer } from '../client/grid/index.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import type { ModelCoverage, ModelSpec } from '../client/protocol/index.ts';
+import type { ModelCoverage, ModelSpec } from '../protocol/index.ts';
 import { CAPABILITIES, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 

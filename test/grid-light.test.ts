@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { lightHead, type FailoverEvent, type GridPeer } from '../client/grid/index.ts';
 import { Head } from '../client/model/head.ts';
 import { readConfig } from '../client/model/shard.ts';
-import { ServingFrame } from '../client/protocol/index.ts';
+import { ServingFrame } from '../protocol/index.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';

@@ -3,7 +3,7 @@
 // same peers (two models at a time), and a WebGPU peer in the chain gives the same tokens.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridPeer, ServingStatus } from '../client/grid/index.ts';
-import { decodeActivation, ServingFrame } from '../client/protocol/index.ts';
+import { decodeActivation, ServingFrame } from '../protocol/index.ts';
 import { Shard } from '../client/model/shard.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
 import { startGridNet, route, type GridNet } from './helpers/grid-net.ts';

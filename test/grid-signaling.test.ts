@@ -8,7 +8,7 @@ import { GridPeer } from '../client/grid/index.ts';
 import { nodeModelOpener } from '../client/grid/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import { PROTOCOL_VERSION, type ClientMessage, type ModelCoverage, type ModelSpec, type ServerMessage } from '../client/protocol/index.ts';
+import { PROTOCOL_VERSION, type ClientMessage, type ModelCoverage, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
 import { CAPABILITIES } from './helpers/grid-net.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Mesh, type PeerLink } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import { AigridError, FrameType, SEND_HIGH_WATER_BYTES, type Capabilities } from '../client/protocol/index.ts';
+import { AigridError, FrameType, SEND_HIGH_WATER_BYTES, type Capabilities } from '../protocol/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { waitFor } from './helpers/wait.ts';
 

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Head } from '../client/model/head.ts';
 import { HeadBatcher } from '../client/model/head-batcher.ts';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 import { mulberry32 } from './helpers/random.ts';
 

@@ -2,7 +2,7 @@
 // AutoTokenizer path, the chat template, and the sampling rules.
 import { AutoTokenizer, env } from '@huggingface/transformers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AigridError } from '../client/protocol/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { applyRepetitionPenalty, checkSampling, sampleNext } from '../client/model/sampler.ts';
 import { Tokenizer } from '../client/model/tokenizer.ts';

@@ -9,8 +9,8 @@ import {
   type LayerRange,
   type Placement,
   type PlacementPeer,
-} from '../client/plan/index.ts';
-import { AigridError } from '../client/protocol/index.ts';
+} from '../plan/index.ts';
+import { AigridError } from '../protocol/index.ts';
 import { mulberry32 as seeded } from './helpers/random.ts';
 
 const MB = BYTES_PER_MB;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findRoute, formatLayers, missingLayers, type LayerRange, type PeerStats } from '../client/plan/index.ts';
+import { findRoute, formatLayers, missingLayers, type LayerRange, type PeerStats } from '../plan/index.ts';
 import { mulberry32 } from './helpers/random.ts';
 
 const held = (entries: Record<string, [number, number]>) =>

@@ -7,7 +7,7 @@ import {
   PROTOCOL_VERSION,
   type Capabilities,
   type PeerInfo,
-} from '../client/protocol/index.ts';
+} from '../protocol/index.ts';
 import { mulberry32 } from './helpers/random.ts';
 
 const CAPS: Capabilities = {

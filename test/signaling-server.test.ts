@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION } from '../client/protocol/index.ts';
+import { PROTOCOL_VERSION } from '../protocol/index.ts';
 import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { PeerInfo } from '../client/protocol/index.ts';
+import type { PeerInfo } from '../protocol/index.ts';
 import { OfferBook } from '../signaling/glare.ts';
 import { TokenBucket } from '../signaling/rate-limit.ts';
 import { MemoryRegistry } from '../signaling/registry.ts';

@@ -3,7 +3,7 @@
 import { GpuContext } from '../../kernels/context.ts';
 import { MatmulOp } from '../../kernels/matmul.ts';
 import { describeGpu, measureCpuGflops } from '../mesh/capabilities.ts';
-import type { GpuInfo } from '../protocol/index.ts';
+import type { GpuInfo } from '../../protocol/index.ts';
 
 export type GpuProbe = { gpu: GPU; info: GpuInfo } | { gpu: null; reason: string };
 

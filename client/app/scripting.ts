@@ -5,7 +5,7 @@ import { GridPeer, type ServingStatus } from '../grid/index.ts';
 import type { Mesh } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { openCheckpoint } from '../model/checkpoint/index.ts';
-import { AigridError, type ModelSpec } from '../protocol/index.ts';
+import { AigridError, type ModelSpec } from '../../protocol/index.ts';
 import { connection, join as joinNetwork, leave, serveWith, type JoinOptions } from './connection.ts';
 
 interface ContributeOptions {

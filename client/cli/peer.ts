@@ -4,7 +4,7 @@ import { GridPeer } from '../grid/index.ts';
 import { nodeModelOpener } from '../grid/node.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
-import { DEFAULT_MAX_PEER_CONNECTIONS } from '../protocol/index.ts';
+import { DEFAULT_MAX_PEER_CONNECTIONS } from '../../protocol/index.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { backendOption, memoryOption } from './options.ts';
 

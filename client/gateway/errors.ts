@@ -1,7 +1,7 @@
 // Errors as OpenAI's API answers them: an HTTP status and {"error":{message,type,param,code}}.
 // The grid's AigridError codes map to statuses a client can act on (fix the request, pick another
 // model, retry later); `code` keeps the ERR_* code where OpenAI has no code of its own.
-import { AigridError, type ErrorCode } from '../protocol/index.ts';
+import { AigridError, type ErrorCode } from '../../protocol/index.ts';
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };

@@ -2,7 +2,7 @@
 // the signaling server's port instead.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { ApiError } from './errors.ts';
 import { createGatewayHandler, type GatewayGrid, type GatewayOptions } from './handler.ts';
 import { sendError } from './respond.ts';

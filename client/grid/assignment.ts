@@ -1,7 +1,7 @@
 // One layer range of one model that a peer was asked to serve: loading its shard from the model's
 // source, the serving state the coordinator hears about, and the count of tokens served. For light
 // sessions the first hop may also hold the embedding and the last the final norm and LM head.
-import { AigridError, type ModelSpec, type ServingState } from '../protocol/index.ts';
+import { AigridError, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { openCheckpoint } from '../model/checkpoint/index.ts';
 import type { Backend } from '../model/backend/types.ts';

@@ -8,7 +8,7 @@
 // resends the ids, which hop 0 embeds to the same values.
 import type { Mesh } from '../mesh/mesh.ts';
 import { generate, type GenerateOptions, type GenerateResult, type HeadLike, type LayerChain } from '../model/generate.ts';
-import { AigridError, decodeLogits, randomSessionId, ServingFrame, type Frame, type Hop } from '../protocol/index.ts';
+import { AigridError, decodeLogits, randomSessionId, ServingFrame, type Frame, type Hop } from '../../protocol/index.ts';
 import { RemoteSession, RouteFailure } from './remote-session.ts';
 import type { RouteSource } from './routes.ts';
 import { checkRoute, decodeHidden, decodeJson, describeRoute, GridFailureSchema, peekIds, SessionSetupSchema, wireRound } from './wire.ts';

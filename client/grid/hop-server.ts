@@ -4,7 +4,7 @@
 // hop: relay to the client. Refusals go out as `fail` frames naming the peer held at fault.
 // Light sessions: hop 0 takes `tokens` frames and embeds them; the last hop returns `logits`.
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, decodeTokenIds, encodeLogits, isErrorCode, ServingFrame, type PassHeader } from '../protocol/index.ts';
+import { AigridError, decodeTokenIds, encodeLogits, isErrorCode, ServingFrame, type PassHeader } from '../../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
 import { DecodeBatcher } from './decode-batcher.ts';
 import type { HopSession, HopSessions } from './hop-sessions.ts';

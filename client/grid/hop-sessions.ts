@@ -1,6 +1,6 @@
 // The sessions a serving peer takes part in: each one's route, this peer's place on it, and when
 // it was last used, so sessions whose client went quiet are released after a timeout.
-import type { SessionSetup } from '../protocol/index.ts';
+import type { SessionSetup } from '../../protocol/index.ts';
 
 export interface HopSession {
   setup: SessionSetup;

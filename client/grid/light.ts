@@ -2,7 +2,7 @@
 // the token ids through as rows of width 1 for the chain to send to hop 0, and logits() passes on
 // what the chain returned, which in light mode is already the last token's logits from the last hop.
 import type { HeadLike } from '../model/generate.ts';
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 
 /** Token ids travel as f32 rows; below 2^24 every integer is exact. */
 const MAX_EXACT_ID = 1 << 24;

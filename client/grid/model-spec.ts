@@ -4,7 +4,7 @@
 import type { ModelConfig } from '../model/config.ts';
 import { readConfig } from '../model/shard.ts';
 import type { TensorSource } from '../model/load-weights.ts';
-import { AigridError, ModelIdSchema, ModelSpecSchema, type ModelSpec } from '../protocol/index.ts';
+import { AigridError, ModelIdSchema, ModelSpecSchema, type ModelSpec } from '../../protocol/index.ts';
 
 /** Bytes per weight as each dtype stores it (q8: per-row f32 scales; q4: one f16 scale per 32). */
 const BYTES_PER_WEIGHT: Record<ModelSpec['weightDtype'], number> = { f32: 4, f16: 2, q8: 1.01, q4: 0.5625 };

@@ -4,7 +4,7 @@
 // remote sends can crash it: every refusal is a `fail` frame to the session's client.
 import { EventEmitter } from 'events';
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../protocol/index.ts';
+import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import { Assignment, openModel, type HeadParts, type ModelOpener, type ShardSettings } from './assignment.ts';
 import { HopSessions, type HopSession } from './hop-sessions.ts';
 import type { BatchStats } from './decode-batcher.ts';

@@ -3,7 +3,7 @@
 // collect the results from the last hop. The first failure of any kind fails the whole session;
 // the chain then starts a new one elsewhere. A light session sends token ids and gets logits back.
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, encodeTokenIds, isErrorCode, randomSessionId, ServingFrame, type Hop, type PassHeader, type SessionSetup } from '../protocol/index.ts';
+import { AigridError, encodeTokenIds, isErrorCode, randomSessionId, ServingFrame, type Hop, type PassHeader, type SessionSetup } from '../../protocol/index.ts';
 import { encodeHidden, encodeJson, sameSetup, type GridFailure, type HiddenFrame } from './wire.ts';
 
 /** Why a route failed, and the peer held at fault (none: the route may be tried again). */

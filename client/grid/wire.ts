@@ -11,7 +11,7 @@ import {
   type ActivationHeader,
   type SessionFailure,
   type SessionSetup,
-} from '../protocol/index.ts';
+} from '../../protocol/index.ts';
 import { f16ToF32, f32ToF16 } from '../../kernels/quant.ts';
 
 /** Largest f16 value; a larger finite one would arrive as infinity. */

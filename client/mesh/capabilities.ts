@@ -1,6 +1,6 @@
 // What a peer tells the network about itself: its GPU (adapter info and limits, when WebGPU is
 // present), its memory budget, and a throughput figure it measured rather than declared.
-import type { Capabilities, GpuInfo } from '../protocol/index.ts';
+import type { Capabilities, GpuInfo } from '../../protocol/index.ts';
 
 /** Adapter limits worth advertising for placement decisions. */
 const ADVERTISED_LIMITS = [

@@ -10,7 +10,7 @@ import {
   type PeerInfo,
   type ServerMessage,
   type SignalData,
-} from '../protocol/index.ts';
+} from '../../protocol/index.ts';
 import { PeerLink } from './peer-link.ts';
 import type { MeshPlatform, SocketConstructor } from './platform.ts';
 import { SignalingClient, type SignalingState } from './signaling-client.ts';

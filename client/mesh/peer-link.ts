@@ -19,7 +19,7 @@ import {
   packFrames,
   type Frame,
   type SignalData,
-} from '../protocol/index.ts';
+} from '../../protocol/index.ts';
 import type { WrtcImplementation } from './platform.ts';
 
 export interface PeerLinkOptions {

@@ -13,7 +13,7 @@ import {
   type PeerInfo,
   type ServerMessage,
   type SignalData,
-} from '../protocol/index.ts';
+} from '../../protocol/index.ts';
 import { SOCKET_OPEN, type SocketConstructor, type SocketLike } from './platform.ts';
 
 type Welcome = Extract<ServerMessage, { type: 'welcome' }>;

@@ -1,7 +1,7 @@
 // config.json -> ModelConfig for the architectures the runtime implements. Anything it would have
 // to ignore to run (an unknown architecture, rope scaling, sliding windows, another activation)
 // is a named error instead of a silently wrong model.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 
 export type Family = 'llama' | 'gpt2';
 

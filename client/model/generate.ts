@@ -1,6 +1,6 @@
 // The generation loop, independent of where the layers run: in this process (Shards) or along a
 // chain of peers. The head (embedding, final norm, LM head) and the sampler stay with the caller.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { checkSampling, sampleNext, type SamplingOptions } from './sampler.ts';
 
 /** Runs every transformer layer for T tokens of one session: hidden [T, H] -> [T, H]. */

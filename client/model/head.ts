@@ -1,7 +1,7 @@
 // The client-side ends of the model: token (and for GPT-2, position) embedding before the first
 // layer, final norm and LM head after the last. Tied models read the embedding matrix once and use
 // the LM head's storage as the lookup table where its format allows.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { checkIds } from '../../kernels/embedding.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';

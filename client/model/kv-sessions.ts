@@ -1,7 +1,7 @@
 // Per-session KV caches of a shard under a byte budget. A new session that does not fit evicts idle
 // sessions, least recently used first; a later call on an evicted session is ERR_SESSION_EVICTED, so
 // its client knows to replay the tokens. Sessions with a pass in flight are never evicted.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { KvStore } from './backend/types.ts';
 
 export interface KvSessionsOptions {

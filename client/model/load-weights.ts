@@ -1,7 +1,7 @@
 // Reads a set of checkpoint tensors after checking their dtypes and shapes from the headers alone,
 // so a wrong checkpoint fails before its bytes are downloaded, and refuses non-finite values so a
 // damaged file can never put NaN into the activations.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { assertFloatDtype } from './checkpoint/convert.ts';
 import type { CheckpointReader, ReadProgress } from './checkpoint/reader.ts';
 

@@ -1,7 +1,7 @@
 // Choosing the next token from logits: repetition penalty (as Hugging Face applies it), then the
 // exact temperature / top-k / top-p / seeded-draw rule of kernels/cpu/sample.ts, which the GPU
 // sampler shares.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { sampleRef } from '../../kernels/cpu/sample.ts';
 
 export interface SamplingOptions {

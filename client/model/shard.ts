@@ -1,6 +1,6 @@
 // A shard: layers [start, end) of a model on one backend, with a KV cache per session. It is what a
 // serving peer holds; hidden states [T, H] come in, [T, H] go out.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { WEIGHT_DTYPES } from '../../kernels/weights.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';
 import type { Backend, KvStore, WeightDtype } from './backend/types.ts';

@@ -1,7 +1,7 @@
 // Tokenization through @huggingface/transformers: the tokenizer class AutoTokenizer would pick
 // (tokenizer_config.json's tokenizer_class, "Fast" dropped), built from files our checkpoint
 // reader already fetched and cached, so tokenizer and weights share one download path.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { CheckpointReader } from './checkpoint/reader.ts';
 
 export interface ChatMessage {

@@ -3,7 +3,7 @@
 // uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
 import { Mesh, detectCapabilities, startMesh, type MeshPlatform } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, type Capabilities } from '../protocol/index.ts';
+import { AigridError, type Capabilities } from '../../protocol/index.ts';
 import { Grid } from './grid.ts';
 import type { CheckpointOpener } from './model-client.ts';
 

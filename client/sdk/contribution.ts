@@ -6,7 +6,7 @@ import { EventEmitter } from 'events';
 import { GridPeer, type LoadingProgress, type ModelOpener, type ServingStatus } from '../grid/index.ts';
 import type { Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import type { AigridError } from '../protocol/index.ts';
+import type { AigridError } from '../../protocol/index.ts';
 
 export interface ContributionEvents {
   status: [status: ServingStatus];

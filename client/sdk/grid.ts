@@ -4,7 +4,7 @@
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../protocol/index.ts';
+import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
 import { Contribution } from './contribution.ts';
 import { ModelClient, type CheckpointOpener } from './model-client.ts';
 import { replyId, streamReply, wholeReply, type ReplyKind, type StreamEvent } from './replies.ts';

@@ -11,7 +11,7 @@ import { generate, type HeadLike } from '../model/generate.ts';
 import { Head } from '../model/head.ts';
 import { readConfig } from '../model/shard.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
-import { AigridError, randomSessionId, type ModelSpec } from '../protocol/index.ts';
+import { AigridError, randomSessionId, type ModelSpec } from '../../protocol/index.ts';
 import type { SamplingValues } from './request.ts';
 import type { GridReplyInfo } from './types.ts';
 

@@ -2,7 +2,7 @@
 // stream of chunks. Text is decoded as tokens arrive (TextStream holds back partial characters and
 // possible stop strings). An abort (the caller's signal, stream.controller, or leaving the loop
 // early) ends the reply at once and releases the session on every hop.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { ModelClient, RunResult } from './model-client.ts';
 import type { Sampling } from './request.ts';
 import { TextStream } from './text-stream.ts';

@@ -1,6 +1,6 @@
 // OpenAI request fields to the grid's generation options, with a named error for each field that
 // is out of range or asks for something the grid does not do.
-import { AigridError } from '../protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { ChatMessageParam, SamplingParams } from './types.ts';
 
 export const DEFAULT_MAX_TOKENS = 256;

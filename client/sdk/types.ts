@@ -1,7 +1,7 @@
 // The SDK's request and response shapes. Requests and responses follow OpenAI's chat and
 // completions APIs field for field, so code written for OpenAI (or WebLLM's engine) reads them
 // unchanged; `aigrid` fields add what only a grid knows (the route and the speed).
-import type { Hop, ModelSpec } from '../protocol/index.ts';
+import type { Hop, ModelSpec } from '../../protocol/index.ts';
 
 export type Role = 'system' | 'user' | 'assistant' | 'developer' | 'tool';
 

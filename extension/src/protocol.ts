@@ -3,7 +3,7 @@
 // the control messages between the extension's own contexts, the settings and their defaults, and
 // how errors cross each boundary ({name, code, message}). Types and small guards only: every
 // context (pages, content scripts, the service worker, the offscreen document) imports this file.
-import { AigridError, isErrorCode, type ErrorCode, type SerializedError } from '../../client/protocol/errors.ts';
+import { AigridError, isErrorCode, type ErrorCode, type SerializedError } from '../../protocol/errors.ts';
 import type { LoadingProgress, ServingStatus } from '../../client/grid/peer.ts';
 import type {
   ChatCompletion,

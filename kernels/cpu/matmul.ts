@@ -1,6 +1,6 @@
 // Linear layers on the CPU: the reference for the GPU kernels and the CPU backend of peers
 // without WebGPU. Sums accumulate in f64 and are rounded to f32 once.
-import { AigridError } from '../../client/protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { dequantizeQ4, dequantizeQ8, roundF16Array, unpackF16, type ScaleDtype } from '../quant.ts';
 
 /** out[m, n] = sum_k x[m, k] * w[n, k]: x is [M, K], w is [N, K] (out x in), out is [M, N]. */

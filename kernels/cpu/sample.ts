@@ -19,7 +19,7 @@
 //     cumulative kept weight through i is >= u * (total kept weight).
 // The GPU computes weights and masses in f32, this reference in f64: the decision differs only when
 // a mass or the draw lands within rounding of a boundary.
-import { AigridError } from '../../client/protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 
 export interface SampleOptions {
   /** 0 picks the argmax; default 1. */

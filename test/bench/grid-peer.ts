@@ -9,7 +9,7 @@ import { GridPeer } from '../../client/grid/index.ts';
 import { nodeModelOpener } from '../../client/grid/node.ts';
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
-import { ServingFrame, type Capabilities, type ModelSpec } from '../../client/protocol/index.ts';
+import { ServingFrame, type Capabilities, type ModelSpec } from '../../protocol/index.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { startProfile, stopProfile } from './profile.ts';

@@ -20,7 +20,7 @@ import { nodePlatform } from '../../client/mesh/node.ts';
 import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
 import { HeadBatcher } from '../../client/model/head-batcher.ts';
-import type { Capabilities, Hop, ModelSpec } from '../../client/protocol/index.ts';
+import type { Capabilities, Hop, ModelSpec } from '../../protocol/index.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
 import { writeCheckpoint } from '../fixtures/checkpoint-files.ts';
 import { configJson } from '../fixtures/hf-config.ts';

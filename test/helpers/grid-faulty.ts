@@ -1,7 +1,7 @@
 // A misbehaving hop for failover tests: it accepts sessions like a real peer (links to the next
 // hop, echoes the setup) but passes on garbage instead of hidden states, or nothing at all.
 import type { Mesh } from '../../client/mesh/index.ts';
-import { decodeActivation, encodeActivation, ServingFrame, type SessionSetup } from '../../client/protocol/index.ts';
+import { decodeActivation, encodeActivation, ServingFrame, type SessionSetup } from '../../protocol/index.ts';
 
 export type Fault = 'nan' | 'shape' | 'malformed' | 'silent';
 

@@ -6,7 +6,7 @@ import { GridPeer, RemoteChain, explicitRoutes, type GridPeerOptions, type Remot
 import { nodeModelOpener } from '../../client/grid/node.ts';
 import { Head } from '../../client/model/head.ts';
 import { readConfig } from '../../client/model/shard.ts';
-import type { Capabilities, Hop, ModelSpec } from '../../client/protocol/index.ts';
+import type { Capabilities, Hop, ModelSpec } from '../../protocol/index.ts';
 import { startSignalingServer, type SignalingServer } from '../../signaling/server.ts';
 import { FIXTURE_DIR, fixtures, type FixtureModel } from '../fixtures/index.ts';
 import { openFixture } from './model-runtime.ts';

@@ -5,7 +5,7 @@ import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import type { CheckpointReader } from '../../client/model/checkpoint/reader.ts';
 import type { Head } from '../../client/model/head.ts';
 import type { Shard } from '../../client/model/shard.ts';
-import { AigridError, type ErrorCode } from '../../client/protocol/index.ts';
+import { AigridError, type ErrorCode } from '../../protocol/index.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { modelDir } from '../fixtures/index.ts';

@@ -7,7 +7,7 @@ import {
   type Capabilities,
   type ClientMessage,
   type ServerMessage,
-} from '../../client/protocol/index.ts';
+} from '../../protocol/index.ts';
 
 export const CAPS: Capabilities = {
   kind: 'node',

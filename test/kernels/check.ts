@@ -1,6 +1,6 @@
 // Shared by every kernel case: seeded inputs, allclose, and the outcome format. Runs in Node and
 // in the browser test page alike (no Node or vitest imports here).
-import { AigridError } from '../../client/protocol/index.ts';
+import { AigridError } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { mulberry32 } from '../helpers/random.ts';
 

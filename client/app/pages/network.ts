@@ -1,7 +1,7 @@
 // Network: the peers of the joined network (live from the directory), each model's per-layer
 // coverage (pushed by the coordinator), and plots over time sampled every two seconds: tokens per
 // second, the signaling round trip, peers and ready layer copies.
-import type { ModelCoverage, PeerServing } from '../../protocol/index.ts';
+import type { ModelCoverage, PeerServing } from '../../../protocol/index.ts';
 import { modelInfo, type ModelInfo } from '../../sdk/index.ts';
 import { activity } from '../activity.ts';
 import { TimeChart } from '../charts.ts';

@@ -1,7 +1,7 @@
 // The Network page's peer table: every other peer from the directory (one row each, data-peer-id),
 // this tab's serving peer marked among them, and this tab's client peer in the footer.
 import type { Mesh } from '../../mesh/index.ts';
-import type { PeerInfo, PeerServing } from '../../protocol/index.ts';
+import type { PeerInfo, PeerServing } from '../../../protocol/index.ts';
 import { $, row } from '../dom.ts';
 
 /**

@@ -1,7 +1,7 @@
 // Playground: chat with any model the network serves, streamed token by token, with sampling
 // settings; each reply shows its route and speed. Stop aborts the stream (and the work on every
 // peer of its route).
-import type { ModelCoverage } from '../../protocol/index.ts';
+import type { ModelCoverage } from '../../../protocol/index.ts';
 import { modelInfo, type ChatMessageParam, type ChatCompletionCreateParams, type GridReplyInfo, type ModelInfo } from '../../sdk/index.ts';
 import { activity } from '../activity.ts';
 import { connection, onConnection } from '../connection.ts';

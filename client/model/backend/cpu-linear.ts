@@ -13,7 +13,7 @@
 // - Blocked JS, where WebAssembly SIMD or shared memory is missing, or K is not a multiple of 4:
 //   4 rows x 2 weight rows (or 1 x 4) per pass over K, each sum in f64 in linearRef's order, so the
 //   result is bit-identical to linearRef.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import { KERNELS, kernelName, linearModuleBytes } from './wasm-linear.ts';
 
 const PAGE = 65536;

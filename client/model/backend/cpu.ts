@@ -2,7 +2,7 @@
 // cpu-linear.ts (WebAssembly SIMD where available), and attention and the activations, which compute
 // the references' values in leaner loops. Weights hold the values the GPU would multiply
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import { gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';

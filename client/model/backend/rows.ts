@@ -1,6 +1,6 @@
 // Shape checks shared by both backends' rows() and setRows(): a batch of sessions is stacked as
 // rows, and attention takes each session's rows out and puts its result back.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import type { Tensor } from './types.ts';
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);

@@ -1,6 +1,6 @@
 // Picks the backend: WebGPU where an adapter is available (an injected GpuContext or GPU, else the
 // page's navigator.gpu; Node passes nodeGpu()), else the CPU.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import { GpuContext } from '../../../kernels/context.ts';
 import { CpuBackend } from './cpu.ts';
 import type { Backend } from './types.ts';

@@ -1,6 +1,6 @@
 // One forward pass recorded into one command encoder: every op is a dispatch of a kernels/ wrapper
 // on activation buffers from the pass's pool; views share their tensor's buffer.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';

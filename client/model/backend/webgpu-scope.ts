@@ -1,7 +1,7 @@
 // GPU error scopes pushed and popped synchronously around recording and uploads. Popping within the
 // same synchronous block keeps scopes balanced when passes of several callers interleave: a scope
 // pushed by one call is never popped by another.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 
 export interface OpenScope {
   /** Pops the scope now; resolves with the error it caught, as ERR_GPU_ERROR, or null. */

@@ -1,7 +1,7 @@
 // The WebGPU backend on a GpuContext: weights uploaded through kernels/weights.ts, KV caches from
 // kernels/kv-cache.ts, and each forward pass recorded into one command encoder, submitted once and
 // read back through one staging copy.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { packF16 } from '../../../kernels/quant.ts';

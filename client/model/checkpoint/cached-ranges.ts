@@ -1,7 +1,7 @@
 // Byte ranges read through the cache: a cached entry is used only when its length and the size of
 // the file it came from agree with what is known; anything else is dropped and downloaded again.
 // Cache failures (quota, private browsing) never fail a load: the cache is only an optimisation.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { RangeCache } from './range-cache.ts';
 import type { ByteSource, ReadOptions } from './source.ts';
 

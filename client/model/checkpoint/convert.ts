@@ -1,7 +1,7 @@
 // Raw checkpoint bytes to Float32Array. Exact for every input: bf16 is the top half of an f32, and
 // every f16 (subnormals, infinities, NaN included) has an f32 of the same value. Hosts are
 // little-endian (every platform with WebGPU is), as safetensors data is.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import { DTYPE_BYTES, type SafetensorsDtype } from './safetensors.ts';
 import { f16ToF32 } from '../../../kernels/quant.ts';
 

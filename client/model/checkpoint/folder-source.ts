@@ -3,7 +3,7 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { ByteSource, ReadOptions } from './source.ts';
 
 export class FolderSource implements ByteSource {

@@ -1,6 +1,6 @@
 // A shard's safetensors header in two small ranges: the 8-byte length, then the JSON, validated
 // against the file's size so that a truncated file fails here, before any tensor is read.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { CachedRanges } from './cached-ranges.ts';
 import { headerLength, parseHeader, type SafetensorsHeader } from './safetensors.ts';
 

@@ -1,6 +1,6 @@
 // Files of a model folder over HTTP(S), read with Range requests so a peer downloads only the
 // bytes it serves. Runs on any fetch: browsers, Node's global fetch, or one injected in tests.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import { fileUrl, type ByteSource, type ReadOptions } from './source.ts';
 
 export interface HttpSourceOptions {

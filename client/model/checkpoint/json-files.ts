@@ -1,5 +1,5 @@
 // The small JSON files of a Hugging Face model folder, validated so a damaged file is a named error.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 
 export function parseJsonObject(text: string, url: string): Record<string, unknown> {
   let json: unknown;

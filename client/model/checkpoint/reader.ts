@@ -1,6 +1,6 @@
 // A Hugging Face checkpoint read tensor by tensor: config and index files up front, each shard's
 // header when a tensor of it is first asked for, and then only the bytes of the tensors asked for.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import { CachedRanges } from './cached-ranges.ts';
 import { assertFloatDtype, toFloat32, type LoadedTensor } from './convert.ts';
 import { HttpSource, type HttpSourceOptions } from './http-source.ts';

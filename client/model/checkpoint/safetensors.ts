@@ -2,7 +2,7 @@
 // names to {dtype, shape, data_offsets: [begin, end)} relative to the data section, then the data.
 // parseHeader validates everything a loader relies on, so a corrupt or truncated file is a named
 // error before a single byte of weights is used.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

@@ -1,6 +1,6 @@
 // Where checkpoint bytes come from. The reader sees files only through ByteSource, so the same
 // loader reads a Hugging Face repository, a mirror, a static folder over HTTP or a local folder.
-import { AigridError } from '../../protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 
 export interface ReadOptions {
   signal?: AbortSignal;

@@ -1,6 +1,6 @@
 // The layer implementation of each model family, and the config fields the runtime would have to
 // ignore to run a checkpoint (refused by name rather than computed wrongly).
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import type { ModelConfig } from '../config.ts';
 import { gpt2Arch } from './gpt2.ts';
 import type { LayerArch } from './layer.ts';

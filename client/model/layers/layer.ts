@@ -1,6 +1,6 @@
 // A transformer layer: its weights on a backend and forward() over one pass, written once against
 // the Backend/Ops interface. Each architecture module says which tensors it needs and their shapes.
-import { AigridError } from '../../protocol/index.ts';
+import { AigridError } from '../../../protocol/index.ts';
 import { Q4_BLOCK } from '../../../kernels/quant.ts';
 import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';

@@ -1,7 +1,7 @@
 // The service worker's part in a page's call: the page's Port (from the content script) is paired
 // with a Port to the engine, and each call passes only when the page's origin is allowed. The
 // origin comes from the Port's sender, which the browser sets, never from the page's message.
-import { AigridError } from '../../../client/protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import { ENGINE_PORT, PERMISSION_DENIED, isPageMessage, isReplyMessage, type CallMessage, type ReplyMessage } from '../protocol.ts';
 import { ensureEngine } from './offscreen-document.ts';
 import { allowed } from './permission-prompt.ts';

@@ -2,7 +2,7 @@
 // page's origin is allowed). Each call runs on the SDK's Grid with its own AbortController; an
 // abort from the page, or the page going away (the Port disconnects), aborts the SDK request, which
 // releases its sessions on every peer. Streams are sent chunk by chunk; errors as {name, code, message}.
-import { AigridError } from '../../../client/protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { Grid } from '../../../client/sdk/index.ts';
 import type { ChatCompletionCreateParams, CompletionCreateParams, GenerateParams, Stream } from '../../../client/sdk/types.ts';
 import { KEEPALIVE_MS, isPageMessage, toWireError, type CallMessage, type KeepAliveMessage, type ReplyMessage } from '../protocol.ts';

@@ -4,7 +4,7 @@
 // assigns while contribution is on. The grid is connected when either needs it and closed when
 // neither does.
 import type { LoadingProgress } from '../../../client/grid/peer.ts';
-import type { AigridError } from '../../../client/protocol/errors.ts';
+import type { AigridError } from '../../../protocol/errors.ts';
 import { connect, type Contribution, type Grid } from '../../../client/sdk/index.ts';
 import { watchPower } from '../power.ts';
 import { toWireError, type EngineConfig, type EngineStatus, type PowerState } from '../protocol.ts';

@@ -1,7 +1,7 @@
 // The page's side of a call to the extension: numbered calls posted to the content script, their
 // replies matched by id, streams fed chunk by chunk, tokens passed to onToken, and errors rebuilt
 // as AigridErrors. An AbortSignal rejects the call at once and tells the engine to stop.
-import { AigridError } from '../../../client/protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import { fromWireError, type CallMessage, type PageMessage, type ProviderMethod, type ReplyMessage } from '../protocol.ts';
 import { PageStream } from './page-stream.ts';
 

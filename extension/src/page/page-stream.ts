@@ -2,7 +2,7 @@
 // page's loop takes them. Aborting (controller.abort(), the request's signal, or leaving the loop
 // early) ends the stream at once with ERR_ABORTED and tells the engine to stop; chunks that were
 // already on their way are dropped.
-import { AigridError } from '../../../client/protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { Stream } from '../../../client/sdk/types.ts';
 
 export class PageStream<T> implements Stream<T> {

@@ -1,7 +1,7 @@
 // window.aigrid in pages (a content script in the page's own world, run at document_start): the
 // SDK's request interface, each call posted to the extension's isolated content script, which
 // passes it on to the engine. The first call from an origin asks the person for permission.
-import { AigridError } from '../../../client/protocol/errors.ts';
+import { AigridError } from '../../../protocol/errors.ts';
 import type { GenerateParams } from '../../../client/sdk/types.ts';
 import { READY_EVENT, WINDOW_CHANNEL, isReplyMessage, type AigridProvider, type PageMessage, type WindowEnvelope } from '../protocol.ts';
 import { Calls } from './calls.ts';

@@ -3,8 +3,8 @@
 
 export const ERROR_HINTS = {
   ERR_MALFORMED_JSON: 'Send each signaling frame as one UTF-8 JSON object.',
-  ERR_INVALID_MESSAGE: 'The frame does not match its schema; see client/protocol/signaling.ts.',
-  ERR_UNKNOWN_TYPE: 'Use one of the message types listed in client/protocol/signaling.ts.',
+  ERR_INVALID_MESSAGE: 'The frame does not match its schema; see protocol/signaling.ts.',
+  ERR_UNKNOWN_TYPE: 'Use one of the message types listed in protocol/signaling.ts.',
   ERR_FRAME_TOO_LARGE: 'Split the payload or send it over a data channel instead.',
   ERR_PROTOCOL_VERSION: 'Upgrade the client and the server to the same protocol version.',
   ERR_NOT_JOINED: 'Send hello first.',
