@@ -1,10 +1,11 @@
-// Hidden states between peers: data-channel frames (see frames.ts) whose payload starts with a
-// fixed 32-byte header, then T x H values (f16 on the wire). Control frames of a session (route
-// set-up, release, failure) carry JSON instead. A light session (SessionSetup.light) enters hop 0
-// as token ids and leaves the last hop as logits, in the same header:
-//   `tokens` frame: T x u32 token ids; hidden = 1, dtype = 3 (u32).
-//   `logits` frame: V x f32 logits of the request's last token; tokens = the request's T, hidden =
-//   0 (a vocabulary does not fit the u16), dtype = 2 (f32, so sampling sees the values unrounded).
+// Activations between peers: data-channel frames (see frames.ts) whose payload starts with a
+// fixed 32-byte header, then the values. Which frame carries what (session.ts has the frame types):
+//   `forward` / `result`: T x H hidden states, f16 on the wire (f32 only when a value would
+//     overflow f16, so nothing arrives as infinity); dtype 1 (f16) or 2 (f32).
+//   `tokens`: T x u32 token ids into a stage that embeds; hidden = 1, dtype = 3 (u32).
+//   `logits`: V x f32 logits of the request's last token from a stage that runs the head;
+//     tokens = the request's T, hidden = 0 (a vocabulary does not fit the u16), dtype = 2 (f32, so
+//     sampling sees the values unrounded).
 //
 // Header (little endian, 32 bytes):
 //   0  u32 x2  session id (64 random bits; hex in JSON control frames)
@@ -12,76 +13,51 @@
 //   12 u32     start position of the first token
 //   16 u16     tokens T
 //   18 u16     hidden size H
-//   20 u8      dtype (1 = f16, 2 = f32)
+//   20 u8      dtype (1 = f16, 2 = f32, 3 = u32 ids)
 //   21 u8      hop index on the route (which hop this frame is addressed to)
 //   22 u16     first layer of that hop
 //   24 u16     end layer of that hop
 //   26 u16     flags (none defined; 0)
 //   28 u32     reserved (0)
+import { z } from 'zod';
 import { AigridError } from './errors.ts';
+import { f16ToF32, f32ToF16 } from './f16.ts';
 
 export const ACTIVATION_HEADER_BYTES = 32;
 
-/** Frame types of collective serving (frames.ts holds the base ones). */
-export const ServingFrame = {
-  /** JSON SessionSetup: the route of a session, sent by the client to each hop. */
-  session: 32,
-  /** Header + hidden states entering a hop. */
-  forward: 33,
-  /** Header + hidden states after the last hop, back to the client. */
-  result: 34,
-  /** JSON SessionFailure: a hop refused or could not run a request. */
-  fail: 35,
-  /** JSON {sessionId}: the session ended; hops release its KV caches. */
-  release: 36,
-  /** Header + token ids entering hop 0 of a light session (embedded there). */
-  tokens: 37,
-  /** Header + f32 logits of the last token, from the last hop of a light session to the client. */
-  logits: 38,
-} as const;
-
 export const ActivationDtype = { f16: 1, f32: 2 } as const;
 const U32_IDS = 3;
+const SESSION_ID = /^[0-9a-f]{16}$/;
 
-export interface ActivationHeader {
-  sessionId: string;
-  requestId: number;
-  startPos: number;
-  tokens: number;
-  hidden: number;
-  dtype: 'f16' | 'f32';
-  hop: number;
-  layerStart: number;
-  layerEnd: number;
-}
+/** The fields of an activation header (the payload's own size and dtype aside). */
+export const ActivationHeaderSchema = z.object({
+  sessionId: z.string().regex(SESSION_ID),
+  requestId: z.number().int().min(0).max(0xffffffff),
+  startPos: z.number().int().min(0).max(0xffffffff),
+  tokens: z.number().int().min(1).max(0xffff),
+  hidden: z.number().int().min(0).max(0xffff),
+  dtype: z.enum(['f16', 'f32']),
+  hop: z.number().int().min(0).max(0xff),
+  layerStart: z.number().int().min(0).max(0xffff),
+  layerEnd: z.number().int().min(1).max(0xffff),
+});
 
-export interface SessionSetup {
-  sessionId: string;
-  modelId: string;
-  /** The whole route; each hop forwards to the next, the last returns results to `client`. */
-  hops: { peerId: string; start: number; end: number }[];
-  client: string;
-  /** Hop 0 takes token ids and embeds them; the last hop returns logits (see the frame types). */
-  light?: true;
-}
+export type ActivationHeader = z.infer<typeof ActivationHeaderSchema>;
 
 /** What a token-id or logits frame carries besides its values. */
 export type PassHeader = Omit<ActivationHeader, 'hidden' | 'dtype'>;
 
-export interface SessionFailure {
-  sessionId: string;
-  requestId: number;
-  /** The hop that failed or refused. */
-  peerId: string;
-  code: string;
-  message: string;
+/** Where the header fields other than the data's own (tokens, hidden size, dtype) come from. */
+export type HiddenHeader = Omit<ActivationHeader, 'tokens' | 'hidden' | 'dtype'>;
+
+export interface HiddenFrame {
+  header: ActivationHeader;
+  /** [tokens, hidden] as f32. */
+  values: Float32Array;
 }
 
-const SESSION_ID = /^[0-9a-f]{16}$/;
-
-export function randomSessionId(): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
-}
+/** Largest f16 value; a larger finite one would arrive as infinity. */
+const F16_MAX = 65504;
 
 function bad(message: string): AigridError {
   return new AigridError('ERR_FRAME_MALFORMED', message);
@@ -170,7 +146,7 @@ export function decodeLogits(payload: Uint8Array): { header: PassHeader; logits:
   return { header, logits };
 }
 
-/** Parses and checks a forward/result payload; a bad one is ERR_FRAME_MALFORMED or ERR_SHAPE_MISMATCH. */
+/** Parses and checks a forward/result payload's header and raw values; a bad one is ERR_FRAME_MALFORMED or ERR_SHAPE_MISMATCH. */
 export function decodeActivation(payload: Uint8Array): { header: ActivationHeader; values: Uint8Array } {
   if (payload.byteLength < ACTIVATION_HEADER_BYTES) throw bad(`activation frame of ${payload.byteLength} bytes has no header`);
   const code = payload[20]!; // the dtype byte
@@ -184,4 +160,51 @@ export function decodeActivation(payload: Uint8Array): { header: ActivationHeade
     throw new AigridError('ERR_SHAPE_MISMATCH', `activation carries ${values.byteLength} bytes for [${header.tokens}, ${header.hidden}] ${dtype}`);
   }
   return { header, values };
+}
+
+/** The values as the wire will deliver them: rounded to f16 unless one would overflow it. */
+export function wireRound(values: Float32Array): Float32Array {
+  if (!fitsF16(values)) return values.slice();
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = f16ToF32(f32ToF16(values[i]!));
+  return out;
+}
+
+function fitsF16(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (Math.abs(values[i]!) > F16_MAX) return false;
+  return true;
+}
+
+/** A forward/result payload for rows [tokens, hidden] of f32 values. */
+export function encodeHidden(header: HiddenHeader, values: Float32Array, tokens: number, hidden: number): Uint8Array {
+  const f16 = fitsF16(values);
+  const bytes = new Uint8Array(values.length * (f16 ? 2 : 4));
+  const view = new DataView(bytes.buffer);
+  if (f16) for (let i = 0; i < values.length; i++) view.setUint16(i * 2, f32ToF16(values[i]!), true);
+  else for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true);
+  return encodeActivation({ ...header, tokens, hidden, dtype: f16 ? 'f16' : 'f32' }, bytes);
+}
+
+/** Parses a forward/result payload; ERR_FRAME_MALFORMED, ERR_SHAPE_MISMATCH, or ERR_INVALID_ARGUMENT for non-finite values. */
+export function decodeHidden(payload: Uint8Array): HiddenFrame {
+  const { header, values: raw } = decodeActivation(payload);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const count = header.tokens * header.hidden;
+  const values = new Float32Array(count);
+  if (header.dtype === 'f16') for (let i = 0; i < count; i++) values[i] = f16ToF32(view.getUint16(i * 2, true));
+  else for (let i = 0; i < count; i++) values[i] = view.getFloat32(i * 4, true);
+  for (let i = 0; i < count; i++) {
+    if (!Number.isFinite(values[i]!)) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `activation holds a non-finite value at row ${Math.floor(i / header.hidden)}, column ${i % header.hidden}`);
+    }
+  }
+  return { header, values };
+}
+
+/** The session and request ids of an activation payload whose header may be otherwise bad. */
+export function peekIds(payload: Uint8Array): { sessionId: string; requestId: number } | null {
+  if (payload.byteLength < 12) return null;
+  const view = new DataView(payload.buffer, payload.byteOffset, 12);
+  const hex = (v: number) => v.toString(16).padStart(8, '0');
+  return { sessionId: hex(view.getUint32(4, true)) + hex(view.getUint32(0, true)), requestId: view.getUint32(8, true) };
 }

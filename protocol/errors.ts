@@ -1,5 +1,6 @@
-// Stable error codes shared by the signaling server, the mesh and (later) the SDK.
-// Errors cross process, worker and extension boundaries as plain {name, code, message}.
+// Stable error codes shared by the signaling server, the mesh, the serving peers and the SDK.
+// Errors cross process, worker and extension boundaries as plain {name, code, message}; a code
+// that arrives from elsewhere goes through codeOf(), the one place an unknown code is mapped.
 
 export const ERROR_HINTS = {
   ERR_MALFORMED_JSON: 'Send each signaling frame as one UTF-8 JSON object.',
@@ -43,6 +44,7 @@ export const ERROR_HINTS = {
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
+  ERR_UNKNOWN_CODE: 'A peer or server reported an error code this version does not know (it may be newer); the message carries its words.',
   ERR_PERMISSION_DENIED: 'The person using the browser did not allow this site to use AIGrid; they can allow it in the extension\'s options page.',
 } as const;
 
@@ -52,6 +54,11 @@ export const ERROR_CODES = Object.keys(ERROR_HINTS) as ErrorCode[];
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_HINTS, value);
+}
+
+/** A code received from another party: itself when this version knows it, else ERR_UNKNOWN_CODE. */
+export function codeOf(value: unknown): ErrorCode {
+  return isErrorCode(value) ? value : 'ERR_UNKNOWN_CODE';
 }
 
 /** The one error type of AIGrid: a stable code, a message, and a hint on how to fix it. */
@@ -72,8 +79,18 @@ export class AigridError extends Error {
 
   /** Rebuilds an error that crossed a boundary as {name, code, message}. */
   static fromJSON(value: SerializedError): AigridError {
-    return new AigridError(isErrorCode(value.code) ? value.code : 'ERR_INVALID_MESSAGE', value.message);
+    return new AigridError(codeOf(value.code), value.message);
   }
+}
+
+/** The code to report for an error caught here: an AigridError's own, else ERR_INVALID_ARGUMENT (a thrown TypeError and the like come from bad input). */
+export function errorCode(err: unknown): ErrorCode {
+  return err instanceof AigridError ? err.code : 'ERR_INVALID_ARGUMENT';
+}
+
+/** An error's message, cut to what a failure report carries. */
+export function errorMessage(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).slice(0, 1024);
 }
 
 export interface SerializedError {

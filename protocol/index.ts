@@ -5,3 +5,5 @@ export * from './signaling.ts';
 export * from './serving.ts';
 export * from './activation.ts';
 export * from './frames.ts';
+export * from './session.ts';
+export * from './f16.ts';

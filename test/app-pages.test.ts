@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridPeer } from '../client/grid/index.ts';
-import { nodeModelOpener } from '../client/grid/node.ts';
+import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
 import { connect, type Grid, type ModelSpec } from '../client/sdk/node.ts';
@@ -86,7 +87,7 @@ beforeAll(async () => {
     const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: NETWORK, capabilities: { ...CAPABILITIES, memoryBudgetMB }, autoConnect: false, maxConnections: 16, peerId });
     meshes.push(mesh);
     await mesh.start();
-    peers.push(new GridPeer({ mesh, backend: 'cpu', open: nodeModelOpener({ cache: false }) }));
+    peers.push(new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
   }
   chromium = await launchChromium();
   decoder = await newDecoder(chromium.browser);

@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GridPeer, RemoteChain, explicitRoutes, type FailoverEvent } from '../client/grid/index.ts';
-import { generate, type LayerChain } from '../client/model/generate.ts';
-import { nodeModelOpener } from '../client/grid/node.ts';
+import { generate, withHead, type LayerChain } from '../client/model/generate.ts';
+import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { Head } from '../client/model/head.ts';
 import { readConfig } from '../client/model/shard.ts';
 import { Mesh } from '../client/mesh/index.ts';
@@ -86,7 +87,7 @@ describe('serving from Chromium pages', () => {
     const spec = await modelSpec();
     // Layers: page A [0, 1), the Node peer [1, 3), page B [3, 4).
     const [a, b] = pages as [(typeof pages)[number], (typeof pages)[number]];
-    const nodePeer = new GridPeer({ mesh: await nodeMesh('grid-node'), backend: 'cpu', open: nodeModelOpener({ cache: false }) });
+    const nodePeer = new GridPeer({ mesh: await nodeMesh('grid-node'), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) });
     closers.push(nodePeer);
     const contribute = (page: Page, start: number, end: number) =>
       page.evaluate((model, start, end, backend) => window.aigridApp.contribute({ model, start, end, backend, cache: false }), spec, start, end, PAGE_BACKEND);
@@ -181,7 +182,7 @@ describe('serving from Chromium pages', () => {
       }
       return chain.layers(hidden, positions, sessionId);
     };
-    const result = await generate(head!, layers, golden.ids, { maxTokens: GOLDEN_STEPS, temperature: 0, sessionId: 'page-closed' });
+    const result = await generate(withHead(head!, layers), golden.ids, { maxTokens: GOLDEN_STEPS, temperature: 0, sessionId: 'page-closed' });
     chain.release('page-closed');
     expect(closed).toBe(true);
     expect(result.tokens).toEqual(golden.greedy);

@@ -3,8 +3,9 @@
 // peers load their layers over HTTP Range and report ready; the client takes routes from the
 // coordinator and generates the golden tokens, also when a peer dies mid-generation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GridPeer, lightHead, meshRoutes, RemoteChain, signalingRoutes } from '../client/grid/index.ts';
-import { nodeModelOpener } from '../client/grid/node.ts';
+import { GridPeer, meshRoutes, RemoteChain, RemoteModel, signalingRoutes } from '../client/grid/index.ts';
+import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import type { ModelCoverage, ModelSpec } from '../protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
@@ -24,7 +25,7 @@ const mesh = (peerId: string, memoryBudgetMB = 2, network = NETWORK) => net.join
 beforeAll(async () => {
   net = await startGridNet();
   for (const id of ['peer-a', 'peer-b', 'peer-c', 'peer-d']) {
-    peers.push(new GridPeer({ mesh: await mesh(id), backend: 'cpu', open: nodeModelOpener({ cache: false }) }));
+    peers.push(new GridPeer({ mesh: await mesh(id), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
   }
   client = await mesh('the-client', 0); // a pure client offers no memory
   spec = { ...(await net.spec('tiny-llama')), layerBytes: MB, replication: 2 };
@@ -88,7 +89,7 @@ describe('serving through the coordinator', () => {
   it('serves a light client: the peers at the ends hold embedding and head, the client only ids', async () => {
     const network = 'coordinated-light';
     for (const id of ['light-a', 'light-b', 'light-c']) {
-      peers.push(new GridPeer({ mesh: await mesh(id, 2, network), backend: 'cpu', open: nodeModelOpener({ cache: false }) }));
+      peers.push(new GridPeer({ mesh: await mesh(id, 2, network), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
     }
     const lightClient = await mesh('light-client', 0, network);
     const light = { ...spec, modelId: 'tiny-llama-light', light: true, replication: 1 };
@@ -96,16 +97,16 @@ describe('serving through the coordinator', () => {
     lightClient.signaling.on('models', (models) => (coverage = models.find((m) => m.model.modelId === light.modelId)));
     lightClient.signaling.send({ type: 'serve', model: light });
     await waitFor(() => Boolean(coverage?.ready.every((r) => r >= 1)), 30_000, 'light model ready');
-    const chain = new RemoteChain({
+    const chain = new RemoteModel({
       mesh: lightClient,
       modelId: light.modelId,
       numLayers: light.numLayers,
       hiddenSize: light.hiddenSize,
       routes: signalingRoutes(lightClient.signaling, light.modelId),
-      light: { vocabSize: 256 },
+      vocabSize: 256,
     });
     const g = (await net.model('tiny-llama')).golden[3]!;
-    const result = await chain.generate(lightHead, g.ids, { maxTokens: g.greedy.length, temperature: 0 });
+    const result = await chain.generate(g.ids, { maxTokens: g.greedy.length, temperature: 0 });
     expect(result.tokens).toEqual(g.greedy);
     chain.close();
   });

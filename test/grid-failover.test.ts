@@ -4,7 +4,7 @@
 // tokens are exactly the goldens; serving peers answer every bad frame with a `fail` frame.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FailoverEvent } from '../client/grid/index.ts';
-import { generate, type LayerChain } from '../client/model/generate.ts';
+import { generate, withHead, type LayerChain } from '../client/model/generate.ts';
 import { Shard } from '../client/model/shard.ts';
 import { ServingFrame } from '../protocol/index.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
@@ -153,7 +153,7 @@ describe('failover', () => {
       }
       return chain.layers(hidden, positions, sessionId);
     };
-    const result = await generate(head, layers, first!.ids, { maxTokens: GOLDEN_STEPS, temperature: 0, sessionId: 'evicted' });
+    const result = await generate(withHead(head, layers), first!.ids, { maxTokens: GOLDEN_STEPS, temperature: 0, sessionId: 'evicted' });
     chain.release('evicted');
     expect(result.tokens).toEqual(first!.greedy);
     expect(intruded).toEqual(second!.greedy.slice(0, 4));

@@ -4,10 +4,9 @@
 // same f16 input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridPeer } from '../client/grid/index.ts';
-import { encodeHidden, wireRound, type GridFailure } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { Shard } from '../client/model/shard.ts';
-import { decodeActivation, encodeActivation, randomSessionId, ServingFrame, type Frame, type SessionSetup } from '../protocol/index.ts';
+import { decodeActivation, encodeActivation, encodeHidden, randomSessionId, ServingFrame, wireRound, type Frame, type SessionFailure, type SessionSetup } from '../protocol/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -35,8 +34,8 @@ async function next(type: number): Promise<Frame> {
   return inbox.splice(inbox.findIndex((f) => f.type === type), 1)[0]!;
 }
 
-async function failure(): Promise<GridFailure> {
-  return JSON.parse(new TextDecoder().decode((await next(ServingFrame.fail)).payload)) as GridFailure;
+async function failure(): Promise<SessionFailure> {
+  return JSON.parse(new TextDecoder().decode((await next(ServingFrame.fail)).payload)) as SessionFailure;
 }
 
 const json = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));

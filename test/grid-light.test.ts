@@ -3,7 +3,7 @@
 // goldens, a peer killed mid-generation is replaced by its replica (the replay resends token ids),
 // and a hop 0 without the embedding refuses the session.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { lightHead, type FailoverEvent, type GridPeer } from '../client/grid/index.ts';
+import type { FailoverEvent, GridPeer } from '../client/grid/index.ts';
 import { Head } from '../client/model/head.ts';
 import { readConfig } from '../client/model/shard.ts';
 import { ServingFrame } from '../protocol/index.ts';
@@ -40,18 +40,18 @@ describe('light sessions over Node peers (CPU)', () => {
     mesh.on('frame', (_from, f) => received.add(f.type));
     const fromClient = new Set<number>();
     a!.mesh.on('frame', (from, f) => from === mesh.peerId && fromClient.add(f.type));
-    const chain = await net.chain(mesh, 'tiny-llama', [route([a!, 0, 1], [b!, 1, 3], [c!, 3, 4])], {
+    const chain = await net.wholeModel(mesh, 'tiny-llama', [route([a!, 0, 1], [b!, 1, 3], [c!, 3, 4])], {
       chunkTokens: 16,
-      light: { vocabSize: await vocabSize('tiny-llama') },
+      vocabSize: await vocabSize('tiny-llama'),
     });
     for (const golden of (await net.model('tiny-llama')).golden) {
-      const result = await chain.generate(lightHead, golden.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 });
+      const result = await chain.generate(golden.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 });
       expect(result.tokens, golden.prompt).toEqual(golden.greedy);
     }
     // Eight light generations at once (each golden prompt twice) all keep their tokens.
     const goldens = (await net.model('tiny-llama')).golden;
     const many = await Promise.all(
-      [...goldens, ...goldens].map((g) => chain.generate(lightHead, g.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 })),
+      [...goldens, ...goldens].map((g) => chain.generate(g.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 })),
     );
     many.forEach((r, i) => expect(r.tokens).toEqual(goldens[i % goldens.length]!.greedy));
     expect(loads).toHaveBeenCalledTimes(2);
@@ -77,12 +77,12 @@ describe('light sessions over Node peers (CPU)', () => {
     const mesh = await net.join('light-kill', 'light-kill-client');
     const events: FailoverEvent[] = [];
     const routes = [route([a!, 0, 2], [b!, 2, 3], [c!, 3, 4]), route([a!, 0, 2], [b!, 2, 3], [c2!, 3, 4])];
-    const chain = await net.chain(mesh, 'tiny-llama', routes, {
-      light: { vocabSize: await vocabSize('tiny-llama') },
+    const chain = await net.wholeModel(mesh, 'tiny-llama', routes, {
+      vocabSize: await vocabSize('tiny-llama'),
       onFailover: (e) => events.push(e),
     });
     const golden = (await net.model('tiny-llama')).golden[3]!;
-    const result = await chain.generate(lightHead, golden.ids, {
+    const result = await chain.generate(golden.ids, {
       maxTokens: GOLDEN_STEPS,
       temperature: 0,
       onToken: (_t, step) => step === 8 && c!.mesh.close(),
@@ -98,10 +98,10 @@ describe('light sessions over Node peers (CPU)', () => {
     const spec = await net.spec('tiny-llama');
     await Promise.all([a!.assign(spec, 0, 2), b!.assign(spec, 2, 4, { head: true })]);
     const mesh = await net.join('light-plain', 'light-plain-client');
-    const light = { vocabSize: await vocabSize('tiny-llama') };
+    const vocab = await vocabSize('tiny-llama');
     const refused = async (peers: GridPeer[]) => {
-      const chain = await net.chain(mesh, 'tiny-llama', [route([peers[0]!, 0, 2], [peers[1]!, 2, 4])], { light, maxFailovers: 0 });
-      return chain.generate(lightHead, [1, 2, 3], { maxTokens: 1, temperature: 0 });
+      const chain = await net.wholeModel(mesh, 'tiny-llama', [route([peers[0]!, 0, 2], [peers[1]!, 2, 4])], { vocabSize: vocab, maxFailovers: 0 });
+      return chain.generate([1, 2, 3], { maxTokens: 1, temperature: 0 });
     };
     await expect(refused([a!, b!])).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringContaining('embedding') });
     // The same peers serve a default session.

@@ -5,7 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { GridPeer } from '../client/grid/index.ts';
-import { nodeModelOpener } from '../client/grid/node.ts';
+import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
 import { PROTOCOL_VERSION, type ClientMessage, type ModelCoverage, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
@@ -89,7 +90,7 @@ describe('route requests', () => {
 describe('assignments from the server', () => {
   it('a GridPeer loads what it is assigned, reports its state, and drops it when unassigned', async () => {
     const mesh = await join();
-    const peer = new GridPeer({ mesh, backend: 'cpu', open: nodeModelOpener({ cache: false }) });
+    const peer = new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) });
     const models: ModelCoverage[][] = [];
     mesh.signaling.on('models', (m) => models.push(m));
     const model: ModelSpec = {

@@ -1,7 +1,7 @@
 // The generation loop over a local layer chain: greedy output equals the goldens (which equal
 // @huggingface/transformers on the same weights), stop tokens, max tokens, abort, seeded sampling.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { generate, Head, Shard, type LayerChain } from '../client/model/index.ts';
+import { generate, Head, Shard, withHead, type LayerChain } from '../client/model/index.ts';
 import { fixtures, type FixtureModel } from './fixtures/index.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 
@@ -25,7 +25,7 @@ describe('generate over a chain of two shards (CPU backend)', () => {
   it('produces the golden greedy tokens and streams each one', async () => {
     for (const [i, g] of model.golden.slice(0, 2).entries()) {
       const streamed: number[] = [];
-      const result = await generate(head, chain, g.ids, {
+      const result = await generate(withHead(head, chain), g.ids, {
         maxTokens: g.greedy.length,
         temperature: 0,
         sessionId: `golden-${i}`,
@@ -41,11 +41,11 @@ describe('generate over a chain of two shards (CPU backend)', () => {
   it('stops on a stop token and on abort', async () => {
     const g = model.golden[0]!;
     const stopAt = g.greedy[5]!;
-    const stopped = await generate(head, chain, g.ids, { maxTokens: 32, temperature: 0, stopTokens: [stopAt], sessionId: 'stop' });
+    const stopped = await generate(withHead(head, chain), g.ids, { maxTokens: 32, temperature: 0, stopTokens: [stopAt], sessionId: 'stop' });
     expect(stopped.finishReason).toBe('stop');
     expect(stopped.tokens).toEqual(g.greedy.slice(0, g.greedy.indexOf(stopAt) + 1));
     const controller = new AbortController();
-    const aborted = await generate(head, chain, g.ids, {
+    const aborted = await generate(withHead(head, chain), g.ids, {
       maxTokens: 32,
       temperature: 0,
       sessionId: 'abort',
@@ -59,7 +59,7 @@ describe('generate over a chain of two shards (CPU backend)', () => {
   it('repeats a seeded sampled generation exactly and differs with another seed', async () => {
     const g = model.golden[1]!;
     const run = (seed: number, id: string) =>
-      generate(head, chain, g.ids, { maxTokens: 12, temperature: 1.5, topK: 20, topP: 0.95, seed, sessionId: id });
+      generate(withHead(head, chain), g.ids, { maxTokens: 12, temperature: 1.5, topK: 20, topP: 0.95, seed, sessionId: id });
     const a = await run(7, 'seed-a');
     const b = await run(7, 'seed-b');
     const c = await run(8, 'seed-c');
@@ -68,7 +68,7 @@ describe('generate over a chain of two shards (CPU backend)', () => {
   });
 
   it('rejects an empty prompt and a bad maxTokens', async () => {
-    await expect(generate(head, chain, [], { maxTokens: 4, sessionId: 'x' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
-    await expect(generate(head, chain, [1], { maxTokens: 0, sessionId: 'x' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(generate(withHead(head, chain), [], { maxTokens: 4, sessionId: 'x' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(generate(withHead(head, chain), [1], { maxTokens: 0, sessionId: 'x' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 });

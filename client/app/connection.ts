@@ -1,7 +1,7 @@
 // The tab's one connection to a network: a Mesh wrapped in the SDK's Grid, shared by every page and
 // by the scripting API (window.aigridApp). Listeners hear each join and leave.
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
-import { openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
 import { AigridError, Grid } from '../sdk/index.ts';
 
 export interface JoinOptions {
@@ -64,7 +64,7 @@ export async function join(options: JoinOptions): Promise<Connection> {
     mesh,
     backend: 'auto',
     gpu: async () => gpu,
-    open: (model, signal) => openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
+    open: checkpointOpener(openCheckpoint, {}),
   });
   const joined: Connection = { network: options.network, httpBase: httpBaseOf(options.signal ?? defaultSignal), mesh, grid };
   current = joined;

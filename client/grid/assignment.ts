@@ -3,10 +3,9 @@
 // sessions the first hop may also hold the embedding and the last the final norm and LM head.
 import { AigridError, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
-import { openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openCheckpoint, type CheckpointOpener } from '../model/checkpoint/index.ts';
 import type { Backend } from '../model/backend/types.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import type { TensorSource } from '../model/load-weights.ts';
 import { Head } from '../model/head.ts';
 import { Shard } from '../model/shard.ts';
 
@@ -20,11 +19,8 @@ export interface HeadParts {
   head?: boolean;
 }
 
-/** Opens a model's weights; Node peers pass nodeModelOpener() (grid/node.ts) for disk caching. */
-export type ModelOpener = (model: ModelSpec, signal: AbortSignal) => Promise<TensorSource>;
-
-export const openModel: ModelOpener = (model, signal) =>
-  openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal });
+/** The opener of a peer that was given none: HTTP ranges, cached as openCheckpoint caches them. */
+export const defaultOpener: CheckpointOpener = checkpointOpener(openCheckpoint, {});
 
 export interface ShardSettings {
   /** Set when the assignment must not load (e.g. it exceeds the peer's budget): reported as failed. */
@@ -52,7 +48,7 @@ export class Assignment {
     readonly model: ModelSpec,
     readonly start: number,
     readonly end: number,
-    open: ModelOpener,
+    open: CheckpointOpener,
     settings: ShardSettings,
     private readonly onChange: (assignment: Assignment) => void,
     readonly parts: HeadParts = {},
@@ -66,11 +62,12 @@ export class Assignment {
     return this.model.modelId;
   }
 
+  /** Whether a route may use layers [start, end) here: any sub-range of what is held (routes may enter mid-range). */
   covers(start: number, end: number): boolean {
-    return this.start === start && this.end === end;
+    return this.start <= start && end <= this.end && start < end;
   }
 
-  private async load(open: ModelOpener, settings: ShardSettings): Promise<void> {
+  private async load(open: CheckpointOpener, settings: ShardSettings): Promise<void> {
     const { model, start, end } = this;
     const signal = this.abort.signal;
     try {

@@ -1,11 +1,12 @@
 // Continuous batching on a serving peer: decode steps (one token each) of different sessions that
-// wait for the same shard and layer range run as one Shard.forwardBatch pass, so the weights are
+// wait for the same shard (one model's loaded layers) and layer range run as one Shard.forwardBatch pass, so the weights are
 // read once per batch. While a batch runs, newly arrived steps gather for the next one; BatchGather
 // decides when the next batch starts and how many steps it takes (one micro-batch per pipeline
 // stage when many sessions decode, so that the stages of their routes work at once).
 import { BatchGather } from '../model/batch-gather.ts';
 import { runBatch } from '../model/batch-run.ts';
 import type { Shard } from '../model/shard.ts';
+import { AigridError } from '../../protocol/index.ts';
 
 interface Step {
   hidden: Float32Array;
@@ -31,7 +32,8 @@ export interface BatchStats {
 }
 
 export class DecodeBatcher {
-  private readonly lanes = new Map<string, Lane>();
+  /** Per shard, its lanes by layer range: two models with the same cut never share a lane. */
+  private readonly lanes = new Map<Shard, Map<string, Lane>>();
   readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0 };
 
   /**
@@ -40,12 +42,13 @@ export class DecodeBatcher {
    */
   step(shard: Shard, layers: { start: number; end: number }, hidden: Float32Array, position: number, sessionId: string, stages = 1): Promise<Float32Array> {
     const key = `${layers.start}-${layers.end}`;
-    let lane = this.lanes.get(key);
-    if (!lane || lane.shard !== shard) {
-      lane?.gather.dispose();
+    let lanes = this.lanes.get(shard);
+    if (!lanes) this.lanes.set(shard, (lanes = new Map()));
+    let lane = lanes.get(key);
+    if (!lane) {
       const fresh: Lane = { shard, layers, waiting: [], running: false, gather: new BatchGather(() => void this.run(fresh)) };
       lane = fresh;
-      this.lanes.set(key, lane);
+      lanes.set(key, lane);
     }
     const target = lane;
     target.gather.arrive(sessionId, stages);
@@ -54,6 +57,16 @@ export class DecodeBatcher {
       // While a pass runs, the steps gathered meanwhile wait for it to end.
       if (!target.running) target.gather.queued(sessionId, () => target.waiting.map((s) => s.sessionId));
     });
+  }
+
+  /** Forgets a shard that is no longer served; steps still waiting for it fail. */
+  forget(shard: Shard): void {
+    const lanes = this.lanes.get(shard);
+    this.lanes.delete(shard);
+    for (const lane of lanes?.values() ?? []) {
+      lane.gather.dispose();
+      for (const s of lane.waiting.splice(0)) s.reject(new AigridError('ERR_NO_ROUTE', 'the layers this step waited for are no longer served here'));
+    }
   }
 
   private async run(lane: Lane): Promise<void> {

@@ -1,23 +1,96 @@
-// The sessions a serving peer takes part in: each one's route, this peer's place on it, and when
-// it was last used, so sessions whose client went quiet are released after a timeout.
-import type { SessionSetup } from '../../protocol/index.ts';
+// The sessions a serving peer takes part in. A HopSession owns what the session holds here: its
+// place on the route, the assignment (model and layers) it runs on, and the KV caches it fills;
+// `drop()` is the one way it ends (release, client gone, idle sweep, eviction, unassignment, a
+// send that failed). `run()` is the stage's one pipeline: embed? -> layers -> head?.
+import type { DecodeBatcher } from './decode-batcher.ts';
+import type { Assignment } from './assignment.ts';
+import { AigridError, type SessionSetup, type Stage } from '../../protocol/index.ts';
 
-export interface HopSession {
-  setup: SessionSetup;
-  /** This peer's hop index on the route. */
-  index: number;
-  lastUsed: number;
+/** What enters a stage: token ids when it embeds, hidden states [T, H] otherwise. */
+export type StageInput = { ids: Uint32Array } | { hidden: Float32Array };
+/** What leaves it: the last token's logits [V] when it runs the head, hidden states [T, H] otherwise. */
+export type StageOutput = { logits: Float32Array } | { hidden: Float32Array };
+
+export class HopSession {
+  lastUsed = Date.now();
+  /** The pass before this one, so an embedding stage starts its passes in arrival order. */
+  private previous: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly setup: SessionSetup,
+    /** This peer's hop index on the route. */
+    readonly index: number,
+    readonly assignment: Assignment,
+    private readonly table: HopSessions,
+  ) {}
+
+  get id(): string {
+    return this.setup.sessionId;
+  }
+
+  get stage(): Stage {
+    return this.setup.hops[this.index]!;
+  }
+
+  /** The next stage, or undefined when results go back to the client. */
+  get next(): Stage | undefined {
+    return this.setup.hops[this.index + 1];
+  }
+
+  /** Who may send this stage its inputs: the previous hop, or the client for hop 0. */
+  get sender(): string {
+    return this.index === 0 ? this.setup.client : this.setup.hops[this.index - 1]!.peerId;
+  }
+
+  touch(): void {
+    this.lastUsed = Date.now();
+  }
+
+  /** Ends the session here: it leaves the table and its KV caches are freed. Safe to call twice. */
+  drop(): void {
+    if (!this.table.remove(this)) return;
+    this.assignment.shard?.release(this.id);
+  }
+
+  /**
+   * One pass of T tokens at startPos through this stage. A stage without `embed` starts its layer
+   * pass before returning (so passes keep arrival order); one with `embed` chains its passes.
+   * Decode steps (T = 1) go through the batcher. Tokens are counted here, when the layers ran.
+   */
+  run(input: StageInput, startPos: number, T: number, batcher: DecodeBatcher): Promise<StageOutput> {
+    const { shard, head } = this.assignment;
+    if (!shard) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId} is no longer served here`));
+    const { start, end } = this.stage;
+    const positions = Uint32Array.from({ length: T }, (_, i) => startPos + i);
+    const layers = (hidden: Float32Array) => {
+      const stages = this.setup.hops.length + 1; // the hops and the client
+      return T === 1 ? batcher.step(shard, { start, end }, hidden, startPos, this.id, stages) : shard.forward(hidden, positions, this.id, { start, end });
+    };
+    let hidden: Promise<Float32Array>;
+    if ('ids' in input) {
+      if (!head) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s embedding is no longer held here`));
+      // Only the embedding is chained: each pass's layers start as soon as its rows exist.
+      const embedded = this.previous.then(() => head.embed(input.ids, positions));
+      this.previous = embedded.catch(() => {});
+      hidden = embedded.then(layers);
+    } else {
+      hidden = layers(input.hidden);
+    }
+    return hidden.then(async (out) => {
+      this.assignment.tokensServed += T;
+      if (!this.stage.head) return { hidden: out };
+      if (!head) throw new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s LM head is no longer held here`);
+      return { logits: await head.logits(out, T) };
+    });
+  }
 }
 
 export class HopSessions {
   private readonly sessions = new Map<string, HopSession>();
-  private sweeper: ReturnType<typeof setInterval> | undefined;
+  private readonly sweeper: ReturnType<typeof setInterval>;
 
-  /** `onExpire` frees what a session holds (its KV caches) when it has been idle for `idleMs`. */
-  constructor(
-    private readonly idleMs: number,
-    private readonly onExpire: (session: HopSession) => void,
-  ) {
+  /** Sessions idle for `idleMs` are dropped. */
+  constructor(private readonly idleMs: number) {
     this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.min(idleMs / 2, 30_000)));
     // The sweep alone must not keep a Node process alive.
     (this.sweeper as { unref?: () => void }).unref?.();
@@ -31,21 +104,18 @@ export class HopSessions {
     return this.sessions.get(sessionId);
   }
 
-  add(setup: SessionSetup, index: number): HopSession {
-    const session: HopSession = { setup, index, lastUsed: Date.now() };
+  open(setup: SessionSetup, index: number, assignment: Assignment): HopSession {
+    const session = new HopSession(setup, index, assignment, this);
+    this.sessions.get(setup.sessionId)?.drop();
     this.sessions.set(setup.sessionId, session);
     return session;
   }
 
-  /** Marks a session used now. */
-  touch(session: HopSession): void {
-    session.lastUsed = Date.now();
-  }
-
-  delete(sessionId: string): HopSession | undefined {
-    const session = this.sessions.get(sessionId);
-    this.sessions.delete(sessionId);
-    return session;
+  /** Takes a session out of the table (HopSession.drop calls it); false when it was not in it. */
+  remove(session: HopSession): boolean {
+    if (this.sessions.get(session.id) !== session) return false;
+    this.sessions.delete(session.id);
+    return true;
   }
 
   /** Sessions matching a test (e.g. of one model, or of one client). */
@@ -60,15 +130,12 @@ export class HopSessions {
   }
 
   sweep(now = Date.now()): void {
-    for (const session of [...this.sessions.values()]) {
-      if (now - session.lastUsed < this.idleMs) continue;
-      this.sessions.delete(session.setup.sessionId);
-      this.onExpire(session);
-    }
+    for (const session of [...this.sessions.values()]) if (now - session.lastUsed >= this.idleMs) session.drop();
   }
 
+  /** Drops every session and stops the sweep. */
   close(): void {
     clearInterval(this.sweeper);
-    this.sessions.clear();
+    for (const session of [...this.sessions.values()]) session.drop();
   }
 }

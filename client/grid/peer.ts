@@ -5,8 +5,9 @@
 import { EventEmitter } from 'events';
 import type { Mesh } from '../mesh/mesh.ts';
 import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../../protocol/index.ts';
-import { Assignment, openModel, type HeadParts, type ModelOpener, type ShardSettings } from './assignment.ts';
-import { HopSessions, type HopSession } from './hop-sessions.ts';
+import type { CheckpointOpener } from '../model/checkpoint/index.ts';
+import { Assignment, defaultOpener, type HeadParts, type ShardSettings } from './assignment.ts';
+import { HopSessions } from './hop-sessions.ts';
 import type { BatchStats } from './decode-batcher.ts';
 import { HopServer } from './hop-server.ts';
 
@@ -15,8 +16,8 @@ export const DEFAULT_STATUS_INTERVAL_MS = 10_000;
 
 export interface GridPeerOptions extends ShardSettings {
   mesh: Mesh;
-  /** How weights are opened (default: openCheckpoint over HTTP; Node: nodeModelOpener()). */
-  open?: ModelOpener;
+  /** How weights are opened (default: openCheckpoint over HTTP; Node: checkpointOpener(openCheckpointNode, ...)). */
+  open?: CheckpointOpener;
   /** Sessions unused this long are released (default 5 min). */
   sessionIdleMs?: number;
   /** How often a serving peer repeats its status to the server (default 10 s). */
@@ -67,10 +68,9 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   constructor(private readonly options: GridPeerOptions) {
     super();
     this.mesh = options.mesh;
-    this.sessions = new HopSessions(options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS, (s) => this.freeSession(s));
+    this.sessions = new HopSessions(options.sessionIdleMs ?? DEFAULT_SESSION_IDLE_MS);
     this.server = new HopServer(this.mesh, this.sessions, {
-      shardFor: (modelId) => this.assignments.get(modelId),
-      free: (s) => this.freeSession(s),
+      assignmentOf: (modelId) => this.assignments.get(modelId),
       warn: (err) => this.emit('warning', err),
     });
     this.statusTimer = setInterval(() => this.reportAll(), options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS);
@@ -80,7 +80,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onLeave = (peerId: string) => {
       // A client that left takes its sessions with it.
-      for (const s of this.sessions.filter((x) => x.setup.client === peerId)) this.dropSession(s);
+      for (const s of this.sessions.filter((x) => x.setup.client === peerId)) s.drop();
     };
     const onWelcome = () => this.reportAll(); // a restarted server knows nothing of us
     const onAssign = (msg: { model: ModelSpec; start: number; end: number }) => {
@@ -127,7 +127,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const onProgress = (a: Assignment) => {
       if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
     };
-    const assignment = new Assignment(model, start, end, this.options.open ?? openModel, settings, (a) => this.report(a), { ...parts }, onProgress);
+    const assignment = new Assignment(model, start, end, this.options.open ?? defaultOpener, settings, (a) => this.report(a), { ...parts }, onProgress);
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
     return assignment.ready;
@@ -154,7 +154,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const assignment = this.assignments.get(modelId);
     if (!assignment) return;
     this.assignments.delete(modelId);
-    for (const s of this.sessions.filter((x) => x.setup.modelId === modelId)) this.sessions.delete(s.setup.sessionId);
+    for (const s of this.sessions.filter((x) => x.assignment === assignment)) s.drop();
+    if (assignment.shard) this.server.batcher.forget(assignment.shard);
     assignment.destroy();
   }
 
@@ -189,9 +190,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       case ServingFrame.session:
         return void this.server.onSetup(from, frame.payload);
       case ServingFrame.forward:
-        return this.server.onForward(from, frame.payload, (a, tokens) => (a.tokensServed += tokens));
       case ServingFrame.tokens:
-        return this.server.onTokens(from, frame.payload, (a, tokens) => (a.tokensServed += tokens));
+        return this.server.onInput(from, frame.type, frame.payload);
       case ServingFrame.release:
         return this.server.onRelease(from, frame.payload);
       case ServingFrame.fail:
@@ -199,17 +199,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     }
   }
 
-  private freeSession(session: HopSession): void {
-    this.assignments.get(session.setup.modelId)?.shard?.release(session.setup.sessionId);
-  }
-
-  private dropSession(session: HopSession): void {
-    this.sessions.delete(session.setup.sessionId);
-    this.freeSession(session);
-  }
-
   private statusOf(a: Assignment): ServingStatus {
-    const sessions = this.sessions.count((s) => s.setup.modelId === a.modelId);
+    const sessions = this.sessions.count((s) => s.assignment === a);
     const status: ServingStatus = { modelId: a.modelId, start: a.start, end: a.end, state: a.state, sessions, tokensServed: a.tokensServed };
     if (a.detail !== undefined) status.detail = a.detail;
     return status;

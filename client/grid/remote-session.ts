@@ -1,15 +1,32 @@
 // One session on one route, seen from the client: set it up on every hop (each echoes the setup
 // once it is linked to its next hop), send hidden states to hop 0 in chunks without waiting, and
 // collect the results from the last hop. The first failure of any kind fails the whole session;
-// the chain then starts a new one elsewhere. A light session sends token ids and gets logits back.
+// the runner then starts a new one elsewhere. The route's roles say what travels: token ids into
+// a first stage that embeds, logits out of a last stage that runs the head, else hidden states.
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, encodeTokenIds, isErrorCode, randomSessionId, ServingFrame, type Hop, type PassHeader, type SessionSetup } from '../../protocol/index.ts';
-import { encodeHidden, encodeJson, sameSetup, type GridFailure, type HiddenFrame } from './wire.ts';
+import {
+  AigridError,
+  encodeControl,
+  encodeHidden,
+  encodeTokenIds,
+  randomSessionId,
+  sameSetup,
+  ServingFrame,
+  type ErrorCode,
+  type HiddenFrame,
+  type PassHeader,
+  type SessionFailure,
+  type SessionSetup,
+  type Stage,
+} from '../../protocol/index.ts';
+
+/** A session's inputs: hidden rows, or token ids for a route whose first stage embeds. */
+export type SessionRows = Float32Array | Uint32Array;
 
 /** Why a route failed, and the peer held at fault (none: the route may be tried again). */
 export class RouteFailure extends AigridError {
-  constructor(code: string, message: string, readonly blame?: string) {
-    super(isErrorCode(code) ? code : 'ERR_INVALID_ARGUMENT', message);
+  constructor(code: ErrorCode, message: string, readonly blame?: string) {
+    super(code, message);
   }
 }
 
@@ -22,12 +39,12 @@ interface Pending {
 export interface RemoteSessionOptions {
   mesh: Mesh;
   modelId: string;
-  hops: Hop[];
+  hops: Stage[];
   hiddenSize: number;
+  /** Logits per result, when the last stage runs the head. */
+  vocabSize?: number;
   /** Longest wait for any progress (an acknowledgement or a result) while one is expected. */
   timeoutMs: number;
-  /** Rows are token ids and results the last token's logits [vocabSize]. */
-  light?: { vocabSize: number };
 }
 
 export class RemoteSession {
@@ -47,13 +64,13 @@ export class RemoteSession {
 
   constructor(private readonly options: RemoteSessionOptions) {
     this.mesh = options.mesh;
-    this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map(({ peerId, start, end }) => ({ peerId, start, end })), client: options.mesh.peerId };
-    if (options.light) this.setup.light = true;
+    this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map((h) => ({ ...h })), client: options.mesh.peerId };
+    if (this.setup.hops.at(-1)!.head && !options.vocabSize) throw new AigridError('ERR_INVALID_ARGUMENT', 'a route whose last stage runs the head needs the vocabulary size');
     this.failed = new Promise<never>((_, reject) => (this.onFailure = reject));
     this.failed.catch(() => {});
   }
 
-  get hops(): readonly Hop[] {
+  get hops(): readonly Stage[] {
     return this.setup.hops;
   }
 
@@ -68,7 +85,7 @@ export class RemoteSession {
   /** Sends the setup to every hop and waits until each has acknowledged it. */
   async open(): Promise<void> {
     if (this.failure) throw this.failure;
-    const payload = encodeJson(this.setup);
+    const payload = encodeControl(this.setup);
     const acked = this.setup.hops.map((hop) => new Promise<void>((resolve) => this.acks.set(hop.peerId, resolve)));
     for (const hop of this.setup.hops) {
       this.mesh.send(hop.peerId, ServingFrame.session, payload).catch((err: unknown) =>
@@ -80,13 +97,12 @@ export class RemoteSession {
   }
 
   /**
-   * Runs rows [T, H] at positions startPos.. through the route; sends chunks of `chunkTokens` back
-   * to back. Light: rows are T token ids, and the result is the logits after the last of them.
+   * Runs rows [T, H] (or T token ids) at positions startPos.. through the route; sends chunks of
+   * `chunkTokens` back to back. Answers the hidden rows [T, H], or the logits after the last token.
    */
-  async run(rows: Float32Array, startPos: number, chunkTokens: number): Promise<Float32Array> {
+  async run(rows: SessionRows, startPos: number, chunkTokens: number): Promise<Float32Array> {
     if (this.failure) throw this.failure;
-    const light = this.options.light !== undefined;
-    const H = light ? 1 : this.options.hiddenSize;
+    const H = rows instanceof Uint32Array ? 1 : this.options.hiddenSize;
     const T = rows.length / H;
     const first = this.setup.hops[0]!;
     const parts: Promise<Float32Array>[] = [];
@@ -96,8 +112,8 @@ export class RemoteSession {
       const header = { sessionId: this.id, requestId, startPos: startPos + t, hop: 0, layerStart: first.start, layerEnd: first.end };
       parts.push(new Promise<Float32Array>((resolve) => this.pending.set(requestId, { startPos: startPos + t, tokens: n, resolve })));
       const chunk = rows.subarray(t * H, (t + n) * H);
-      const sent = light
-        ? this.mesh.send(first.peerId, ServingFrame.tokens, encodeTokenIds(header, Uint32Array.from(chunk)))
+      const sent = chunk instanceof Uint32Array
+        ? this.mesh.send(first.peerId, ServingFrame.tokens, encodeTokenIds(header, chunk))
         : this.mesh.send(first.peerId, ServingFrame.forward, encodeHidden(header, chunk, n, H));
       sent.catch((err: unknown) =>
         this.fail(new RouteFailure('ERR_PEER_CLOSED', `cannot reach ${first.peerId}: ${(err as Error).message}`, first.peerId)),
@@ -106,7 +122,7 @@ export class RemoteSession {
     this.arm();
     const outs = await Promise.race([Promise.all(parts), this.failed]);
     // Each chunk's logits are of its own last token; only the last chunk's follow the whole input.
-    if (light) return outs.at(-1)!;
+    if (this.setup.hops.at(-1)!.head) return outs.at(-1)!;
     const out = new Float32Array(rows.length);
     let offset = 0;
     for (const part of outs) {
@@ -124,7 +140,7 @@ export class RemoteSession {
   }
 
   onResult(from: string, frame: HiddenFrame): void {
-    if (this.setup.light) return;
+    if (this.setup.hops.at(-1)!.head) return;
     const last = this.setup.hops.at(-1)!;
     const { header, values } = frame;
     const waiting = this.pending.get(header.requestId);
@@ -140,7 +156,7 @@ export class RemoteSession {
   }
 
   onLogits(from: string, header: PassHeader, logits: Float32Array): void {
-    const V = this.options.light?.vocabSize;
+    const V = this.setup.hops.at(-1)!.head ? this.options.vocabSize : undefined;
     const waiting = this.pending.get(header.requestId);
     if (V === undefined || from !== this.setup.hops.at(-1)!.peerId || !waiting) return;
     if (header.tokens !== waiting.tokens || header.startPos !== waiting.startPos || logits.length !== V) {
@@ -153,7 +169,7 @@ export class RemoteSession {
     this.arm();
   }
 
-  onFail(from: string, failure: GridFailure): void {
+  onFail(from: string, failure: SessionFailure): void {
     if (!this.includes(from)) return;
     // An evicted or forgotten session is nobody's fault: a new session on the same route will do.
     const blame = failure.code === 'ERR_SESSION_EVICTED' ? undefined : (failure.blame ?? failure.peerId);
@@ -169,7 +185,7 @@ export class RemoteSession {
 
   /** Tells the hops (except the given ones) to free the session's caches. */
   release(skip: ReadonlySet<string> = new Set()): void {
-    const payload = encodeJson({ sessionId: this.id });
+    const payload = encodeControl({ sessionId: this.id });
     for (const hop of this.setup.hops) {
       if (!skip.has(hop.peerId)) this.mesh.send(hop.peerId, ServingFrame.release, payload).catch(() => {});
     }

@@ -2,8 +2,7 @@
 // alternatives. Either way a failed peer is excluded from the next route asked for.
 import type { Mesh } from '../mesh/mesh.ts';
 import type { SignalingClient } from '../mesh/signaling-client.ts';
-import { AigridError, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../../protocol/index.ts';
-import { describeRoute } from './wire.ts';
+import { AigridError, describeRoute, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../../protocol/index.ts';
 
 /** A chain of hops covering the model that avoids the excluded peers; rejects ERR_NO_ROUTE when there is none. */
 export type RouteSource = (exclude: readonly string[]) => Promise<Hop[]>;

@@ -1,10 +1,15 @@
-// The generation loop, independent of where the layers run: in this process (Shards) or along a
-// chain of peers. The head (embedding, final norm, LM head) and the sampler stay with the caller.
+// The generation loop, independent of where the model runs: a TokenModel takes a step's token ids
+// and answers the last token's logits. Usually the caller's head embeds and computes the logits
+// around layers that run here (Shards) or along a route of peers (withHead); a route of peers may
+// also run the whole model (grid/remote-model.ts). The sampler always stays with the caller.
 import { AigridError } from '../../protocol/index.ts';
 import { checkSampling, sampleNext, type SamplingOptions } from './sampler.ts';
 
 /** Runs every transformer layer for T tokens of one session: hidden [T, H] -> [T, H]. */
 export type LayerChain = (hidden: Float32Array, positions: Uint32Array, sessionId: string) => Promise<Float32Array>;
+
+/** The whole model for T tokens of one session: token ids -> the last token's logits [V]. */
+export type TokenModel = (tokens: Uint32Array, positions: Uint32Array, sessionId: string) => Promise<Float32Array>;
 
 export interface HeadLike {
   embed(tokens: Uint32Array, positions: Uint32Array): Promise<Float32Array>;
@@ -32,7 +37,12 @@ export interface GenerateResult {
   logits?: Float32Array[];
 }
 
-export async function generate(head: HeadLike, layers: LayerChain, prompt: readonly number[], options: GenerateOptions): Promise<GenerateResult> {
+/** A model made of the caller's head (embedding, final norm, LM head) around a chain of layers. */
+export function withHead(head: HeadLike, layers: LayerChain): TokenModel {
+  return async (tokens, positions, sessionId) => head.logits(await layers(await head.embed(tokens, positions), positions, sessionId), tokens.length);
+}
+
+export async function generate(model: TokenModel, prompt: readonly number[], options: GenerateOptions): Promise<GenerateResult> {
   checkSampling(options);
   if (prompt.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'the prompt has no tokens');
   if (!Number.isInteger(options.maxTokens) || options.maxTokens < 1) {
@@ -47,8 +57,7 @@ export async function generate(head: HeadLike, layers: LayerChain, prompt: reado
   for (let step = 0; step < options.maxTokens; step++) {
     if (options.signal?.aborted) return { tokens, finishReason: 'abort', logits: options.keepLogits ? logitsKept : undefined };
     const positions = Uint32Array.from({ length: pending.length }, (_, i) => position + i);
-    const hidden = await layers(await head.embed(pending, positions), positions, options.sessionId);
-    const logits = await head.logits(hidden, pending.length);
+    const logits = await model(pending, positions, options.sessionId);
     if (options.keepLogits) logitsKept.push(logits);
     position += pending.length;
     const token = sampleNext(logits, context, step, options);

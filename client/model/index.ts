@@ -16,4 +16,4 @@ export { Head, type HeadLoadOptions, type LogitsOptions } from './head.ts';
 export { HeadBatcher, type HeadBatchStats } from './head-batcher.ts';
 export { Tokenizer, type ChatMessage } from './tokenizer.ts';
 export { applyRepetitionPenalty, checkSampling, sampleNext, type SamplingOptions } from './sampler.ts';
-export { generate, type FinishReason, type GenerateOptions, type GenerateResult, type HeadLike, type LayerChain } from './generate.ts';
+export { generate, withHead, type FinishReason, type GenerateOptions, type GenerateResult, type HeadLike, type LayerChain, type TokenModel } from './generate.ts';

@@ -5,7 +5,7 @@ import { Mesh, detectCapabilities, startMesh, type MeshPlatform } from '../mesh/
 import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, type Capabilities } from '../../protocol/index.ts';
 import { Grid } from './grid.ts';
-import type { CheckpointOpener } from './model-client.ts';
+import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 
 export const DEFAULT_NETWORK = 'default';
 

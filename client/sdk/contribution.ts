@@ -3,7 +3,8 @@
 // separate peer from the grid's client lets a route pass through this process like any other.
 // stop() frees the layers and leaves the network, so the coordinator moves them to other peers.
 import { EventEmitter } from 'events';
-import { GridPeer, type LoadingProgress, type ModelOpener, type ServingStatus } from '../grid/index.ts';
+import { GridPeer, type LoadingProgress, type ServingStatus } from '../grid/index.ts';
+import type { CheckpointOpener } from '../model/checkpoint/index.ts';
 import type { Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import type { AigridError } from '../../protocol/index.ts';
@@ -19,7 +20,7 @@ export interface ContributionOptions {
   /** The contribution's own mesh, joined with the memory budget; closed by stop(). */
   mesh: Mesh;
   memoryBudgetMB: number;
-  open: ModelOpener;
+  open: CheckpointOpener;
   backend: BackendChoice;
   gpu?: GPU;
 }

@@ -6,7 +6,8 @@ import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
 import { Contribution } from './contribution.ts';
-import { ModelClient, type CheckpointOpener } from './model-client.ts';
+import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
+import { ModelClient } from './model-client.ts';
 import { replyId, streamReply, wholeReply, type ReplyKind, type StreamEvent } from './replies.ts';
 import { checkPrompt, fitToContext, samplingOf, textMessages } from './request.ts';
 import type {

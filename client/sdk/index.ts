@@ -1,5 +1,5 @@
 // The SDK for pages: connect() with the browser's WebRTC, WebSocket, Cache API and WebGPU.
-import { openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
 import type { Grid } from './grid.ts';
 
@@ -10,7 +10,7 @@ export function connect(options: ConnectOptions): Promise<Grid> {
     {
       kind: 'browser',
       mesh: {},
-      open: (model, signal) => openCheckpoint(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
+      open: checkpointOpener(openCheckpoint, {}),
       gpu: async () => (typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : undefined),
       backend: 'auto',
       agent: typeof navigator !== 'undefined' ? navigator.userAgent : undefined,

@@ -1,25 +1,20 @@
-// One served model as a client uses it: its tokenizer, the head (embedding, final norm, LM head)
-// unless the model serves light clients, and a RemoteChain over routes from the coordinator.
+// One served model as a client uses it: its tokenizer, and routes from the coordinator that run
+// either the layers around the client's own head (RemoteChain) or, for a model served for light
+// clients, the whole model (RemoteModel: token ids in, logits out; the client loads no weights).
 // generate() runs one generation as a session and releases it on every hop when it ends, fails or
 // is aborted, so aborted work stops along the whole route.
-import { lightHead, meshRoutes, RemoteChain, type FailoverEvent } from '../grid/index.ts';
+import { meshRoutes, RemoteChain, RemoteModel, type FailoverEvent, type RouteOptions } from '../grid/index.ts';
 import type { Mesh } from '../mesh/mesh.ts';
-import type { CheckpointReader } from '../model/checkpoint/reader.ts';
+import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { generate, type HeadLike } from '../model/generate.ts';
+import { generate, withHead, type TokenModel } from '../model/generate.ts';
 import { Head } from '../model/head.ts';
 import { readConfig } from '../model/shard.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { AigridError, randomSessionId, type ModelSpec } from '../../protocol/index.ts';
 import type { SamplingValues } from './request.ts';
 import type { GridReplyInfo } from './types.ts';
-
-/** Where a model's weights are: all a checkpoint opener needs of its spec. */
-export type ModelSource = Pick<ModelSpec, 'source' | 'baseUrl' | 'revision'>;
-
-/** Opens a model's checkpoint (the client's tokenizer and head; a contribution's layers). */
-export type CheckpointOpener = (model: ModelSource, signal?: AbortSignal) => Promise<CheckpointReader>;
 
 export interface ModelClientOptions {
   mesh: Mesh;
@@ -51,8 +46,10 @@ export class ModelClient {
     spec: ModelSpec,
     readonly tokenizer: Tokenizer,
     readonly config: ModelConfig,
-    private readonly head: HeadLike & { destroy?(): void },
-    private readonly chain: RemoteChain,
+    /** The model a generation steps through, and what to close with it. */
+    private readonly model: TokenModel,
+    private readonly route: RemoteChain | RemoteModel,
+    private readonly head: Head | null,
     private readonly failovers: Map<string, number>,
   ) {
     this.spec = spec;
@@ -63,19 +60,23 @@ export class ModelClient {
     const reader = await options.open(spec);
     const config = readConfig(reader);
     const tokenizer = await Tokenizer.fromReader(reader);
-    const head = spec.light ? lightHead : await Head.load(reader, { backend: options.backend ?? 'auto', gpu: options.gpu });
     const failovers = new Map<string, number>();
-    const chain = new RemoteChain({
+    const routeOptions: RouteOptions = {
       mesh,
       modelId: spec.modelId,
       numLayers: spec.numLayers,
       hiddenSize: spec.hiddenSize,
       routes: meshRoutes(mesh, spec.modelId),
       timeoutMs: options.timeoutMs,
-      light: spec.light ? { vocabSize: config.vocabSize } : undefined,
       onFailover: (e: FailoverEvent) => failovers.set(e.sessionId, (failovers.get(e.sessionId) ?? 0) + 1),
-    });
-    return new ModelClient(spec, tokenizer, config, head, chain, failovers);
+    };
+    if (spec.light) {
+      const remote = new RemoteModel({ ...routeOptions, vocabSize: config.vocabSize });
+      return new ModelClient(spec, tokenizer, config, remote.step, remote, null, failovers);
+    }
+    const head = await Head.load(reader, { backend: options.backend ?? 'auto', gpu: options.gpu });
+    const chain = new RemoteChain(routeOptions);
+    return new ModelClient(spec, tokenizer, config, withHead(head, chain.layers), chain, head, failovers);
   }
 
   /** Ids of a chat rendered with the model's template, ready for the assistant's reply. */
@@ -100,7 +101,7 @@ export class ModelClient {
     let firstAt = 0;
     let lastAt = 0;
     try {
-      const result = await generate(this.head, this.chain.layers, prompt, {
+      const result = await generate(this.model, prompt, {
         maxTokens: options.maxTokens,
         temperature: options.temperature,
         topK: options.topK,
@@ -118,7 +119,7 @@ export class ModelClient {
       });
       const decodeS = (lastAt - firstAt) / 1000;
       const info: GridReplyInfo = {
-        route: this.chain.routeOf(sessionId) ?? [], // the last route, the one that finished it
+        route: this.route.routeOf(sessionId) ?? [], // the last route, the one that finished it
         tokensPerSecond: result.tokens.length > 1 && decodeS > 0 ? round((result.tokens.length - 1) / decodeS) : 0,
         failovers: this.failovers.get(sessionId) ?? 0,
         timeToFirstTokenS: firstAt ? round((firstAt - started) / 1000) : 0,
@@ -126,13 +127,13 @@ export class ModelClient {
       return { tokens: result.tokens, finishReason: result.finishReason, info };
     } finally {
       this.failovers.delete(sessionId);
-      this.chain.release(sessionId);
+      this.route.release(sessionId);
     }
   }
 
   close(): void {
-    this.chain.close();
-    this.head.destroy?.();
+    this.route.close();
+    this.head?.destroy();
   }
 }
 

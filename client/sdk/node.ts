@@ -3,6 +3,7 @@
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { openCheckpointNode } from '../model/checkpoint/node.ts';
+import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
 import type { Grid } from './grid.ts';
 
@@ -13,7 +14,7 @@ export function connect(options: ConnectOptions): Promise<Grid> {
     {
       kind: 'node',
       mesh: nodePlatform(),
-      open: (model, signal) => openCheckpointNode(model.source, { baseUrl: model.baseUrl, revision: model.revision, signal }),
+      open: checkpointOpener(openCheckpointNode, {}),
       gpu: () => nodeGpu().catch(() => undefined),
       backend: 'cpu',
       agent: `node ${process.version}`,

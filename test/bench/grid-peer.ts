@@ -6,7 +6,8 @@
 // profiles its CPU between {type: 'profile'} and {type: 'profile', file}, and exits when the parent goes away.
 import { performance } from 'node:perf_hooks';
 import { GridPeer } from '../../client/grid/index.ts';
-import { nodeModelOpener } from '../../client/grid/node.ts';
+import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
 import { ServingFrame, type Capabilities, type ModelSpec } from '../../protocol/index.ts';
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => process.exit(0));
   await mesh.start();
   const gpu = config.backend === 'webgpu' ? await GpuContext.create({ gpu: await nodeGpu() }) : undefined;
-  const peer = new GridPeer({ mesh, backend: config.backend, gpu, open: nodeModelOpener({ cache: false }), followAssignments: false });
+  const peer = new GridPeer({ mesh, backend: config.backend, gpu, open: checkpointOpener(openCheckpointNode, { cache: false }), followAssignments: false });
   let frames = 0;
   let bytes = 0;
   mesh.on('frame', (_from, f) => {

@@ -2,8 +2,9 @@
 // peers load their layers as real peers do), Node meshes (@roamhq/wrtc), serving peers, clients.
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
-import { GridPeer, RemoteChain, explicitRoutes, type GridPeerOptions, type RemoteChainOptions } from '../../client/grid/index.ts';
-import { nodeModelOpener } from '../../client/grid/node.ts';
+import { GridPeer, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions } from '../../client/grid/index.ts';
+import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
 import { readConfig } from '../../client/model/shard.ts';
 import type { Capabilities, Hop, ModelSpec } from '../../protocol/index.ts';
@@ -29,6 +30,8 @@ export interface GridNet {
   model(name: string): Promise<FixtureModel>;
   /** A client chain over explicit routes. */
   chain(mesh: Mesh, name: string, routes: Hop[][], options?: Partial<RemoteChainOptions>): Promise<RemoteChain>;
+  /** The whole model over the given routes: their first hop embeds, their last runs the head. */
+  wholeModel(mesh: Mesh, name: string, routes: Hop[][], options: Partial<RemoteModelOptions> & { vocabSize: number }): Promise<RemoteModel>;
   close(): Promise<void>;
 }
 
@@ -68,7 +71,7 @@ export async function startGridNet(): Promise<GridNet> {
     spec,
     async peer(network, peerId, options = {}) {
       const mesh = await join(network, peerId);
-      const peer = new GridPeer({ mesh, backend: 'cpu', open: nodeModelOpener({ cache: false }), ...options });
+      const peer = new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }), ...options });
       closers.push(peer);
       return peer;
     },
@@ -87,6 +90,14 @@ export async function startGridNet(): Promise<GridNet> {
       const chain = new RemoteChain({ mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes), ...options });
       closers.push(chain);
       return chain;
+    },
+    async wholeModel(mesh, name, routes, options) {
+      const s = await spec(name);
+      const ids = new Set(routes.flat().map((h) => h.peerId));
+      await waitFor(() => [...ids].every((id) => mesh.peers().some((p) => p.peerId === id)), 5000, 'hops in the directory');
+      const model = new RemoteModel({ mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes), ...options });
+      closers.push(model);
+      return model;
     },
     async close() {
       for (const c of closers.splice(0)) c.close();

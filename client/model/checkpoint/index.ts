@@ -8,3 +8,4 @@ export { planReads, DEFAULT_MAX_READ_BYTES, type PlannedRead } from './plan.ts';
 export * from './convert.ts';
 export * from './layers.ts';
 export * from './reader.ts';
+export * from './opener.ts';

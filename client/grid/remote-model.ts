@@ -1,0 +1,58 @@
+// A whole model served by peers, for a client that holds only the tokenizer and the sampler: the
+// route's first stage embeds the token ids it is sent and its last stage runs the final norm and
+// LM head, so a step sends ids and receives the last token's logits. A replay after a failover
+// resends the ids, which the new first stage embeds to the same values.
+import { generate, type GenerateOptions, type GenerateResult, type TokenModel } from '../model/generate.ts';
+import { AigridError, randomSessionId, type Hop } from '../../protocol/index.ts';
+import { RouteRunner, type RouteOptions } from './route-runner.ts';
+
+export interface RemoteModelOptions extends RouteOptions {
+  /** Logits per step (the model's vocabulary). */
+  vocabSize: number;
+}
+
+export class RemoteModel {
+  /** The model as generate() takes it: token ids in, the last token's logits out. */
+  readonly step: TokenModel = (tokens, positions, sessionId) => this.runner.run(tokens, positions, sessionId);
+  private readonly runner: RouteRunner;
+
+  constructor(options: RemoteModelOptions) {
+    const V = options.vocabSize;
+    if (!Number.isInteger(V) || V < 1) throw new AigridError('ERR_INVALID_ARGUMENT', `vocabSize must be a positive integer, got ${V}`);
+    this.runner = new RouteRunner(options, {
+      width: 1,
+      alloc: (n) => new Uint32Array(n),
+      stages: (hops) => hops.map(({ peerId, start, end }, i) => ({ peerId, start, end, ...(i === 0 ? { embed: true as const } : {}), ...(i === hops.length - 1 ? { head: true as const } : {}) })),
+      vocabSize: V,
+    });
+  }
+
+  /** Peers excluded from routes now. */
+  badPeers(): string[] {
+    return this.runner.badPeers();
+  }
+
+  /** The route a session runs on now (none before its first step or right after a failure). */
+  routeOf(sessionId: string): Hop[] | undefined {
+    return this.runner.routeOf(sessionId);
+  }
+
+  /** generate() over this model's route, releasing the session afterwards. */
+  async generate(prompt: readonly number[], options: Omit<GenerateOptions, 'sessionId'> & { sessionId?: string }): Promise<GenerateResult> {
+    const sessionId = options.sessionId ?? randomSessionId();
+    try {
+      return await generate(this.step, prompt, { ...options, sessionId });
+    } finally {
+      this.release(sessionId);
+    }
+  }
+
+  /** Ends a session: its hops drop it and its history is forgotten. */
+  release(sessionId: string): void {
+    this.runner.release(sessionId);
+  }
+
+  close(): void {
+    this.runner.close();
+  }
+}

@@ -1,0 +1,256 @@
+// The client's side of sessions along routes of peers, whatever the route's shape: it keeps each
+// session's inputs as they went on the wire, so when a hop fails (fail frame, timeout, link
+// closed, peer left) it marks the peer bad, takes a route without it, starts a new session there
+// and replays the inputs: the new hops rebuild their KV caches from exactly the values the old ones
+// saw, so greedy output does not change. RemoteChain (hidden states in and out) and RemoteModel
+// (token ids in, logits out) are the two shapes built on it.
+import type { Mesh } from '../mesh/mesh.ts';
+import {
+  AigridError,
+  checkRoute,
+  decodeControl,
+  decodeHidden,
+  decodeLogits,
+  describeRoute,
+  peekIds,
+  ServingFrame,
+  SessionFailureSchema,
+  SessionSetupSchema,
+  type Frame,
+  type Hop,
+  type Stage,
+} from '../../protocol/index.ts';
+import { RemoteSession, RouteFailure, type SessionRows } from './remote-session.ts';
+import type { RouteSource } from './routes.ts';
+
+export const DEFAULT_CHUNK_TOKENS = 64;
+/** Fewer tokens per prefill frame would waste each hop's per-frame overhead. */
+export const MIN_CHUNK_TOKENS = 16;
+
+export interface RouteOptions {
+  mesh: Mesh;
+  modelId: string;
+  numLayers: number;
+  hiddenSize: number;
+  routes: RouteSource;
+  /** Prefill tokens per input frame (default 64, at least 16). */
+  chunkTokens?: number;
+  /** Longest wait for progress from a route before it is failed (default 30 s). */
+  timeoutMs?: number;
+  /** New routes tried for one step before giving up (default 4). */
+  maxFailovers?: number;
+  /** How long a failed peer stays excluded from routes (default 60 s). */
+  badPeerMs?: number;
+  onFailover?: (event: FailoverEvent) => void;
+}
+
+export interface FailoverEvent {
+  sessionId: string;
+  route: Hop[];
+  error: AigridError;
+  /** The peer held at fault, if any. */
+  blame?: string;
+  /** Rows the next route must replay. */
+  replayTokens: number;
+}
+
+/** What makes one shape differ from the other: the inputs' width and type, and the stage roles. */
+export interface RouteShape {
+  /** Values per input row: the hidden size, or 1 (a token id). */
+  width: number;
+  /** A history buffer of `length` values of the input type. */
+  alloc(length: number): SessionRows;
+  /** The roles the route's stages take (e.g. the first embeds, the last runs the head). */
+  stages(hops: Hop[]): Stage[];
+  /** Logits per result when the last stage runs the head. */
+  vocabSize?: number;
+}
+
+interface ChainSession {
+  /** Inputs [length, width] as the wire delivered them. */
+  rows: SessionRows;
+  length: number;
+  remote: RemoteSession | null;
+}
+
+export class RouteRunner {
+  private readonly mesh: Mesh;
+  private readonly sessions = new Map<string, ChainSession>();
+  private readonly remotes = new Map<string, RemoteSession>();
+  private readonly bad = new Map<string, number>();
+  private readonly chunkTokens: number;
+  private readonly detach: () => void;
+
+  constructor(
+    private readonly options: RouteOptions,
+    private readonly shape: RouteShape,
+  ) {
+    this.mesh = options.mesh;
+    this.chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
+    if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < MIN_CHUNK_TOKENS || this.chunkTokens > 0xffff) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `chunkTokens must be an integer in [${MIN_CHUNK_TOKENS}, 65535], got ${this.chunkTokens}`);
+    }
+    const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
+    const onGone = (peerId: string) => this.peerGone(peerId);
+    this.mesh.on('frame', onFrame);
+    this.mesh.on('disconnect', onGone);
+    this.mesh.signaling.on('leave', onGone);
+    this.detach = () => {
+      this.mesh.off('frame', onFrame);
+      this.mesh.off('disconnect', onGone);
+      this.mesh.signaling.off('leave', onGone);
+    };
+  }
+
+  /** Peers excluded from routes now. */
+  badPeers(): string[] {
+    const now = Date.now();
+    for (const [peer, until] of this.bad) if (until <= now) this.bad.delete(peer);
+    return [...this.bad.keys()];
+  }
+
+  /** The route a session runs on now (none before its first step or right after a failure). */
+  routeOf(sessionId: string): Hop[] | undefined {
+    return this.sessions.get(sessionId)?.remote?.hops.map(({ peerId, start, end }) => ({ peerId, start, end }));
+  }
+
+  /**
+   * Runs T new input rows of a session at positions (continuing it; 0 starts it afresh) and
+   * answers what the route's last stage returns for them (hidden rows of the whole run, or logits).
+   */
+  async run(rows: SessionRows, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
+    const W = this.shape.width;
+    const T = positions.length;
+    if (T === 0 || rows.length !== T * W) {
+      throw new AigridError('ERR_SHAPE_MISMATCH', `input has ${rows.length} values for ${T} positions of width ${W}`);
+    }
+    if (positions[0] === 0) this.release(sessionId);
+    const state = this.sessions.get(sessionId) ?? { rows: this.shape.alloc(0), length: 0, remote: null };
+    for (let t = 0; t < T; t++) {
+      if (positions[t] !== state.length + t) {
+        throw new AigridError('ERR_INVALID_ARGUMENT', `positions must continue session ${sessionId}: positions[${t}] = ${positions[t]}, expected ${state.length + t}`);
+      }
+    }
+    this.sessions.set(sessionId, state);
+    this.append(state, rows);
+    try {
+      return await this.runRoute(sessionId, state);
+    } catch (err) {
+      state.length -= T; // the step did not happen; the caller may try it again
+      throw err;
+    }
+  }
+
+  /** Runs the rows the session's route lacks, moving to a new route (and replaying) on failure. */
+  private async runRoute(sessionId: string, state: ChainSession): Promise<Float32Array> {
+    const W = this.shape.width;
+    for (let failovers = 0; ; failovers++) {
+      let remote = state.remote;
+      try {
+        remote ??= state.remote = await this.openRemote();
+        const from = remote.synced;
+        const out = await remote.run(state.rows.subarray(from * W, state.length * W), from, this.chunkTokens);
+        remote.synced = state.length;
+        return out;
+      } catch (err) {
+        if (!(err instanceof RouteFailure)) throw err;
+        const ours = err.blame === this.mesh.peerId;
+        if (err.blame && !ours) this.markBad(err.blame);
+        if (remote) this.drop(remote);
+        if (state.remote === remote) state.remote = null;
+        // Our own frame was refused: another route would refuse it too.
+        if (ours) throw err;
+        if (failovers >= (this.options.maxFailovers ?? 4)) {
+          throw new AigridError(err.code, `session ${sessionId} gave up after ${failovers + 1} routes: ${err.message}`);
+        }
+        this.options.onFailover?.({ sessionId, route: remote ? remote.hops.map(({ peerId, start, end }) => ({ peerId, start, end })) : [], error: err, blame: err.blame, replayTokens: state.length });
+      }
+    }
+  }
+
+  /** Ends a session: its hops drop it and its history is forgotten. */
+  release(sessionId: string): void {
+    const state = this.sessions.get(sessionId);
+    if (!state) return;
+    this.sessions.delete(sessionId);
+    if (state.remote) this.drop(state.remote);
+  }
+
+  /** Releases every session and stops listening to the mesh. */
+  close(): void {
+    for (const id of [...this.sessions.keys()]) this.release(id);
+    this.detach();
+  }
+
+  private async openRemote(): Promise<RemoteSession> {
+    const hops = this.shape.stages(await this.options.routes(this.badPeers()));
+    checkRoute(hops, 0, this.options.numLayers);
+    const { mesh, modelId, hiddenSize } = this.options;
+    const remote = new RemoteSession({ mesh, modelId, hops, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
+    this.remotes.set(remote.id, remote);
+    try {
+      await remote.open();
+    } catch (err) {
+      this.drop(remote);
+      if (err instanceof RouteFailure) throw new RouteFailure(err.code, `setting up ${describeRoute(hops)}: ${err.message}`, err.blame);
+      throw err;
+    }
+    return remote;
+  }
+
+  /** Forgets a remote session and frees it on the hops that are still worth talking to. */
+  private drop(remote: RemoteSession): void {
+    this.remotes.delete(remote.id);
+    remote.release(new Set(this.badPeers()));
+  }
+
+  private markBad(peerId: string): void {
+    this.bad.set(peerId, Date.now() + (this.options.badPeerMs ?? 60_000));
+  }
+
+  private peerGone(peerId: string): void {
+    for (const remote of this.remotes.values()) {
+      if (!remote.includes(peerId)) continue;
+      this.markBad(peerId);
+      remote.fail(new RouteFailure('ERR_PEER_CLOSED', `hop ${peerId} left or its link closed`, peerId));
+    }
+  }
+
+  private onFrame(from: string, frame: Frame): void {
+    try {
+      if (frame.type === ServingFrame.result) {
+        const hidden = decodeHidden(frame.payload);
+        this.remotes.get(hidden.header.sessionId)?.onResult(from, hidden);
+      } else if (frame.type === ServingFrame.logits) {
+        const { header, logits } = decodeLogits(frame.payload);
+        this.remotes.get(header.sessionId)?.onLogits(from, header, logits);
+      } else if (frame.type === ServingFrame.fail) {
+        const failure = decodeControl(SessionFailureSchema, frame.payload, 'fail');
+        this.remotes.get(failure.sessionId)?.onFail(from, failure);
+      } else if (frame.type === ServingFrame.session) {
+        const setup = decodeControl(SessionSetupSchema, frame.payload, 'session');
+        if (setup.client === this.mesh.peerId) this.remotes.get(setup.sessionId)?.onAck(from, setup);
+      }
+    } catch (err) {
+      // A result we cannot read fails its session; anything else unreadable is ignored.
+      const ids = frame.type === ServingFrame.result || frame.type === ServingFrame.logits ? peekIds(frame.payload) : null;
+      const remote = ids ? this.remotes.get(ids.sessionId) : undefined;
+      if (remote?.hops.at(-1)?.peerId === from && err instanceof AigridError) {
+        remote.fail(new RouteFailure(err.code, `unreadable result from ${from}: ${err.message}`, from));
+      }
+    }
+  }
+
+  /** Appends rows to a session's history, growing its buffer geometrically. */
+  private append(state: ChainSession, rows: SessionRows): void {
+    const W = this.shape.width;
+    const need = state.length * W + rows.length;
+    if (need > state.rows.length) {
+      const grown = this.shape.alloc(Math.max(need, state.rows.length * 2));
+      grown.set(state.rows.subarray(0, state.length * W));
+      state.rows = grown;
+    }
+    state.rows.set(rows, state.length * W);
+    state.length += rows.length / W;
+  }
+}
