@@ -98,7 +98,15 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   /** Your offer to peerId crossed theirs and lost: drop it and answer theirs. */
   z.object({ type: z.literal('glare'), peerId: PeerIdSchema }),
   z.object({ type: z.literal('pong'), id: z.number().int().nonnegative(), serverTime: z.number() }),
-  z.object({ type: z.literal('error'), code: z.string(), message: z.string(), ref: z.string().optional() }),
+  z.object({
+    type: z.literal('error'),
+    code: z.string(),
+    message: z.string(),
+    /** The type of the message the error answers. */
+    ref: z.string().optional(),
+    /** The id of the request it answers (a route request's requestId). */
+    requestId: z.number().int().nonnegative().optional(),
+  }),
   AssignMessageSchema,
   UnassignMessageSchema,
   RouteReplySchema,
@@ -115,7 +123,7 @@ export type LeaveReason = z.infer<typeof LeaveReasonSchema>;
 
 export type ParseResult<T> =
   | { ok: true; message: T }
-  | { ok: false; code: ErrorCode; message: string; ref?: string };
+  | { ok: false; code: ErrorCode; message: string; ref?: string; requestId?: number };
 
 const CLIENT_TYPES = new Set(ClientMessageSchema.options.map((o) => o.shape.type.value));
 const SERVER_TYPES = new Set(ServerMessageSchema.options.map((o) => o.shape.type.value));
@@ -152,7 +160,11 @@ function parseWith<T>(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue?.path.length ? issue.path.join('.') : type;
-    return { ok: false, code: 'ERR_INVALID_MESSAGE', message: `${where}: ${issue?.message ?? 'invalid'}`, ref: type };
+    const failed: ParseResult<T> = { ok: false, code: 'ERR_INVALID_MESSAGE', message: `${where}: ${issue?.message ?? 'invalid'}`, ref: type };
+    // A refused request still names its id when it has a usable one, so the asker settles it.
+    const requestId = (value as { requestId?: unknown }).requestId;
+    if (typeof requestId === 'number' && Number.isSafeInteger(requestId) && requestId >= 0) failed.requestId = requestId;
+    return failed;
   }
   return { ok: true, message: parsed.data };
 }

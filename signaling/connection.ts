@@ -72,8 +72,8 @@ export class Connection {
     }
   }
 
-  error(code: ErrorCode, message: string = ERROR_HINTS[code], ref?: string): void {
-    this.send(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref });
+  error(code: ErrorCode, message: string = ERROR_HINTS[code], ref?: string, requestId?: number): void {
+    this.send({ type: 'error', code, message, ...(ref === undefined ? {} : { ref }), ...(requestId === undefined ? {} : { requestId }) });
   }
 
   /** Sends the close frame after whatever is already queued (e.g. the error explaining why). */

@@ -134,14 +134,14 @@ export class Coordinator {
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
       if (!model?.placement) {
-        return reply(error('ERR_NO_ROUTE', `route ${msg.requestId}: network ${network} serves no model ${msg.modelId}`, 'route'));
+        return reply(routeError(msg, 'ERR_NO_ROUTE', `route ${msg.requestId}: network ${network} serves no model ${msg.modelId}`));
       }
       const n = model.spec.numLayers;
       const request = { start: msg.start, end: msg.end, exclude: msg.exclude };
       try {
         routeSpan(n, request);
       } catch (err) {
-        return reply(error('ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`, 'route'));
+        return reply(routeError(msg, 'ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`));
       }
       const { assignments } = model.placement;
       const stats = new Map<string, PeerStats>(
@@ -155,7 +155,7 @@ export class Coordinator {
       const gaps = formatLayers(missingLayers(n, assignments, stats, request));
       const ready = [...stats.values()].filter((s) => s.ready).length;
       const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;
-      reply(error('ERR_NO_ROUTE', why, 'route'));
+      reply(routeError(msg, 'ERR_NO_ROUTE', why));
     });
   }
 
@@ -301,4 +301,9 @@ function insufficient(err: AigridError): ServerMessage {
 
 function error(code: AigridError['code'], message: string, ref: string): ServerMessage {
   return { type: 'error', code, message, ref };
+}
+
+/** An error answering one route request: it names the request, so the asker settles that one. */
+function routeError(msg: RouteMsg, code: AigridError['code'], message: string): ServerMessage {
+  return { type: 'error', code, message, ref: 'route', requestId: msg.requestId };
 }

@@ -162,7 +162,7 @@ export class Hub {
   private async handle(conn: Connection, bytes: Uint8Array): Promise<void> {
     if (!conn.open) return;
     const parsed = parseClientMessage(bytes, this.opts.maxFrameBytes);
-    if (!parsed.ok) return conn.error(parsed.code, parsed.message, parsed.ref);
+    if (!parsed.ok) return conn.error(parsed.code, parsed.message, parsed.ref, parsed.requestId);
     const msg = parsed.message;
     if (msg.type === 'hello') return this.hello(conn, msg);
     if (!conn.peer) return conn.error('ERR_NOT_JOINED', `send hello before ${msg.type}`, msg.type);

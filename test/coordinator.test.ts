@@ -242,13 +242,13 @@ describe('coordinator', () => {
     for (const latencyMs of bad) {
       raw({ type: 'route', requestId: 1, modelId: MODEL.modelId, latencyMs });
       const err = await a.next('error');
-      expect(err, JSON.stringify(latencyMs)).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route' });
+      expect(err, JSON.stringify(latencyMs)).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route', requestId: 1 });
       expect(err.message).toMatch(/latencyMs/);
     }
     // At the bounds it is accepted (and answered on its merits: nothing is served yet).
     const sixtyFour = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`peer-${i}`, i === 0 ? 60_000 : 0]));
     raw({ type: 'route', requestId: 2, modelId: MODEL.modelId, latencyMs: sixtyFour });
-    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route', requestId: 2 });
   });
 
   it('answers malformed and out-of-place serving messages with named errors and stays up', async () => {
@@ -262,9 +262,11 @@ describe('coordinator', () => {
     raw({ type: 'status', modelId: 'x', start: 0, end: 1, state: 'dancing', sessions: 0, tokensServed: 0 });
     expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'status' });
     raw({ type: 'route', requestId: -1, modelId: 'x' });
-    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route' });
+    const unnamed = await a.next('error');
+    expect(unnamed).toMatchObject({ code: 'ERR_INVALID_MESSAGE', ref: 'route' });
+    expect(unnamed).not.toHaveProperty('requestId'); // -1 is no request id
     raw({ type: 'route', requestId: 1, modelId: 'nope' });
-    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_NO_ROUTE', ref: 'route', requestId: 1 });
 
     a.send({ type: 'serve', model: MODEL });
     const assign = await a.next('assign');
@@ -273,7 +275,7 @@ describe('coordinator', () => {
     a.send({ type: 'status', modelId: 'other', start: 0, end: 8, state: 'ready', sessions: 0, tokensServed: 0 });
     expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'status' });
     a.send({ type: 'route', requestId: 2, modelId: MODEL.modelId, start: 6, end: 9 });
-    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'route' });
+    expect(await a.next('error')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', ref: 'route', requestId: 2 });
 
     const stranger = fixture.track(await TestClient.open(fixture.server.wsUrl));
     stranger.send({ type: 'serve', model: MODEL });

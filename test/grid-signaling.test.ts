@@ -9,7 +9,7 @@ import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { Mesh } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import { PROTOCOL_VERSION, type ClientMessage, type ModelCoverage, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
+import { PROTOCOL_VERSION, type AigridError, type ClientMessage, type ModelCoverage, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
 import { CAPABILITIES } from './helpers/grid-net.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
@@ -30,7 +30,10 @@ function script(ws: WebSocket, msg: ClientMessage): void {
   if (msg.type === 'hello') {
     reply({ type: 'welcome', protocolVersion: PROTOCOL_VERSION, peerId: msg.peerId, network: msg.network, peers: [], heartbeatMs: 5000, limits: { maxFrameBytes: 65536, messagesPerSecond: 50 } });
   } else if (msg.type === 'route' && msg.modelId === 'none') {
-    reply({ type: 'error', code: 'ERR_NO_ROUTE', message: 'no ready peers cover none', ref: 'route' });
+    reply({ type: 'error', code: 'ERR_NO_ROUTE', message: 'no ready peers cover none', ref: 'route', requestId: msg.requestId });
+  } else if (msg.type === 'route' && msg.modelId === 'late-none') {
+    // Answered after the requests that follow it: only its request id says which one failed.
+    setTimeout(() => reply({ type: 'error', code: 'ERR_NO_ROUTE', message: 'late', ref: 'route', requestId: msg.requestId }), 100);
   } else if (msg.type === 'route' && msg.modelId !== 'silent') {
     reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops });
   }
@@ -81,6 +84,15 @@ describe('route requests', () => {
     // Concurrent requests are told apart by request id.
     const both = await Promise.all([signaling.requestRoute('a', { start: 0, end: 2 }), signaling.requestRoute('b')]);
     expect(both).toEqual([hops, hops]);
+    // An error answered out of order settles the request it names, not the oldest pending one.
+    const older = signaling.requestRoute('silent', { timeoutMs: 500 });
+    const late = signaling.requestRoute('late-none', { timeoutMs: 500 });
+    const settled: string[] = [];
+    await Promise.all([
+      older.then(() => settled.push('older ok'), (e: AigridError) => settled.push(`older ${e.code}`)),
+      late.then(() => settled.push('late ok'), (e: AigridError) => settled.push(`late ${e.code}`)),
+    ]);
+    expect(settled).toEqual(['late ERR_NO_ROUTE', 'older ERR_SIGNALING_TIMEOUT']);
     const pending = signaling.requestRoute('silent');
     signaling.close();
     await expect(pending).rejects.toMatchObject({ code: 'ERR_SIGNALING_CLOSED' });

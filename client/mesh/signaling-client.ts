@@ -297,8 +297,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       }
       case 'error': {
         const error = AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message });
-        const routeId = this.routeErrorTarget(msg.code, msg.ref);
-        if (routeId !== undefined) this.settleRoute(routeId, error);
+        // A route request's error names it; any other error is the connection's.
+        if (msg.ref === 'route' && msg.requestId !== undefined && this.routes.has(msg.requestId)) this.settleRoute(msg.requestId, error);
         else this.emit('serverError', error);
         break;
       }
@@ -316,18 +316,6 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         this.emit('models', msg.models);
         break;
     }
-  }
-
-  /**
-   * Which route request a server error answers: the one its ref names ("route:<id>" or "<id>"),
-   * else, for a ref of 'route' or an ERR_NO_ROUTE, the oldest pending one (the server answers in
-   * order).
-   */
-  private routeErrorTarget(code: string, ref: string | undefined): number | undefined {
-    const named = ref === undefined ? undefined : /^(?:route:)?(\d+)$/.exec(ref);
-    if (named && this.routes.has(Number(named[1]))) return Number(named[1]);
-    if (ref === 'route' || code === 'ERR_NO_ROUTE') return this.routes.keys().next().value;
-    return undefined;
   }
 
   private settleRoute(requestId: number, result: Hop[] | AigridError): void {
