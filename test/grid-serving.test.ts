@@ -2,7 +2,7 @@
 // greedy tokens (equal to one local shard of every layer), many generations run at once on the
 // same peers (two models at a time), and a WebGPU peer in the chain gives the same tokens.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GridPeer, ServingStatus } from '../client/grid/index.ts';
+import { explicitRoutes, RemoteChain, type FailoverEvent, type GridPeer, type ServingStatus } from '../client/grid/index.ts';
 import { decodeActivation, ServingFrame } from '../protocol/index.ts';
 import { Shard } from '../client/model/shard.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
@@ -98,6 +98,34 @@ describe('serving across Node peers (CPU)', () => {
       expect(stats.steps).toBeGreaterThan(stats.passes);
     }
     await waitFor(() => peers.every((p) => p.sessionCount === 0), 5000, 'sessions released');
+  });
+});
+
+describe('two models with the same cut on the same peers', () => {
+  it('decode steps of both run concurrently to the golden tokens (lanes are per shard, not per range)', async () => {
+    const peers = await Promise.all(['cut-a', 'cut-b'].map((id) => net.peer('cut', id)));
+    // The same checkpoint served under two model ids: two shards per peer over the same layers.
+    const first = await net.spec('tiny-llama');
+    const twin = { ...first, modelId: 'tiny-llama-twin' };
+    for (const spec of [first, twin]) await Promise.all([peers[0]!.assign(spec, 0, 2), peers[1]!.assign(spec, 2, 4)]);
+    const mesh = await net.join('cut', 'cut-client');
+    const hops = route([peers[0]!, 0, 2], [peers[1]!, 2, 4]);
+    const failovers: FailoverEvent[] = [];
+    const chains = [first, twin].map(
+      (spec) =>
+        new RemoteChain({ mesh, modelId: spec.modelId, numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, routes: explicitRoutes([hops]), timeoutMs: 5000, onFailover: (e) => failovers.push(e) }),
+    );
+    const head = await net.head('tiny-llama');
+    const { golden } = await net.model('tiny-llama');
+    const jobs = chains.flatMap((chain) => [...golden, ...golden, ...golden].map((g) => ({ chain, g })));
+    const results = await Promise.all(jobs.map(async ({ chain, g }) => ({ expected: g.greedy, tokens: (await chain.generate(head, g.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 })).tokens })));
+    for (const chain of chains) chain.close();
+    expect(results).toHaveLength(24);
+    for (const r of results) expect(r.tokens).toEqual(r.expected);
+    // No step waited for a timeout (a stranded step would be replayed after one).
+    expect(failovers).toEqual([]);
+    // Steps of each model were batched with each other's sessions of that model only.
+    for (const p of peers) expect(p.batchStats.largest).toBeGreaterThan(1);
   });
 });
 
