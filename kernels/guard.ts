@@ -23,12 +23,3 @@ export function expectInteger(op: string, name: string, value: number, min: numb
     throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: ${name} must be an integer in [${min}, ${max}], got ${value}`);
   }
 }
-
-/** Workgroup counts above the adapter's per-dimension cap would be dropped by the driver. */
-export function expectWorkgroups(op: string, counts: readonly number[], max: number): void {
-  for (const c of counts) {
-    if (c > max) {
-      throw new AigridError('ERR_GPU_LIMIT', `${op}: ${c} workgroups exceed maxComputeWorkgroupsPerDimension (${max})`);
-    }
-  }
-}

@@ -64,7 +64,7 @@ export class DecodeBatcher {
     const lanes = this.lanes.get(shard);
     this.lanes.delete(shard);
     for (const lane of lanes?.values() ?? []) {
-      lane.gather.dispose();
+      lane.gather.close();
       for (const s of lane.waiting.splice(0)) s.reject(new AigridError('ERR_NO_ROUTE', 'the layers this step waited for are no longer served here'));
     }
   }

@@ -87,12 +87,12 @@ export class HopServer {
       try {
         await this.mesh.connect(next.peerId);
       } catch (err) {
-        session.drop();
+        session.release();
         return refuse(errorCode(err), `${me} cannot reach the next hop ${next.peerId}: ${errorMessage(err)}`, next.peerId);
       }
     }
     if (this.sessions.get(sessionId) !== session) return;
-    this.mesh.send(from, ServingFrame.session, payload).catch(() => session.drop());
+    this.mesh.send(from, ServingFrame.session, payload).catch(() => session.release());
   }
 
   /**
@@ -142,7 +142,7 @@ export class HopServer {
       (err: unknown) => {
         refuse(errorCode(err), `${this.mesh.peerId} hop ${index} [${stage.start}, ${stage.end}): ${errorMessage(err)}`);
         // An evicted session has nothing left here; the client replays on a new one.
-        if (errorCode(err) === 'ERR_SESSION_EVICTED') session.drop();
+        if (errorCode(err) === 'ERR_SESSION_EVICTED') session.release();
       },
     );
   }
@@ -156,7 +156,7 @@ export class HopServer {
     }
     const session = this.sessions.get(sessionId);
     if (!session || (from !== session.setup.client && from !== session.sender)) return;
-    session.drop();
+    session.release();
     const next = session.next;
     if (next && next.peerId !== from) this.mesh.send(next.peerId, ServingFrame.release, payload).catch(() => {});
   }
@@ -183,7 +183,7 @@ export class HopServer {
       const routeHeader = { ...header, layerStart: setup.hops[0]!.start, layerEnd: setup.hops.at(-1)!.end };
       const frame = 'logits' in out ? encodeLogits(routeHeader, out.logits) : encodeHidden(routeHeader, out.hidden, T, out.hidden.length / T);
       const type = 'logits' in out ? ServingFrame.logits : ServingFrame.result;
-      this.mesh.send(setup.client, type, frame).catch(() => session.drop());
+      this.mesh.send(setup.client, type, frame).catch(() => session.release());
       return;
     }
     const hidden = (out as { hidden: Float32Array }).hidden; // only the last stage runs the head

@@ -1,6 +1,6 @@
 // The sessions a serving peer takes part in. A HopSession owns what the session holds here: its
 // place on the route, the assignment (model and layers) it runs on, and the KV caches it fills;
-// `drop()` is the one way it ends (release, client gone, idle sweep, eviction, unassignment, a
+// `release()` is the one way it ends (release, client gone, idle sweep, eviction, unassignment, a
 // send that failed). `run()` is the stage's one pipeline: embed? -> layers -> head?.
 import type { DecodeBatcher } from './decode-batcher.ts';
 import type { Assignment } from './assignment.ts';
@@ -47,7 +47,7 @@ export class HopSession {
   }
 
   /** Ends the session here: it leaves the table and its KV caches are freed. Safe to call twice. */
-  drop(): void {
+  release(): void {
     if (!this.table.remove(this)) return;
     this.assignment.shard?.release(this.id);
   }
@@ -106,12 +106,12 @@ export class HopSessions {
 
   open(setup: SessionSetup, index: number, assignment: Assignment): HopSession {
     const session = new HopSession(setup, index, assignment, this);
-    this.sessions.get(setup.sessionId)?.drop();
+    this.sessions.get(setup.sessionId)?.release();
     this.sessions.set(setup.sessionId, session);
     return session;
   }
 
-  /** Takes a session out of the table (HopSession.drop calls it); false when it was not in it. */
+  /** Takes a session out of the table (HopSession.release calls it); false when it was not in it. */
   remove(session: HopSession): boolean {
     if (this.sessions.get(session.id) !== session) return false;
     this.sessions.delete(session.id);
@@ -130,12 +130,12 @@ export class HopSessions {
   }
 
   sweep(now = Date.now()): void {
-    for (const session of [...this.sessions.values()]) if (now - session.lastUsed >= this.idleMs) session.drop();
+    for (const session of [...this.sessions.values()]) if (now - session.lastUsed >= this.idleMs) session.release();
   }
 
   /** Drops every session and stops the sweep. */
   close(): void {
     clearInterval(this.sweeper);
-    for (const session of [...this.sessions.values()]) session.drop();
+    for (const session of [...this.sessions.values()]) session.release();
   }
 }

@@ -80,7 +80,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onLeave = (peerId: string) => {
       // A client that left takes its sessions with it.
-      for (const s of this.sessions.filter((x) => x.setup.client === peerId)) s.drop();
+      for (const s of this.sessions.filter((x) => x.setup.client === peerId)) s.release();
     };
     const onWelcome = () => this.reportAll(); // a restarted server knows nothing of us
     const onAssign = (msg: { model: ModelSpec; start: number; end: number }) => {
@@ -154,7 +154,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const assignment = this.assignments.get(modelId);
     if (!assignment) return;
     this.assignments.delete(modelId);
-    for (const s of this.sessions.filter((x) => x.assignment === assignment)) s.drop();
+    for (const s of this.sessions.filter((x) => x.assignment === assignment)) s.release();
     if (assignment.shard) this.server.batcher.forget(assignment.shard);
     assignment.destroy();
   }

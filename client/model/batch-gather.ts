@@ -105,7 +105,8 @@ export class BatchGather {
     this.passMs = this.passMs ? 0.7 * this.passMs + 0.3 * ms : ms;
   }
 
-  dispose(): void {
+  /** Cancels a pending start; nothing more is scheduled until the next arrival. */
+  close(): void {
     this.cancel?.();
     this.cancel = undefined;
     this.expecting.clear();

@@ -5,7 +5,10 @@
 // starts and how many rows it takes (calls made through `session(key, stages)` let it wait for
 // sessions due soon and keep micro-batches, as peers do for decode steps). Each row's logits are what
 // Head.logits computes for it alone: bit for bit on the CPU, within rounding on WebGPU (whose
-// linear sums in another order for several rows than for one).
+// linear sums in another order for several rows than for one). Used today by bench:grid's client,
+// which drives eight sessions from one process; the SDK runs each generation's head on its own
+// (on WebGPU a batched row may differ from a lone one in the last bits, and SDK replies must equal
+// a lone generation's).
 import { BatchGather } from './batch-gather.ts';
 import { runBatch } from './batch-run.ts';
 import type { HeadLike } from './generate.ts';

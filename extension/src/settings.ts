@@ -50,8 +50,3 @@ export async function decide(origin: string, decision: OriginDecision): Promise<
 export async function revoke(origin: string): Promise<void> {
   await chrome.storage.local.remove(originKey(origin));
 }
-
-/** The origin whose decision a storage key holds, if it is such a key. */
-export function originOfKey(key: string): string | null {
-  return key.startsWith(STORAGE.originPrefix) ? key.slice(STORAGE.originPrefix.length) : null;
-}

@@ -40,11 +40,6 @@ export function unpackWeight(w: PackedWeight, N: number, K: number): Float32Arra
   }
 }
 
-/** linearRef with a stored (f16 or quantized) weight, dequantized first. */
-export function linearPackedRef(x: Float32Array, M: number, K: number, w: PackedWeight, N: number): Float32Array {
-  return linearRef(x, M, K, unpackWeight(w, N, K), N);
-}
-
 /**
  * What the native-f16 matmul computes: activations rounded to f16 (its tiles are f16), products
  * of f16 operands (exact in f32) summed in f32. `w` holds the f16-rounded weights.
