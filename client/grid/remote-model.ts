@@ -2,8 +2,8 @@
 // route's first stage embeds the token ids it is sent and its last stage runs the final norm and
 // LM head, so a step sends ids and receives the last token's logits. A replay after a failover
 // resends the ids, which the new first stage embeds to the same values.
-import { generate, type GenerateOptions, type GenerateResult, type TokenModel } from '../model/generate.ts';
-import { AigridError, randomSessionId, type Hop } from '../../protocol/index.ts';
+import type { GenerateOptions, GenerateResult, TokenModel } from '../model/generate.ts';
+import { AigridError } from '../../protocol/index.ts';
 import { RouteRunner, type RouteOptions } from './route-runner.ts';
 
 export interface RemoteModelOptions extends RouteOptions {
@@ -11,15 +11,14 @@ export interface RemoteModelOptions extends RouteOptions {
   vocabSize: number;
 }
 
-export class RemoteModel {
+export class RemoteModel extends RouteRunner {
   /** The model as generate() takes it: token ids in, the last token's logits out. */
-  readonly step: TokenModel = (tokens, positions, sessionId) => this.runner.run(tokens, positions, sessionId);
-  private readonly runner: RouteRunner;
+  readonly step: TokenModel = (tokens, positions, sessionId) => this.run(tokens, positions, sessionId);
 
   constructor(options: RemoteModelOptions) {
     const V = options.vocabSize;
     if (!Number.isInteger(V) || V < 1) throw new AigridError('ERR_INVALID_ARGUMENT', `vocabSize must be a positive integer, got ${V}`);
-    this.runner = new RouteRunner(options, {
+    super(options, {
       width: 1,
       alloc: (n) => new Uint32Array(n),
       stages: (hops) => hops.map(({ peerId, start, end }, i) => ({ peerId, start, end, ...(i === 0 ? { embed: true as const } : {}), ...(i === hops.length - 1 ? { head: true as const } : {}) })),
@@ -27,32 +26,8 @@ export class RemoteModel {
     });
   }
 
-  /** Peers excluded from routes now. */
-  badPeers(): string[] {
-    return this.runner.badPeers();
-  }
-
-  /** The route a session runs on now (none before its first step or right after a failure). */
-  routeOf(sessionId: string): Hop[] | undefined {
-    return this.runner.routeOf(sessionId);
-  }
-
   /** generate() over this model's route, releasing the session afterwards. */
-  async generate(prompt: readonly number[], options: Omit<GenerateOptions, 'sessionId'> & { sessionId?: string }): Promise<GenerateResult> {
-    const sessionId = options.sessionId ?? randomSessionId();
-    try {
-      return await generate(this.step, prompt, { ...options, sessionId });
-    } finally {
-      this.release(sessionId);
-    }
-  }
-
-  /** Ends a session: its hops drop it and its history is forgotten. */
-  release(sessionId: string): void {
-    this.runner.release(sessionId);
-  }
-
-  close(): void {
-    this.runner.close();
+  generate(prompt: readonly number[], options: Omit<GenerateOptions, 'sessionId'> & { sessionId?: string }): Promise<GenerateResult> {
+    return this.generateWith(this.step, prompt, options);
   }
 }

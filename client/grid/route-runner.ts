@@ -3,7 +3,7 @@
 // closed, peer left) it marks the peer bad, takes a route without it, starts a new session there
 // and replays the inputs: the new hops rebuild their KV caches from exactly the values the old ones
 // saw, so greedy output does not change. RemoteChain (hidden states in and out) and RemoteModel
-// (token ids in, logits out) are the two shapes built on it.
+// (token ids in, logits out) are the two shapes built on it (subclasses that give the shape).
 import type { Mesh } from '../mesh/mesh.ts';
 import {
   AigridError,
@@ -13,6 +13,7 @@ import {
   decodeLogits,
   describeRoute,
   peekIds,
+  randomSessionId,
   ServingFrame,
   SessionFailureSchema,
   SessionSetupSchema,
@@ -20,6 +21,7 @@ import {
   type Hop,
   type Stage,
 } from '../../protocol/index.ts';
+import { generate, type GenerateOptions, type GenerateResult, type TokenModel } from '../model/generate.ts';
 import { RemoteSession, RouteFailure, type SessionRows } from './remote-session.ts';
 import type { RouteSource } from './routes.ts';
 
@@ -73,7 +75,7 @@ interface ChainSession {
   remote: RemoteSession | null;
 }
 
-export class RouteRunner {
+export abstract class RouteRunner {
   private readonly mesh: Mesh;
   private readonly sessions = new Map<string, ChainSession>();
   private readonly remotes = new Map<string, RemoteSession>();
@@ -81,7 +83,7 @@ export class RouteRunner {
   private readonly chunkTokens: number;
   private readonly detach: () => void;
 
-  constructor(
+  protected constructor(
     private readonly options: RouteOptions,
     private readonly shape: RouteShape,
   ) {
@@ -118,7 +120,7 @@ export class RouteRunner {
    * Runs T new input rows of a session at positions (continuing it; 0 starts it afresh) and
    * answers what the route's last stage returns for them (hidden rows of the whole run, or logits).
    */
-  async run(rows: SessionRows, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
+  protected async run(rows: SessionRows, positions: Uint32Array, sessionId: string): Promise<Float32Array> {
     const W = this.shape.width;
     const T = positions.length;
     if (T === 0 || rows.length !== T * W) {
@@ -165,6 +167,16 @@ export class RouteRunner {
         }
         this.options.onFailover?.({ sessionId, route: remote ? remote.hops.map(({ peerId, start, end }) => ({ peerId, start, end })) : [], error: err, blame: err.blame, replayTokens: state.length });
       }
+    }
+  }
+
+  /** generate() over `model` (which runs through this route) as one session, released afterwards. */
+  protected async generateWith(model: TokenModel, prompt: readonly number[], options: Omit<GenerateOptions, 'sessionId'> & { sessionId?: string }): Promise<GenerateResult> {
+    const sessionId = options.sessionId ?? randomSessionId();
+    try {
+      return await generate(model, prompt, { ...options, sessionId });
+    } finally {
+      this.release(sessionId);
     }
   }
 

@@ -2,7 +2,7 @@
 // peers load their layers as real peers do), Node meshes (@roamhq/wrtc), serving peers, clients.
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
-import { GridPeer, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions } from '../../client/grid/index.ts';
+import { GridPeer, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions, type RouteOptions } from '../../client/grid/index.ts';
 import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
@@ -51,6 +51,14 @@ export async function startGridNet(): Promise<GridNet> {
     return mesh;
   };
 
+  /** A client's route options over explicit routes, once every hop is in its directory (routes need that). */
+  const routeOptions = async (mesh: Mesh, name: string, routes: Hop[][]): Promise<RouteOptions> => {
+    const s = await spec(name);
+    const ids = new Set(routes.flat().map((h) => h.peerId));
+    await waitFor(() => [...ids].every((id) => mesh.peers().some((p) => p.peerId === id)), 5000, 'hops in the directory');
+    return { mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes) };
+  };
+
   const spec = async (name: string): Promise<ModelSpec> => {
     const config = readConfig(await openFixture(name));
     return {
@@ -83,19 +91,12 @@ export async function startGridNet(): Promise<GridNet> {
       return set.find((m) => m.name === name)!;
     },
     async chain(mesh, name, routes, options = {}) {
-      const s = await spec(name);
-      // Every hop must be in the client's directory before a route can use it.
-      const ids = new Set(routes.flat().map((h) => h.peerId));
-      await waitFor(() => [...ids].every((id) => mesh.peers().some((p) => p.peerId === id)), 5000, 'hops in the directory');
-      const chain = new RemoteChain({ mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes), ...options });
+      const chain = new RemoteChain({ ...(await routeOptions(mesh, name, routes)), ...options });
       closers.push(chain);
       return chain;
     },
     async wholeModel(mesh, name, routes, options) {
-      const s = await spec(name);
-      const ids = new Set(routes.flat().map((h) => h.peerId));
-      await waitFor(() => [...ids].every((id) => mesh.peers().some((p) => p.peerId === id)), 5000, 'hops in the directory');
-      const model = new RemoteModel({ mesh, modelId: name, numLayers: s.numLayers, hiddenSize: s.hiddenSize, routes: explicitRoutes(routes), ...options });
+      const model = new RemoteModel({ ...(await routeOptions(mesh, name, routes)), ...options });
       closers.push(model);
       return model;
     },
