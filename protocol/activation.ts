@@ -29,8 +29,8 @@ export const ActivationDtype = { f16: 1, f32: 2 } as const;
 const U32_IDS = 3;
 const SESSION_ID = /^[0-9a-f]{16}$/;
 
-/** The fields of an activation header (the payload's own size and dtype aside). */
-export const ActivationHeaderSchema = z.object({
+/** The fields of an activation header, with the ranges its binary layout gives them. */
+const ActivationHeaderSchema = z.object({
   sessionId: z.string().regex(SESSION_ID),
   requestId: z.number().int().min(0).max(0xffffffff),
   startPos: z.number().int().min(0).max(0xffffffff),

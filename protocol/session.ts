@@ -35,8 +35,6 @@ export const ServingFrame = {
   logits: 38,
 } as const;
 
-export type ServingFrameType = (typeof ServingFrame)[keyof typeof ServingFrame];
-
 const SessionIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'sessionId: 16 hex digits');
 
 /** One stage of a route: a peer, its layers, and whether it also embeds or runs the head. */
