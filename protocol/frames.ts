@@ -93,6 +93,8 @@ export function packFrames(frames: readonly Uint8Array[]): Uint8Array {
 interface Partial {
   type: number;
   id: number;
+  /** The frame's declared length; `payload` grows towards it as chunks arrive. */
+  total: number;
   payload: Uint8Array;
   filled: number;
 }
@@ -100,7 +102,9 @@ interface Partial {
 /**
  * Rebuilds frames from channel messages. push() returns a whole frame, or null while one is
  * incomplete, and throws a named AigridError on bad input; after an error it starts afresh, so
- * one bad frame never poisons the ones after it.
+ * one bad frame never poisons the ones after it. A link holds at most one partial frame, and its
+ * buffer grows with the bytes received (doubling, up to the declared length), so a header that
+ * announces a large frame costs nothing until its bytes arrive.
  */
 export class FrameReassembler {
   private partial: Partial | null = null;
@@ -110,6 +114,11 @@ export class FrameReassembler {
   /** True while a frame is half received. */
   get pending(): boolean {
     return this.partial !== null;
+  }
+
+  /** Bytes held for the frame half received (0 when none). */
+  get heldBytes(): number {
+    return this.partial?.payload.byteLength ?? 0;
   }
 
   push(message: Uint8Array): Frame | null {
@@ -174,11 +183,11 @@ export class FrameReassembler {
       throw new AigridError('ERR_FRAME_TOO_LARGE', `frame of ${total} bytes exceeds ${this.maxFrameBytes}`);
     }
     let partial = this.partial;
-    if (partial && (partial.id !== id || partial.type !== type || partial.payload.byteLength !== total)) {
+    if (partial && (partial.id !== id || partial.type !== type || partial.total !== total)) {
       throw new AigridError('ERR_FRAME_INTERLEAVED', `chunk of frame ${id} arrived inside frame ${partial.id}`);
     }
     if (!partial) {
-      partial = { type, id, payload: new Uint8Array(total), filled: 0 };
+      partial = { type, id, total, payload: new Uint8Array(Math.min(total, body.byteLength)), filled: 0 };
       this.partial = partial;
     }
     if (body.byteLength > total - partial.filled) {
@@ -187,10 +196,16 @@ export class FrameReassembler {
     if (body.byteLength === 0 && total > 0) {
       throw new AigridError('ERR_FRAME_MALFORMED', `empty chunk in frame ${id}`);
     }
+    const need = partial.filled + body.byteLength;
+    if (need > partial.payload.byteLength) {
+      const grown = new Uint8Array(Math.min(total, Math.max(need, partial.payload.byteLength * 2)));
+      grown.set(partial.payload.subarray(0, partial.filled));
+      partial.payload = grown;
+    }
     partial.payload.set(body, partial.filled);
     partial.filled += body.byteLength;
     if (partial.filled < total) return null;
     this.partial = null;
-    return { type, id, payload: partial.payload };
+    return { type, id, payload: partial.payload }; // filled === total === its length
   }
 }

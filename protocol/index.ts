@@ -7,3 +7,4 @@ export * from './activation.ts';
 export * from './frames.ts';
 export * from './session.ts';
 export * from './f16.ts';
+export * from './origins.ts';

@@ -1,7 +1,7 @@
 // `aigrid signal`: runs the signaling server until SIGINT or SIGTERM.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AigridError } from '../protocol/index.ts';
+import { AigridError, parseAllowedOrigins } from '../protocol/index.ts';
 import { startSignalingServer } from './server.ts';
 
 const USAGE = `Usage: aigrid signal [options]
@@ -14,6 +14,8 @@ Options:
   --port <port>         port to bind, 0 for any free one (env AIGRID_PORT or PORT; default 8787)
   --heartbeat-ms <ms>   ping interval; a silent peer is dropped within twice this (default 5000)
   --static <dir>        built web app to serve (default dist/app of this checkout)
+  --allowed-origins <o> web pages allowed to open /signal besides loopback pages and extensions:
+                        comma-separated origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
   -h, --help            show this help
 `;
 
@@ -30,6 +32,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       port: { type: 'string' },
       'heartbeat-ms': { type: 'string' },
       static: { type: 'string' },
+      'allowed-origins': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -40,12 +43,14 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
   const env = process.env;
   const host = values.host ?? env.AIGRID_HOST ?? '127.0.0.1';
   const port = integer('--port', values.port ?? env.AIGRID_PORT ?? env.PORT ?? '8787');
+  const allowed = values['allowed-origins'] ?? env.AIGRID_ALLOWED_ORIGINS;
   const heartbeatMs = values['heartbeat-ms'] === undefined ? undefined : integer('--heartbeat-ms', values['heartbeat-ms']);
   const server = await startSignalingServer({
     host,
     port,
     heartbeatMs,
     staticDir: values.static ?? DEFAULT_STATIC_DIR,
+    allowedOrigins: allowed ? parseAllowedOrigins(allowed) : undefined,
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})`);

@@ -10,7 +10,10 @@ import {
   DEFAULT_MAX_PEERS_PER_NETWORK,
   DEFAULT_MESSAGES_PER_SECOND,
   HARD_SIGNAL_FRAME_BYTES,
+  isLoopbackAddress,
   MAX_SIGNAL_FRAME_BYTES,
+  originAllowed,
+  type AllowedOrigins,
 } from '../protocol/index.ts';
 import { createHttpHandler, type HttpMount } from './http.ts';
 import { Hub } from './hub.ts';
@@ -42,6 +45,11 @@ export interface SignalingServerOptions {
    * the request (e.g. `aigrid start` mounts the OpenAI gateway on /v1). The server imports none.
    */
   mount?: HttpMount;
+  /**
+   * Page origins that may open /signal besides loopback pages and extensions (`*`: any). A server
+   * on a public address also accepts pages it served itself. See protocol/origins.ts.
+   */
+  allowedOrigins?: AllowedOrigins;
   log?: (line: string) => void;
 }
 
@@ -82,7 +90,18 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const serving = (network: string) => hub.serving(network);
   const http = createServer(createHttpHandler({ store, models, serving, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
-  const wss = new WebSocketServer({ server: http, path: SIGNAL_PATH, maxPayload: HARD_SIGNAL_FRAME_BYTES });
+  const loopbackBound = isLoopbackAddress(host);
+  const wss = new WebSocketServer({
+    server: http,
+    path: SIGNAL_PATH,
+    maxPayload: HARD_SIGNAL_FRAME_BYTES,
+    // A page of a foreign origin never gets a socket: a site a person visits cannot drive this server.
+    verifyClient: ({ origin, req }, done) => {
+      if (originAllowed({ origin: origin || undefined, host: req.headers.host, allowed: options.allowedOrigins, loopbackBound })) return done(true);
+      log(`refused /signal from origin ${origin.slice(0, 200)}`);
+      done(false, 403, 'ERR_PERMISSION_DENIED: this origin may not use the signaling server (see --allowed-origins)');
+    },
+  });
   wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));
   wss.on('error', (err) => log(`websocket server error: ${err.message}`));
 

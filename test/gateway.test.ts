@@ -183,15 +183,36 @@ describe('OpenAI-compatible gateway', () => {
     await expectError(await fetch(gateway.url.replace(/\/v1$/, '/elsewhere')), 404, { code: 'unknown_url' });
   });
 
-  it('answers CORS preflights so pages on any origin can call it', async () => {
-    const res = await fetch(`${gateway.url}/chat/completions`, {
-      method: 'OPTIONS',
-      headers: { Origin: 'http://example.test', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-os' },
-    });
-    expect(res.status).toBe(204);
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    expect(res.headers.get('access-control-allow-methods')).toContain('POST');
-    expect(res.headers.get('access-control-allow-headers')).toBe('authorization, content-type, x-stainless-os');
+  it('answers CORS preflights of pages it allows, and refuses foreign pages by default', async () => {
+    const preflight = (url: string, origin: string) =>
+      fetch(`${url}/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type, x-stainless-os' },
+      });
+    // A loopback page (e.g. the web app next to it) is allowed by default.
+    const local = await preflight(gateway.url, 'http://127.0.0.1:5173');
+    expect(local.status).toBe(204);
+    expect(local.headers.get('access-control-allow-origin')).toBe('*');
+    expect(local.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(local.headers.get('access-control-allow-headers')).toBe('authorization, content-type, x-stainless-os');
+    // A site the person happens to visit is not: no CORS headers, so it reads nothing.
+    const foreign = await preflight(gateway.url, 'http://example.test');
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+    const posted = await post('/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'hi' }] }, { Origin: 'https://evil.example' });
+    expect(posted.status).toBe(403);
+    expect(posted.headers.get('access-control-allow-origin')).toBeNull();
+    expect(((await posted.json()) as { error: { code: string } }).error.code).toBe('ERR_PERMISSION_DENIED');
+    // An operator who names the origin (or *) lets it in.
+    const open = await startGateway({ grid, port: 0, allowedOrigins: ['http://example.test'] });
+    try {
+      const named = await preflight(open.url, 'http://example.test');
+      expect(named.status).toBe(204);
+      expect(named.headers.get('access-control-allow-origin')).toBe('*');
+      expect((await preflight(open.url, 'http://other.test')).status).toBe(403);
+    } finally {
+      await open.close();
+    }
   });
 
   it('stops the work on every peer when the OpenAI client aborts a stream', async () => {

@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { startGateway } from '../gateway/index.ts';
 import { connect } from '../sdk/node.ts';
-import { portOption } from './options.ts';
+import { isLoopbackAddress } from '../../protocol/index.ts';
+import { originsOption, portOption } from './options.ts';
 
 export const DEFAULT_GATEWAY_PORT = 8788;
 
@@ -21,6 +22,8 @@ Options:
   --port N          port to listen on (env AIGRID_GATEWAY_PORT; default ${DEFAULT_GATEWAY_PORT}; 0 picks a free one)
   --api-key K       require "Authorization: Bearer K" on every request (env AIGRID_API_KEY;
                     default none: anyone who can reach the port may use the network)
+  --allowed-origins O  web pages allowed to call it besides loopback pages and extensions: a
+                    comma-separated list of origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
   -h, --help        show this help
 `;
 
@@ -33,6 +36,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
       host: { type: 'string', default: process.env.AIGRID_GATEWAY_HOST ?? '127.0.0.1' },
       port: { type: 'string', default: process.env.AIGRID_GATEWAY_PORT ?? String(DEFAULT_GATEWAY_PORT) },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
+      'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -42,11 +46,13 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
   }
   const port = portOption(values.port);
   const apiKey = values['api-key'] || undefined;
+  const allowedOrigins = originsOption(values['allowed-origins']);
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const grid = await connect({ signal: values.signal!, network: values.network! });
   let gateway;
   try {
-    gateway = await startGateway({ grid, host: values.host, port, apiKey, log: (line) => process.stderr.write(`${line}\n`) });
+    const loopbackBound = isLoopbackAddress(values.host!);
+    gateway = await startGateway({ grid, host: values.host, port, apiKey, allowedOrigins, loopbackBound, log: (line) => process.stderr.write(`${line}\n`) });
   } catch (err) {
     grid.close();
     throw err;
@@ -58,10 +64,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   log(`joined network ${grid.network} as ${grid.peerId}`);
-  if (!apiKey && !isLoopback(values.host!)) log(`warning: listening on ${values.host} without --api-key: anyone who can reach it may use the network`);
+  if (!apiKey && !isLoopbackAddress(values.host!)) log(`warning: listening on ${values.host} without --api-key: anyone who can reach it may use the network`);
   log(`OpenAI-compatible API at ${gateway.url}`);
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}

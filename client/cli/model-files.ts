@@ -28,12 +28,32 @@ export function modelFilesHandler(dir: string, prefix: string): (req: IncomingMe
       res.writeHead(405, { allow: 'GET, HEAD, OPTIONS' }).end();
       return true;
     }
-    req.url = url.slice(base.length) || '/';
+    const path = url.slice(base.length).split('?')[0] || '/';
+    if (!servable(path)) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return true;
+    }
+    req.url = path;
     serve(req, res, () => {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
     return true;
   };
+}
+
+/**
+ * Only plain files below the folder: no segment may start with a dot (dotfiles such as .env or
+ * .git/config, and `..`), decoded or not. sirv's own dotfile rule does not apply in its dev mode,
+ * which this server needs to see files written after it started.
+ */
+function servable(path: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return false;
+  }
+  return !decoded.includes('\\') && !decoded.includes('\0') && decoded.split('/').every((segment) => !segment.startsWith('.'));
 }
 
 export interface ModelFileServer {

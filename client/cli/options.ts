@@ -1,5 +1,6 @@
 // Option values the commands share, each checked with an error that names the option.
 import type { BackendChoice } from '../model/backend/select.ts';
+import { parseAllowedOrigins, type AllowedOrigins } from '../../protocol/index.ts';
 
 const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'cpu'];
 
@@ -20,4 +21,14 @@ export function memoryOption(text: string | undefined, allowZero = false): numbe
   const mb = Number(text);
   if (!Number.isFinite(mb) || mb < 0 || (!allowZero && mb === 0)) throw new Error(`--memory-mb must be a number ${allowZero ? '>= 0' : '> 0'}, not ${text} (see --help)`);
   return mb;
+}
+
+/** --allowed-origins: `*` or a comma-separated list of origins; none given is the default rule. */
+export function originsOption(text: string | undefined): AllowedOrigins | undefined {
+  if (!text) return undefined;
+  try {
+    return parseAllowedOrigins(text);
+  } catch (err) {
+    throw new Error(`--allowed-origins: ${(err as Error).message} (see --help)`);
+  }
 }

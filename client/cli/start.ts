@@ -12,11 +12,12 @@ import { createGatewayHandler } from '../gateway/index.ts';
 import { defaultModelId } from '../grid/model-spec.ts';
 import { DEFAULT_HF_BASE_URL } from '../model/checkpoint/source.ts';
 import { connect, type ServeOptions } from '../sdk/node.ts';
+import { isLoopbackAddress } from '../../protocol/index.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
 import { softwareAdapter } from './software-gpu.ts';
-import { backendOption, memoryOption, portOption } from './options.ts';
+import { backendOption, memoryOption, originsOption, portOption } from './options.ts';
 
 export const HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,6 +40,9 @@ Options:
   --backend B         the built-in peer's backend: webgpu, cpu or auto (default auto: a hardware
                       GPU when Node has one, else the CPU)
   --api-key K         require this bearer token on /v1 (env AIGRID_API_KEY)
+  --allowed-origins O web pages allowed to use the server (/signal and /v1) besides loopback pages
+                      and extensions: a comma-separated list of origins, or * for any (env
+                      AIGRID_ALLOWED_ORIGINS; default none)
   -h, --help          show this help
 `;
 
@@ -54,6 +58,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       'no-peer': { type: 'boolean', default: false },
       backend: { type: 'string', default: 'auto' },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
+      'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -64,6 +69,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
   const port = portOption(values.port);
   const memoryBudgetMB = memoryOption(values['memory-mb']);
   const backendChoice = backendOption(values.backend);
+  const allowedOrigins = originsOption(values['allowed-origins']);
 
   const mounts: ((req: IncomingMessage, res: ServerResponse) => boolean)[] = [];
   const server = await startSignalingServer({
@@ -71,10 +77,11 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     port,
     staticDir: resolve(ROOT, 'dist/app'),
     mount: (req, res) => mounts.some((m) => m(req, res)),
+    allowedOrigins,
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   const grid = await connect({ signal: server.wsUrl, network: values.network });
-  mounts.push(createGatewayHandler(grid, { apiKey: values['api-key'] }));
+  mounts.push(createGatewayHandler(grid, { apiKey: values['api-key'], allowedOrigins, loopbackBound: isLoopbackAddress(values.host!) }));
 
   let stopDisplay = () => {};
   let served = 'no model (--no-peer)';

@@ -11,6 +11,7 @@ import { ApiError, apiErrorOf } from './errors.ts';
 import { chatParams, completionParams } from './params.ts';
 import { sendError, sendJson, sendPreflight } from './respond.ts';
 import { sendSse } from './sse.ts';
+import { originAllowed, type AllowedOrigins } from '../../protocol/index.ts';
 
 /** What the gateway uses of a Grid (any object with these works, e.g. a wrapper that counts). */
 export type GatewayGrid = Pick<Grid, 'models' | 'chat' | 'completions'>;
@@ -26,6 +27,10 @@ export interface GatewayOptions {
   writeTimeoutMs?: number;
   /** Where failures that are the gateway's own (500s) are told. */
   log?: (line: string) => void;
+  /** Page origins allowed besides loopback pages and extensions (protocol/origins.ts); `*` for any. */
+  allowedOrigins?: AllowedOrigins;
+  /** Whether the server it is mounted on listens on loopback only (default true: the strict rule). */
+  loopbackBound?: boolean;
 }
 
 type Reply = ChatCompletion | Completion | Stream<ChatCompletionChunk> | Stream<CompletionChunk>;
@@ -43,7 +48,7 @@ interface Context {
   grid: GatewayGrid;
   /** Aborted when the client goes away before its answer is complete. */
   signal: AbortSignal;
-  options: Required<Omit<GatewayOptions, 'apiKey'>>;
+  options: Required<Omit<GatewayOptions, 'apiKey' | 'allowedOrigins' | 'loopbackBound'>>;
   modelId?: string;
 }
 
@@ -58,6 +63,11 @@ export function createGatewayHandler(grid: GatewayGrid, options: GatewayOptions 
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path !== '/v1' && !path.startsWith('/v1/')) return false;
+    const origin = req.headers.origin;
+    if (!originAllowed({ origin, host: req.headers.host, allowed: options.allowedOrigins, loopbackBound: options.loopbackBound ?? true })) {
+      refuseOrigin(res, origin!);
+      return true;
+    }
     const controller = new AbortController();
     // A response closed before it finished means the client left: stop its generation on the peers.
     res.on('close', () => {
@@ -148,4 +158,12 @@ function decodePart(part: string): string {
   } catch {
     return part;
   }
+}
+
+/** A page of a foreign origin: refused before anything runs, and without CORS headers, so it reads nothing. */
+function refuseOrigin(res: ServerResponse, origin: string): void {
+  const body = new ApiError(403, `Pages from ${origin.slice(0, 200)} may not use this gateway; its operator can allow the origin (--allowed-origins).`, 'ERR_PERMISSION_DENIED').body();
+  const payload = JSON.stringify(body);
+  res.writeHead(403, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(payload)), Vary: 'Origin' });
+  res.end(payload);
 }
