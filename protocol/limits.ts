@@ -27,3 +27,18 @@ export const MAX_CHUNK_BYTES = 256 * 1024;
 /** Pause writes above this many buffered bytes; resume when the buffer drains below the low mark. */
 export const SEND_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 export const SEND_LOW_WATER_BYTES = 512 * 1024;
+
+/**
+ * Per message type, on top of the per-connection rate: [messages per second, burst]. These are the
+ * messages whose handling costs the server far more than their size (re-placement, broadcasts to a
+ * whole network, replies much larger than the request). A peer's own traffic stays well inside:
+ * it reports status on changes and every 10 s, lists models on opening one, asks one route per
+ * generation or failover.
+ */
+export const TYPE_RATE_LIMITS = {
+  update: [1, 4],
+  serve: [2, 4],
+  status: [10, 20],
+  models: [5, 10],
+  route: [25, 50],
+} as const satisfies Record<string, readonly [number, number]>;

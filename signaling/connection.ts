@@ -2,7 +2,7 @@
 // heartbeat state, and a queue that runs its messages strictly one after another (the registry
 // is async, and a peer's messages must still take effect in the order it sent them).
 import type { WebSocket } from 'ws';
-import { ERROR_HINTS, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
+import { ERROR_HINTS, TYPE_RATE_LIMITS, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** A client that sends but never reads would make the server buffer for it without end. */
@@ -21,6 +21,8 @@ export class Connection {
   readonly openedAt = Date.now();
   private readonly bucket: TokenBucket;
   private lastRateError = -Infinity;
+  /** Buckets of the costly message types (TYPE_RATE_LIMITS), made on first use. */
+  private readonly typeBuckets = new Map<string, { bucket: TokenBucket; lastError: number }>();
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
@@ -43,6 +45,25 @@ export class Connection {
     if (now - this.lastRateError >= 1000) {
       this.lastRateError = now;
       this.error('ERR_RATE_LIMITED');
+    }
+    return false;
+  }
+
+  /**
+   * False when a message of a costly type must be dropped (its own bucket is empty); tells the
+   * client at most once a second per type, naming the request when it has an id.
+   */
+  admitType(type: string, requestId?: number): boolean {
+    const limit = (TYPE_RATE_LIMITS as Record<string, readonly [number, number]>)[type];
+    if (!limit) return true;
+    let entry = this.typeBuckets.get(type);
+    if (!entry) this.typeBuckets.set(type, (entry = { bucket: new TokenBucket(limit[0], limit[1]), lastError: -Infinity }));
+    if (entry.bucket.take()) return true;
+    const now = performance.now();
+    // A route request always hears back, so its asker does not wait out a timeout.
+    if (requestId !== undefined || now - entry.lastError >= 1000) {
+      entry.lastError = now;
+      this.error('ERR_RATE_LIMITED', `more than ${limit[0]} ${type} messages per second`, type, requestId);
     }
     return false;
   }

@@ -44,9 +44,23 @@ export interface CoordinatorOptions {
   routeCosts?: RouteCosts;
   /** How long a peer that failed to load a model is left out of its placement (default 60 s). */
   failedPeerMs?: number;
+  /** At most one `models` broadcast per network in this long; later changes go out together (default 50 ms). */
+  publishEveryMs?: number;
+  /** Membership changes arriving within this long are re-placed together (default 20 ms). */
+  replanDelayMs?: number;
 }
 
 export const DEFAULT_FAILED_PEER_MS = 60_000;
+const DEFAULT_PUBLISH_EVERY_MS = 50;
+const DEFAULT_REPLAN_DELAY_MS = 20;
+
+/** A broadcast held back until its network's next slot, and who must hear it even if nothing changed. */
+interface PendingPublish {
+  message: ServerMessage;
+  text: string;
+  direct: Reply[];
+  timer: ReturnType<typeof setTimeout>;
+}
 
 type Reply = (message: ServerMessage) => void;
 type StatusMsg = Extract<ClientMessage, { type: 'status' }>;
@@ -57,6 +71,11 @@ export class Coordinator {
   private readonly locks = new Map<string, Promise<void>>();
   /** The last `models` text each network was sent, so unchanged coverage is not re-broadcast. */
   private readonly lastSent = new Map<string, string>();
+  /** When each network's last broadcast went out, and the one held back for its next slot. */
+  private readonly lastAt = new Map<string, number>();
+  private readonly held = new Map<string, PendingPublish>();
+  /** A re-placement gathering the membership changes of a network. */
+  private readonly changes = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryServingStore();
@@ -172,15 +191,29 @@ export class Coordinator {
     });
   }
 
-  /** Peers left or changed their capabilities: re-place what lost coverage. */
+  /**
+   * Peers left or changed their capabilities: re-place what lost coverage. Changes that come
+   * within replanDelayMs of each other are re-placed once (a flood of updates costs one pass).
+   */
   changed(network: string): Promise<void> {
+    const gathering = this.changes.get(network);
+    if (gathering) return gathering;
+    const run = new Promise<void>((resolve) => setTimeout(resolve, this.opts.replanDelayMs ?? DEFAULT_REPLAN_DELAY_MS).unref()).then(() => {
+      this.changes.delete(network);
+      return this.replanAll(network);
+    });
+    this.changes.set(network, run);
+    return run;
+  }
+
+  private replanAll(network: string): Promise<void> {
     return this.exclusive(network, async () => {
       const models = await this.store.get(network);
       if (models.length === 0) return;
       if ((await this.opts.registry.count(network)) === 0) {
         // Nobody is left to serve or ask: forget the network rather than keep its models forever.
         await this.store.delete(network);
-        this.lastSent.delete(network);
+        this.forget(network);
         return;
       }
       await this.replan(network, models);
@@ -250,16 +283,50 @@ export class Coordinator {
     }
   }
 
-  /** Broadcasts the models when their coverage changed; otherwise sends them to `otherwise`, if given. */
+  /**
+   * Broadcasts the models when their coverage changed; otherwise sends them to `otherwise`, if
+   * given. A network gets at most one broadcast per publishEveryMs: a change inside that window is
+   * held and sent at its end with whatever else changed, so a peer toggling its state cannot make
+   * the server send the model list to every member at the rate it toggles.
+   */
   private publish(network: string, models: ServedModel[], otherwise?: Reply): void {
     const message = this.modelsMessage(models);
     const text = JSON.stringify(message);
-    if (this.lastSent.get(network) !== text) {
-      this.lastSent.set(network, text);
-      this.opts.broadcast(network, message);
-    } else {
-      otherwise?.(message);
+    const held = this.held.get(network);
+    if (held) {
+      held.message = message;
+      held.text = text;
+      if (otherwise) held.direct.push(otherwise);
+      return;
     }
+    if (this.lastSent.get(network) === text) return otherwise?.(message);
+    const every = this.opts.publishEveryMs ?? DEFAULT_PUBLISH_EVERY_MS;
+    const wait = (this.lastAt.get(network) ?? -Infinity) + every - performance.now();
+    if (wait <= 0) return this.broadcastModels(network, message, text);
+    const timer = setTimeout(() => this.flush(network), wait);
+    timer.unref();
+    this.held.set(network, { message, text, direct: otherwise ? [otherwise] : [], timer });
+  }
+
+  private flush(network: string): void {
+    const held = this.held.get(network);
+    if (!held) return;
+    this.held.delete(network);
+    if (this.lastSent.get(network) !== held.text) return this.broadcastModels(network, held.message, held.text);
+    for (const reply of held.direct) reply(held.message);
+  }
+
+  private broadcastModels(network: string, message: ServerMessage, text: string): void {
+    this.lastSent.set(network, text);
+    this.lastAt.set(network, performance.now());
+    this.opts.broadcast(network, message);
+  }
+
+  private forget(network: string): void {
+    clearTimeout(this.held.get(network)?.timer);
+    this.held.delete(network);
+    this.lastSent.delete(network);
+    this.lastAt.delete(network);
   }
 
   private modelsMessage(models: ServedModel[]): ServerMessage {

@@ -166,6 +166,7 @@ export class Hub {
     const msg = parsed.message;
     if (msg.type === 'hello') return this.hello(conn, msg);
     if (!conn.peer) return conn.error('ERR_NOT_JOINED', `send hello before ${msg.type}`, msg.type);
+    if (!conn.admitType(msg.type, msg.type === 'route' ? msg.requestId : undefined)) return;
     switch (msg.type) {
       case 'update':
         return this.update(conn, conn.peer, msg);

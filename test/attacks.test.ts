@@ -7,8 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startModelFileServer, type ModelFileServer } from '../client/cli/model-files.ts';
-import { encodeFrame, FrameReassembler, FrameType } from '../protocol/index.ts';
+import { encodeFrame, FrameReassembler, FrameType, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
 import { startSignalingServer } from '../signaling/server.ts';
+import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 
 describe('the model-file server of aigrid serve / start', () => {
   let files: ModelFileServer;
@@ -101,6 +102,72 @@ describe('web pages of other sites', () => {
     } finally {
       await server.close();
       await open.close();
+    }
+  });
+});
+
+describe('sockets that make the server work for others', () => {
+  const MODEL: ModelSpec = {
+    modelId: 'amp-model', source: 'https://models.example/amp', numLayers: 4, hiddenSize: 64,
+    layerBytes: 100 * 1024 * 1024, weightDtype: 'f16', replication: 1,
+  };
+
+  it('state toggling, models floods and update floods are limited; another socket stays answered', async () => {
+    // A generous per-connection rate, so what is measured is each type's own limit.
+    const server = await startSignalingServer({ heartbeatMs: 60_000, messagesPerSecond: 1000 });
+    const clients: TestClient[] = [];
+    const join = async (peerId: string, memoryBudgetMB = 0) => {
+      const c = await TestClient.open(server.wsUrl);
+      clients.push(c);
+      c.send(hello(peerId, 'amp', { ...CAPS, memoryBudgetMB }));
+      await c.next('welcome');
+      return c;
+    };
+    try {
+      const attacker = await join('amp-attacker', 1024);
+      const watchers = await Promise.all(Array.from({ length: 5 }, (_, i) => join(`amp-watcher-${i}`)));
+      const bystander = await join('amp-bystander');
+      attacker.send({ type: 'serve', model: MODEL });
+      const assign = await attacker.next('assign');
+      await watchers[0]!.next('models');
+      const before = watchers.map((w) => w.all('models').length);
+
+      // 1. Toggling its own state 200 times: each toggle changes coverage, but members hear the
+      // model list a few times, not 200, and the toggler is told it is over its rate.
+      const status = (state: 'ready' | 'loading') => ({ type: 'status', modelId: MODEL.modelId, start: assign.start, end: assign.end, state, sessions: 0, tokensServed: 0 }) as const;
+      for (let i = 0; i < 200; i++) attacker.send(status(i % 2 ? 'loading' : 'ready'));
+      await attacker.next('error', (e) => e.code === 'ERR_RATE_LIMITED' && e.ref === 'status');
+      await sleep(300);
+      const heard = watchers.map((w, i) => w.all('models').length - before[i]!);
+      for (const n of heard) expect(n).toBeLessThanOrEqual(6);
+
+      // 2. Asking for the model list 100 times: a reply each up to the type's burst, then refusals.
+      const models = (m: ServerMessage[]) => m.filter((x) => x.type === 'models').length;
+      const seen = models(attacker.log);
+      for (let i = 0; i < 100; i++) attacker.send({ type: 'models' });
+      await attacker.next('error', (e) => e.code === 'ERR_RATE_LIMITED' && e.ref === 'models');
+      await sleep(200);
+      expect(models(attacker.log) - seen).toBeLessThanOrEqual(12);
+
+      // 3. Sixty capability updates while a bystander pings: the updates beyond the type's burst
+      // are refused, the members hear at most that many, and every ping is answered.
+      const updatesBefore = watchers[0]!.all('update').length;
+      for (let i = 0; i < 60; i++) attacker.send({ type: 'update', capabilities: { ...CAPS, memoryBudgetMB: 1024 + i } });
+      const rtts: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t0 = performance.now();
+        bystander.send({ type: 'ping', id: i });
+        await bystander.next('pong', (p) => p.id === i);
+        rtts.push(performance.now() - t0);
+      }
+      await attacker.next('error', (e) => e.code === 'ERR_RATE_LIMITED' && e.ref === 'update');
+      await sleep(200);
+      expect(watchers[0]!.all('update').length - updatesBefore).toBeLessThanOrEqual(5);
+      expect(Math.max(...rtts)).toBeLessThan(250); // was 595 ms with every update re-placing and broadcasting
+      for (const c of clients) expect(c.invalid).toEqual([]);
+    } finally {
+      for (const c of clients) await c.close();
+      await server.close();
     }
   });
 });
