@@ -35,10 +35,12 @@ export const SEND_LOW_WATER_BYTES = 512 * 1024;
  * it reports status on changes and every 10 s, lists models on opening one, asks one route per
  * generation or failover.
  */
+/** A connection hears at most one answer to its `models` requests per this long; more are coalesced. */
+export const MODELS_REPLY_EVERY_MS = 200;
+
 export const TYPE_RATE_LIMITS = {
   update: [1, 4],
   serve: [2, 4],
   status: [10, 20],
-  models: [5, 10],
   route: [25, 50],
 } as const satisfies Record<string, readonly [number, number]>;

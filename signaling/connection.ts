@@ -21,6 +21,9 @@ export class Connection {
   readonly openedAt = Date.now();
   private readonly bucket: TokenBucket;
   private lastRateError = -Infinity;
+  /** When this connection's last `models` answer went out, and whether one is scheduled. */
+  modelsAnsweredAt = -Infinity;
+  modelsAnswerDue = false;
   /** Buckets of the costly message types (TYPE_RATE_LIMITS), made on first use. */
   private readonly typeBuckets = new Map<string, { bucket: TokenBucket; lastError: number }>();
   private queue: Promise<void> = Promise.resolve();

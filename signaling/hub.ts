@@ -4,6 +4,7 @@
 import type { RawData, WebSocket } from 'ws';
 import {
   parseClientMessage,
+  MODELS_REPLY_EVERY_MS,
   PROTOCOL_VERSION,
   type ClientMessage,
   type LeaveReason,
@@ -183,8 +184,28 @@ export class Hub {
       case 'route':
         return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
       case 'models':
-        return void conn.send({ type: 'models', models: await this.coordinator.coverage(conn.network) });
+        return this.answerModels(conn);
     }
+  }
+
+  /**
+   * Answers `models` requests, at most once per MODELS_REPLY_EVERY_MS per connection: requests
+   * inside that window share one answer at its end (the list is current when it is sent), so a
+   * 17-byte request cannot draw a large reply at the rate it is sent, and a polling client still
+   * hears every time.
+   */
+  private async answerModels(conn: Connection): Promise<void> {
+    if (conn.modelsAnswerDue) return;
+    const wait = conn.modelsAnsweredAt + MODELS_REPLY_EVERY_MS - performance.now();
+    const answer = async () => {
+      conn.modelsAnswerDue = false;
+      conn.modelsAnsweredAt = performance.now();
+      conn.send({ type: 'models', models: await this.coordinator.coverage(conn.network) });
+    };
+    if (wait <= 0) return answer();
+    // Later, outside the connection's queue, so its other messages are not held up.
+    conn.modelsAnswerDue = true;
+    setTimeout(() => void answer().catch((err: unknown) => this.opts.log(`models answer for ${conn.label}: ${String(err)}`)), wait).unref();
   }
 
   private async hello(conn: Connection, msg: Msg<'hello'>): Promise<void> {

@@ -141,13 +141,15 @@ describe('sockets that make the server work for others', () => {
       const heard = watchers.map((w, i) => w.all('models').length - before[i]!);
       for (const n of heard) expect(n).toBeLessThanOrEqual(6);
 
-      // 2. Asking for the model list 100 times: a reply each up to the type's burst, then refusals.
+      // 2. Asking for the model list 100 times: the asks share a few answers (at most one per
+      // 200 ms), each current when sent; nobody is refused, so a polling client still hears.
       const models = (m: ServerMessage[]) => m.filter((x) => x.type === 'models').length;
       const seen = models(attacker.log);
       for (let i = 0; i < 100; i++) attacker.send({ type: 'models' });
-      await attacker.next('error', (e) => e.code === 'ERR_RATE_LIMITED' && e.ref === 'models');
-      await sleep(200);
-      expect(models(attacker.log) - seen).toBeLessThanOrEqual(12);
+      await sleep(450);
+      const answers = models(attacker.log) - seen;
+      expect(answers).toBeGreaterThanOrEqual(1);
+      expect(answers).toBeLessThanOrEqual(4);
 
       // 3. Sixty capability updates while a bystander pings: the updates beyond the type's burst
       // are refused, the members hear at most that many, and every ping is answered.

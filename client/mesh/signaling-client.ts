@@ -84,6 +84,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private nextRouteId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
+  /** The `models` ask in flight, shared by callers at the same time. */
+  private listing: Promise<ModelCoverage[]> | null = null;
   capabilities: Capabilities;
 
   constructor(private readonly options: SignalingClientOptions) {
@@ -159,8 +161,19 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     });
   }
 
-  /** The models the network serves now, with their coverage (asked of the server). */
+  /** The models the network serves now, with their coverage (asked of the server; callers at the same time share one ask). */
   listModels(timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<ModelCoverage[]> {
+    if (this.listing) return this.listing;
+    const listing = this.askModels(timeoutMs);
+    this.listing = listing;
+    const clear = () => {
+      if (this.listing === listing) this.listing = null;
+    };
+    listing.then(clear, clear);
+    return listing;
+  }
+
+  private askModels(timeoutMs: number): Promise<ModelCoverage[]> {
     return new Promise<ModelCoverage[]>((resolve, reject) => {
       const done = (err: AigridError | null, models?: ModelCoverage[]) => {
         clearTimeout(timer);
