@@ -7,8 +7,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startModelFileServer, type ModelFileServer } from '../client/cli/model-files.ts';
+import type { ServingStatus } from '../client/grid/index.ts';
 import { encodeFrame, FrameReassembler, FrameType, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
 import { startSignalingServer } from '../signaling/server.ts';
+import { FIXTURE_DIR } from './fixtures/index.ts';
+import { startGridNet } from './helpers/grid-net.ts';
+import { waitFor } from './helpers/wait.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 
 describe('the model-file server of aigrid serve / start', () => {
@@ -170,6 +174,40 @@ describe('sockets that make the server work for others', () => {
     } finally {
       for (const c of clients) await c.close();
       await server.close();
+    }
+  });
+});
+
+describe('model specs served by a stranger', () => {
+  it('a peer opens no local path named by the network, and refuses a spec that understates its size', async () => {
+    const net = await startGridNet();
+    try {
+      const peer = await net.peer('specs', 'specs-peer');
+      const statuses: ServingStatus[] = [];
+      peer.on('status', (s) => statuses.push(s));
+      const stranger = await net.join('specs', 'specs-stranger', 0);
+      const honest = await net.spec('tiny-llama');
+      const failed = async (modelId: string) => {
+        await waitFor(() => statuses.some((s) => s.modelId === modelId && s.state === 'failed'), 10_000, `${modelId} refused`);
+        return statuses.find((s) => s.modelId === modelId && s.state === 'failed')!.detail ?? '';
+      };
+      // A real checkpoint on the peer's own disk: it would load if the peer opened local paths.
+      const local = join(FIXTURE_DIR, 'tiny-llama');
+      const sources: [string, Partial<typeof honest>][] = [
+        ['local-path', { source: local }],
+        ['file-url', { source: `file://${local}` }],
+        ['hub-id-file-mirror', { source: 'org/tiny-llama', baseUrl: `file://${FIXTURE_DIR}` }],
+      ];
+      for (const [modelId, fields] of sources) {
+        stranger.signaling.send({ type: 'serve', model: { ...honest, ...fields, modelId } });
+        expect(await failed(modelId)).toMatch(/not an http\(s\) URL/);
+      }
+      // A spec that says a layer takes 1 byte would have peers load far past their budgets.
+      stranger.signaling.send({ type: 'serve', model: { ...honest, modelId: 'liar', layerBytes: 1 } });
+      expect(await failed('liar')).toMatch(/a layer takes 1 bytes; its checkpoint needs \d+/);
+      expect(statuses.filter((s) => s.state === 'ready')).toEqual([]);
+    } finally {
+      await net.close();
     }
   });
 });

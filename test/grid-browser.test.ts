@@ -55,7 +55,7 @@ async function modelSpec(): Promise<ModelSpec> {
     source: `${files.url}/${MODEL}`,
     numLayers: config.numLayers,
     hiddenSize: config.hiddenSize,
-    layerBytes: 1,
+    layerBytes: 1024 * 1024,
     weightDtype: 'f32',
     replication: 1,
   };

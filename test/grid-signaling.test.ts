@@ -106,7 +106,7 @@ describe('assignments from the server', () => {
     const models: ModelCoverage[][] = [];
     mesh.signaling.on('models', (m) => models.push(m));
     const model: ModelSpec = {
-      modelId: 'tiny-llama', source: `${files.url}/tiny-llama`, numLayers: 4, hiddenSize: 64, layerBytes: 1, weightDtype: 'f32', replication: 1,
+      modelId: 'tiny-llama', source: `${files.url}/tiny-llama`, numLayers: 4, hiddenSize: 64, layerBytes: 1024 * 1024, weightDtype: 'f32', replication: 1,
     };
     push({ type: 'assign', model, start: 1, end: 3 });
     const statuses = () => received.filter((m): m is Extract<ClientMessage, { type: 'status' }> => m.type === 'status');

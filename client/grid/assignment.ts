@@ -8,6 +8,7 @@ import type { Backend } from '../model/backend/types.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { Head } from '../model/head.ts';
 import { Shard } from '../model/shard.ts';
+import { checkSpecAgainst } from './model-spec.ts';
 
 /**
  * The head parts a peer holds besides its layers, for light sessions: `embed` lets it be hop 0,
@@ -76,6 +77,7 @@ export class Assignment {
       }
       if (settings.refuse) throw settings.refuse;
       const source = await open(model, signal);
+      checkSpecAgainst(model, source);
       const { refuse: _none, ...shardSettings } = settings;
       const onProgress = ({ bytesDone, bytesTotal }: { bytesDone: number; bytesTotal: number }) => {
         this.progress = { bytesDone, bytesTotal };
@@ -98,13 +100,6 @@ export class Assignment {
           signal.throwIfAborted();
         }
         this.head = head;
-      }
-      // A spec that disagrees with the weights would make hops refuse every frame; say so at load.
-      if (shard.config.hiddenSize !== model.hiddenSize || shard.config.numLayers !== model.numLayers) {
-        this.head?.destroy();
-        this.head = null;
-        shard.destroy();
-        throw new AigridError('ERR_UNSUPPORTED_MODEL', `${model.modelId}: the checkpoint has ${shard.config.numLayers} layers of width ${shard.config.hiddenSize}, the spec says ${model.numLayers} of ${model.hiddenSize}`);
       }
       this.shard = shard;
       this.state = 'ready';

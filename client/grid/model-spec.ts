@@ -81,3 +81,23 @@ export function defaultModelId(source: string): string {
   if (!ModelIdSchema.safeParse(cleaned).success) throw new AigridError('ERR_INVALID_ARGUMENT', `cannot make a model id of ${JSON.stringify(source)}; pass one`);
   return cleaned;
 }
+
+/**
+ * Checks a spec against the checkpoint it names, before any weight is read: its layer count and
+ * width, and that it does not understate the bytes a layer (and, for light clients, the head
+ * parts) takes. Placement trusts those figures to fit layers to budgets, so a spec that lies low
+ * would make peers load far past what they offered. ERR_UNSUPPORTED_MODEL / ERR_INVALID_ARGUMENT.
+ */
+export function checkSpecAgainst(spec: ModelSpec, checkpoint: TensorSource): void {
+  const config = readConfig(checkpoint);
+  if (config.numLayers !== spec.numLayers || config.hiddenSize !== spec.hiddenSize) {
+    throw new AigridError('ERR_UNSUPPORTED_MODEL', `${spec.modelId}: the checkpoint has ${config.numLayers} layers of width ${config.hiddenSize}, the spec says ${spec.numLayers} of ${spec.hiddenSize}`);
+  }
+  const honest = modelSpecFromConfig(config, { modelId: spec.modelId, source: spec.source, weightDtype: spec.weightDtype, light: spec.light });
+  if (spec.layerBytes < honest.layerBytes) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `${spec.modelId}: the spec says a layer takes ${spec.layerBytes} bytes; its checkpoint needs ${honest.layerBytes} (${spec.weightDtype} weights and the KV share)`);
+  }
+  if (spec.light && (spec.headBytes ?? 0) < honest.headBytes!) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `${spec.modelId}: the spec says the head parts take ${spec.headBytes ?? 0} bytes; its checkpoint needs ${honest.headBytes}`);
+  }
+}

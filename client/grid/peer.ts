@@ -8,6 +8,7 @@ import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingStat
 import type { CheckpointOpener } from '../model/checkpoint/index.ts';
 import { Assignment, defaultOpener, type HeadParts, type ShardSettings } from './assignment.ts';
 import { HopSessions } from './hop-sessions.ts';
+import { remoteWeights } from './remote-source.ts';
 import type { BatchStats } from './decode-batcher.ts';
 import { HopServer } from './hop-server.ts';
 
@@ -87,7 +88,14 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       // A model served for light clients puts its embedding and head on the peers at its ends.
       const light = msg.model.light === true;
       const parts = { embed: light && msg.start === 0, head: light && msg.end === msg.model.numLayers };
-      this.assign(msg.model, msg.start, msg.end, parts).catch(() => {}); // reported as status 'failed'
+      let model: ModelSpec;
+      let refuse: AigridError | undefined;
+      try {
+        model = remoteWeights(msg.model);
+      } catch (err) {
+        [model, refuse] = [msg.model, err as AigridError];
+      }
+      this.load(model, msg.start, msg.end, parts, refuse).catch(() => {}); // reported as status 'failed'
     };
     const onUnassign = (modelId: string) => this.unassign(modelId);
     this.mesh.on('frame', onFrame);
@@ -116,14 +124,19 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
    * embedding (to be hop 0 of light sessions) or the final norm and LM head (their last hop).
    */
   assign(model: ModelSpec, start: number, end: number, parts: HeadParts = {}): Promise<void> {
+    return this.load(model, start, end, parts);
+  }
+
+  /** `refuse`: the assignment is reported failed with this reason instead of loading. */
+  private load(model: ModelSpec, start: number, end: number, parts: HeadParts, refuse?: AigridError): Promise<void> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the grid peer is closed'));
     const current = this.assignments.get(model.modelId);
-    if (current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model) && sameParts(current.parts, parts)) {
+    if (!refuse && current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model) && sameParts(current.parts, parts)) {
       this.report(current); // the coordinator may have restarted or re-sent it: tell it where we stand
       return current.ready;
     }
     if (current) this.unassign(model.modelId);
-    const settings = this.budgeted(model, start, end, parts);
+    const settings = refuse ? { ...this.options, refuse } : this.budgeted(model, start, end, parts);
     const onProgress = (a: Assignment) => {
       if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
     };

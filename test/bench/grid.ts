@@ -121,7 +121,7 @@ async function main(): Promise<void> {
   const gpu = BACKEND === 'webgpu' ? await GpuContext.create({ gpu: await nodeGpu() }) : undefined;
   try {
     const model: ModelSpec = {
-      modelId: SPEC.name, source: `${files.url}/${SPEC.name}`, numLayers: 30, hiddenSize: 576, layerBytes: 1, weightDtype: 'f32', replication: 1,
+      modelId: SPEC.name, source: `${files.url}/${SPEC.name}`, numLayers: 30, hiddenSize: 576, layerBytes: 64 * 1024 * 1024, weightDtype: 'f32', replication: 1,
     };
     const peer = (peerId: string, start: number, end: number) => {
       const p = new PeerProcess(peerId, {

@@ -2,7 +2,7 @@
 // peers load their layers as real peers do), Node meshes (@roamhq/wrtc), serving peers, clients.
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
-import { GridPeer, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions, type RouteOptions } from '../../client/grid/index.ts';
+import { GridPeer, modelSpecFromConfig, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions, type RouteOptions } from '../../client/grid/index.ts';
 import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
@@ -66,7 +66,8 @@ export async function startGridNet(): Promise<GridNet> {
       source: `${files.url}/${name}`,
       numLayers: config.numLayers,
       hiddenSize: config.hiddenSize,
-      layerBytes: 1,
+      // What a layer really takes (peers refuse a spec that understates it).
+      layerBytes: modelSpecFromConfig(config, { source: name }).layerBytes,
       weightDtype: 'f32',
       replication: 1,
     };
