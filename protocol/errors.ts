@@ -38,6 +38,7 @@ export const ERROR_HINTS = {
   ERR_UNSUPPORTED_MODEL: 'This architecture or config field is not supported yet; the message names it.',
   ERR_SESSION_EVICTED: 'This session\'s KV cache was evicted to make room for others; start the generation again (replay the tokens).',
   ERR_KV_BUDGET: 'The KV cache does not fit the memory budget; raise the budget or shorten the context.',
+  ERR_TOO_MANY_SESSIONS: 'This client (or all clients together) has as many sessions open on this peer as it takes; release finished sessions or try another route.',
   ERR_NO_ROUTE: 'No chain of ready peers covers the model now; wait for peers to load it or add peers.',
   ERR_INSUFFICIENT_MEMORY: 'The peers of this network together lack the memory to hold the model; the message says how much more.',
   ERR_PEER_TIMEOUT: 'A peer on the route did not answer in time; the client takes another route and replays.',

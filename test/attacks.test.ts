@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startModelFileServer, type ModelFileServer } from '../client/cli/model-files.ts';
 import type { ServingStatus } from '../client/grid/index.ts';
-import { encodeFrame, FrameReassembler, FrameType, type ModelSpec, type ServerMessage } from '../protocol/index.ts';
+import { encodeFrame, FrameReassembler, FrameType, randomSessionId, ServingFrame, type Frame, type ModelSpec, type ServerMessage, type SessionSetup } from '../protocol/index.ts';
 import { startSignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
 import { startGridNet } from './helpers/grid-net.ts';
@@ -206,6 +206,35 @@ describe('model specs served by a stranger', () => {
       stranger.signaling.send({ type: 'serve', model: { ...honest, modelId: 'liar', layerBytes: 1 } });
       expect(await failed('liar')).toMatch(/a layer takes 1 bytes; its checkpoint needs \d+/);
       expect(statuses.filter((s) => s.state === 'ready')).toEqual([]);
+    } finally {
+      await net.close();
+    }
+  });
+});
+
+describe('a client that sets up sessions without end', () => {
+  it('keeps at most its share of sessions on a peer; other clients are still served', async () => {
+    const net = await startGridNet();
+    try {
+      const peer = await net.peer('flood', 'flood-peer', { sessionLimits: { perClient: 32, total: 48 } });
+      await peer.assign(await net.spec('tiny-llama'), 0, 4);
+      const attacker = await net.join('flood', 'flood-attacker', 0);
+      const frames: Frame[] = [];
+      attacker.on('frame', (_from, f) => frames.push(f));
+      const setup = (client: string): SessionSetup => ({ sessionId: randomSessionId(), modelId: 'tiny-llama', hops: [{ peerId: peer.peerId, start: 0, end: 4 }], client });
+      const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+      for (let i = 0; i < 2000; i++) void attacker.send(peer.peerId, ServingFrame.session, json(setup(attacker.peerId))).catch(() => {});
+      await waitFor(() => frames.length >= 2000, 30_000, 'every setup answered');
+      const acks = frames.filter((f) => f.type === ServingFrame.session).length;
+      const refusals = frames.filter((f) => f.type === ServingFrame.fail).map((f) => (JSON.parse(new TextDecoder().decode(f.payload)) as { code: string }).code);
+      expect(acks).toBe(32);
+      expect(new Set(refusals)).toEqual(new Set(['ERR_TOO_MANY_SESSIONS']));
+      expect(peer.sessionCount).toBe(32);
+      // Another client still gets its sessions, and its generation gives the golden tokens.
+      const client = await net.join('flood', 'flood-client', 0);
+      const chain = await net.chain(client, 'tiny-llama', [[{ peerId: peer.peerId, start: 0, end: 4 }]]);
+      const g = (await net.model('tiny-llama')).golden[0]!;
+      expect((await chain.generate(await net.head('tiny-llama'), g.ids, { maxTokens: g.greedy.length, temperature: 0 })).tokens).toEqual(g.greedy);
     } finally {
       await net.close();
     }

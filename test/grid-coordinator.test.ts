@@ -92,7 +92,8 @@ describe('serving through the coordinator', () => {
       peers.push(new GridPeer({ mesh: await mesh(id, 2, network), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
     }
     const lightClient = await mesh('light-client', 0, network);
-    const light = { ...spec, modelId: 'tiny-llama-light', light: true, replication: 1 };
+    // The head parts' bytes are declared (peers refuse a light spec that understates them).
+    const light = { ...spec, modelId: 'tiny-llama-light', light: true, headBytes: MB, replication: 1 };
     let coverage: ModelCoverage | undefined;
     lightClient.signaling.on('models', (models) => (coverage = models.find((m) => m.model.modelId === light.modelId)));
     lightClient.signaling.send({ type: 'serve', model: light });

@@ -35,6 +35,14 @@ export interface HopServerHooks {
   warn(error: AigridError): void;
 }
 
+/** How many sessions a peer keeps: per client, and in all (each holds a route, a table entry and KV). */
+export interface SessionLimits {
+  perClient: number;
+  total: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: SessionLimits = { perClient: 64, total: 1024 };
+
 type Refusal = Omit<SessionFailure, 'peerId'>;
 type Refuse = (code: ErrorCode, message: string, blame?: string) => void;
 
@@ -46,6 +54,7 @@ export class HopServer {
     private readonly mesh: Mesh,
     private readonly sessions: HopSessions,
     private readonly hooks: HopServerHooks,
+    private readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS,
   ) {}
 
   async onSetup(from: string, payload: Uint8Array): Promise<void> {
@@ -78,6 +87,13 @@ export class HopServer {
     const existing = this.sessions.get(sessionId);
     if (existing && !sameSetup(existing.setup, setup)) {
       return refuse('ERR_INVALID_ARGUMENT', `session ${sessionId} already exists here with another route`);
+    }
+    if (!existing) {
+      const mine = this.sessions.count((s) => s.setup.client === from);
+      if (mine >= this.limits.perClient || this.sessions.size >= this.limits.total) {
+        const which = mine >= this.limits.perClient ? `${from} has ${mine} sessions here, the most one client may` : `${me} holds ${this.sessions.size} sessions, the most it takes`;
+        return refuse('ERR_TOO_MANY_SESSIONS', `session ${sessionId}: ${which}`);
+      }
     }
     const session = existing ?? this.sessions.open(setup, index, assignment);
     const next = hops[index + 1];

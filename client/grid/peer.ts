@@ -10,7 +10,7 @@ import { Assignment, defaultOpener, type HeadParts, type ShardSettings } from '.
 import { HopSessions } from './hop-sessions.ts';
 import { remoteWeights } from './remote-source.ts';
 import type { BatchStats } from './decode-batcher.ts';
-import { HopServer } from './hop-server.ts';
+import { HopServer, type SessionLimits } from './hop-server.ts';
 
 export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
 export const DEFAULT_STATUS_INTERVAL_MS = 10_000;
@@ -25,6 +25,8 @@ export interface GridPeerOptions extends ShardSettings {
   statusIntervalMs?: number;
   /** Act on the server's assign/unassign messages (default true). */
   followAssignments?: boolean;
+  /** Sessions kept per client and in all (default 64 and 1024); more are refused ERR_TOO_MANY_SESSIONS. */
+  sessionLimits?: SessionLimits;
 }
 
 export interface ServingStatus {
@@ -73,7 +75,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     this.server = new HopServer(this.mesh, this.sessions, {
       assignmentOf: (modelId) => this.assignments.get(modelId),
       warn: (err) => this.emit('warning', err),
-    });
+    }, options.sessionLimits);
     this.statusTimer = setInterval(() => this.reportAll(), options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS);
     (this.statusTimer as { unref?: () => void }).unref?.();
 
