@@ -29,6 +29,7 @@ import {
 } from '../protocol/index.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
+import { checkSource, type SourcePolicy } from './sources.ts';
 
 export const DEFAULT_MAX_MODELS_PER_NETWORK = 16;
 
@@ -44,6 +45,8 @@ export interface CoordinatorOptions {
   routeCosts?: RouteCosts;
   /** How long a peer that failed to load a model is left out of its placement (default 60 s). */
   failedPeerMs?: number;
+  /** Where served models may load weights from (default: https and hub ids only). */
+  sources?: SourcePolicy;
   /** At most one `models` broadcast per network in this long; later changes go out together (default 50 ms). */
   publishEveryMs?: number;
   /** Membership changes arriving within this long are re-placed together (default 20 ms). */
@@ -90,6 +93,11 @@ export class Coordinator {
         reply(this.modelsMessage(models));
         if (existing.placement?.error) reply(insufficient(existing.placement.error));
         return;
+      }
+      try {
+        checkSource(spec, this.opts.sources ?? { loopbackBound: false });
+      } catch (err) {
+        return reply(error('ERR_INVALID_ARGUMENT', (err as Error).message, 'serve'));
       }
       const max = this.opts.maxModelsPerNetwork ?? DEFAULT_MAX_MODELS_PER_NETWORK;
       if (!existing && models.length >= max) {

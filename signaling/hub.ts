@@ -15,6 +15,7 @@ import {
 } from '../protocol/index.ts';
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
+import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
 import type { ServingStore } from './serving-store.ts';
@@ -30,6 +31,8 @@ export interface HubOptions {
   maxFrameBytes: number;
   /** A socket that has not said hello by then is closed, so idle sockets cannot hold slots. */
   helloTimeoutMs: number;
+  /** Where served models may load weights from. */
+  sources: SourcePolicy;
   log: (line: string) => void;
 }
 
@@ -52,6 +55,7 @@ export class Hub {
       store: opts.serving,
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
       broadcast: (network, message) => this.broadcast(network, message),
+      sources: opts.sources,
       log: opts.log,
     });
   }

@@ -16,6 +16,8 @@ Options:
   --static <dir>        built web app to serve (default dist/app of this checkout)
   --allowed-origins <o> web pages allowed to open /signal besides loopback pages and extensions:
                         comma-separated origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
+  --allowed-sources <p> URL prefixes served models may load weights from, besides https URLs and
+                        hub ids (comma-separated; env AIGRID_ALLOWED_SOURCES)
   -h, --help            show this help
 `;
 
@@ -33,6 +35,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       'heartbeat-ms': { type: 'string' },
       static: { type: 'string' },
       'allowed-origins': { type: 'string' },
+      'allowed-sources': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -51,6 +54,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     heartbeatMs,
     staticDir: values.static ?? DEFAULT_STATIC_DIR,
     allowedOrigins: allowed ? parseAllowedOrigins(allowed) : undefined,
+    allowedSources: listOption(values['allowed-sources'] ?? env.AIGRID_ALLOWED_SOURCES),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})`);
@@ -76,4 +80,9 @@ function integer(name: string, text: string): number {
     throw new AigridError('ERR_INVALID_ARGUMENT', `${name} must be a whole number, got ${JSON.stringify(text)}`);
   }
   return value;
+}
+
+function listOption(text: string | undefined): string[] | undefined {
+  const items = text?.split(',').map((s) => s.trim()).filter(Boolean);
+  return items?.length ? items : undefined;
 }

@@ -16,6 +16,7 @@ import {
   type AllowedOrigins,
 } from '../protocol/index.ts';
 import { createHttpHandler, type HttpMount } from './http.ts';
+import type { SourcePolicy } from './sources.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import type { ServingStore } from './serving-store.ts';
@@ -50,6 +51,11 @@ export interface SignalingServerOptions {
    * on a public address also accepts pages it served itself. See protocol/origins.ts.
    */
   allowedOrigins?: AllowedOrigins;
+  /**
+   * URL prefixes served models may load weights from, besides https URLs and Hugging Face ids (and
+   * plain http on loopback hosts when the server itself is bound to loopback).
+   */
+  allowedSources?: readonly string[];
   log?: (line: string) => void;
 }
 
@@ -73,6 +79,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     throw new AigridError('ERR_INVALID_ARGUMENT', `maxFrameBytes may not exceed ${HARD_SIGNAL_FRAME_BYTES}`);
   }
   const log = options.log ?? (() => {});
+  const loopbackBound = isLoopbackAddress(host);
+  const sources: SourcePolicy = { loopbackBound, allowed: options.allowedSources ?? [] };
   const store = options.store ?? new MemoryRegistry();
   const hub = new Hub({
     store,
@@ -83,6 +91,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     maxPeersPerNetwork: positive('maxPeersPerNetwork', options.maxPeersPerNetwork ?? DEFAULT_MAX_PEERS_PER_NETWORK),
     maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP),
     messagesPerSecond: positive('messagesPerSecond', options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND),
+    sources,
     log,
   });
 
@@ -90,7 +99,6 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const serving = (network: string) => hub.serving(network);
   const http = createServer(createHttpHandler({ store, models, serving, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
-  const loopbackBound = isLoopbackAddress(host);
   const wss = new WebSocketServer({
     server: http,
     path: SIGNAL_PATH,
@@ -118,6 +126,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
 
   const bound = (http.address() as AddressInfo).port;
   const hostPart = host.includes(':') ? `[${host}]` : host;
+  // The files this server offers itself (e.g. `aigrid start`'s /models/) are always allowed.
+  sources.allowed = [...sources.allowed!, `http://${hostPart}:${bound}/`];
   let closing: Promise<void> | null = null;
   return {
     httpUrl: `http://${hostPart}:${bound}`,

@@ -199,7 +199,10 @@ describe('model specs served by a stranger', () => {
         ['hub-id-file-mirror', { source: 'org/tiny-llama', baseUrl: `file://${FIXTURE_DIR}` }],
       ];
       for (const [modelId, fields] of sources) {
+        // The server refuses such a spec (see the next test); were one to come anyway, from a
+        // server that allowed it, the peer still opens nothing: the assignment as it would arrive.
         stranger.signaling.send({ type: 'serve', model: { ...honest, ...fields, modelId } });
+        peer.mesh.signaling.emit('assign', { type: 'assign', model: { ...honest, ...fields, modelId }, start: 0, end: 4 });
         expect(await failed(modelId)).toMatch(/not an http\(s\) URL/);
       }
       // A spec that says a layer takes 1 byte would have peers load far past their budgets.
@@ -237,6 +240,44 @@ describe('a client that sets up sessions without end', () => {
       expect((await chain.generate(await net.head('tiny-llama'), g.ids, { maxTokens: g.greedy.length, temperature: 0 })).tokens).toEqual(g.greedy);
     } finally {
       await net.close();
+    }
+  });
+});
+
+describe('weight sources a network accepts', () => {
+  it('refuses a serve whose weights are not https, a hub id, the server\'s own files or an allowed prefix', async () => {
+    const local = await startSignalingServer();
+    const publicServer = await startSignalingServer({ host: '0.0.0.0', allowedSources: ['http://mirror.lan/models/'] });
+    try {
+      const answer = async (url: string, source: Partial<ModelSpec>) => {
+        const c = await TestClient.open(url);
+        const id = `src-${Math.random().toString(36).slice(2, 8)}`;
+        c.send(hello(id, id, { ...CAPS, memoryBudgetMB: 0 })); // a network of its own: no other model's list arrives
+        await c.next('welcome');
+        c.send({ type: 'serve', model: { modelId: 'm', source: 'x/y', numLayers: 2, hiddenSize: 64, layerBytes: 1 << 20, weightDtype: 'f32', replication: 1, ...source } });
+        // Accepted: placed (a models message) or only short of memory (no peer here offers any).
+        const reply = await Promise.race([
+          c.next('models').then(() => 'accepted'),
+          c.next('error', (e) => e.ref === 'serve').then((e) => (e.code === 'ERR_INSUFFICIENT_MEMORY' ? 'accepted' : e.code)),
+        ]);
+        await c.close();
+        return reply;
+      };
+      // On a loopback server: https, hub ids, loopback http.
+      expect(await answer(local.wsUrl, { source: 'https://models.example/m' })).toBe('accepted');
+      expect(await answer(local.wsUrl, { source: 'org/name' })).toBe('accepted');
+      expect(await answer(local.wsUrl, { source: 'http://127.0.0.1:9/m' })).toBe('accepted');
+      for (const source of ['/etc', 'file:///etc/', 'http://10.0.0.1/m', 'ftp://x/m', '../m', 'https://user:pw@x/m']) {
+        expect([source, await answer(local.wsUrl, { source })]).toEqual([source, 'ERR_INVALID_ARGUMENT']);
+      }
+      expect(await answer(local.wsUrl, { source: 'org/name', baseUrl: 'file:///' })).toBe('ERR_INVALID_ARGUMENT');
+      // Bound elsewhere: no plain http but its own files and the prefixes its operator names.
+      expect(await answer(publicServer.wsUrl, { source: 'http://127.0.0.1:9/m' })).toBe('ERR_INVALID_ARGUMENT');
+      expect(await answer(publicServer.wsUrl, { source: `${publicServer.httpUrl}/models/m` })).toBe('accepted');
+      expect(await answer(publicServer.wsUrl, { source: 'http://mirror.lan/models/m' })).toBe('accepted');
+    } finally {
+      await local.close();
+      await publicServer.close();
     }
   });
 });
