@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { AigridError } from '../protocol/errors.ts';
 import { engineConfig } from '../extension/src/background/contribution-control.ts';
 import { Calls } from '../extension/src/page/calls.ts';
-import { DEFAULT_SETTINGS, checkSettings, isPageMessage, isReplyMessage, toWireError, type PageMessage } from '../extension/src/protocol.ts';
+import { snoozeMs } from '../extension/src/background/permission-prompt.ts';
+import { DEFAULT_SETTINGS, checkSettings, isPageMessage, isReplyMessage, pageOriginAllowed, toWireError, type PageMessage } from '../extension/src/protocol.ts';
 
 function table() {
   const sent: PageMessage[] = [];
@@ -150,5 +151,21 @@ describe('messages, errors and settings', () => {
     expect(engineConfig(idleOnly, true, 'active').contribute).toBe(false);
     expect(engineConfig(idleOnly, true, 'idle').contribute).toBe(true);
     expect(engineConfig(idleOnly, true, 'locked')).toMatchObject({ contribute: true, onlyOnAC: true });
+  });
+});
+
+describe('who may ask, and how long a dismissed prompt waits', () => {
+  it('admits https pages and plain-http pages of this machine only', () => {
+    for (const origin of ['https://example.com', 'https://a.b:8443', 'http://localhost:3000', 'http://127.0.0.1:8787', 'http://127.1.2.3', 'http://[::1]:80', 'http://app.localhost']) {
+      expect([origin, pageOriginAllowed(origin)]).toEqual([origin, true]);
+    }
+    for (const origin of ['http://example.com', 'http://192.168.1.2', 'http://localhost.evil.com', 'ftp://x', 'file:///', 'null', 'chrome-extension://abc']) {
+      expect([origin, pageOriginAllowed(origin)]).toEqual([origin, false]);
+    }
+  });
+
+  it('doubles the wait after each dismissal, from 30 s up to an hour', () => {
+    expect([1, 2, 3, 4].map(snoozeMs)).toEqual([30_000, 60_000, 120_000, 240_000]);
+    expect(snoozeMs(20)).toBe(3_600_000);
   });
 });

@@ -72,7 +72,16 @@ async function permissionPrompt(origin: string): Promise<Page> {
   return page;
 }
 
-/** Starts a call in the page (it may wait on the permission prompt); `settle` gets its outcome. */
+/** Whether the extension's permission prompt for an origin is open now. */
+function promptOpen(origin: string): boolean {
+  return chromium.browser.targets().some((t) => t.url().startsWith(`chrome-extension://${chromium.extensionId}/permission.html`) && t.url().includes(encodeURIComponent(origin)));
+}
+
+/**
+ * Starts a call in the page (it may wait on the permission prompt); `settle` gets its outcome.
+ * It counts as made during a user gesture (puppeteer evaluates with one, as a click handler would
+ * run), so it may open the prompt.
+ */
 async function startInPage(page: Page, call: (aigrid: AigridProvider) => Promise<unknown>): Promise<{ settle: () => Promise<unknown> }> {
   await page.evaluate((source) => {
     const w = window as unknown as ProviderWindow;
@@ -175,6 +184,9 @@ describe('browser extension', () => {
     });
     const prompt = await permissionPrompt(allowedSite.url);
     expect(await prompt.$eval('#origin', (el) => el.textContent)).toBe(allowedSite.url);
+    // Allow cannot be pressed at once (a click meant for the page must not land on it).
+    expect(await prompt.$eval('#allow', (b) => (b as HTMLButtonElement).disabled)).toBe(true);
+    await prompt.waitForSelector('#allow:not([disabled])');
     await prompt.click('#allow');
     const outcome = (await call.settle()) as { ok: boolean; value: { chunks: ChatCompletionChunk[]; hasController: boolean } };
     expect(outcome.ok, JSON.stringify(outcome)).toBe(true);
@@ -239,9 +251,40 @@ describe('browser extension', () => {
     await options.click(`tr[data-origin="${refusedSite.url}"] button.revoke`);
     await options.waitForFunction((origin) => !document.querySelector(`tr[data-origin="${origin}"]`), {}, refusedSite.url);
     await options.close();
+    // Without a click or key press in the page, an undecided origin gets no prompt. The call
+    // starts from the page's own load handler: puppeteer's evaluate counts as a user gesture.
+    const untouched = await chromium.browser.newPage();
+    await untouched.evaluateOnNewDocument(() => {
+      window.addEventListener('load', () => {
+        const w = window as unknown as ProviderWindow;
+        w.pending = w.aigrid.models.list().then(
+          (value) => ({ ok: true, value }),
+          (err: Error & { code?: string }) => ({ ok: false, error: { name: err.name, code: err.code, message: err.message, typed: err instanceof w.aigrid.AigridError } }),
+        );
+      });
+    });
+    await untouched.goto(`${refusedSite.url}/`, { waitUntil: 'load' });
+    await untouched.waitForFunction(() => (window as unknown as ProviderWindow).pending !== undefined);
+    const quiet = await untouched.evaluate(() => (window as unknown as ProviderWindow).pending);
+    expectDenied(quiet, refusedSite.url);
+    expect((quiet as { error: { message: string } }).error.message).toMatch(/click or key press/);
+    expect(promptOpen(refusedSite.url)).toBe(false);
+    await untouched.close();
+    // A page that goes away while its prompt is open takes the prompt with it (no decision, no wait).
+    const leaving = await openSite(refusedSite);
+    await startInPage(leaving, (aigrid) => aigrid.models.list());
+    await permissionPrompt(refusedSite.url);
+    await leaving.close();
+    await waitFor(() => !promptOpen(refusedSite.url), 5000, 'the prompt withdrawn');
     const third = await startInPage(page, (aigrid) => aigrid.models.list());
     await (await permissionPrompt(refusedSite.url)).close();
     expectDenied(await third.settle(), refusedSite.url);
+    // A closed prompt means "not now": the next call is refused at once, with no prompt.
+    const fourth = await startInPage(page, (aigrid) => aigrid.models.list());
+    const notNow = await fourth.settle();
+    expectDenied(notNow, refusedSite.url);
+    expect((notNow as { error: { message: string } }).error.message).toMatch(/closed its permission prompt/);
+    expect(promptOpen(refusedSite.url)).toBe(false);
     expect((await extensionState()).settings.network).toBe(NETWORK);
     const worker = await chromium.worker();
     const stored = await worker.evaluate(() => chrome.storage.local.get(null));

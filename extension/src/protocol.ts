@@ -5,6 +5,7 @@
 // context (pages, content scripts, the service worker, the offscreen document) imports this file.
 import { AigridError, isErrorCode, type ErrorCode, type SerializedError } from '../../protocol/errors.ts';
 import type { LoadingProgress, ServingStatus } from '../../client/grid/peer.ts';
+import { isLoopbackHost } from '../../protocol/origins.ts';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -76,6 +77,11 @@ export interface CallMessage {
   params?: unknown;
   /** generate(): send each token as it is made (the page passed onToken). */
   tokens?: boolean;
+  /**
+   * Set by the isolated content script, never by the page: whether the page had a user gesture
+   * (transient activation) when it made the call. Only such a call may open the permission prompt.
+   */
+  gesture?: boolean;
 }
 
 /** The page gave up on a call (its AbortSignal, stream.controller, or leaving a stream's loop). */
@@ -108,7 +114,8 @@ export function isPageMessage(value: unknown): value is PageMessage {
   const m = value as { type?: unknown; id?: unknown; method?: unknown; tokens?: unknown } | null;
   if (!m || typeof m !== 'object' || !Number.isSafeInteger(m.id)) return false;
   if (m.type === 'abort') return true;
-  return m.type === 'call' && isProviderMethod(m.method) && (m.tokens === undefined || typeof m.tokens === 'boolean');
+  const g = (m as { gesture?: unknown }).gesture;
+  return m.type === 'call' && isProviderMethod(m.method) && (m.tokens === undefined || typeof m.tokens === 'boolean') && (g === undefined || typeof g === 'boolean');
 }
 
 export function isReplyMessage(value: unknown): value is ReplyMessage {
@@ -233,4 +240,18 @@ export interface ExtensionState {
 export function isControlMessage(value: unknown, to: ControlMessage['to']): value is ControlMessage {
   const m = value as { to?: unknown; type?: unknown } | null;
   return !!m && typeof m === 'object' && m.to === to && typeof m.type === 'string';
+}
+
+/**
+ * Pages that may use window.aigrid: https, and plain http only on this machine (localhost,
+ * 127.0.0.0/8, [::1]), where no one on the path can pose as the site.
+ */
+export function pageOriginAllowed(origin: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname));
 }

@@ -2,20 +2,36 @@
 // with a Port to the engine, and each call passes only when the page's origin is allowed. The
 // origin comes from the Port's sender, which the browser sets, never from the page's message.
 import { AigridError } from '../../../protocol/errors.ts';
-import { ENGINE_PORT, PERMISSION_DENIED, isPageMessage, isReplyMessage, type CallMessage, type ReplyMessage } from '../protocol.ts';
+import { ENGINE_PORT, PERMISSION_DENIED, isPageMessage, isReplyMessage, pageOriginAllowed, type CallMessage, type ReplyMessage } from '../protocol.ts';
 import { ensureEngine } from './offscreen-document.ts';
-import { allowed } from './permission-prompt.ts';
+import { verdict, type Verdict } from './permission-prompt.ts';
 
-/** The page's origin, for http(s) pages only. */
+/** The page's origin, for https pages and plain-http pages of this machine only. */
 function originOf(sender: chrome.runtime.MessageSender | undefined): string | null {
   const origin = sender?.origin ?? (sender?.url ? new URL(sender.url).origin : undefined);
-  return origin && /^https?:\/\//.test(origin) ? origin : null;
+  return origin && pageOriginAllowed(origin) ? origin : null;
+}
+
+/** Why a call of `origin` was refused, as the page reads it. */
+function refusal(origin: string, why: Exclude<Verdict, 'allow'>): string {
+  switch (why) {
+    case 'deny':
+      return `${origin} may not use AIGrid through this extension: the person did not allow it (they can change that in the extension's options)`;
+    case 'no-gesture':
+      return `${origin} may not use AIGrid through this extension yet: a site asks for permission from a click or key press in the page (call window.aigrid from its handler)`;
+    case 'not-now':
+      return `${origin} may not use AIGrid through this extension now: the person closed its permission prompt; it may ask again later`;
+    case 'gone':
+      return `${origin}'s permission prompt was withdrawn: the page that asked went away`;
+  }
 }
 
 export function relayPage(page: chrome.runtime.Port): void {
   const origin = originOf(page.sender);
   let engine: Promise<chrome.runtime.Port> | null = null;
   let open = true;
+  /** Aborted when the page goes away: a prompt nobody waits for any more is withdrawn. */
+  const gone = new AbortController();
   /** Calls waiting for the person's decision, and those of them the page gave up on meanwhile. */
   const waiting = new Set<number>();
   const abandoned = new Set<number>();
@@ -37,10 +53,9 @@ export function relayPage(page: chrome.runtime.Port): void {
   };
 
   const admit = async (call: CallMessage) => {
-    if (!origin) return refuse(call.id, new AigridError(PERMISSION_DENIED, 'window.aigrid serves http and https pages only'));
-    if (!(await allowed(origin))) {
-      return refuse(call.id, new AigridError(PERMISSION_DENIED, `${origin} may not use AIGrid through this extension: the person did not allow it (they can change that in the extension's options)`));
-    }
+    if (!origin) return refuse(call.id, new AigridError(PERMISSION_DENIED, 'window.aigrid serves https pages, and plain-http pages of this machine (localhost) only'));
+    const why = await verdict(origin, { gesture: call.gesture === true, signal: gone.signal });
+    if (why !== 'allow') return refuse(call.id, new AigridError(PERMISSION_DENIED, refusal(origin, why)));
     if (!engine) {
       const connecting = connectEngine();
       engine = connecting;
@@ -72,6 +87,7 @@ export function relayPage(page: chrome.runtime.Port): void {
 
   page.onDisconnect.addListener(() => {
     open = false;
+    gone.abort();
     void engine?.then((port) => port.disconnect(), () => {});
   });
 }

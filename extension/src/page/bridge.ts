@@ -29,7 +29,9 @@ window.addEventListener('message', (event: MessageEvent) => {
   const message = data.message;
   try {
     port ??= open();
-    port.postMessage(message);
+    // Whether the person just clicked or typed in the page: read here, in the isolated world, so
+    // the page cannot claim it (whatever it put in the message is overwritten).
+    port.postMessage(message.type === 'call' ? { ...message, gesture: navigator.userActivation?.isActive === true } : message);
   } catch (err) {
     // The extension was reloaded or removed: this content script can no longer reach it.
     port = null;
