@@ -30,6 +30,8 @@ export interface ShardSettings {
   gpu?: GPU | GpuContext;
   kvBudgetBytes?: number;
   maxSessionTokens?: number;
+  /** Who a session belongs to (its client), for fair KV eviction. */
+  kvOwnerOf?: (sessionId: string) => string | undefined;
 }
 
 export class Assignment {

@@ -161,7 +161,9 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       return { ...this.options, refuse: new AigridError('ERR_INSUFFICIENT_MEMORY', `${what} need ${Math.ceil(layerBytes / MB)} MB; this peer offers ${budgetBytes / MB} MB`) };
     }
     const left = budgetBytes - layerBytes;
-    return { ...this.options, kvBudgetBytes: this.options.kvBudgetBytes ?? Math.max(MIN_KV_BUDGET_BYTES, left) };
+    // KV memory is shared fairly among the clients with sessions here.
+    const kvOwnerOf = (sessionId: string) => this.sessions.get(sessionId)?.setup.client;
+    return { ...this.options, kvOwnerOf, kvBudgetBytes: this.options.kvBudgetBytes ?? Math.max(MIN_KV_BUDGET_BYTES, left) };
   }
 
   /** Stops serving a model: its sessions are released and its shard freed. */

@@ -1,6 +1,10 @@
 // Per-session KV caches of a shard under a byte budget. A new session that does not fit evicts idle
 // sessions, least recently used first; a later call on an evicted session is ERR_SESSION_EVICTED, so
 // its client knows to replay the tokens. Sessions with a pass in flight are never evicted.
+// With owners (the clients of the sessions), eviction is fair: the budget's sessions are shared
+// equally among the owners holding any; an owner at or over its share makes room only from its own
+// sessions, one under it only from owners over theirs, so no client can push another's sessions
+// out beyond its share.
 import { AigridError } from '../../protocol/index.ts';
 import type { KvStore } from './backend/types.ts';
 
@@ -12,6 +16,8 @@ export interface KvSessionsOptions {
   create: (sessionId: string) => KvStore[];
   /** Evicted ids remembered for ERR_SESSION_EVICTED (default 4096). */
   rememberEvicted?: number;
+  /** Who a session belongs to (its client); without it every session is one owner's (plain LRU). */
+  ownerOf?: (sessionId: string) => string | undefined;
 }
 
 export interface KvSession {
@@ -75,21 +81,42 @@ export class KvSessions {
     return this.sessions.get(id);
   }
 
-  /** Makes a session, evicting idle ones (oldest first) until it fits. */
+  /** Makes a session, evicting idle ones (oldest first, fairly among owners) until it fits. */
   create(id: string): KvSession {
     if (this.sessions.has(id)) throw new AigridError('ERR_INVALID_ARGUMENT', `session ${id} already has a KV cache`);
     const { budgetBytes, sessionBytes } = this.options;
-    for (const [otherId, other] of this.sessions) {
-      if (this.usage.usedBytes + sessionBytes <= budgetBytes) break;
-      if (other.busy === 0) this.evict(otherId);
+    const full = () => this.usage.usedBytes + sessionBytes > budgetBytes;
+    if (full()) {
+      const evictable = this.evictable(id);
+      for (const otherId of evictable) {
+        if (!full()) break;
+        this.evict(otherId);
+      }
     }
-    if (this.usage.usedBytes + sessionBytes > budgetBytes) {
-      throw new AigridError('ERR_KV_BUDGET', `no room for session ${id}: ${this.sessions.size} sessions with passes in flight hold ${this.usage.usedBytes} of ${budgetBytes} bytes; try again when they finish`);
+    if (full()) {
+      throw new AigridError('ERR_KV_BUDGET', `no room for session ${id}: ${this.sessions.size} sessions hold ${this.usage.usedBytes} of ${budgetBytes} bytes and none may make room for it now (in flight, or within their client's share); try again later`);
     }
     const session: KvSession = { id, stores: this.options.create(id), busy: 0 };
     this.evicted.delete(id);
     this.sessions.set(id, session);
     return session;
+  }
+
+  /** Idle sessions the new session `id` may evict, least recently used first. */
+  private evictable(id: string): string[] {
+    const ownerOf = this.options.ownerOf ?? (() => undefined);
+    const idle = [...this.sessions.values()].filter((s) => s.busy === 0).map((s) => s.id);
+    const owner = ownerOf(id) ?? '';
+    const held = new Map<string, number>();
+    for (const sid of this.sessions.keys()) {
+      const o = ownerOf(sid) ?? '';
+      held.set(o, (held.get(o) ?? 0) + 1);
+    }
+    const owners = new Set([...held.keys(), owner]).size;
+    const slots = Math.floor(this.options.budgetBytes / this.options.sessionBytes);
+    const share = Math.max(1, Math.floor(slots / owners));
+    if ((held.get(owner) ?? 0) >= share) return idle.filter((sid) => (ownerOf(sid) ?? '') === owner);
+    return idle.filter((sid) => (held.get(ownerOf(sid) ?? '') ?? 0) > share);
   }
 
   /** Frees a session's caches; true if it existed. A released id is simply unknown afterwards. */

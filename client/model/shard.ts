@@ -26,6 +26,8 @@ export interface ShardLoadOptions {
   kvBudgetBytes?: number;
   /** Tokens one session may hold (default min(max_position_embeddings, 2048)). */
   maxSessionTokens?: number;
+  /** Who a session belongs to, so KV eviction is fair among clients (kv-sessions.ts). */
+  kvOwnerOf?: (sessionId: string) => string | undefined;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
 }
@@ -80,9 +82,11 @@ export class Shard {
     readonly maxSessionTokens: number,
     private readonly layers: Layer[],
     kvBudgetBytes: number,
+    kvOwnerOf?: (sessionId: string) => string | undefined,
   ) {
     const kvOptions = { kvHeads: config.numKvHeads, headDim: config.headDim, maxSeq: maxSessionTokens };
     this.sessions = new KvSessions({
+      ownerOf: kvOwnerOf,
       budgetBytes: kvBudgetBytes,
       sessionBytes: (end - start) * backend.kvBytes(kvOptions),
       create: (id) => {
@@ -122,7 +126,7 @@ export class Shard {
     try {
       const kvBudgetBytes = options.kvBudgetBytes ?? DEFAULT_KV_BUDGET_BYTES;
       // Refuses a budget below one session before anything is uploaded.
-      const shard = new Shard(config, start, end, backend, owned, dtype, maxSessionTokens, layers, kvBudgetBytes);
+      const shard = new Shard(config, start, end, backend, owned, dtype, maxSessionTokens, layers, kvBudgetBytes, options.kvOwnerOf);
       for (const [i, layerShapes] of shapes.entries()) {
         options.signal?.throwIfAborted();
         const tensors = await readValues(source, layerShapes.keys(), { signal: options.signal, onProgress: progress.forRead() });
