@@ -46,7 +46,7 @@ export const ERROR_HINTS = {
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
   ERR_UNKNOWN_CODE: 'A peer or server reported an error code this version does not know (it may be newer); the message carries its words.',
-  ERR_PERMISSION_DENIED: 'The person using the browser did not allow this site to use AIGrid; they can allow it in the extension\'s options page.',
+  ERR_PERMISSION_DENIED: 'Not allowed: a site the person did not allow to use AIGrid (they can in the extension\'s options page), a page of a foreign origin, or a change to a model that another peer served.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -84,8 +84,11 @@ export class Coordinator {
     this.store = opts.store ?? new MemoryServingStore();
   }
 
-  /** Registers or updates a model for the network; idempotent for an identical spec. */
-  serve(network: string, spec: ModelSpec, reply: Reply): Promise<void> {
+  /**
+   * Registers or updates a model for the network; idempotent for an identical spec. Only the peer
+   * that first served a model may change it (replication included).
+   */
+  serve(network: string, peerId: string, spec: ModelSpec, reply: Reply): Promise<void> {
     return this.exclusive(network, async () => {
       const models = await this.store.get(network);
       const existing = models.find((m) => m.spec.modelId === spec.modelId);
@@ -93,6 +96,9 @@ export class Coordinator {
         reply(this.modelsMessage(models));
         if (existing.placement?.error) reply(insufficient(existing.placement.error));
         return;
+      }
+      if (existing && existing.owner !== peerId) {
+        return reply(error('ERR_PERMISSION_DENIED', `model ${spec.modelId} on network ${network} was served by ${existing.owner}; only it may change it (serve it under another model id)`, 'serve'));
       }
       try {
         checkSource(spec, this.opts.sources ?? { loopbackBound: false });
@@ -106,7 +112,7 @@ export class Coordinator {
       let model = existing;
       let dropped: string[] = [];
       if (!model) {
-        model = { spec, placement: null, status: new Map() };
+        model = { spec, owner: peerId, placement: null, status: new Map() };
         models.push(model);
       } else if (sameSpec({ ...model.spec, replication: spec.replication }, spec)) {
         model.spec = spec; // only replication changed: re-place from what peers hold

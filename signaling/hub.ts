@@ -182,7 +182,7 @@ export class Hub {
       case 'ping':
         return conn.send({ type: 'pong', id: msg.id, serverTime: Date.now() });
       case 'serve':
-        return this.coordinator.serve(conn.network, msg.model, (m) => conn.send(m));
+        return this.coordinator.serve(conn.network, conn.peer.peerId, msg.model, (m) => conn.send(m));
       case 'status':
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'route':

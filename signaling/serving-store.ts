@@ -13,6 +13,8 @@ export interface PeerServing {
 
 export interface ServedModel {
   spec: ModelSpec;
+  /** The peer that first served it: only it may change the spec (a key once identities land). */
+  owner: string;
   /** Null until the first placement runs. */
   placement: Placement | null;
   /** peerId -> its last status for its current assignment (reset to loading on every new assign). */

@@ -281,3 +281,40 @@ describe('weight sources a network accepts', () => {
     }
   });
 });
+
+describe('a joined socket that serves an existing model id', () => {
+  it('cannot replace the model another peer served; its owner still can', async () => {
+    const server = await startSignalingServer();
+    const clients: TestClient[] = [];
+    const join = async (peerId: string, memoryBudgetMB: number) => {
+      const c = await TestClient.open(server.wsUrl);
+      clients.push(c);
+      c.send(hello(peerId, 'own', { ...CAPS, memoryBudgetMB }));
+      await c.next('welcome');
+      return c;
+    };
+    try {
+      const spec: ModelSpec = { modelId: 'owned', source: 'https://models.example/owned', numLayers: 4, hiddenSize: 64, layerBytes: 100 * 1024 * 1024, weightDtype: 'f16', replication: 1 };
+      const owner = await join('own-owner', 1024);
+      owner.send({ type: 'serve', model: spec });
+      const assigned = await owner.next('assign');
+      const thief = await join('own-thief', 0);
+      thief.send({ type: 'serve', model: { ...spec, source: 'https://evil.example/weights' } });
+      const refused = await thief.next('error', (e) => e.ref === 'serve');
+      expect(refused).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+      expect(refused.message).toMatch(/served by own-owner/);
+      // The holder was not told to load anything else; the model list still names the owner's source.
+      await sleep(100);
+      expect(owner.all('assign')).toEqual([assigned]);
+      expect(owner.all('unassign')).toEqual([]);
+      thief.send({ type: 'models' });
+      expect((await thief.next('models')).models.map((m) => m.model.source)).toEqual([spec.source]);
+      // The owner changes its own model.
+      owner.send({ type: 'serve', model: { ...spec, source: 'https://models.example/owned-v2' } });
+      await owner.next('assign', (m) => m.model.source === 'https://models.example/owned-v2');
+    } finally {
+      for (const c of clients) await c.close();
+      await server.close();
+    }
+  });
+});
