@@ -318,3 +318,33 @@ describe('a joined socket that serves an existing model id', () => {
     }
   });
 });
+
+describe('a hop that blames someone else', () => {
+  it('gets itself, not the peer it names, excluded from routes', async () => {
+    const net = await startGridNet();
+    try {
+      const honest = await net.peer('blame', 'blame-honest');
+      await honest.assign(await net.spec('tiny-llama'), 0, 4);
+      const bystander = await net.join('blame', 'blame-bystander', 0);
+      // A hop that acknowledges sessions and answers every input with a fail blaming a bystander.
+      const liar = await net.join('blame', 'blame-liar', 0);
+      liar.on('frame', (from, frame) => {
+        if (frame.type === ServingFrame.session) return void liar.send(from, ServingFrame.session, frame.payload).catch(() => {});
+        if (frame.type !== ServingFrame.forward) return;
+        const ids = new DataView(frame.payload.buffer, frame.payload.byteOffset);
+        const sessionId = ids.getUint32(4, true).toString(16).padStart(8, '0') + ids.getUint32(0, true).toString(16).padStart(8, '0');
+        const failure = { sessionId, requestId: ids.getUint32(8, true), peerId: liar.peerId, code: 'ERR_SHAPE_MISMATCH', message: 'blame the bystander', blame: bystander.peerId };
+        void liar.send(from, ServingFrame.fail, new TextEncoder().encode(JSON.stringify(failure))).catch(() => {});
+      });
+      const client = await net.join('blame', 'blame-client', 0);
+      const route = (p: string) => [{ peerId: p, start: 0, end: 4 }];
+      const chain = await net.chain(client, 'tiny-llama', [route(liar.peerId), route(honest.peerId)]);
+      const g = (await net.model('tiny-llama')).golden[0]!;
+      const result = await chain.generate(await net.head('tiny-llama'), g.ids, { maxTokens: g.greedy.length, temperature: 0 });
+      expect(result.tokens).toEqual(g.greedy);
+      expect(chain.badPeers()).toEqual([liar.peerId]);
+    } finally {
+      await net.close();
+    }
+  });
+});

@@ -172,8 +172,24 @@ export class RemoteSession {
   onFail(from: string, failure: SessionFailure): void {
     if (!this.includes(from)) return;
     // An evicted or forgotten session is nobody's fault: a new session on the same route will do.
-    const blame = failure.code === 'ERR_SESSION_EVICTED' ? undefined : (failure.blame ?? failure.peerId);
+    const blame = failure.code === 'ERR_SESSION_EVICTED' ? undefined : this.blameOf(from, failure);
     this.fail(new RouteFailure(failure.code, `${failure.peerId}: ${failure.message}`, blame));
+  }
+
+  /**
+   * Who a failure report may hold at fault: its reporter (the hop that sent it, or a later hop it
+   * relays for), the hop before the reporter (which sent it a bad frame; the client, for hop 0) or
+   * the hop after it (which it cannot reach). Blame of anyone else falls on the reporter, so a hop
+   * cannot get an arbitrary peer excluded from routes.
+   */
+  private blameOf(from: string, failure: SessionFailure): string {
+    const ids = this.setup.hops.map((h) => h.peerId);
+    const sender = ids.indexOf(from);
+    const named = ids.indexOf(failure.peerId);
+    const reporter = named >= sender ? named : sender;
+    const claimed = failure.blame ?? ids[reporter]!;
+    const before = reporter === 0 ? this.setup.client : ids[reporter - 1];
+    return claimed === ids[reporter] || claimed === before || claimed === ids[reporter + 1] ? claimed : ids[reporter]!;
   }
 
   fail(failure: RouteFailure): void {
