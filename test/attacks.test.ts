@@ -15,6 +15,15 @@ import { startGridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 
+/** A raw signaling client joined to `network` offering `memoryBudgetMB`, kept in `clients` to close. */
+async function joinRaw(url: string, network: string, peerId: string, memoryBudgetMB: number, clients: TestClient[]): Promise<TestClient> {
+  const c = await TestClient.open(url);
+  clients.push(c);
+  c.send(hello(peerId, network, { ...CAPS, memoryBudgetMB }));
+  await c.next('welcome');
+  return c;
+}
+
 describe('the model-file server of aigrid serve / start', () => {
   let files: ModelFileServer;
   beforeAll(async () => {
@@ -120,13 +129,7 @@ describe('sockets that make the server work for others', () => {
     // A generous per-connection rate, so what is measured is each type's own limit.
     const server = await startSignalingServer({ heartbeatMs: 60_000, messagesPerSecond: 1000 });
     const clients: TestClient[] = [];
-    const join = async (peerId: string, memoryBudgetMB = 0) => {
-      const c = await TestClient.open(server.wsUrl);
-      clients.push(c);
-      c.send(hello(peerId, 'amp', { ...CAPS, memoryBudgetMB }));
-      await c.next('welcome');
-      return c;
-    };
+    const join = (peerId: string, memoryBudgetMB = 0) => joinRaw(server.wsUrl, 'amp', peerId, memoryBudgetMB, clients);
     try {
       const attacker = await join('amp-attacker', 1024);
       const watchers = await Promise.all(Array.from({ length: 5 }, (_, i) => join(`amp-watcher-${i}`)));
@@ -286,13 +289,7 @@ describe('a joined socket that serves an existing model id', () => {
   it('cannot replace the model another peer served; its owner still can', async () => {
     const server = await startSignalingServer();
     const clients: TestClient[] = [];
-    const join = async (peerId: string, memoryBudgetMB: number) => {
-      const c = await TestClient.open(server.wsUrl);
-      clients.push(c);
-      c.send(hello(peerId, 'own', { ...CAPS, memoryBudgetMB }));
-      await c.next('welcome');
-      return c;
-    };
+    const join = (peerId: string, memoryBudgetMB: number) => joinRaw(server.wsUrl, 'own', peerId, memoryBudgetMB, clients);
     try {
       const spec: ModelSpec = { modelId: 'owned', source: 'https://models.example/owned', numLayers: 4, hiddenSize: 64, layerBytes: 100 * 1024 * 1024, weightDtype: 'f16', replication: 1 };
       const owner = await join('own-owner', 1024);

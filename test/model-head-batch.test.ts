@@ -35,7 +35,9 @@ describe('HeadBatcher', () => {
     const rand = mulberry32(10);
     const batcher = new HeadBatcher(head);
     const first = batcher.logits(hiddenOf(rand, 1), 1);
-    await new Promise((r) => setTimeout(r, 0)); // the first batch starts
+    // The first batch starts on the next task (setImmediate in Node); ours comes after it. (A
+    // setTimeout 0 here could fire first on a loaded machine and let the later calls join it.)
+    await new Promise((r) => setImmediate(r));
     const later = [batcher.logits(hiddenOf(rand, 1), 1), batcher.logits(hiddenOf(rand, 1), 1)];
     await Promise.all([first, ...later]);
     expect(batcher.stats.rows).toBe(3);
