@@ -15,6 +15,8 @@ export const DEFAULT_MESSAGES_PER_SECOND = 50;
 
 /** Bounded fan-out: no peer opens more than this many WebRTC connections by default. */
 export const DEFAULT_MAX_PEER_CONNECTIONS = 8;
+/** A link that carried no frame for this long is closed (a later send opens a new one). */
+export const DEFAULT_IDLE_LINK_MS = 120_000;
 
 /** A data-channel frame (after reassembly) may not exceed this unless the receiver raises it. */
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;

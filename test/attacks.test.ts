@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startModelFileServer, type ModelFileServer } from '../client/cli/model-files.ts';
 import type { ServingStatus } from '../client/grid/index.ts';
+import { Mesh, type MeshOptions } from '../client/mesh/index.ts';
+import { nodePlatform } from '../client/mesh/node.ts';
 import { encodeFrame, FrameReassembler, FrameType, randomSessionId, ServingFrame, type Frame, type ModelSpec, type ServerMessage, type SessionSetup } from '../protocol/index.ts';
 import { startSignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
@@ -342,6 +344,43 @@ describe('a hop that blames someone else', () => {
       expect(chain.badPeers()).toEqual([liar.peerId]);
     } finally {
       await net.close();
+    }
+  });
+});
+
+describe('links opened and left unused', () => {
+  it('cannot hold a peer\'s link slots: idle links make room and are closed; held ones stay', async () => {
+    const server = await startSignalingServer({ heartbeatMs: 60_000 });
+    const meshes: Mesh[] = [];
+    const join = async (peerId: string, extra: Partial<MeshOptions> = {}) => {
+      const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'links', capabilities: CAPS, autoConnect: false, peerId, ...extra });
+      meshes.push(mesh);
+      await mesh.start();
+      return mesh;
+    };
+    try {
+      const victim = await join('links-victim', { maxConnections: 2, idleLinkMs: 800 });
+      const [b, c, d] = [await join('links-b'), await join('links-c'), await join('links-d')];
+      await waitFor(() => victim.peers().length === 3, 5000, 'directory');
+      await victim.connect(b.peerId);
+      await sleep(20);
+      await victim.connect(c.peerId);
+      const release = victim.hold(c.peerId); // c's link carries a session's traffic elsewhere
+      // Both slots taken; the quiet one makes room for a newcomer once idle for an eighth of 800 ms.
+      await sleep(150);
+      await victim.connect(d.peerId);
+      expect(victim.connectedPeers().sort()).toEqual([c.peerId, d.peerId].sort());
+      // Past idleLinkMs, the sweep closes the idle link and keeps the held one.
+      await waitFor(() => !victim.connectedPeers().includes(d.peerId), 3000, 'idle link closed');
+      expect(victim.connectedPeers()).toEqual([c.peerId]);
+      release();
+      await waitFor(() => victim.connectedPeers().length === 0, 3000, 'released link closed once idle');
+      // A later send opens a new link.
+      await victim.send(b.peerId, FrameType.data, new Uint8Array(8));
+      expect(victim.connectedPeers()).toEqual([b.peerId]);
+    } finally {
+      for (const m of meshes) m.close();
+      await server.close();
     }
   });
 });

@@ -95,7 +95,11 @@ export class HopServer {
         return refuse('ERR_TOO_MANY_SESSIONS', `session ${sessionId}: ${which}`);
       }
     }
-    const session = existing ?? this.sessions.open(setup, index, assignment);
+    let session = existing;
+    if (!session) {
+      session = this.sessions.open(setup, index, assignment);
+      session.holdLinks((peerId) => this.mesh.hold(peerId));
+    }
     const next = hops[index + 1];
     if (next) {
       // Linking now means the first forward does not wait for ICE, and a dead next hop is named

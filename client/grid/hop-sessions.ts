@@ -15,6 +15,8 @@ export class HopSession {
   lastUsed = Date.now();
   /** The pass before this one, so an embedding stage starts its passes in arrival order. */
   private previous: Promise<unknown> = Promise.resolve();
+  /** Lets go of the links this session needs (its client, the hops beside it). */
+  private unhold: (() => void)[] = [];
 
   constructor(
     readonly setup: SessionSetup,
@@ -46,9 +48,16 @@ export class HopSession {
     this.lastUsed = Date.now();
   }
 
+  /** Keeps the links this session runs over from being closed as idle while it lives. */
+  holdLinks(hold: (peerId: string) => () => void): void {
+    const peers = new Set([this.setup.client, this.sender, this.next?.peerId].filter((p): p is string => p !== undefined));
+    this.unhold = [...peers].map(hold);
+  }
+
   /** Ends the session here: it leaves the table and its KV caches are freed. Safe to call twice. */
   release(): void {
     if (!this.table.remove(this)) return;
+    for (const let_go of this.unhold.splice(0)) let_go();
     this.assignment.shard?.release(this.id);
   }
 

@@ -61,6 +61,8 @@ export class RemoteSession {
   /** Rejects with the session's first failure. */
   private readonly failed: Promise<never>;
   private watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** Lets go of the links to the hops (held while the session lives). */
+  private readonly unhold: (() => void)[];
 
   constructor(private readonly options: RemoteSessionOptions) {
     this.mesh = options.mesh;
@@ -68,6 +70,7 @@ export class RemoteSession {
     if (this.setup.hops.at(-1)!.head && !options.vocabSize) throw new AigridError('ERR_INVALID_ARGUMENT', 'a route whose last stage runs the head needs the vocabulary size');
     this.failed = new Promise<never>((_, reject) => (this.onFailure = reject));
     this.failed.catch(() => {});
+    this.unhold = this.setup.hops.map((h) => this.mesh.hold(h.peerId));
   }
 
   get hops(): readonly Stage[] {
@@ -195,6 +198,7 @@ export class RemoteSession {
   fail(failure: RouteFailure): void {
     if (this.failure) return;
     this.failure = failure;
+    for (const let_go of this.unhold) let_go();
     clearTimeout(this.watchdog);
     this.onFailure(failure);
   }

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'events';
 import {
   AigridError,
+  DEFAULT_IDLE_LINK_MS,
   DEFAULT_MAX_PEER_CONNECTIONS,
   type Capabilities,
   type Frame,
@@ -28,6 +29,12 @@ export interface MeshOptions extends MeshPlatform {
   connectTimeoutMs?: number;
   iceServers?: RTCIceServer[];
   maxFrameBytes?: number;
+  /**
+   * Links that carried no frame for this long are closed (default 2 min); at the link cap, the
+   * link idle longest makes room for a new one once it has been idle an eighth of that. So links
+   * opened and left unused (a stranger's setups naming next hops) cannot hold the slots.
+   */
+  idleLinkMs?: number;
 }
 
 export interface MeshEvents {
@@ -69,6 +76,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly directory = new Map<string, PeerInfo>();
   private readonly links = new Map<string, PeerLink>();
   private readonly waiters = new Map<string, Waiter[]>();
+  /** When each link last carried a frame (either way). */
+  private readonly lastActive = new Map<string, number>();
+  /** Links something still needs (a session routed over them), however quiet: never closed as idle. */
+  private readonly holds = new Map<string, number>();
+  private readonly idleLinkMs: number;
+  private readonly sweeper: ReturnType<typeof setInterval>;
   private closed = false;
 
   constructor(private readonly options: MeshOptions) {
@@ -76,6 +89,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.peerId = options.peerId ?? randomPeerId();
     this.network = options.network;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_PEER_CONNECTIONS;
+    this.idleLinkMs = options.idleLinkMs ?? DEFAULT_IDLE_LINK_MS;
+    this.sweeper = setInterval(() => this.closeIdle(this.idleLinkMs), Math.max(50, this.idleLinkMs / 2));
+    (this.sweeper as { unref?: () => void }).unref?.();
     const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
     if (!WebSocketImpl) {
       throw new AigridError('ERR_INVALID_ARGUMENT', 'no WebSocket here: pass options.WebSocket (in Node, nodePlatform())');
@@ -145,7 +161,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       this.waiters.set(peerId, list);
     });
     if (!existing) {
-      if (this.links.size >= this.maxConnections) {
+      if (this.links.size >= this.maxConnections && !this.makeRoom()) {
         this.settle(peerId, new AigridError('ERR_FANOUT_LIMIT', `already ${this.links.size} links (max ${this.maxConnections})`));
       } else {
         this.createLink(peerId, true);
@@ -157,7 +173,26 @@ export class Mesh extends EventEmitter<MeshEvents> {
   /** Sends one frame to a connected peer (connecting first if needed). */
   async send(peerId: string, type: number, payload: Uint8Array): Promise<void> {
     const link = await this.connect(peerId);
+    this.lastActive.set(peerId, performance.now());
     await link.send(type, payload);
+  }
+
+  /**
+   * Marks the link to a peer as needed until the returned function is called (e.g. while a
+   * session runs over it, whose frames may not pass on this very link); idle links are closed
+   * only when nothing holds them.
+   */
+  hold(peerId: string): () => void {
+    this.holds.set(peerId, (this.holds.get(peerId) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const n = (this.holds.get(peerId) ?? 1) - 1;
+      if (n > 0) this.holds.set(peerId, n);
+      else this.holds.delete(peerId);
+      this.lastActive.set(peerId, performance.now()); // idle from now, not from its last frame
+    };
   }
 
   disconnect(peerId: string): void {
@@ -171,6 +206,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const link of [...this.links.values()]) link.destroy(null);
     this.signaling.close();
   }
@@ -187,18 +223,43 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.links.set(peerId, link);
     link.on('signal', (data) => this.signaling.sendSignal(peerId, data));
     link.on('open', () => {
+      this.lastActive.set(peerId, performance.now());
       this.emit('connection', link);
       this.settle(peerId, link);
     });
-    link.on('frame', (frame) => this.emit('frame', peerId, frame));
+    link.on('frame', (frame) => {
+      this.lastActive.set(peerId, performance.now());
+      this.emit('frame', peerId, frame);
+    });
     link.on('frameError', (err) => this.emit('frameError', peerId, err));
     link.on('close', (err) => {
-      if (this.links.get(peerId) !== link) return; // dropped on purpose (glare, decline, leave)
+      if (this.links.get(peerId) !== link) return; // dropped on purpose (glare, decline, leave, idle)
       this.links.delete(peerId);
+      this.lastActive.delete(peerId);
       if (link.wasOpened) this.emit('disconnect', peerId, err);
       this.settle(peerId, err ?? new AigridError('ERR_PEER_CLOSED', `link to ${peerId} closed`));
     });
     return link;
+  }
+
+  /** At the cap: closes the open link idle longest if it has been idle an eighth of idleLinkMs. */
+  private makeRoom(): boolean {
+    return this.closeIdle(this.idleLinkMs / 8, true) > 0;
+  }
+
+  /** Closes open links idle for at least `ms` (only the longest idle one when `one`); how many it closed. */
+  private closeIdle(ms: number, one = false): number {
+    const now = performance.now();
+    const since = (link: PeerLink) => this.lastActive.get(link.remoteId) ?? now;
+    const idle = [...this.links.values()].filter((l) => l.open && !this.holds.has(l.remoteId) && now - since(l) >= ms).sort((a, b) => since(a) - since(b));
+    const closing = one ? idle.slice(0, 1) : idle;
+    for (const link of closing) {
+      this.links.delete(link.remoteId);
+      this.lastActive.delete(link.remoteId);
+      link.destroy(null);
+      this.emit('disconnect', link.remoteId, null);
+    }
+    return closing.length;
   }
 
   private settle(peerId: string, result: PeerLink | AigridError): void {
@@ -250,7 +311,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
         link = undefined;
       }
       if (!link) {
-        if (this.links.size >= this.maxConnections) {
+        if (this.links.size >= this.maxConnections && !this.makeRoom()) {
           this.signaling.send({ type: 'decline', to: from, reason: 'fan-out limit reached' });
           return;
         }
