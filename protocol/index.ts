@@ -8,4 +8,3 @@ export * from './frames.ts';
 export * from './session.ts';
 export * from './f16.ts';
 export * from './origins.ts';
-export * from './tickets.ts';

@@ -2,7 +2,6 @@
 // assignments, status reports, and route requests. Used inside signaling messages (signaling.ts).
 import { z } from 'zod';
 import { PeerIdSchema } from './ids.ts';
-import { RouteTicketSchema } from './tickets.ts';
 
 export const ModelIdSchema = z.string().regex(/^[A-Za-z0-9._\/-]{1,128}$/, 'modelId: 1-128 of [A-Za-z0-9._/-]');
 
@@ -113,7 +112,5 @@ export const RouteReplySchema = z.object({
   requestId: z.number().int().nonnegative(),
   modelId: ModelIdSchema,
   hops: z.array(HopSchema).min(1).max(4096),
-  /** The coordinator's signature of this route for the asker (hops it assigned require it). */
-  ticket: RouteTicketSchema.optional(),
 });
 export const ModelsMessageSchema = z.object({ type: z.literal('models'), models: z.array(ModelCoverageSchema).max(256) });

@@ -15,7 +15,6 @@ import {
   StatusMessageSchema,
   UnassignMessageSchema,
 } from './serving.ts';
-import { ServerKeySchema } from './tickets.ts';
 
 export { NetworkSchema, PeerIdSchema };
 
@@ -90,8 +89,6 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     peers: z.array(PeerInfoSchema),
     heartbeatMs: z.number().int().positive(),
     limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
-    /** The server's public key: it signs the route tickets hops check. */
-    serverKey: ServerKeySchema.optional(),
   }),
   z.object({ type: z.literal('join'), peer: PeerInfoSchema }),
   z.object({ type: z.literal('update'), peer: PeerInfoSchema }),

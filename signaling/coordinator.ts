@@ -30,7 +30,6 @@ import {
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
 import { checkSource, type SourcePolicy } from './sources.ts';
-import { TICKET_LIFETIME_MS, type RouteTicket, type TicketFields } from '../protocol/index.ts';
 
 export const DEFAULT_MAX_MODELS_PER_NETWORK = 16;
 
@@ -48,8 +47,6 @@ export interface CoordinatorOptions {
   failedPeerMs?: number;
   /** Where served models may load weights from (default: https and hub ids only). */
   sources?: SourcePolicy;
-  /** Signs the routes it hands out (route tickets); without it routes go unsigned. */
-  signTicket?: (fields: TicketFields) => Promise<RouteTicket>;
   /** At most one `models` broadcast per network in this long; later changes go out together (default 50 ms). */
   publishEveryMs?: number;
   /** Membership changes arriving within this long are re-placed together (default 20 ms). */
@@ -166,7 +163,7 @@ export class Coordinator {
    * Answers the cheapest chain of ready peers over the layers asked (by the asker's measured latency
    * to each peer and the sessions it last reported), or ERR_NO_ROUTE naming the gaps.
    */
-  route(network: string, client: string, msg: RouteMsg, reply: Reply): Promise<void> {
+  route(network: string, msg: RouteMsg, reply: Reply): Promise<void> {
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
       if (!model?.placement) {
@@ -187,11 +184,7 @@ export class Coordinator {
         ]),
       );
       const hops = findRoute(n, assignments, stats, request, this.opts.routeCosts);
-      if (hops) {
-        const expires = Date.now() + TICKET_LIFETIME_MS;
-        const ticket = await this.opts.signTicket?.({ network, modelId: msg.modelId, client, hops, expires });
-        return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops, ...(ticket ? { ticket } : {}) });
-      }
+      if (hops) return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops });
       const gaps = formatLayers(missingLayers(n, assignments, stats, request));
       const ready = [...stats.values()].filter((s) => s.ready).length;
       const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;

@@ -6,7 +6,6 @@ import {
   parseClientMessage,
   MODELS_REPLY_EVERY_MS,
   PROTOCOL_VERSION,
-  signTicket,
   type ClientMessage,
   type LeaveReason,
   type ModelCoverage,
@@ -34,8 +33,6 @@ export interface HubOptions {
   helloTimeoutMs: number;
   /** Where served models may load weights from. */
   sources: SourcePolicy;
-  /** The key that signs route tickets; its public half goes out in every welcome. */
-  serverKey: { privateKey: CryptoKey; publicKey: string };
   log: (line: string) => void;
 }
 
@@ -59,7 +56,6 @@ export class Hub {
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
       broadcast: (network, message) => this.broadcast(network, message),
       sources: opts.sources,
-      signTicket: (fields) => signTicket(opts.serverKey.privateKey, fields),
       log: opts.log,
     });
   }
@@ -190,7 +186,7 @@ export class Hub {
       case 'status':
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'route':
-        return this.coordinator.route(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+        return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
       case 'models':
         return this.answerModels(conn);
     }
@@ -249,7 +245,6 @@ export class Hub {
       peers: others,
       heartbeatMs: this.opts.heartbeatMs,
       limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
-      serverKey: this.opts.serverKey.publicKey,
     });
     this.broadcast(network, { type: 'join', peer }, conn);
     this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);

@@ -11,7 +11,6 @@ import {
   DEFAULT_MESSAGES_PER_SECOND,
   HARD_SIGNAL_FRAME_BYTES,
   isLoopbackAddress,
-  newServerKey,
   MAX_SIGNAL_FRAME_BYTES,
   originAllowed,
   type AllowedOrigins,
@@ -85,7 +84,6 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const store = options.store ?? new MemoryRegistry();
   const hub = new Hub({
     store,
-    serverKey: await newServerKey(),
     serving: options.serving,
     heartbeatMs,
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),

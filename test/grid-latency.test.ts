@@ -65,7 +65,7 @@ describe('routes by measured latency', () => {
     const ask = vi.spyOn(client.signaling, 'requestRoute');
     const routes = signalingRoutes(client.signaling, spec.modelId, { latency });
 
-    expect((await routes([])).hops.map((h) => h.peerId)).toEqual(['near-peer']);
+    expect((await routes([])).map((h) => h.peerId)).toEqual(['near-peer']);
     const sent = ask.mock.calls[0]![1]!.latencyMs!;
     expect(Object.keys(sent).sort()).toEqual(['far-peer', 'near-peer']);
     expect(sent['far-peer']!).toBeGreaterThanOrEqual(150);
@@ -73,7 +73,7 @@ describe('routes by measured latency', () => {
     expect(pings.sort()).toEqual(['far-peer', 'near-peer']);
 
     // Cached: no new pings; an excluded peer is neither measured nor sent.
-    expect((await routes(['near-peer'])).hops.map((h) => h.peerId)).toEqual(['far-peer']);
+    expect((await routes(['near-peer'])).map((h) => h.peerId)).toEqual(['far-peer']);
     expect(pings).toHaveLength(2);
     expect(Object.keys(ask.mock.calls[1]![1]!.latencyMs!)).toEqual(['far-peer']);
     ask.mockRestore();

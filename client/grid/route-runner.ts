@@ -195,11 +195,10 @@ export abstract class RouteRunner {
   }
 
   private async openRemote(): Promise<RemoteSession> {
-    const route = await this.options.routes(this.badPeers());
-    const hops = this.shape.stages(route.hops);
+    const hops = this.shape.stages(await this.options.routes(this.badPeers()));
     checkRoute(hops, 0, this.options.numLayers);
     const { mesh, modelId, hiddenSize } = this.options;
-    const remote = new RemoteSession({ mesh, modelId, hops, ticket: route.ticket, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
+    const remote = new RemoteSession({ mesh, modelId, hops, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
     this.remotes.set(remote.id, remote);
     try {
       await remote.open();
