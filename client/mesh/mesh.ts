@@ -191,7 +191,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
       const n = (this.holds.get(peerId) ?? 1) - 1;
       if (n > 0) this.holds.set(peerId, n);
       else this.holds.delete(peerId);
-      this.lastActive.set(peerId, performance.now()); // idle from now, not from its last frame
+      if (this.links.has(peerId)) this.lastActive.set(peerId, performance.now()); // idle from now, not from its last frame
     };
   }
 
