@@ -17,6 +17,7 @@ import {
 } from './serving.ts';
 
 export { NetworkSchema, PeerIdSchema };
+export { isHuggingFaceId } from './ids.ts';
 
 const shortText = z.string().max(256);
 

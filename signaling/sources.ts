@@ -2,7 +2,7 @@
 // is placed on will fetch, so the server checks it first: https URLs and Hugging Face ids (with an
 // https mirror) anywhere; plain http only on a server bound to loopback (a grid on one machine or
 // in tests) and under the prefixes the operator allows (e.g. the files `aigrid start` offers).
-import { AigridError, isLoopbackHost, type ModelSpec } from '../protocol/index.ts';
+import { AigridError, isHuggingFaceId, isLoopbackHost, type ModelSpec } from '../protocol/index.ts';
 
 export interface SourcePolicy {
   /** The server listens on loopback only. */
@@ -10,8 +10,6 @@ export interface SourcePolicy {
   /** URL prefixes allowed besides the defaults. */
   allowed?: readonly string[];
 }
-
-const HUB_ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/;
 
 /** ERR_INVALID_ARGUMENT unless the spec's weights come from a place this network allows. */
 export function checkSource(spec: ModelSpec, policy: SourcePolicy): void {
@@ -32,6 +30,6 @@ export function checkSource(spec: ModelSpec, policy: SourcePolicy): void {
     if (!allowedUrl(spec.source)) throw refuse('https URLs, Hugging Face ids and the prefixes the operator allows only');
     return;
   }
-  if (!HUB_ID.test(spec.source) || spec.source.includes('..')) throw refuse('neither a URL nor a Hugging Face id (org/name)');
+  if (!isHuggingFaceId(spec.source)) throw refuse('neither a URL nor a Hugging Face id (org/name)');
   if (spec.baseUrl !== undefined && !allowedUrl(spec.baseUrl)) throw refuse(`its mirror ${JSON.stringify(spec.baseUrl.slice(0, 200))} is not an allowed URL`);
 }

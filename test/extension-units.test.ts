@@ -155,6 +155,13 @@ describe('messages, errors and settings', () => {
 });
 
 describe('who may ask, and how long a dismissed prompt waits', () => {
+  it('takes a call\'s gesture flag only as a boolean (the content script sets it)', () => {
+    const call = { type: 'call', id: 1, method: 'models.list' };
+    expect(isPageMessage({ ...call, gesture: true })).toBe(true);
+    expect(isPageMessage({ ...call, gesture: 'yes' })).toBe(false);
+    expect(isPageMessage({ ...call, gesture: 1 })).toBe(false);
+  });
+
   it('admits https pages and plain-http pages of this machine only', () => {
     for (const origin of ['https://example.com', 'https://a.b:8443', 'http://localhost:3000', 'http://127.0.0.1:8787', 'http://127.1.2.3', 'http://[::1]:80', 'http://app.localhost']) {
       expect([origin, pageOriginAllowed(origin)]).toEqual([origin, true]);

@@ -1,6 +1,7 @@
 // Where checkpoint bytes come from. The reader sees files only through ByteSource, so the same
 // loader reads a Hugging Face repository, a mirror, a static folder over HTTP or a local folder.
 import { AigridError } from '../../../protocol/errors.ts';
+import { isHuggingFaceId } from '../../../protocol/ids.ts';
 
 export interface ReadOptions {
   signal?: AbortSignal;
@@ -29,12 +30,7 @@ export interface ModelUrlOptions {
   revision?: string;
 }
 
-/** `org/name` (or a legacy bare `name`) as used on the Hugging Face hub. */
-const HF_ID = /^[A-Za-z0-9][\w.-]*(\/[A-Za-z0-9][\w.-]*)?$/;
-
-export function isHuggingFaceId(ref: string): boolean {
-  return HF_ID.test(ref) && !ref.includes('..');
-}
+export { isHuggingFaceId };
 
 /**
  * The folder URL (ending in '/') that a model reference names: an http(s) URL of the model folder,

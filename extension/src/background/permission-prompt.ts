@@ -24,6 +24,8 @@ const LONGEST_WAIT_MS = 60 * 60_000;
 const prompts = new Map<string, Prompt>();
 /** Origins whose prompt was dismissed: how often, and until when they are not asked again. */
 const snoozed = new Map<string, { count: number; until: number }>();
+/** Dismissals remembered (oldest forgotten first): one per origin the person dismissed. */
+const MAX_SNOOZED = 256;
 
 /** How long an origin is not asked again after its `count`-th dismissal. */
 export function snoozeMs(count: number): number {
@@ -98,6 +100,8 @@ function ask(origin: string): Prompt {
 /** A prompt closed without a decision: the origin waits longer each time before it may ask again. */
 function dismissed(origin: string): Verdict {
   const count = (snoozed.get(origin)?.count ?? 0) + 1;
+  snoozed.delete(origin); // re-inserted as the newest
   snoozed.set(origin, { count, until: Date.now() + snoozeMs(count) });
+  if (snoozed.size > MAX_SNOOZED) snoozed.delete(snoozed.keys().next().value!);
   return 'not-now';
 }
