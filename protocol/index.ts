@@ -8,3 +8,4 @@ export * from './frames.ts';
 export * from './session.ts';
 export * from './f16.ts';
 export * from './origins.ts';
+export * from './identity.ts';

@@ -1,6 +1,6 @@
 // Defaults shared by the server and the clients, so neither side hard-codes the other's numbers.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Largest signaling frame (one WebSocket message) the server accepts and answers. */
 export const MAX_SIGNAL_FRAME_BYTES = 64 * 1024;

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import type { ErrorCode } from './errors.ts';
 import { NetworkSchema, PeerIdSchema } from './ids.ts';
+import { helloPayload, NonceSchema, PublicKeySchema, SignatureSchema, toBase64Url, type Identity } from './identity.ts';
 import { MAX_SIGNAL_FRAME_BYTES, PROTOCOL_VERSION } from './limits.ts';
 import {
   AssignMessageSchema,
@@ -68,6 +69,9 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
     peerId: PeerIdSchema,
     network: NetworkSchema,
     capabilities: CapabilitiesSchema,
+    /** The key the peer id derives from, and its signature of the challenge (helloPayload). */
+    publicKey: PublicKeySchema,
+    signature: SignatureSchema,
   }),
   z.object({ type: z.literal('update'), capabilities: CapabilitiesSchema }),
   z.object({ type: z.literal('signal'), to: PeerIdSchema, data: SignalDataSchema }),
@@ -82,6 +86,8 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
 
 export const ServerMessageSchema = z.discriminatedUnion('type', [
+  /** The first frame on every socket: hello must sign this nonce. */
+  z.object({ type: z.literal('challenge'), nonce: NonceSchema }),
   z.object({
     type: z.literal('welcome'),
     protocolVersion: z.number().int(),
@@ -138,6 +144,7 @@ function parseWith<T>(
   types: Set<string>,
   frame: string | Uint8Array,
   maxBytes: number,
+  precheck?: (value: { type: string }) => ParseResult<T> | undefined,
 ): ParseResult<T> {
   const size = byteLength(frame);
   if (size > maxBytes) {
@@ -157,6 +164,8 @@ function parseWith<T>(
     const shown = typeof type === 'string' ? JSON.stringify(type.slice(0, 40)) : String(typeof type);
     return { ok: false, code: 'ERR_UNKNOWN_TYPE', message: `unknown message type ${shown}` };
   }
+  const early = precheck?.(value as { type: string });
+  if (early) return early;
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -172,19 +181,23 @@ function parseWith<T>(
 
 /** Validates one frame a client sent to the server. Never throws. */
 export function parseClientMessage(frame: string | Uint8Array, maxBytes = MAX_SIGNAL_FRAME_BYTES): ParseResult<ClientMessage> {
-  const result = parseWith(ClientMessageSchema, CLIENT_TYPES, frame, maxBytes);
-  if (result.ok && result.message.type === 'hello' && result.message.protocolVersion !== PROTOCOL_VERSION) {
-    return {
-      ok: false,
-      code: 'ERR_PROTOCOL_VERSION',
-      message: `protocol version ${result.message.protocolVersion} is not ${PROTOCOL_VERSION}`,
-      ref: 'hello',
-    };
-  }
-  return result;
+  return parseWith(ClientMessageSchema, CLIENT_TYPES, frame, maxBytes, otherVersion);
+}
+
+/** A hello of another protocol version is named as such before its fields are checked (they differ by version). */
+function otherVersion(value: { type: string; protocolVersion?: unknown }): ParseResult<ClientMessage> | undefined {
+  const version = value.protocolVersion;
+  if (value.type !== 'hello' || !Number.isInteger(version) || version === PROTOCOL_VERSION) return undefined;
+  return { ok: false, code: 'ERR_PROTOCOL_VERSION', message: `protocol version ${String(version)} is not ${PROTOCOL_VERSION}`, ref: 'hello' };
 }
 
 /** Validates one frame the server sent to a client. Never throws. */
 export function parseServerMessage(frame: string | Uint8Array, maxBytes = Infinity): ParseResult<ServerMessage> {
   return parseWith(ServerMessageSchema, SERVER_TYPES, frame, maxBytes);
+}
+
+/** The hello that joins `network` as `identity`, signing the server's challenge. */
+export async function signedHello(identity: Identity, nonce: string, network: string, capabilities: Capabilities): Promise<ClientMessage> {
+  const signature = toBase64Url(await identity.sign(helloPayload(nonce, network, identity.peerId)));
+  return { type: 'hello', protocolVersion: PROTOCOL_VERSION, peerId: identity.peerId, network, capabilities, publicKey: identity.publicKey, signature };
 }

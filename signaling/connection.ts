@@ -2,7 +2,7 @@
 // heartbeat state, and a queue that runs its messages strictly one after another (the registry
 // is async, and a peer's messages must still take effect in the order it sent them).
 import type { WebSocket } from 'ws';
-import { ERROR_HINTS, TYPE_RATE_LIMITS, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
+import { ERROR_HINTS, TYPE_RATE_LIMITS, toBase64Url, type ErrorCode, type LeaveReason, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
 import { TokenBucket } from './rate-limit.ts';
 
 /** A client that sends but never reads would make the server buffer for it without end. */
@@ -19,6 +19,8 @@ export class Connection {
   leaveReason: LeaveReason = 'closed';
   closed = false;
   readonly openedAt = Date.now();
+  /** This socket's challenge: hello signs it, so a hello seen elsewhere cannot be replayed here. */
+  readonly nonce = toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
   private readonly bucket: TokenBucket;
   private lastRateError = -Infinity;
   /** When this connection's last `models` answer went out, and whether one is scheduled. */

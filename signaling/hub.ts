@@ -3,10 +3,14 @@
 // (serve, status, route) and the re-placement that membership changes cause go to the coordinator.
 import type { RawData, WebSocket } from 'ws';
 import {
+  helloPayload,
   parseClientMessage,
+  peerIdOf,
+  verifySignature,
   MODELS_REPLY_EVERY_MS,
   PROTOCOL_VERSION,
   type ClientMessage,
+  type ErrorCode,
   type LeaveReason,
   type ModelCoverage,
   type PeerServing,
@@ -87,6 +91,7 @@ export class Hub {
     }
     this.perIp.set(ip, count + 1);
     this.connections.add(conn);
+    conn.send({ type: 'challenge', nonce: conn.nonce });
     ws.on('pong', () => {
       conn.alive = true;
     });
@@ -215,6 +220,13 @@ export class Hub {
   private async hello(conn: Connection, msg: Msg<'hello'>): Promise<void> {
     if (conn.peer) return conn.error('ERR_ALREADY_JOINED', `already joined ${conn.label}`, 'hello');
     const { network, peerId } = msg;
+    const refused = await this.refuseIdentity(conn, msg);
+    if (refused) {
+      this.opts.log(`${conn.label} refused as ${network}/${peerId}: ${refused[1]}`);
+      conn.error(refused[0], refused[1], 'hello');
+      conn.close(1008, 'identity refused');
+      return;
+    }
     const count = await this.opts.store.count(network);
     if (!conn.open) return;
     const old = this.members.get(network)?.get(peerId);
@@ -224,10 +236,13 @@ export class Hub {
       return;
     }
     // A peer back from a network blip reconnects before the heartbeat drops its old socket.
+    // Only the key's holder gets here, so the old socket is this peer's own (or a copy of its key
+    // running elsewhere, which is told why it is dropped and stops reconnecting).
     if (old) {
       this.opts.log(`${old.label} reconnected; replacing its old socket`);
       await this.detach(old, 'replaced');
-      old.terminate('replaced');
+      old.error('ERR_REPLACED', `another connection joined as ${network}/${peerId}`);
+      old.close(4001, 'replaced');
     }
     const peer: PeerInfo = { peerId, capabilities: msg.capabilities, joinedAt: Date.now() };
     let peers = this.members.get(network);
@@ -249,6 +264,17 @@ export class Hub {
     this.broadcast(network, { type: 'join', peer }, conn);
     this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);
     await this.coordinator.joined(network, peerId);
+  }
+
+  /** Why a hello's identity is refused ([code, message]), or undefined when it proves its id. */
+  private async refuseIdentity(conn: Connection, msg: Msg<'hello'>): Promise<[ErrorCode, string] | undefined> {
+    if (peerIdOf(msg.publicKey) !== msg.peerId) {
+      return ['ERR_IDENTITY_MISMATCH', `peer id ${msg.peerId} is not the one public key ${msg.publicKey} derives (${peerIdOf(msg.publicKey)})`];
+    }
+    if (!(await verifySignature(msg.publicKey, helloPayload(conn.nonce, msg.network, msg.peerId), msg.signature))) {
+      return ['ERR_BAD_SIGNATURE', `hello for ${msg.network}/${msg.peerId} is not signed over this connection's challenge by its key`];
+    }
+    return undefined;
   }
 
   private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {

@@ -24,6 +24,7 @@ import { expectVisibleIn, newDecoder, screenshot } from './helpers/page-shots.ts
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
 import { waitFor } from './helpers/wait.ts';
 import { FIXTURE_DIR, fixtures } from './fixtures/index.ts';
+import { idOf, testIdentity } from './helpers/identities.ts';
 
 const APP_DIR = fileURLToPath(new URL('../dist/app', import.meta.url));
 const SNIPPET = fileURLToPath(new URL('./snippets/page-snippet.html', import.meta.url));
@@ -84,7 +85,7 @@ beforeAll(async () => {
   // Room for one layer each: the model is whole only once a page contributes the rest.
   const memoryBudgetMB = (spec.layerBytes * 1.5) / 2 ** 20;
   for (const peerId of NODE_PEERS) {
-    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: NETWORK, capabilities: { ...CAPABILITIES, memoryBudgetMB }, autoConnect: false, maxConnections: 16, peerId });
+    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: NETWORK, capabilities: { ...CAPABILITIES, memoryBudgetMB }, autoConnect: false, maxConnections: 16, identity: testIdentity(peerId) });
     meshes.push(mesh);
     await mesh.start();
     peers.push(new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
@@ -221,7 +222,7 @@ describe('web app pages', () => {
   it('Network: every peer, the model coverage per layer, and the plots', async () => {
     const { page, errors } = await open(`/?network=${NETWORK}#network`);
     const self = await joined(page);
-    const others = [...NODE_PEERS, sdk.peerId, contributor!.peerId, contributor!.servingId, ...pagePeers];
+    const others = [...NODE_PEERS.map(idOf), sdk.peerId, contributor!.peerId, contributor!.servingId, ...pagePeers];
     await waitFor(async () => {
       const rows = await page.$$eval('#peers tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.peerId));
       return others.every((id) => rows.includes(id));

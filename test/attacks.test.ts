@@ -15,13 +15,14 @@ import { startSignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
 import { startGridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
-import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
+import { CAPS, sleep, TestClient } from './helpers/ws-client.ts';
+import { testIdentity } from './helpers/identities.ts';
 
 /** A raw signaling client joined to `network` offering `memoryBudgetMB`, kept in `clients` to close. */
 async function joinRaw(url: string, network: string, peerId: string, memoryBudgetMB: number, clients: TestClient[]): Promise<TestClient> {
   const c = await TestClient.open(url);
   clients.push(c);
-  c.send(hello(peerId, network, { ...CAPS, memoryBudgetMB }));
+  await c.hello(peerId, network, { ...CAPS, memoryBudgetMB });
   await c.next('welcome');
   return c;
 }
@@ -257,7 +258,7 @@ describe('weight sources a network accepts', () => {
       const answer = async (url: string, source: Partial<ModelSpec>) => {
         const c = await TestClient.open(url);
         const id = `src-${Math.random().toString(36).slice(2, 8)}`;
-        c.send(hello(id, id, { ...CAPS, memoryBudgetMB: 0 })); // a network of its own: no other model's list arrives
+        await c.hello(id, id, { ...CAPS, memoryBudgetMB: 0 }); // a network of its own: no other model's list arrives
         await c.next('welcome');
         c.send({ type: 'serve', model: { modelId: 'm', source: 'x/y', numLayers: 2, hiddenSize: 64, layerBytes: 1 << 20, weightDtype: 'f32', replication: 1, ...source } });
         // Accepted: placed (a models message) or only short of memory (no peer here offers any).
@@ -353,7 +354,7 @@ describe('links opened and left unused', () => {
     const server = await startSignalingServer({ heartbeatMs: 60_000 });
     const meshes: Mesh[] = [];
     const join = async (peerId: string, extra: Partial<MeshOptions> = {}) => {
-      const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'links', capabilities: CAPS, autoConnect: false, peerId, ...extra });
+      const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'links', capabilities: CAPS, autoConnect: false, identity: testIdentity(peerId), ...extra });
       meshes.push(mesh);
       await mesh.start();
       return mesh;

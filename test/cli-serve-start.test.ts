@@ -19,7 +19,9 @@ const cacheDir = mkdtempSync(join(tmpdir(), 'aigrid-serve-cache-'));
 
 /** Runs `aigrid ...args`, collecting its output. */
 function aigrid(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AIGRID_CACHE_DIR: cacheDir } });
+  // Each process keeps its key files in a folder of its own, as separate machines would.
+  const stateDir = mkdtempSync(join(tmpdir(), 'aigrid-state-'));
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AIGRID_CACHE_DIR: cacheDir, AIGRID_STATE_DIR: stateDir } });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

@@ -3,7 +3,10 @@
 // wire format is OpenAI's byte for byte; a client that leaves stops the work on every peer; bad
 // input of every kind is answered (never a crash or a hang); the CLI and the README's snippet run.
 import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import OpenAI from 'openai';
@@ -314,7 +317,10 @@ describe('OpenAI-compatible gateway', () => {
     const help = await promisify(execFile)(process.execPath, [BIN, 'gateway', '--help']);
     expect(help.stdout).toContain('Usage: aigrid gateway');
     expect(help.stdout).toContain('--api-key K');
-    const child = spawn(process.execPath, [BIN, 'gateway', '--signal', net.server.wsUrl, '--network', NETWORK, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [BIN, 'gateway', '--signal', net.server.wsUrl, '--network', NETWORK, '--port', '0'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, AIGRID_STATE_DIR: mkdtempSync(join(tmpdir(), 'aigrid-state-')) },
+    });
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let out = '';

@@ -24,6 +24,7 @@ import { openFixture } from './helpers/model-runtime.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
 import { waitFor } from './helpers/wait.ts';
 import { FIXTURE_DIR, GOLDEN_STEPS, fixtures, type FixtureModel } from './fixtures/index.ts';
+import { testIdentity } from './helpers/identities.ts';
 
 const APP_DIR = fileURLToPath(new URL('../dist/app', import.meta.url));
 const NETWORK = 'browser-grid';
@@ -42,7 +43,7 @@ let head: Head | undefined;
 let served: { nodePeer: GridPeer; client: Mesh; hops: Hop[]; spec: ModelSpec; chain: RemoteChain; model: FixtureModel } | undefined;
 
 async function nodeMesh(peerId: string): Promise<Mesh> {
-  const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: NETWORK, capabilities: CAPABILITIES, autoConnect: false, maxConnections: 16, peerId });
+  const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: NETWORK, capabilities: CAPABILITIES, autoConnect: false, maxConnections: 16, identity: testIdentity(peerId) });
   meshes.push(mesh);
   await mesh.start();
   return mesh;

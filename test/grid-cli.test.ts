@@ -11,6 +11,7 @@ import type { Mesh } from '../client/mesh/index.ts';
 import type { ModelCoverage } from '../protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
+import { idOf, writeKeyFile } from './helpers/identities.ts';
 
 const BIN = fileURLToPath(new URL('../bin/aigrid.js', import.meta.url));
 const NETWORK = 'cli-served';
@@ -20,8 +21,10 @@ let client: Mesh;
 /** The peers' download cache, thrown away after the test. */
 const cacheDir = mkdtempSync(join(tmpdir(), 'aigrid-cli-cache-'));
 
-function cliPeer(id: string): Promise<void> {
-  const args = [BIN, 'peer', '--signal', net.server.wsUrl, '--network', NETWORK, '--id', id, '--memory-mb', '2', '--backend', 'cpu'];
+function cliPeer(name: string): Promise<void> {
+  const id = idOf(name);
+  const keyFile = writeKeyFile(join(cacheDir, `${name}.key`), name);
+  const args = [BIN, 'peer', '--signal', net.server.wsUrl, '--network', NETWORK, '--identity', keyFile, '--memory-mb', '2', '--backend', 'cpu'];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, AIGRID_CACHE_DIR: cacheDir } });
   children.push(child);
   return new Promise((resolve, reject) => {

@@ -9,6 +9,7 @@ import { nodePlatform } from '../client/mesh/node.ts';
 import type { ModelCoverage, ModelSpec } from '../protocol/index.ts';
 import { CAPABILITIES, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
+import { idOf, testIdentity } from './helpers/identities.ts';
 
 const NETWORK = 'latency';
 let net: GridNet;
@@ -21,7 +22,7 @@ beforeAll(async () => {
   peers = [await net.peer(NETWORK, 'near-peer'), await net.peer(NETWORK, 'far-peer')];
   // A pure client offers no memory, so both replicas land on the serving peers.
   const capabilities = { ...CAPABILITIES, memoryBudgetMB: 0 };
-  client = new Mesh({ ...nodePlatform(), signal: net.server.wsUrl, network: NETWORK, capabilities, autoConnect: false, maxConnections: 16, peerId: 'the-client' });
+  client = new Mesh({ ...nodePlatform(), signal: net.server.wsUrl, network: NETWORK, capabilities, autoConnect: false, maxConnections: 16, identity: testIdentity('the-client') });
   await client.start();
   spec = { ...(await net.spec('tiny-llama')), replication: 2 };
   let coverage: ModelCoverage | undefined;
@@ -65,7 +66,7 @@ describe('routes by measured latency', () => {
     const ask = vi.spyOn(client.signaling, 'requestRoute');
     const routes = signalingRoutes(client.signaling, spec.modelId, { latency });
 
-    expect((await routes([])).map((h) => h.peerId)).toEqual(['near-peer']);
+    expect((await routes([])).map((h) => h.peerId)).toEqual([idOf('near-peer')]);
     const sent = ask.mock.calls[0]![1]!.latencyMs!;
     expect(Object.keys(sent).sort()).toEqual(['far-peer', 'near-peer']);
     expect(sent['far-peer']!).toBeGreaterThanOrEqual(150);
@@ -73,9 +74,9 @@ describe('routes by measured latency', () => {
     expect(pings.sort()).toEqual(['far-peer', 'near-peer']);
 
     // Cached: no new pings; an excluded peer is neither measured nor sent.
-    expect((await routes(['near-peer'])).map((h) => h.peerId)).toEqual(['far-peer']);
+    expect((await routes(['near-peer'])).map((h) => h.peerId)).toEqual([idOf('far-peer')]);
     expect(pings).toHaveLength(2);
-    expect(Object.keys(ask.mock.calls[1]![1]!.latencyMs!)).toEqual(['far-peer']);
+    expect(Object.keys(ask.mock.calls[1]![1]!.latencyMs!)).toEqual([idOf('far-peer')]);
     ask.mockRestore();
   });
 
@@ -90,7 +91,7 @@ describe('routes by measured latency', () => {
       now: () => now,
     });
     const first = await latency.measure();
-    expect(Object.keys(first)).toEqual(['near-peer']); // far-peer timed out, stranger has no link
+    expect(Object.keys(first)).toEqual([idOf('near-peer')]); // far-peer timed out, stranger has no link
     await latency.measure();
     expect(pings.filter((p) => p === 'near-peer')).toHaveLength(1);
     now = 5000;

@@ -3,6 +3,9 @@
 // crash or hang are seen leaving by every other peer within the heartbeat bound.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mesh, detectCapabilities } from '../client/mesh/index.ts';
@@ -11,6 +14,7 @@ import { startSignalingServer, type SignalingServer } from '../signaling/server.
 import { launchChromium, openPage, type TestBrowser } from './helpers/chromium.ts';
 import { TRAFFIC_SOURCE, traffic, type TrafficState } from './helpers/traffic.ts';
 import { waitFor } from './helpers/wait.ts';
+import { idOf, writeKeyFile } from './helpers/identities.ts';
 
 const HEARTBEAT_MS = 1000;
 /** A dead peer is dropped after at most two heartbeats; the rest is delivery slack. */
@@ -52,8 +56,10 @@ async function trackLeaves(): Promise<() => Promise<Record<string, number>[]>> {
   ];
 }
 
-function spawnCliPeer(id: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'peer', '--signal', server.wsUrl, '--network', NETWORK, '--id', id], {
+function spawnCliPeer(name: string): Promise<ChildProcess> {
+  const id = idOf(name);
+  const keyFile = writeKeyFile(join(mkdtempSync(join(tmpdir(), 'aigrid-key-')), 'peer.key'), name);
+  const child = spawn(process.execPath, [BIN, 'peer', '--signal', server.wsUrl, '--network', NETWORK, '--identity', keyFile], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
@@ -164,22 +170,23 @@ describe('mesh of 3 Chromium pages and 1 Node peer', () => {
   it('sees a killed, a hung and a closed peer leave, each within the heartbeat bound', async () => {
     const killed = await spawnCliPeer('cli-killed');
     const hung = await spawnCliPeer('cli-hung');
+    const [KILLED, HUNG] = [idOf('cli-killed'), idOf('cli-hung')];
     await waitFor(async () => {
       for (const { page } of pages) {
         const seen = await pagePeers(page);
-        if (!seen.includes('cli-killed') || !seen.includes('cli-hung')) return false;
+        if (!seen.includes(KILLED) || !seen.includes(HUNG)) return false;
       }
-      return nodeMesh.peers().some((p) => p.peerId === 'cli-hung');
+      return nodeMesh.peers().some((p) => p.peerId === HUNG);
     }, 20_000, 'CLI peers visible to everyone');
     const leaves = await trackLeaves();
 
     const t0 = Date.now();
     killed.kill('SIGKILL');
     hung.kill('SIGSTOP'); // the socket stays open; only the heartbeat can tell
-    await waitFor(async () => (await leaves()).every((l) => 'cli-killed' in l && 'cli-hung' in l), 10_000, 'both CLI peers announced gone');
+    await waitFor(async () => (await leaves()).every((l) => KILLED in l && HUNG in l), 10_000, 'both CLI peers announced gone');
     for (const seen of await leaves()) {
-      expect(seen['cli-killed']! - t0).toBeLessThanOrEqual(LEAVE_BOUND_MS);
-      expect(seen['cli-hung']! - t0).toBeLessThanOrEqual(LEAVE_BOUND_MS);
+      expect(seen[KILLED]! - t0).toBeLessThanOrEqual(LEAVE_BOUND_MS);
+      expect(seen[HUNG]! - t0).toBeLessThanOrEqual(LEAVE_BOUND_MS);
     }
     hung.kill('SIGKILL');
 

@@ -6,6 +6,7 @@ import { nodePlatform } from '../client/mesh/node.ts';
 import { AigridError, FrameType, SEND_HIGH_WATER_BYTES, type Capabilities } from '../protocol/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { waitFor } from './helpers/wait.ts';
+import { testIdentity } from './helpers/identities.ts';
 
 const capabilities: Capabilities = {
   kind: 'node',
@@ -50,8 +51,8 @@ describe('Node mesh', () => {
   it('settles glare: simultaneous connects from both sides end in one open link', async () => {
     let glares = 0;
     for (let round = 0; round < 4; round++) {
-      const a = await join(`glare-${round}`, { peerId: `peer-a-${round}` });
-      const b = await join(`glare-${round}`, { peerId: `peer-b-${round}` });
+      const a = await join(`glare-${round}`, { identity: testIdentity(`peer-a-${round}`) });
+      const b = await join(`glare-${round}`, { identity: testIdentity(`peer-b-${round}`) });
       for (const m of [a, b]) m.signaling.on('glare', () => glares++);
       await waitFor(() => a.peers().length === 1, 5000, 'a sees b');
       // Alternate who asks first so both arrival orders at the server occur.

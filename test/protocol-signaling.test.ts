@@ -29,7 +29,7 @@ const PEER: PeerInfo = { peerId: 'peer-a', capabilities: CAPS, joinedAt: 1_700_0
 const CANDIDATE = { candidate: 'candidate:1 1 udp 1 1.2.3.4 5 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: null };
 
 const CLIENT_VALID: Record<string, unknown> = {
-  hello: { type: 'hello', protocolVersion: PROTOCOL_VERSION, peerId: 'peer-a', network: 'lab.1', capabilities: CAPS },
+  hello: { type: 'hello', protocolVersion: PROTOCOL_VERSION, peerId: 'peer-a', network: 'lab.1', capabilities: CAPS, publicKey: 'A'.repeat(43), signature: 'B'.repeat(86) },
   update: { type: 'update', capabilities: { ...CAPS, gpu: null } },
   offer: { type: 'signal', to: 'peer-b', data: { type: 'offer', sdp: 'v=0' } },
   answer: { type: 'signal', to: 'peer-b', data: { type: 'answer', sdp: 'v=0' } },
@@ -40,6 +40,7 @@ const CLIENT_VALID: Record<string, unknown> = {
 };
 
 const SERVER_VALID: Record<string, unknown> = {
+  challenge: { type: 'challenge', nonce: 'n'.repeat(43) },
   welcome: {
     type: 'welcome',
     protocolVersion: PROTOCOL_VERSION,
@@ -64,6 +65,8 @@ const CLIENT_INVALID: [string, unknown][] = [
   ['hello with a short peerId', { ...(CLIENT_VALID.hello as object), peerId: 'abc' }],
   ['hello with a bad network', { ...(CLIENT_VALID.hello as object), network: 'a b' }],
   ['hello with a fractional version', { ...(CLIENT_VALID.hello as object), protocolVersion: 1.5 }],
+  ['hello without a public key', { ...(CLIENT_VALID.hello as object), publicKey: undefined }],
+  ['hello with a short signature', { ...(CLIENT_VALID.hello as object), signature: 'B'.repeat(85) }],
   ['hello with an unknown kind', { ...(CLIENT_VALID.hello as object), capabilities: { ...CAPS, kind: 'toaster' } }],
   ['update with too many limits', { type: 'update', capabilities: { ...CAPS, gpu: { ...CAPS.gpu, limits: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, i])) } } }],
   ['update with negative memory', { type: 'update', capabilities: { ...CAPS, memoryBudgetMB: -1 } }],

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { startSignalingServer } from '../signaling/server.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
+import { idOf } from './helpers/identities.ts';
 import { mulberry32 } from './helpers/random.ts';
 
 const FLOOD_MS = 2000;
@@ -72,7 +73,7 @@ describe('signaling server under flood', () => {
       const floods = Object.values(junk).map((make, i) => flood(flooders[i]!, make, i + 1, until));
       // Valid messages far above the rate, some aimed at the good peers.
       floods.push(
-        flood(chatty, (rand) => (rand() < 0.5 ? JSON.stringify({ type: 'ping', id: 1 }) : JSON.stringify({ type: 'signal', to: 'good-a', data: { type: 'candidate', candidate: { candidate: 'junk' } } })), 9, until),
+        flood(chatty, (rand) => (rand() < 0.5 ? JSON.stringify({ type: 'ping', id: 1 }) : JSON.stringify({ type: 'signal', to: idOf('good-a'), data: { type: 'candidate', candidate: { candidate: 'junk' } } })), 9, until),
       );
       // Frames above the hard cap: ws closes each such socket with 1009; reconnect a bounded number of times.
       const hugeCloses: number[] = [];
@@ -85,10 +86,10 @@ describe('signaling server under flood', () => {
       })();
 
       // Meanwhile the good peers do their work.
-      a.send({ type: 'signal', to: 'good-b', data: OFFER });
-      expect(await b.next('signal', (m) => m.from === 'good-a')).toEqual({ type: 'signal', from: 'good-a', data: OFFER });
-      b.send({ type: 'signal', to: 'good-a', data: { type: 'answer', sdp: 'v=0 good answer' } });
-      expect((await a.next('signal', (m) => m.from === 'good-b')).data.type).toBe('answer');
+      a.send({ type: 'signal', to: idOf('good-b'), data: OFFER });
+      expect(await b.next('signal', (m) => m.from === idOf('good-a'))).toEqual({ type: 'signal', from: idOf('good-a'), data: OFFER });
+      b.send({ type: 'signal', to: idOf('good-a'), data: { type: 'answer', sdp: 'v=0 good answer' } });
+      expect((await a.next('signal', (m) => m.from === idOf('good-b'))).data.type).toBe('answer');
       let pings = 0;
       while (performance.now() < until && pings < 100) {
         pings++;
@@ -121,7 +122,7 @@ describe('signaling server under flood', () => {
       // Still fully working afterwards: a newcomer joins and sees the good peers.
       const late = await TestClient.join(wsUrl, 'late-peer');
       const peers = late.all('welcome')[0]!.peers.map((p) => p.peerId);
-      expect(peers).toEqual(expect.arrayContaining(['good-a', 'good-b']));
+      expect(peers).toEqual(expect.arrayContaining([idOf('good-a'), idOf('good-b')]));
       await Promise.all([...flooders, chatty, a, b, late].map((c) => c.close()));
     } finally {
       child.kill('SIGTERM');
@@ -139,9 +140,9 @@ describe('signaling server under flood', () => {
       stuck.ws.pause();
       // Answers near the frame cap relayed to the stuck peer, so the server's buffer for it grows
       // fast (updates, which the server broadcasts, have a rate of their own now).
-      const answer = { type: 'signal', to: 'stuck-peer', data: { type: 'answer', sdp: 'v'.repeat(50_000) } } as const;
+      const answer = { type: 'signal', to: idOf('stuck-peer'), data: { type: 'answer', sdp: 'v'.repeat(50_000) } } as const;
       let left = false;
-      const leave = sender.next('leave', (m) => m.peerId === 'stuck-peer', 60_000).then((m) => {
+      const leave = sender.next('leave', (m) => m.peerId === idOf('stuck-peer'), 60_000).then((m) => {
         left = true;
         return m;
       });
@@ -149,7 +150,7 @@ describe('signaling server under flood', () => {
         sender.send(answer);
         if (i % 100 === 99) await sleep(5);
       }
-      expect(await leave).toEqual({ type: 'leave', peerId: 'stuck-peer', reason: 'timeout' });
+      expect(await leave).toEqual({ type: 'leave', peerId: idOf('stuck-peer'), reason: 'timeout' });
       sender.send({ type: 'ping', id: 1 });
       await sender.next('pong');
       stuck.ws.resume();
@@ -164,7 +165,8 @@ describe('signaling server under flood', () => {
     const server = await startSignalingServer();
     try {
       const c = await TestClient.open(server.wsUrl);
-      for (let i = 0; i < 20; i++) c.send(hello('same-peer'));
+      const signed = await hello(await c.nonce(), 'same-peer');
+      for (let i = 0; i < 20; i++) c.send(signed);
       await c.next('welcome');
       await c.next('error', (e) => e.code === 'ERR_ALREADY_JOINED');
       await sleep(100);

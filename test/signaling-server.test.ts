@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../protocol/index.ts';
 import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
+import { idOf } from './helpers/identities.ts';
 
 const OFFER = { type: 'offer', sdp: 'v=0 offer' } as const;
 const ANSWER = { type: 'answer', sdp: 'v=0 answer' } as const;
@@ -14,21 +15,21 @@ describe('signaling server: membership', () => {
     await start();
     const a = await join('peer-a');
     const welcomeA = a.all('welcome')[0]!;
-    expect(welcomeA).toMatchObject({ protocolVersion: PROTOCOL_VERSION, peerId: 'peer-a', network: 'net', peers: [] });
+    expect(welcomeA).toMatchObject({ protocolVersion: PROTOCOL_VERSION, peerId: idOf('peer-a'), network: 'net', peers: [] });
     expect(welcomeA.heartbeatMs).toBe(60_000);
     expect(welcomeA.limits).toEqual({ maxFrameBytes: 64 * 1024, messagesPerSecond: 50 });
 
     const b = await join('peer-b');
-    expect(b.all('welcome')[0]!.peers.map((p) => p.peerId)).toEqual(['peer-a']);
+    expect(b.all('welcome')[0]!.peers.map((p) => p.peerId)).toEqual([idOf('peer-a')]);
     const joined = await a.next('join');
-    expect(joined.peer).toMatchObject({ peerId: 'peer-b', capabilities: CAPS });
+    expect(joined.peer).toMatchObject({ peerId: idOf('peer-b'), capabilities: CAPS });
     expect(joined.peer.joinedAt).toBeGreaterThan(0);
 
     const other = await join('peer-c', 'elsewhere');
     expect(other.all('welcome')[0]!.peers).toEqual([]);
 
     await b.close();
-    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: 'peer-b', reason: 'closed' });
+    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: idOf('peer-b'), reason: 'closed' });
     expect(other.all('join')).toEqual([]);
   });
 
@@ -38,10 +39,10 @@ describe('signaling server: membership', () => {
     const b = await join('peer-b');
     const capabilities = { ...CAPS, memoryBudgetMB: 2048 };
     a.send({ type: 'update', capabilities });
-    expect((await b.next('update')).peer).toMatchObject({ peerId: 'peer-a', capabilities });
+    expect((await b.next('update')).peer).toMatchObject({ peerId: idOf('peer-a'), capabilities });
     const res = await fetch(`${fixture.server.httpUrl}/api/networks/net`);
     const body = (await res.json()) as { peers: { peerId: string; capabilities: unknown }[] };
-    expect(body.peers.find((p) => p.peerId === 'peer-a')?.capabilities).toEqual(capabilities);
+    expect(body.peers.find((p) => p.peerId === idOf('peer-a'))?.capabilities).toEqual(capabilities);
   });
 
   it('answers ERR_NOT_JOINED before hello and ERR_ALREADY_JOINED on a second hello', async () => {
@@ -49,9 +50,9 @@ describe('signaling server: membership', () => {
     const c = await open();
     c.send({ type: 'ping', id: 1 });
     expect(await c.next('error')).toMatchObject({ code: 'ERR_NOT_JOINED', ref: 'ping' });
-    c.send(hello('peer-a'));
+    await c.hello('peer-a');
     await c.next('welcome');
-    c.send(hello('peer-a', 'other'));
+    await c.hello('peer-a', 'other');
     expect(await c.next('error')).toMatchObject({ code: 'ERR_ALREADY_JOINED', ref: 'hello' });
     c.send({ type: 'ping', id: 2 });
     expect(await c.next('pong')).toMatchObject({ id: 2 });
@@ -66,13 +67,13 @@ describe('signaling server: membership', () => {
     expect((await c.next('error')).code).toBe('ERR_MALFORMED_JSON');
     c.send(JSON.stringify({ type: 'teleport' }));
     expect((await c.next('error')).code).toBe('ERR_UNKNOWN_TYPE');
-    c.send({ ...hello('peer-a'), protocolVersion: PROTOCOL_VERSION + 1 } as never);
+    c.send({ ...(await hello(await c.nonce(), 'peer-a')), protocolVersion: PROTOCOL_VERSION + 1 } as never);
     expect((await c.next('error')).code).toBe('ERR_PROTOCOL_VERSION');
     c.send('x'.repeat(100 * 1024));
     expect((await c.next('error')).code).toBe('ERR_FRAME_TOO_LARGE');
     // A binary frame carrying valid JSON is as good as a text frame.
-    c.send(new TextEncoder().encode(JSON.stringify(hello('peer-a'))));
-    expect((await c.next('welcome')).peerId).toBe('peer-a');
+    c.send(new TextEncoder().encode(JSON.stringify(await hello(await c.nonce(), 'peer-a'))));
+    expect((await c.next('welcome')).peerId).toBe(idOf('peer-a'));
   });
 
   it('closes a hello to a full network with ERR_NETWORK_FULL (1008)', async () => {
@@ -80,7 +81,7 @@ describe('signaling server: membership', () => {
     await join('peer-a');
     await join('peer-b');
     const c = await open();
-    c.send(hello('peer-c'));
+    await c.hello('peer-c');
     expect((await c.next('error')).code).toBe('ERR_NETWORK_FULL');
     expect((await c.closed).code).toBe(1008);
     await join('peer-c', 'other-net');
@@ -104,12 +105,12 @@ describe('signaling server: membership', () => {
     const b1 = await join('peer-b');
     await a.next('join');
     const b2 = await join('peer-b');
-    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: 'peer-b', reason: 'replaced' });
-    expect((await a.next('join')).peer.peerId).toBe('peer-b');
+    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: idOf('peer-b'), reason: 'replaced' });
+    expect((await a.next('join')).peer.peerId).toBe(idOf('peer-b'));
     await b1.closed;
-    expect(b2.all('welcome')[0]!.peers.map((p) => p.peerId)).toEqual(['peer-a']);
-    a.send({ type: 'signal', to: 'peer-b', data: OFFER });
-    expect(await b2.next('signal')).toEqual({ type: 'signal', from: 'peer-a', data: OFFER });
+    expect(b2.all('welcome')[0]!.peers.map((p) => p.peerId)).toEqual([idOf('peer-a')]);
+    a.send({ type: 'signal', to: idOf('peer-b'), data: OFFER });
+    expect(await b2.next('signal')).toEqual({ type: 'signal', from: idOf('peer-a'), data: OFFER });
     await sleep(50);
     expect(a.all('leave')).toHaveLength(1);
     const res = await fetch(`${fixture.server.httpUrl}/api/networks/net`);
@@ -123,22 +124,22 @@ describe('signaling server: relay', () => {
     const a = await join('peer-a');
     const b = await join('peer-b');
     const stranger = await join('peer-x', 'other-net');
-    a.send({ type: 'signal', to: 'peer-b', data: OFFER });
-    expect(await b.next('signal')).toEqual({ type: 'signal', from: 'peer-a', data: OFFER });
+    a.send({ type: 'signal', to: idOf('peer-b'), data: OFFER });
+    expect(await b.next('signal')).toEqual({ type: 'signal', from: idOf('peer-a'), data: OFFER });
     const candidate = { type: 'candidate', candidate: { candidate: 'candidate:1 1 udp 1 1.2.3.4 5 typ host', sdpMid: '0' } } as const;
-    b.send({ type: 'signal', to: 'peer-a', data: ANSWER });
-    b.send({ type: 'signal', to: 'peer-a', data: candidate });
-    expect(await a.next('signal')).toEqual({ type: 'signal', from: 'peer-b', data: ANSWER });
-    expect(await a.next('signal')).toEqual({ type: 'signal', from: 'peer-b', data: candidate });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: ANSWER });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: candidate });
+    expect(await a.next('signal')).toEqual({ type: 'signal', from: idOf('peer-b'), data: ANSWER });
+    expect(await a.next('signal')).toEqual({ type: 'signal', from: idOf('peer-b'), data: candidate });
 
-    b.send({ type: 'decline', to: 'peer-a', reason: 'at capacity' });
-    expect(await a.next('decline')).toEqual({ type: 'decline', from: 'peer-b', reason: 'at capacity' });
+    b.send({ type: 'decline', to: idOf('peer-a'), reason: 'at capacity' });
+    expect(await a.next('decline')).toEqual({ type: 'decline', from: idOf('peer-b'), reason: 'at capacity' });
 
-    a.send({ type: 'signal', to: 'peer-x', data: OFFER });
+    a.send({ type: 'signal', to: idOf('peer-x'), data: OFFER });
     expect(await a.next('error')).toMatchObject({ code: 'ERR_UNKNOWN_TARGET', ref: 'signal' });
     a.send({ type: 'decline', to: 'nobody', reason: 'x' });
     expect(await a.next('error')).toMatchObject({ code: 'ERR_UNKNOWN_TARGET', ref: 'decline' });
-    a.send({ type: 'signal', to: 'peer-a', data: OFFER });
+    a.send({ type: 'signal', to: idOf('peer-a'), data: OFFER });
     expect(await a.next('error')).toMatchObject({ code: 'ERR_UNKNOWN_TARGET' });
     await sleep(50);
     expect(stranger.all('signal')).toEqual([]);
@@ -148,33 +149,33 @@ describe('signaling server: relay', () => {
     await start();
     const a = await join('peer-a');
     const b = await join('peer-b');
-    a.send({ type: 'signal', to: 'peer-b', data: OFFER });
+    a.send({ type: 'signal', to: idOf('peer-b'), data: OFFER });
     await b.next('signal');
-    b.send({ type: 'signal', to: 'peer-a', data: OFFER });
-    expect(await b.next('glare')).toEqual({ type: 'glare', peerId: 'peer-a' });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: OFFER });
+    expect(await b.next('glare')).toEqual({ type: 'glare', peerId: idOf('peer-a') });
     a.send({ type: 'ping', id: 7 });
     await a.next('pong');
     expect(a.all('signal')).toEqual([]);
     expect(a.all('glare')).toEqual([]);
-    expect(b.all('signal')).toEqual([{ type: 'signal', from: 'peer-a', data: OFFER }]);
+    expect(b.all('signal')).toEqual([{ type: 'signal', from: idOf('peer-a'), data: OFFER }]);
   });
 
   it('glare: the smaller peerId wins when it offered second', async () => {
     await start();
     const a = await join('peer-a');
     const b = await join('peer-b');
-    b.send({ type: 'signal', to: 'peer-a', data: OFFER });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: OFFER });
     await a.next('signal');
-    a.send({ type: 'signal', to: 'peer-b', data: OFFER });
-    expect(await b.next('glare')).toEqual({ type: 'glare', peerId: 'peer-a' });
-    expect(await b.next('signal')).toEqual({ type: 'signal', from: 'peer-a', data: OFFER });
+    a.send({ type: 'signal', to: idOf('peer-b'), data: OFFER });
+    expect(await b.next('glare')).toEqual({ type: 'glare', peerId: idOf('peer-a') });
+    expect(await b.next('signal')).toEqual({ type: 'signal', from: idOf('peer-a'), data: OFFER });
     // The loser's offer went out before the crossing was visible; the winner ignores it locally.
     expect(a.all('signal')).toHaveLength(1);
     expect(a.all('glare')).toEqual([]);
     // After the loser answers, a later offer from it is relayed normally.
-    b.send({ type: 'signal', to: 'peer-a', data: ANSWER });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: ANSWER });
     await a.next('signal', (m) => m.data.type === 'answer');
-    b.send({ type: 'signal', to: 'peer-a', data: OFFER });
+    b.send({ type: 'signal', to: idOf('peer-a'), data: OFFER });
     expect((await a.next('signal')).data).toEqual(OFFER);
   });
 
@@ -206,7 +207,7 @@ describe('signaling server: heartbeat', () => {
     const joinedAt = performance.now();
     const leave = await watcher.next('leave', () => true, 10_000);
     const elapsed = performance.now() - joinedAt;
-    expect(leave).toEqual({ type: 'leave', peerId: 'mute-peer', reason: 'timeout' });
+    expect(leave).toEqual({ type: 'leave', peerId: idOf('mute-peer'), reason: 'timeout' });
     expect(elapsed).toBeLessThan(2 * heartbeatMs + 2000);
     await mute.closed;
     // A peer that answers pings stays through many heartbeats.

@@ -1,5 +1,6 @@
 // The tab's one connection to a network: a Mesh wrapped in the SDK's Grid, shared by every page and
 // by the scripting API (window.aigridApp). Listeners hear each join and leave.
+import { browserIdentity } from '../mesh/browser-identity.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
 import { AigridError, Grid } from '../sdk/index.ts';
@@ -52,8 +53,10 @@ export async function join(options: JoinOptions): Promise<Connection> {
   const mine = ++generation;
   const gpu = navigator.gpu;
   const capabilities = await detectCapabilities({ kind: 'browser', memoryBudgetMB: options.memoryBudgetMB ?? 0, gpu, agent: navigator.userAgent });
+  const identity = await browserIdentity('client');
   if (mine !== generation) throw overtaken();
   const mesh = new Mesh({
+    identity,
     signal: options.signal ?? defaultSignal,
     network: options.network,
     capabilities,
@@ -65,6 +68,7 @@ export async function join(options: JoinOptions): Promise<Connection> {
     backend: 'auto',
     gpu: async () => gpu,
     open: checkpointOpener(openCheckpoint, {}),
+    peerIdentity: () => browserIdentity('peer'),
   });
   const joined: Connection = { network: options.network, httpBase: httpBaseOf(options.signal ?? defaultSignal), mesh, grid };
   current = joined;

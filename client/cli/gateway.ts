@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { startGateway } from '../gateway/index.ts';
 import { connect } from '../sdk/node.ts';
 import { isLoopbackAddress } from '../../protocol/index.ts';
-import { originsOption, portOption } from './options.ts';
+import { identityOption, originsOption, portOption } from './options.ts';
 
 export const DEFAULT_GATEWAY_PORT = 8788;
 
@@ -48,7 +48,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
   const apiKey = values['api-key'] || undefined;
   const allowedOrigins = originsOption(values['allowed-origins']);
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const grid = await connect({ signal: values.signal!, network: values.network! });
+  const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'gateway') });
   let gateway;
   try {
     const loopbackBound = isLoopbackAddress(values.host!);

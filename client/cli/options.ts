@@ -1,6 +1,7 @@
 // Option values the commands share, each checked with an error that names the option.
 import type { BackendChoice } from '../model/backend/select.ts';
-import { parseAllowedOrigins, type AllowedOrigins } from '../../protocol/index.ts';
+import { defaultIdentityFile, loadIdentityFile } from '../mesh/identity-file.ts';
+import { parseAllowedOrigins, type AllowedOrigins, type Identity } from '../../protocol/index.ts';
 
 const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'cpu'];
 
@@ -31,4 +32,9 @@ export function originsOption(text: string | undefined): AllowedOrigins | undefi
   } catch (err) {
     throw new Error(`--allowed-origins: ${(err as Error).message} (see --help)`);
   }
+}
+
+/** The identity a command runs as: --identity FILE, else `<role>.key` in the state folder (AIGRID_STATE_DIR). */
+export function identityOption(file: string | undefined, role: string): Promise<Identity> {
+  return loadIdentityFile(file ?? defaultIdentityFile(role));
 }

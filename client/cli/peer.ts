@@ -7,7 +7,7 @@ import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { DEFAULT_MAX_PEER_CONNECTIONS } from '../../protocol/index.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
-import { backendOption, memoryOption } from './options.ts';
+import { backendOption, identityOption, memoryOption } from './options.ts';
 
 const USAGE = `Usage: aigrid peer [options]
 
@@ -17,7 +17,9 @@ layers the network's coordinator assigns to it (weights fetched by HTTP Range, o
 Options:
   --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
   --network NAME        network to join (env AIGRID_NETWORK; default "default")
-  --id ID               peer id (4-64 of A-Z a-z 0-9 _ -; default random)
+  --identity FILE       key file of this peer's identity, created if missing (default
+                        peer.key in AIGRID_STATE_DIR, else ~/.local/state/aigrid); each peer
+                        running at once needs its own
   --memory-mb N         memory budget offered to the network (default 1024)
   --max-connections N   most WebRTC links this peer keeps (default ${DEFAULT_MAX_PEER_CONNECTIONS})
   --backend B           webgpu, cpu or auto (default auto: WebGPU when Node has an adapter)
@@ -30,7 +32,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     options: {
       signal: { type: 'string', default: process.env.AIGRID_SIGNAL ?? 'ws://127.0.0.1:8787/signal' },
       network: { type: 'string', default: process.env.AIGRID_NETWORK ?? 'default' },
-      id: { type: 'string' },
+      identity: { type: 'string' },
       'memory-mb': { type: 'string', default: '1024' },
       'max-connections': { type: 'string', default: String(DEFAULT_MAX_PEER_CONNECTIONS) },
       backend: { type: 'string', default: 'auto' },
@@ -53,11 +55,12 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     return undefined;
   });
   const capabilities = await detectCapabilities({ kind: 'node', memoryBudgetMB, agent: `node ${process.version}` });
+  const identity = await identityOption(values.identity, 'peer');
   const mesh = new Mesh({
     ...nodePlatform(),
     signal: values.signal!,
     network: values.network!,
-    peerId: values.id,
+    identity,
     capabilities,
     maxConnections,
   });

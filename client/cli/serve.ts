@@ -8,7 +8,7 @@ import { defaultModelId } from '../grid/model-spec.ts';
 import { connect, type ModelSpec } from '../sdk/node.ts';
 import { showLiveStatus } from './live-status.ts';
 import { startModelFileServer, type ModelFileServer } from './model-files.ts';
-import { backendOption, memoryOption } from './options.ts';
+import { backendOption, identityOption, memoryOption } from './options.ts';
 
 const USAGE = `Usage: aigrid serve MODEL [options]
 
@@ -71,7 +71,7 @@ export async function runServeCommand(argv: string[]): Promise<void> {
     files = await startModelFileServer(resolve(model), modelId, values.host);
     source = files.url;
   }
-  const grid = await connect({ signal: values.signal!, network: values.network! });
+  const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'serve'), peerIdentity: await identityOption(undefined, 'serve-peer') });
   try {
     const contribution = await grid.contribute({
       memoryBudgetMB,

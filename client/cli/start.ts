@@ -17,7 +17,7 @@ import { startSignalingServer } from '../../signaling/server.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
 import { softwareAdapter } from './software-gpu.ts';
-import { backendOption, memoryOption, originsOption, portOption } from './options.ts';
+import { backendOption, identityOption, memoryOption, originsOption, portOption } from './options.ts';
 
 export const HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -80,7 +80,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     allowedOrigins,
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
-  const grid = await connect({ signal: server.wsUrl, network: values.network });
+  const grid = await connect({ signal: server.wsUrl, network: values.network, identity: await identityOption(undefined, 'start'), peerIdentity: values['no-peer'] ? undefined : await identityOption(undefined, 'start-peer') });
   mounts.push(createGatewayHandler(grid, { apiKey: values['api-key'], allowedOrigins, loopbackBound: isLoopbackAddress(values.host!) }));
 
   let stopDisplay = () => {};

@@ -7,7 +7,9 @@ import {
   DEFAULT_IDLE_LINK_MS,
   DEFAULT_MAX_PEER_CONNECTIONS,
   type Capabilities,
+  ephemeralIdentity,
   type Frame,
+  type Identity,
   type PeerInfo,
   type ServerMessage,
   type SignalData,
@@ -21,7 +23,8 @@ export interface MeshOptions extends MeshPlatform {
   signal: string;
   network: string;
   capabilities: Capabilities;
-  peerId?: string;
+  /** Who this peer is (its id derives from the key); a fresh ephemeral identity when not given. */
+  identity?: Identity;
   /** Most WebRTC links this peer keeps (pending and open); offers beyond it are declined. */
   maxConnections?: number;
   /** Open links to peers already in the network when we join (up to maxConnections). */
@@ -52,11 +55,6 @@ export interface MeshEvents {
 
 type Waiter = { resolve: (link: PeerLink) => void; reject: (err: AigridError) => void };
 
-export function randomPeerId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return Array.from(bytes, (b) => 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_'[b & 63]).join('');
-}
-
 /** Starts a mesh, closing it (so it does not keep reconnecting) when the start fails. */
 export async function startMesh(mesh: Mesh): Promise<Mesh> {
   try {
@@ -86,7 +84,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   constructor(private readonly options: MeshOptions) {
     super();
-    this.peerId = options.peerId ?? randomPeerId();
+    const identity = options.identity ?? ephemeralIdentity();
+    this.peerId = identity.peerId;
     this.network = options.network;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_PEER_CONNECTIONS;
     this.idleLinkMs = options.idleLinkMs ?? DEFAULT_IDLE_LINK_MS;
@@ -99,7 +98,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
     this.signaling = new SignalingClient({
       url: options.signal,
       network: options.network,
-      peerId: this.peerId,
+      identity,
       capabilities: options.capabilities,
       WebSocket: WebSocketImpl,
     });
@@ -140,11 +139,12 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   /**
-   * A new peer in the same network through the same server and platform, with its own id and the
-   * given capabilities (not started). A process serves layers as such a sibling of its client.
+   * A new peer in the same network through the same server and platform, with its own identity
+   * (ephemeral when not given) and the given capabilities (not started). A process serves layers
+   * as such a sibling of its client.
    */
-  sibling(capabilities: Capabilities): Mesh {
-    return new Mesh({ ...this.options, peerId: undefined, capabilities });
+  sibling(capabilities: Capabilities, identity?: Identity): Mesh {
+    return new Mesh({ ...this.options, identity, capabilities });
   }
 
   /** Opens (or reuses) a link to a peer in the directory. */

@@ -4,8 +4,10 @@ import { EventEmitter } from 'events';
 import {
   AigridError,
   DEFAULT_HEARTBEAT_MS,
-  PROTOCOL_VERSION,
   parseServerMessage,
+  signedHello,
+  type ErrorCode,
+  type Identity,
   type Capabilities,
   type ClientMessage,
   type Hop,
@@ -36,7 +38,8 @@ const DEFAULT_ROUTE_TIMEOUT_MS = 10_000;
 export interface SignalingClientOptions {
   url: string;
   network: string;
-  peerId: string;
+  /** Who joins: hello signs the server's challenge with this key. */
+  identity: Identity;
   capabilities: Capabilities;
   WebSocket: SocketConstructor;
   /** First reconnect delay; doubles per failed try up to maxBackoffMs. */
@@ -56,6 +59,8 @@ export interface SignalingClientEvents {
   glare: [peerId: string];
   /** An error the server reported, or a frame from it that failed validation. */
   serverError: [error: AigridError];
+  /** The server refused this identity or another connection took it over: no more reconnects. */
+  fatal: [error: AigridError];
   state: [state: SignalingState];
   /** The coordinator asks this peer to serve layers [start, end) of a model. */
   assign: [assignment: Assign];
@@ -63,6 +68,9 @@ export interface SignalingClientEvents {
   routeReply: [reply: RouteReply];
   models: [models: ModelCoverage[]];
 }
+
+/** Errors after which reconnecting would only be refused again (or fight another holder of the key). */
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_REPLACED', 'ERR_BAD_SIGNATURE', 'ERR_IDENTITY_MISMATCH', 'ERR_PROTOCOL_VERSION']);
 
 interface RouteWaiter {
   resolve: (hops: Hop[]) => void;
@@ -93,6 +101,10 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     this.capabilities = options.capabilities;
   }
 
+  get peerId(): string {
+    return this.options.identity.peerId;
+  }
+
   get connected(): boolean {
     return this.state === 'open';
   }
@@ -107,9 +119,16 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       }, timeoutMs);
       const onWelcome = (w: Welcome) => {
         clearTimeout(timer);
+        this.off('fatal', onFatal);
         resolve(w);
       };
+      const onFatal = (err: AigridError) => {
+        clearTimeout(timer);
+        this.off('welcome', onWelcome);
+        reject(err);
+      };
       this.once('welcome', onWelcome);
+      this.once('fatal', onFatal);
     });
     this.open();
     return first;
@@ -222,15 +241,10 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     this.socket = socket;
     socket.onopen = () => {
       this.lastHeard = Date.now();
-      this.send({
-        type: 'hello',
-        protocolVersion: PROTOCOL_VERSION,
-        peerId: this.options.peerId,
-        network: this.options.network,
-        capabilities: this.capabilities,
-      });
     };
-    socket.onmessage = (event) => this.onMessage(event.data);
+    socket.onmessage = (event) => {
+      if (this.socket === socket) this.onMessage(event.data);
+    };
     socket.onerror = () => {};
     socket.onclose = () => {
       if (this.socket !== socket) return;
@@ -277,6 +291,16 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     }
     const msg = parsed.message;
     switch (msg.type) {
+      case 'challenge': {
+        const socket = this.socket;
+        signedHello(this.options.identity, msg.nonce, this.options.network, this.capabilities).then(
+          (hello) => {
+            if (this.socket === socket) this.send(hello);
+          },
+          (err: unknown) => this.emit('serverError', new AigridError('ERR_BAD_SIGNATURE', `could not sign the challenge: ${String(err)}`)),
+        );
+        break;
+      }
       case 'welcome':
         this.attempt = 0;
         this.heartbeatMs = msg.heartbeatMs;
@@ -313,6 +337,11 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         // A route request's error names it; any other error is the connection's.
         if (msg.ref === 'route' && msg.requestId !== undefined && this.routes.has(msg.requestId)) this.settleRoute(msg.requestId, error);
         else this.emit('serverError', error);
+        if (FATAL_CODES.has(error.code)) {
+          this.stopped = true;
+          clearTimeout(this.reconnectTimer);
+          this.emit('fatal', error);
+        }
         break;
       }
       case 'assign':

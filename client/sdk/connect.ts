@@ -3,7 +3,7 @@
 // uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
 import { Mesh, detectCapabilities, startMesh, type MeshPlatform } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, type Capabilities } from '../../protocol/index.ts';
+import { AigridError, type Capabilities, type Identity } from '../../protocol/index.ts';
 import { Grid } from './grid.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 
@@ -14,7 +14,10 @@ export interface ConnectOptions {
   signal: string;
   /** Network to join (default "default"). */
   network?: string;
-  peerId?: string;
+  /** Who this client is (default: the platform's: kept in IndexedDB in pages, ephemeral in Node). */
+  identity?: Identity;
+  /** Who contribute()'s serving peer is (default: the platform's, as for `identity`). */
+  peerIdentity?: Identity;
   /** Where this client's head (embedding, LM head) runs (default: 'auto' in pages, 'cpu' in Node). */
   backend?: BackendChoice;
   /** Longest wait for progress along a route before failing over to another (default 30 s). */
@@ -33,6 +36,8 @@ export interface PlatformParts {
   gpu: () => Promise<GPU | undefined>;
   backend: BackendChoice;
   agent?: string;
+  /** The identity this platform keeps for a role ('client' or 'peer'). */
+  identity: (role: 'client' | 'peer') => Promise<Identity>;
 }
 
 export async function connectWith(platform: PlatformParts, options: ConnectOptions): Promise<Grid> {
@@ -40,19 +45,20 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
     throw new AigridError('ERR_INVALID_ARGUMENT', `connect() needs signal: a ws:// or wss:// URL of a signaling server, got ${JSON.stringify(options?.signal)}`);
   }
   // `gpu`: what a contributing peer serves on, described in its capabilities.
-  const join = async (memoryBudgetMB: number, gpu?: GPU, peerId?: string) => {
+  const join = async (memoryBudgetMB: number, gpu: GPU | undefined, identity: Identity) => {
     const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
     return startMesh(new Mesh({
       ...platform.mesh,
       signal: options.signal,
       network: options.network ?? DEFAULT_NETWORK,
-      peerId,
+      identity,
       capabilities,
       autoConnect: false,
       maxConnections: options.maxConnections,
     }));
   };
   // The client offers no memory; contribute() joins a second peer that does.
-  const mesh = await join(0, undefined, options.peerId);
-  return new Grid({ mesh, joinAsPeer: join, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+  const mesh = await join(0, undefined, options.identity ?? (await platform.identity('client')));
+  const joinAsPeer = async (memoryBudgetMB: number, gpu?: GPU) => join(memoryBudgetMB, gpu, options.peerIdentity ?? (await platform.identity('peer')));
+  return new Grid({ mesh, joinAsPeer, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
 }

@@ -4,7 +4,7 @@
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, ModelSpecSchema, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
+import { AigridError, ModelSpecSchema, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -33,6 +33,8 @@ export interface GridOptions {
    * default a sibling of `mesh` with the client's capabilities and that budget.
    */
   joinAsPeer?: (memoryBudgetMB: number, gpu?: GPU) => Promise<Mesh>;
+  /** Who the peer that the default joinAsPeer joins is (default: a fresh ephemeral identity). */
+  peerIdentity?: () => Promise<Identity>;
   /** Opens a model's checkpoint (tokenizer and head here; layers when contributing). */
   open: CheckpointOpener;
   /** Where the client's head runs. */
@@ -255,8 +257,8 @@ export class Grid {
     return modelSpecFromCheckpoint(await this.options.open(options), options);
   }
 
-  private joinSibling(memoryBudgetMB: number): Promise<Mesh> {
-    return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }));
+  private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
+    return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }, await this.options.peerIdentity?.()));
   }
 
   private checkOpen(): void {

@@ -2,12 +2,14 @@
 // WebGPU (the webgpu package) for contributing when an adapter is there.
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { nodePlatform } from '../mesh/node.ts';
+import { ephemeralIdentity } from '../../protocol/index.ts';
 import { openCheckpointNode } from '../model/checkpoint/node.ts';
 import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
 import type { Grid } from './grid.ts';
 
 export * from './exports.ts';
+export { loadIdentityFile, defaultIdentityFile } from '../mesh/identity-file.ts';
 
 export function connect(options: ConnectOptions): Promise<Grid> {
   return connectWith(
@@ -18,6 +20,8 @@ export function connect(options: ConnectOptions): Promise<Grid> {
       gpu: () => nodeGpu().catch(() => undefined),
       backend: 'cpu',
       agent: `node ${process.version}`,
+      // A script keeps an identity across runs by passing loadIdentityFile(path) as `identity`.
+      identity: async () => ephemeralIdentity(),
     },
     options,
   );

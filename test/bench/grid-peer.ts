@@ -14,9 +14,11 @@ import { ServingFrame, type Capabilities, type ModelSpec } from '../../protocol/
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { startProfile, stopProfile } from './profile.ts';
+import { testIdentity } from '../helpers/identities.ts';
 
 export interface PeerConfig {
-  peerId: string;
+  /** The peer's test identity (idOf(name) is its id). */
+  name: string;
   signal: string;
   network: string;
   model: ModelSpec;
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? '') as PeerConfig;
   const mesh = new Mesh({
     ...nodePlatform(), signal: config.signal, network: config.network, capabilities: config.capabilities,
-    autoConnect: false, maxConnections: 16, peerId: config.peerId,
+    autoConnect: false, maxConnections: 16, identity: testIdentity(config.name),
   });
   process.on('disconnect', () => process.exit(0));
   process.on('SIGTERM', () => process.exit(0));

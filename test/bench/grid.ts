@@ -32,6 +32,7 @@ import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import type { ParentMessage, PeerConfig, PeerMessage } from './grid-peer.ts';
 import { startProfile, stopProfile } from './profile.ts';
+import { idOf, testIdentity } from '../helpers/identities.ts';
 
 const DIR = new URL('../.fixtures/bench-smollm2-135m-shapes', import.meta.url).pathname;
 const PEER_SCRIPT = new URL('./grid-peer.ts', import.meta.url).pathname;
@@ -56,7 +57,11 @@ class PeerProcess {
   private readonly ready: Promise<void>;
   private statsWaiting: ((m: Extract<PeerMessage, { type: 'stats' }>) => void)[] = [];
 
-  constructor(readonly peerId: string, config: PeerConfig) {
+  readonly peerId: string;
+
+  constructor(name: string, config: PeerConfig) {
+    this.peerId = idOf(name);
+    const peerId = name; // for messages and profile folders
     this.child = fork(PEER_SCRIPT, [JSON.stringify(config)], { execArgv: ['--import', REGISTER, ...(process.env.AIGRID_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.AIGRID_BENCH_PROF}/${peerId}`] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.ready = new Promise((resolve, reject) => {
       this.child.on('message', (m: PeerMessage) => {
@@ -125,7 +130,7 @@ async function main(): Promise<void> {
     };
     const peer = (peerId: string, start: number, end: number) => {
       const p = new PeerProcess(peerId, {
-        peerId, signal: server.wsUrl, network: 'bench', model, start, end, backend: BACKEND, capabilities: caps, decodeFrameBytes: 32 + 576 * 4,
+        name: peerId, signal: server.wsUrl, network: 'bench', model, start, end, backend: BACKEND, capabilities: caps, decodeFrameBytes: 32 + 576 * 4,
       });
       procs.push(p);
       return p;
@@ -139,7 +144,7 @@ async function main(): Promise<void> {
     const head = await Head.load(await openCheckpointNode(DIR), { backend: BACKEND, gpu });
     // The client's continuous batching: logits of sessions waiting together run as one pass.
     const heads = new HeadBatcher(head);
-    client = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'bench', capabilities: { ...caps, memoryBudgetMB: 0 }, autoConnect: false, maxConnections: 16, peerId: 'bench-client' });
+    client = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'bench', capabilities: { ...caps, memoryBudgetMB: 0 }, autoConnect: false, maxConnections: 16, identity: testIdentity('bench-client') });
     await client.start();
     const mesh = client;
     const hops = (ps: PeerProcess[], cuts: number[]): Hop[] => ps.map((p, i) => ({ peerId: p.peerId, start: cuts[i]!, end: cuts[i + 1]! }));

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Page } from 'puppeteer-core';
 import { Mesh, SignalingClient, detectCapabilities } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
+import { ephemeralIdentity } from '../../protocol/index.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
 import { launchChromium, openPage } from '../helpers/chromium.ts';
 import { TRAFFIC_SOURCE, traffic } from '../helpers/traffic.ts';
@@ -25,9 +26,9 @@ async function pageCall<T>(page: Page, expression: string): Promise<T> {
 async function relayLatencies(wsUrl: string): Promise<number[]> {
   const capabilities = await detectCapabilities({ kind: 'node', memoryBudgetMB: 0 });
   const { WebSocket } = nodePlatform();
-  const make = (peerId: string) => new SignalingClient({ url: wsUrl, network: 'relay', peerId, capabilities, WebSocket });
-  const a = make('relay-a');
-  const b = make('relay-b');
+  const make = () => new SignalingClient({ url: wsUrl, network: 'relay', identity: ephemeralIdentity(), capabilities, WebSocket });
+  const a = make();
+  const b = make();
   await a.start();
   await b.start();
   const samples: number[] = [];

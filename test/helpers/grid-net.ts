@@ -13,6 +13,7 @@ import { FIXTURE_DIR, fixtures, type FixtureModel } from '../fixtures/index.ts';
 import { openFixture } from './model-runtime.ts';
 import { startRangeServer, type RangeServer } from './range-server.ts';
 import { waitFor } from './wait.ts';
+import { testIdentity } from './identities.ts';
 
 export const CAPABILITIES: Capabilities = { kind: 'node', gpu: null, memoryBudgetMB: 256, throughput: { gflops: 1, backend: 'cpu' } };
 
@@ -45,7 +46,7 @@ export async function startGridNet(): Promise<GridNet> {
 
   const join = async (network: string, peerId?: string, memoryBudgetMB = CAPABILITIES.memoryBudgetMB) => {
     const capabilities = { ...CAPABILITIES, memoryBudgetMB };
-    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network, capabilities, autoConnect: false, maxConnections: 16, peerId });
+    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network, capabilities, autoConnect: false, maxConnections: 16, identity: peerId ? testIdentity(peerId) : undefined });
     meshes.push(mesh);
     await mesh.start();
     return mesh;

@@ -3,11 +3,12 @@
 import WebSocket, { type ClientOptions } from 'ws';
 import {
   parseServerMessage,
-  PROTOCOL_VERSION,
+  signedHello,
   type Capabilities,
   type ClientMessage,
   type ServerMessage,
 } from '../../protocol/index.ts';
+import { testIdentity } from './identities.ts';
 
 export const CAPS: Capabilities = {
   kind: 'node',
@@ -17,8 +18,9 @@ export const CAPS: Capabilities = {
   agent: 'test',
 };
 
-export function hello(peerId: string, network = 'net', capabilities = CAPS): ClientMessage {
-  return { type: 'hello', protocolVersion: PROTOCOL_VERSION, peerId, network, capabilities };
+/** The hello of the test identity `name` over `nonce` (a connection's challenge). */
+export function hello(nonce: string, name: string, network = 'net', capabilities = CAPS): Promise<ClientMessage> {
+  return signedHello(testIdentity(name), nonce, network, capabilities);
 }
 
 type Pick<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
@@ -60,12 +62,22 @@ export class TestClient {
     });
   }
 
-  /** Opens a socket, says hello and waits for the welcome. */
-  static async join(url: string, peerId: string, network = 'net', options?: ClientOptions): Promise<TestClient> {
+  /** Opens a socket, says hello as the test identity `name` and waits for the welcome. */
+  static async join(url: string, name: string, network = 'net', options?: ClientOptions): Promise<TestClient> {
     const client = await TestClient.open(url, options);
-    client.send(hello(peerId, network));
+    await client.hello(name, network);
     await client.next('welcome');
     return client;
+  }
+
+  /** This socket's challenge (the server's first frame). */
+  async nonce(): Promise<string> {
+    return (this.log.find((m) => m.type === 'challenge') as { nonce: string } | undefined)?.nonce ?? (await this.next('challenge')).nonce;
+  }
+
+  /** Signs this socket's challenge as the test identity `name` and sends the hello. */
+  async hello(name: string, network = 'net', capabilities = CAPS): Promise<void> {
+    this.send(await hello(await this.nonce(), name, network, capabilities));
   }
 
   send(message: ClientMessage | string | Uint8Array): void {
