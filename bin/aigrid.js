@@ -39,6 +39,7 @@ try {
     }
   }
 } catch (err) {
-  process.stderr.write(`aigrid ${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+  const code = typeof err?.code === 'string' && err.code.startsWith('ERR_') ? `${err.code}: ` : '';
+  process.stderr.write(`aigrid ${command}: ${code}${err instanceof Error ? err.message : String(err)}\n`);
   process.exitCode = 1;
 }

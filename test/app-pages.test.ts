@@ -57,7 +57,8 @@ async function open(path: string): Promise<{ page: Page; errors: string[] }> {
 }
 
 async function joined(page: Page): Promise<string> {
-  await page.waitForFunction(() => document.getElementById('state')?.textContent === 'open', { timeout: 15_000 });
+  // Polled by time, not animation frames: a tab in the background gets none.
+  await page.waitForFunction(() => document.getElementById('state')?.textContent === 'open', { timeout: 15_000, polling: 100 });
   return text(page, '#peer-id');
 }
 
@@ -285,5 +286,36 @@ describe('web app pages', () => {
     await waitFor(() => !sdk.mesh.peers().some((p) => p.peerId === servingId), 5000, 'the serving peer gone from the directory');
     await waitFor(async () => (await sdk.models.list()).data[0]!.health !== 'ready', 5000, 'the model no longer whole');
     expect(unexpected(errors)).toEqual([]);
+  });
+
+  it('a tab keeps its identity across a reload; a tab open beside it has its own; the key cannot be read out', async () => {
+    const { page, errors } = await open(`/?network=${NETWORK}#network`);
+    const id = await joined(page);
+    const beside = await open(`/?network=${NETWORK}#network`);
+    const other = await joined(beside.page);
+    expect(other).not.toBe(id);
+    await page.reload();
+    expect(await joined(page)).toBe(id);
+    expect(await joined(beside.page)).toBe(other);
+    // The private keys in IndexedDB are WebCrypto keys that sign but cannot be exported.
+    const stored = await page.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const req = indexedDB.open('aigrid-identity');
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      const pairs = await new Promise<CryptoKeyPair[]>((resolve) => {
+        const req = db.transaction('keys').objectStore('keys').getAll();
+        req.onsuccess = () => resolve(req.result as CryptoKeyPair[]);
+      });
+      const exported = await Promise.all(pairs.map((p) => crypto.subtle.exportKey('pkcs8', p.privateKey).then(() => 'exported', () => 'refused')));
+      return { count: pairs.length, extractable: pairs.map((p) => p.privateKey.extractable), exported };
+    });
+    expect(stored.count).toBeGreaterThanOrEqual(2);
+    expect(stored.extractable.every((e) => e === false)).toBe(true);
+    expect(stored.exported.every((e) => e === 'refused')).toBe(true);
+    await beside.page.close();
+    await page.close();
+    expect(unexpected([...errors, ...beside.errors])).toEqual([]);
   });
 });

@@ -1,6 +1,5 @@
 // Attacks on a grid open to strangers, each reproduced against the real part and shown refused or
-// contained. (The identity, ticket, verification and amplification attacks join this file as
-// those defences land.)
+// contained. (The ticket and verification attacks join this file as those defences land.)
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import { startModelFileServer, type ModelFileServer } from '../client/cli/model-
 import type { ServingStatus } from '../client/grid/index.ts';
 import { Mesh, type MeshOptions } from '../client/mesh/index.ts';
 import { nodePlatform } from '../client/mesh/node.ts';
-import { encodeFrame, FrameReassembler, FrameType, randomSessionId, ServingFrame, type Frame, type ModelSpec, type ServerMessage, type SessionSetup } from '../protocol/index.ts';
+import { encodeFrame, FrameReassembler, FrameType, randomSessionId, ServingFrame, signedHello, type Frame, type ModelSpec, type ServerMessage, type SessionSetup } from '../protocol/index.ts';
 import { startSignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR } from './fixtures/index.ts';
 import { startGridNet } from './helpers/grid-net.ts';
@@ -118,6 +117,65 @@ describe('web pages of other sites', () => {
     } finally {
       await server.close();
       await open.close();
+    }
+  });
+});
+
+describe('a stranger who says hello with another peer\'s id', () => {
+  it('gets a named error for a mismatched, forged or replayed join; the victim keeps its socket', async () => {
+    const server = await startSignalingServer();
+    const clients: TestClient[] = [];
+    try {
+      const victim = await joinRaw(server.wsUrl, 'take', 'victim', 0, clients);
+      const witness = await joinRaw(server.wsUrl, 'take', 'witness', 0, clients);
+      const victimId = testIdentity('victim').peerId;
+      const attempt = async (make: (nonce: string) => Promise<object>) => {
+        const c = await TestClient.open(server.wsUrl);
+        clients.push(c);
+        c.send(JSON.stringify(await make(await c.nonce())));
+        const error = await c.next('error');
+        expect((await c.closed).code).toBe(1008);
+        return error.code;
+      };
+      // The victim's id with the attacker's own key: the id is not the key's.
+      const mine = testIdentity('attacker');
+      expect(await attempt(async (nonce) => ({ ...(await signedHello(mine, nonce, 'take', CAPS)), peerId: victimId }))).toBe('ERR_IDENTITY_MISMATCH');
+      // The victim's id and public key (both public) with a signature the attacker made up.
+      expect(await attempt(async (nonce) => ({ ...(await signedHello(mine, nonce, 'take', CAPS)), peerId: victimId, publicKey: testIdentity('victim').publicKey }))).toBe('ERR_BAD_SIGNATURE');
+      // A hello the victim really signed, seen on the wire and replayed on another socket.
+      const seen = await signedHello(testIdentity('victim'), await victim.nonce(), 'take', CAPS);
+      expect(await attempt(async () => seen)).toBe('ERR_BAD_SIGNATURE');
+      // Nothing happened to the victim: still joined, still answered, never announced gone.
+      victim.send({ type: 'ping', id: 7 });
+      expect(await victim.next('pong')).toMatchObject({ id: 7 });
+      await sleep(50);
+      expect(witness.all('leave')).toEqual([]);
+      expect(victim.all('error')).toEqual([]);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+    }
+  });
+
+  it('the key\'s holder takes its id over from an old socket, which is told why and stops reconnecting', async () => {
+    const server = await startSignalingServer();
+    const opts = { ...nodePlatform(), signal: server.wsUrl, network: 'twice', capabilities: CAPS, autoConnect: false };
+    const first = new Mesh({ ...opts, identity: testIdentity('copied') });
+    const second = new Mesh({ ...opts, identity: testIdentity('copied') });
+    try {
+      await first.start();
+      const fatal = new Promise((resolve) => first.signaling.once('fatal', resolve));
+      await second.start();
+      expect(await fatal).toMatchObject({ code: 'ERR_REPLACED' });
+      await waitFor(() => !first.signaling.connected, 2000, 'the old socket closed');
+      await sleep(700); // past the first reconnect delays (250 ms, doubling): the old one does not come back to fight
+      expect(second.signaling.connected).toBe(true);
+      const view = (await (await fetch(`${server.httpUrl}/api/networks/twice`)).json()) as { peers: { peerId: string }[] };
+      expect(view.peers.map((p) => p.peerId)).toEqual([testIdentity('copied').peerId]);
+    } finally {
+      first.close();
+      second.close();
+      await server.close();
     }
   });
 });
@@ -302,7 +360,7 @@ describe('a joined socket that serves an existing model id', () => {
       thief.send({ type: 'serve', model: { ...spec, source: 'https://evil.example/weights' } });
       const refused = await thief.next('error', (e) => e.ref === 'serve');
       expect(refused).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
-      expect(refused.message).toMatch(/served by own-owner/);
+      expect(refused.message).toContain(`served by ${testIdentity('own-owner').peerId}`);
       // The holder was not told to load anything else; the model list still names the owner's source.
       await sleep(100);
       expect(owner.all('assign')).toEqual([assigned]);

@@ -59,7 +59,7 @@ describe('routes by measured latency', () => {
   it('sends the measured round trips and gets the faster replica, the slower one when it is excluded', async () => {
     const pings: string[] = [];
     const latency = new PeerLatency({
-      link: (id) => slowed(client.link(id), id === 'far-peer' ? 150 : 0, pings, id),
+      link: (id) => slowed(client.link(id), id === idOf('far-peer') ? 150 : 0, pings, id),
       candidates: () => client.connectedPeers(),
       timeoutMs: 2000,
     });
@@ -68,13 +68,13 @@ describe('routes by measured latency', () => {
 
     expect((await routes([])).map((h) => h.peerId)).toEqual([idOf('near-peer')]);
     const sent = ask.mock.calls[0]![1]!.latencyMs!;
-    expect(Object.keys(sent).sort()).toEqual(['far-peer', 'near-peer']);
-    expect(sent['far-peer']!).toBeGreaterThanOrEqual(150);
-    expect(sent['near-peer']!).toBeLessThan(sent['far-peer']!);
-    expect(pings.sort()).toEqual(['far-peer', 'near-peer']);
+    expect(Object.keys(sent).sort()).toEqual([idOf('far-peer'), idOf('near-peer')].sort());
+    expect(sent[idOf('far-peer')]!).toBeGreaterThanOrEqual(150);
+    expect(sent[idOf('near-peer')]!).toBeLessThan(sent[idOf('far-peer')]!);
+    expect(pings.sort()).toEqual([idOf('far-peer'), idOf('near-peer')].sort());
 
     // Cached: no new pings; an excluded peer is neither measured nor sent.
-    expect((await routes(['near-peer'])).map((h) => h.peerId)).toEqual([idOf('far-peer')]);
+    expect((await routes([idOf('near-peer')])).map((h) => h.peerId)).toEqual([idOf('far-peer')]);
     expect(pings).toHaveLength(2);
     expect(Object.keys(ask.mock.calls[1]![1]!.latencyMs!)).toEqual([idOf('far-peer')]);
     ask.mockRestore();
@@ -84,7 +84,7 @@ describe('routes by measured latency', () => {
     let now = 0;
     const pings: string[] = [];
     const latency = new PeerLatency({
-      link: (id) => (id === 'stranger' ? undefined : slowed(client.link(id), id === 'far-peer' ? 300 : 0, pings, id)),
+      link: (id) => (id === 'stranger' ? undefined : slowed(client.link(id), id === idOf('far-peer') ? 300 : 0, pings, id)),
       candidates: () => [...client.connectedPeers(), 'stranger'],
       ttlMs: 1000,
       timeoutMs: 100,
@@ -93,9 +93,9 @@ describe('routes by measured latency', () => {
     const first = await latency.measure();
     expect(Object.keys(first)).toEqual([idOf('near-peer')]); // far-peer timed out, stranger has no link
     await latency.measure();
-    expect(pings.filter((p) => p === 'near-peer')).toHaveLength(1);
+    expect(pings.filter((p) => p === idOf('near-peer'))).toHaveLength(1);
     now = 5000;
     await latency.measure();
-    expect(pings.filter((p) => p === 'near-peer')).toHaveLength(2);
+    expect(pings.filter((p) => p === idOf('near-peer'))).toHaveLength(2);
   });
 });

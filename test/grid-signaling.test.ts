@@ -44,6 +44,8 @@ beforeAll(async () => {
   wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   wss.on('connection', (ws) => {
     socket = ws;
+    // It checks no signature: the challenge only lets the client say hello.
+    ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) } satisfies ServerMessage));
     ws.on('message', (data) => {
       const msg = JSON.parse(String(data)) as ClientMessage;
       received.push(msg);

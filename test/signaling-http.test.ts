@@ -4,6 +4,7 @@ import { join as joinPath } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, TestClient } from './helpers/ws-client.ts';
+import { idOf } from './helpers/identities.ts';
 
 const fixture = useSignalingServer();
 const { start, join } = fixture;
@@ -24,11 +25,11 @@ describe('signaling server: http and shutdown', () => {
     };
     const summary = list.networks.map((n) => [n.network, n.peers.map((p) => p.peerId)]);
     expect(summary).toEqual([
-      ['alpha', ['peer-a', 'peer-b']],
-      ['beta', ['peer-c']],
+      ['alpha', [idOf('peer-a'), idOf('peer-b')]],
+      ['beta', [idOf('peer-c')]],
     ]);
     const one = await fetch(`${fixture.server.httpUrl}/api/networks/beta`);
-    expect(await one.json()).toMatchObject({ network: 'beta', peers: [{ peerId: 'peer-c', capabilities: CAPS }] });
+    expect(await one.json()).toMatchObject({ network: 'beta', peers: [{ peerId: idOf('peer-c'), capabilities: CAPS }] });
     const missing = await fetch(`${fixture.server.httpUrl}/api/networks/nope`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toHaveProperty('error');
@@ -66,7 +67,7 @@ describe('signaling server: http and shutdown', () => {
     const a = await join('peer-a');
     const b = await join('peer-b');
     const closing = fixture.server.close();
-    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: 'peer-a', reason: 'shutdown' });
+    expect(await a.next('leave')).toEqual({ type: 'leave', peerId: idOf('peer-a'), reason: 'shutdown' });
     expect((await b.closed).code).toBe(1001);
     await closing;
     expect(a.all('leave')).toHaveLength(1);
