@@ -67,7 +67,7 @@ describe('identities', () => {
   it('sign and verify with @noble/curves where WebCrypto is missing, with the same bytes', async () => {
     const withWebCrypto = await identityFromSeed(seed(5)).sign(MESSAGE);
     const real = (await import('node:crypto')).webcrypto;
-    vi.stubGlobal('crypto', { getRandomValues: <T extends ArrayBufferView>(a: T) => real.getRandomValues(a) });
+    vi.stubGlobal('crypto', { getRandomValues: (a: Uint8Array) => real.getRandomValues(a) });
     expect(globalThis.crypto.subtle).toBeUndefined();
     const a = identityFromSeed(seed(5));
     const signature = await a.sign(MESSAGE);
