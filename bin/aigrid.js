@@ -10,6 +10,7 @@ Commands:
   peer     join a network as a Node edge peer
   serve    make a model available on a network and serve it from this process
   gateway  an OpenAI-compatible HTTP API over a network
+  id       print the peer id of an identity key (to name a network's owner, or who may serve)
 
 Run "aigrid <command> --help" for a command's options.
 `;
@@ -28,6 +29,9 @@ try {
   } else if (command === 'gateway') {
     const { runGatewayCommand } = await import('../client/cli/gateway.ts');
     await runGatewayCommand(args);
+  } else if (command === 'id') {
+    const { runIdCommand } = await import('../client/cli/id.ts');
+    await runIdCommand(args);
   } else if (command === 'start') {
     const { runStartCommand } = await import('../client/cli/start.ts');
     await runStartCommand(args);

@@ -43,6 +43,8 @@ export const MODELS_REPLY_EVERY_MS = 200;
 export const TYPE_RATE_LIMITS = {
   update: [1, 4],
   serve: [2, 4],
+  withdraw: [2, 4],
+  policy: [2, 4],
   status: [10, 20],
   route: [25, 50],
 } as const satisfies Record<string, readonly [number, number]>;

@@ -71,6 +71,7 @@ export type PeerServing = z.infer<typeof PeerServingSchema>;
 export type Hop = z.infer<typeof HopSchema>;
 export type ServingState = z.infer<typeof ServingStateSchema>;
 export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;
+export type Servers = z.infer<typeof ServersSchema>;
 
 // Client -> server.
 export const ServeMessageSchema = z.object({ type: z.literal('serve'), model: ModelSpecSchema });
@@ -78,6 +79,12 @@ export const StatusMessageSchema = ServingReportSchema.extend({
   type: z.literal('status'),
   detail: z.string().max(256).optional(),
 });
+/** Stops serving a model: every holder unloads it. Its owner or the network's owner may. */
+export const WithdrawMessageSchema = z.object({ type: z.literal('withdraw'), modelId: ModelIdSchema });
+/** Who may serve new models on the network: anyone, or the listed peers (and the owner). */
+export const ServersSchema = z.union([z.literal('anyone'), z.array(PeerIdSchema).max(256)]);
+/** The network's owner sets who may serve; answered with a `policy` message. */
+export const SetPolicyMessageSchema = z.object({ type: z.literal('policy'), servers: ServersSchema });
 /** Asks for the network's models now; the server answers with a `models` message. */
 export const ListModelsSchema = z.object({ type: z.literal('models') });
 /** Bounds of a route request's latencyMs map. */
@@ -113,4 +120,6 @@ export const RouteReplySchema = z.object({
   modelId: ModelIdSchema,
   hops: z.array(HopSchema).min(1).max(4096),
 });
+/** A network's rules: its owner (a peer id, so a key) and who may serve models. */
+export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema });
 export const ModelsMessageSchema = z.object({ type: z.literal('models'), models: z.array(ModelCoverageSchema).max(256) });

@@ -12,7 +12,10 @@ import {
   RouteReplySchema,
   RouteRequestSchema,
   ListModelsSchema,
+  PolicyMessageSchema,
   ServeMessageSchema,
+  SetPolicyMessageSchema,
+  WithdrawMessageSchema,
   StatusMessageSchema,
   UnassignMessageSchema,
 } from './serving.ts';
@@ -81,6 +84,8 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   StatusMessageSchema,
   RouteRequestSchema,
   ListModelsSchema,
+  WithdrawMessageSchema,
+  SetPolicyMessageSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -95,6 +100,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     network: NetworkSchema,
     peers: z.array(PeerInfoSchema),
     heartbeatMs: z.number().int().positive(),
+    /** The network's owner: it sets who may serve, and may change or withdraw any model. */
+    owner: PeerIdSchema.optional(),
     limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
   }),
   z.object({ type: z.literal('join'), peer: PeerInfoSchema }),
@@ -118,6 +125,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   UnassignMessageSchema,
   RouteReplySchema,
   ModelsMessageSchema,
+  PolicyMessageSchema,
 ]);
 
 export type GpuInfo = z.infer<typeof GpuInfoSchema>;

@@ -27,6 +27,7 @@ import {
   type PeerServing,
   type ServerMessage,
 } from '../protocol/index.ts';
+import type { Governance } from './governance.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
 import { checkSource, type SourcePolicy } from './sources.ts';
@@ -40,6 +41,8 @@ export interface CoordinatorOptions {
   send: (network: string, peerId: string, message: ServerMessage) => void;
   broadcast: (network: string, message: ServerMessage) => void;
   log: (line: string) => void;
+  /** Who may serve, change and withdraw models on each network. */
+  governance: Governance;
   maxModelsPerNetwork?: number;
   placement?: PlacementOptions;
   routeCosts?: RouteCosts;
@@ -85,8 +88,9 @@ export class Coordinator {
   }
 
   /**
-   * Registers or updates a model for the network; idempotent for an identical spec. Only the peer
-   * that first served a model may change it (replication included).
+   * Registers or updates a model for the network; idempotent for an identical spec. A new model
+   * needs the network's leave to serve; only the peer that first served a model, or the
+   * network's owner, may change it (replication included).
    */
   serve(network: string, peerId: string, spec: ModelSpec, reply: Reply): Promise<void> {
     return this.exclusive(network, async () => {
@@ -97,8 +101,12 @@ export class Coordinator {
         if (existing.placement?.error) reply(insufficient(existing.placement.error));
         return;
       }
-      if (existing && existing.owner !== peerId) {
-        return reply(error('ERR_PERMISSION_DENIED', `model ${spec.modelId} on network ${network} was served by ${existing.owner}; only it may change it (serve it under another model id)`, 'serve'));
+      const { governance } = this.opts;
+      if (existing && !governance.mayChange(network, peerId, existing.owner)) {
+        return reply(error('ERR_PERMISSION_DENIED', `model ${spec.modelId} on network ${network} was served by ${existing.owner}; only it or the network's owner may change it (serve it under another model id)`, 'serve'));
+      }
+      if (!existing && !governance.mayServe(network, peerId)) {
+        return reply(error('ERR_PERMISSION_DENIED', `network ${network} lets only the peers its owner ${governance.of(network)?.owner} lists serve new models`, 'serve'));
       }
       try {
         checkSource(spec, this.opts.sources ?? { loopbackBound: false });
@@ -128,6 +136,25 @@ export class Coordinator {
       if (placement.error) reply(insufficient(placement.error));
       if (placement.warning) this.opts.log(`${network}: ${spec.modelId}: ${placement.warning}`);
       this.publish(network, models, reply);
+    });
+  }
+
+  /** Stops serving a model: its holders unload it. Its owner or the network's owner may. */
+  withdraw(network: string, peerId: string, modelId: string, reply: Reply): Promise<void> {
+    return this.exclusive(network, async () => {
+      const models = await this.store.get(network);
+      const model = models.find((m) => m.spec.modelId === modelId);
+      if (!model) return reply(error('ERR_UNKNOWN_MODEL', `network ${network} serves no model ${modelId}`, 'withdraw'));
+      if (!this.opts.governance.mayChange(network, peerId, model.owner)) {
+        return reply(error('ERR_PERMISSION_DENIED', `model ${modelId} on network ${network} was served by ${model.owner}; only it or the network's owner may withdraw it`, 'withdraw'));
+      }
+      const left = models.filter((m) => m !== model);
+      for (const holder of model.placement?.assignments.keys() ?? []) this.opts.send(network, holder, unassign(model.spec));
+      this.opts.log(`${network}: ${peerId} withdrew ${modelId}`);
+      // The freed memory may complete models that lacked it.
+      await this.replan(network, left);
+      await this.store.set(network, left);
+      this.publish(network, left, reply);
     });
   }
 

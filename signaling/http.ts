@@ -4,6 +4,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
 import { NetworkSchema, type ModelCoverage, type PeerServing } from '../protocol/index.ts';
+import type { NetworkRules } from './governance.ts';
 import type { RegistryStore } from './registry.ts';
 
 /** Extra routes: answers true when it took the request. */
@@ -15,6 +16,8 @@ export interface HttpOptions {
   models?: (network: string) => Promise<ModelCoverage[]>;
   /** Which peer serves which layers, with its last status (none when not given). */
   serving?: (network: string) => Promise<PeerServing[]>;
+  /** The network's owner and who may serve on it (none when not given). */
+  rules?: (network: string) => NetworkRules | undefined;
   staticDir?: string;
   startedAt: number;
   log: (line: string) => void;
@@ -61,7 +64,8 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     if (peers.length === 0) return json(res, 404, { error: `no network ${JSON.stringify(network.slice(0, 64))}` });
     const models = opts.models ? await opts.models(network) : [];
     const serving = opts.serving ? await opts.serving(network) : [];
-    return json(res, 200, { network, peers, models, serving });
+    const rules = opts.rules?.(network);
+    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers } : {}), peers, models, serving });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

@@ -19,6 +19,7 @@ import {
 } from '../protocol/index.ts';
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
+import { Governance, type NetworkRules } from './governance.ts';
 import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
@@ -37,6 +38,8 @@ export interface HubOptions {
   helloTimeoutMs: number;
   /** Where served models may load weights from. */
   sources: SourcePolicy;
+  /** The peer id that owns every network; else each network's first peer does. */
+  owner?: string;
   log: (line: string) => void;
 }
 
@@ -51,10 +54,13 @@ export class Hub {
   private readonly perIp = new Map<string, number>();
   private readonly offers = new OfferBook();
   private readonly coordinator: Coordinator;
+  private readonly governance: Governance;
   private stopping = false;
 
   constructor(private readonly opts: HubOptions) {
+    this.governance = new Governance(opts.owner);
     this.coordinator = new Coordinator({
+      governance: this.governance,
       registry: opts.store,
       store: opts.serving,
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
@@ -67,6 +73,11 @@ export class Hub {
   /** Per-model coverage of a network, for the HTTP view. */
   coverage(network: string): Promise<ModelCoverage[]> {
     return this.coordinator.coverage(network);
+  }
+
+  /** A network's owner and who may serve on it, for the HTTP view. */
+  rules(network: string): NetworkRules | undefined {
+    return this.governance.of(network);
   }
 
   /** Which peer serves what, with its last status, for the HTTP view. */
@@ -194,6 +205,10 @@ export class Hub {
         return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
       case 'models':
         return this.answerModels(conn);
+      case 'withdraw':
+        return this.coordinator.withdraw(conn.network, conn.peer.peerId, msg.modelId, (m) => conn.send(m));
+      case 'policy':
+        return this.setPolicy(conn, conn.peer.peerId, msg);
     }
   }
 
@@ -250,6 +265,7 @@ export class Hub {
     peers.set(peerId, conn);
     conn.peer = peer;
     conn.network = network;
+    const rules = this.governance.joined(network, peerId);
     await this.opts.store.add(network, peer);
     const others = (await this.opts.store.list(network)).filter((p) => p.peerId !== peerId);
     conn.send({
@@ -259,6 +275,7 @@ export class Hub {
       network,
       peers: others,
       heartbeatMs: this.opts.heartbeatMs,
+      owner: rules.owner,
       limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
     });
     this.broadcast(network, { type: 'join', peer }, conn);
@@ -275,6 +292,17 @@ export class Hub {
       return ['ERR_BAD_SIGNATURE', `hello for ${msg.network}/${msg.peerId} is not signed over this connection's challenge by its key`];
     }
     return undefined;
+  }
+
+  /** Only the network's owner sets who may serve; the rules go back to it either way. */
+  private setPolicy(conn: Connection, peerId: string, msg: Msg<'policy'>): void {
+    const network = conn.network;
+    if (!this.governance.isOwner(network, peerId)) {
+      return conn.error('ERR_PERMISSION_DENIED', `only the owner of network ${network} (${this.governance.of(network)?.owner}) sets who may serve`, 'policy');
+    }
+    const rules = this.governance.setServers(network, msg.servers)!;
+    this.opts.log(`${network}: owner ${peerId} lets ${rules.servers === 'anyone' ? 'anyone' : `${rules.servers.length} listed peers`} serve`);
+    conn.send({ type: 'policy', network, owner: rules.owner, servers: rules.servers });
   }
 
   private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {
@@ -325,7 +353,10 @@ export class Hub {
     const peers = this.members.get(network);
     if (peers?.get(peer.peerId) === conn) {
       peers.delete(peer.peerId);
-      if (peers.size === 0) this.members.delete(network);
+      if (peers.size === 0) {
+        this.members.delete(network);
+        if (reason !== 'replaced') this.governance.forget(network);
+      }
     }
     this.offers.forget(network, peer.peerId);
     if (!this.stopping) this.broadcast(network, { type: 'leave', peerId: peer.peerId, reason });

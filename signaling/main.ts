@@ -1,7 +1,7 @@
 // `aigrid signal`: runs the signaling server until SIGINT or SIGTERM.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { AigridError, parseAllowedOrigins } from '../protocol/index.ts';
+import { AigridError, parseAllowedOrigins, PeerIdSchema } from '../protocol/index.ts';
 import { startSignalingServer } from './server.ts';
 
 const USAGE = `Usage: aigrid signal [options]
@@ -18,6 +18,9 @@ Options:
                         comma-separated origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
   --allowed-sources <p> URL prefixes served models may load weights from, besides https URLs and
                         hub ids (comma-separated; env AIGRID_ALLOWED_SOURCES)
+  --owner <peer id>     the peer id (of your key) that owns every network here: it alone sets who
+                        may serve, and may change or withdraw any model (env AIGRID_OWNER;
+                        default: each network's first peer)
   -h, --help            show this help
 `;
 
@@ -36,6 +39,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       static: { type: 'string' },
       'allowed-origins': { type: 'string' },
       'allowed-sources': { type: 'string' },
+      owner: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -55,6 +59,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     staticDir: values.static ?? DEFAULT_STATIC_DIR,
     allowedOrigins: allowed ? parseAllowedOrigins(allowed) : undefined,
     allowedSources: listOption(values['allowed-sources'] ?? env.AIGRID_ALLOWED_SOURCES),
+    owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})`);
@@ -85,4 +90,10 @@ function integer(name: string, text: string): number {
 function listOption(text: string | undefined): string[] | undefined {
   const items = text?.split(',').map((s) => s.trim()).filter(Boolean);
   return items?.length ? items : undefined;
+}
+
+function ownerOption(text: string | undefined): string | undefined {
+  if (text === undefined || text === '') return undefined;
+  if (!PeerIdSchema.safeParse(text).success) throw new AigridError('ERR_INVALID_ARGUMENT', `--owner must be a peer id (4-64 of A-Z a-z 0-9 _ -), got ${JSON.stringify(text.slice(0, 80))}`);
+  return text;
 }

@@ -56,6 +56,8 @@ export interface SignalingServerOptions {
    * plain http on loopback hosts when the server itself is bound to loopback).
    */
   allowedSources?: readonly string[];
+  /** The peer id (of a key) that owns every network on this server; else each network's first peer. */
+  owner?: string;
   log?: (line: string) => void;
 }
 
@@ -92,12 +94,14 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP),
     messagesPerSecond: positive('messagesPerSecond', options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND),
     sources,
+    owner: options.owner,
     log,
   });
 
   const models = (network: string) => hub.coverage(network);
   const serving = (network: string) => hub.serving(network);
-  const http = createServer(createHttpHandler({ store, models, serving, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
+  const rules = (network: string) => hub.rules(network);
+  const http = createServer(createHttpHandler({ store, models, serving, rules, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({
     server: http,

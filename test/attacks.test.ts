@@ -377,6 +377,67 @@ describe('a joined socket that serves an existing model id', () => {
   });
 });
 
+describe('a network governed by its owner', () => {
+  it('only listed keys serve new models; only a model\'s server or the owner withdraws it; only the owner sets the list', async () => {
+    const server = await startSignalingServer({ owner: testIdentity('gov-owner').peerId });
+    const clients: TestClient[] = [];
+    const join = (name: string, memoryBudgetMB: number) => joinRaw(server.wsUrl, 'gov', name, memoryBudgetMB, clients);
+    const spec = (modelId: string): ModelSpec => ({ modelId, source: `https://models.example/${modelId}`, numLayers: 4, hiddenSize: 64, layerBytes: 100 * 1024 * 1024, weightDtype: 'f16', replication: 1 });
+    try {
+      // A stranger joined first, yet the operator's key owns the network.
+      const stranger = await join('gov-stranger', 0);
+      expect(stranger.all('welcome')[0]!.owner).toBe(testIdentity('gov-owner').peerId);
+      const holder = await join('gov-holder', 1024);
+      const owner = await join('gov-owner', 0);
+      const listed = await join('gov-listed', 0);
+      stranger.send({ type: 'policy', servers: 'anyone' });
+      expect(await stranger.next('error', (e) => e.ref === 'policy')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+      owner.send({ type: 'policy', servers: [testIdentity('gov-listed').peerId] });
+      expect(await owner.next('policy')).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId] });
+
+      stranger.send({ type: 'serve', model: spec('unlisted') });
+      expect(await stranger.next('error', (e) => e.ref === 'serve')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+      listed.send({ type: 'serve', model: spec('listed') });
+      expect((await holder.next('assign')).model.modelId).toBe('listed');
+
+      stranger.send({ type: 'withdraw', modelId: 'listed' });
+      expect(await stranger.next('error', (e) => e.ref === 'withdraw')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+      stranger.send({ type: 'withdraw', modelId: 'never-served' });
+      expect(await stranger.next('error', (e) => e.ref === 'withdraw')).toMatchObject({ code: 'ERR_UNKNOWN_MODEL' });
+      await sleep(100);
+      expect(holder.all('unassign')).toEqual([]);
+
+      const view = (await (await fetch(`${server.httpUrl}/api/networks/gov`)).json()) as { owner: string; servers: string[] };
+      expect(view).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId] });
+
+      // The owner withdraws a model it did not serve: its holder unloads it, the list no longer has it.
+      owner.send({ type: 'withdraw', modelId: 'listed' });
+      expect(await holder.next('unassign')).toEqual({ type: 'unassign', modelId: 'listed' });
+      await owner.next('models', (m) => !m.models.some((c) => c.model.modelId === 'listed'));
+    } finally {
+      for (const c of clients) await c.close();
+      await server.close();
+    }
+  });
+
+  it('without an operator\'s key, a new network belongs to its first peer', async () => {
+    const server = await startSignalingServer();
+    const clients: TestClient[] = [];
+    try {
+      const first = await joinRaw(server.wsUrl, 'fresh', 'fresh-first', 0, clients);
+      const second = await joinRaw(server.wsUrl, 'fresh', 'fresh-second', 0, clients);
+      for (const c of [first, second]) expect(c.all('welcome')[0]!.owner).toBe(testIdentity('fresh-first').peerId);
+      first.send({ type: 'policy', servers: [] });
+      expect(await first.next('policy')).toMatchObject({ servers: [] });
+      second.send({ type: 'serve', model: { modelId: 'm', source: 'https://models.example/m', numLayers: 2, hiddenSize: 64, layerBytes: 1 << 20, weightDtype: 'f32', replication: 1 } });
+      expect(await second.next('error', (e) => e.ref === 'serve')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+    } finally {
+      for (const c of clients) await c.close();
+      await server.close();
+    }
+  });
+});
+
 describe('a hop that blames someone else', () => {
   it('gets itself, not the peer it names, excluded from routes', async () => {
     const net = await startGridNet();

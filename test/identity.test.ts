@@ -1,7 +1,7 @@
 // Identities: peer ids derived from Ed25519 keys, signatures through WebCrypto and through
 // @noble/curves where WebCrypto is missing (the same bytes: Ed25519 is deterministic), and the
 // key files of Node processes (mode 0600, kept across restarts, one live process per file).
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, chmodSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,6 +152,9 @@ describe('key files', () => {
       expect(await again.joined).toBe(id);
       again.child.kill('SIGTERM');
       await again.exited;
+      // `aigrid id` names the same peer, to give as a network's owner.
+      const printed = await new Promise<string>((resolve) => execFile(process.execPath, [BIN, 'id', '--identity', keyFile], (_err, stdout) => resolve(stdout)));
+      expect(printed.split(/\s+/)[0]).toBe(id);
     } finally {
       await server.close();
     }

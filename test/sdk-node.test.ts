@@ -140,8 +140,19 @@ describe('SDK in Node', () => {
       expect(out.tokens).toEqual(g.greedy);
       expect(out.aigrid.route).toEqual([{ peerId: contribution.peerId, start: 0, end: 4 }]);
       expect(contribution.tokensServed).toBeGreaterThanOrEqual(g.ids.length + g.greedy.length - 1);
+      // It made the network, so it owns it: it sets who serves; a later client may not.
+      const later = await connect({ signal: net.server.wsUrl, network: 'sdk-alone' });
+      try {
+        await failure(later.setServePolicy('anyone'), 'ERR_PERMISSION_DENIED');
+        await failure(later.withdraw('tiny-llama'), 'ERR_PERMISSION_DENIED', 'withdraw');
+      } finally {
+        later.close();
+      }
+      await alone.setServePolicy([alone.peerId]);
+      await alone.withdraw('tiny-llama');
+      expect((await alone.models.list()).data).toEqual([]);
+      await waitFor(() => contribution.status().length === 0, 5000, 'the withdrawn model unloaded');
       contribution.stop();
-      expect(contribution.status()).toEqual([]);
     } finally {
       alone.close();
     }

@@ -8,6 +8,7 @@ import {
   signedHello,
   type ErrorCode,
   type Identity,
+  type Servers,
   type Capabilities,
   type ClientMessage,
   type Hop,
@@ -21,6 +22,7 @@ import { SOCKET_OPEN, type SocketConstructor, type SocketLike } from './platform
 type Welcome = Extract<ServerMessage, { type: 'welcome' }>;
 type Assign = Extract<ServerMessage, { type: 'assign' }>;
 type RouteReply = Extract<ServerMessage, { type: 'route' }>;
+type Policy = Extract<ServerMessage, { type: 'policy' }>;
 
 export interface RouteQuery {
   /** Layers the route must cover (default: the whole model). */
@@ -67,6 +69,8 @@ export interface SignalingClientEvents {
   unassign: [modelId: string];
   routeReply: [reply: RouteReply];
   models: [models: ModelCoverage[]];
+  /** Every valid message from the server, before its own event. */
+  message: [message: ServerMessage];
 }
 
 /** Errors after which reconnecting would only be refused again (or fight another holder of the key). */
@@ -193,22 +197,45 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   }
 
   private askModels(timeoutMs: number): Promise<ModelCoverage[]> {
-    return new Promise<ModelCoverage[]>((resolve, reject) => {
-      const done = (err: AigridError | null, models?: ModelCoverage[]) => {
+    return this.ask({ type: 'models' }, (m) => (m.type === 'models' ? m.models : undefined), 'model list', timeoutMs);
+  }
+
+  /** Stops serving a model on the network (its server or the network's owner may); resolves with the models left. */
+  withdraw(modelId: string, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<ModelCoverage[]> {
+    const gone = (m: ServerMessage) => (m.type === 'models' && !m.models.some((c) => c.model.modelId === modelId) ? m.models : undefined);
+    return this.ask({ type: 'withdraw', modelId }, gone, `withdrawal of ${modelId}`, timeoutMs);
+  }
+
+  /** Sets who may serve new models on the network (its owner only); resolves with the rules now. */
+  setServePolicy(servers: Servers, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Policy> {
+    return this.ask({ type: 'policy', servers }, (m) => (m.type === 'policy' ? m : undefined), 'policy answer', timeoutMs);
+  }
+
+  /**
+   * Sends `message` and resolves with what `accept` makes of the first server message it takes;
+   * rejects with the server's error about this message type, a timeout, or a closed connection.
+   */
+  private ask<T>(message: ClientMessage, accept: (m: ServerMessage) => T | undefined, what: string, timeoutMs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const done = (err: AigridError | null, value?: T) => {
         clearTimeout(timer);
-        this.off('models', onModels);
+        this.off('message', onMessage);
         this.off('state', onState);
         if (err) reject(err);
-        else resolve(models!);
+        else resolve(value as T);
       };
-      const onModels = (models: ModelCoverage[]) => done(null, models);
+      const onMessage = (m: ServerMessage) => {
+        if (m.type === 'error' && m.ref === message.type) return done(AigridError.fromJSON({ name: 'AigridError', code: m.code, message: m.message }));
+        const value = accept(m);
+        if (value !== undefined) done(null, value);
+      };
       const onState = (state: SignalingState) => {
-        if (state !== 'open') done(new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed while listing models'));
+        if (state !== 'open') done(new AigridError('ERR_SIGNALING_CLOSED', `the signaling connection closed while waiting for the ${what}`));
       };
-      const timer = setTimeout(() => done(new AigridError('ERR_SIGNALING_TIMEOUT', `no model list from the server in ${timeoutMs} ms`)), timeoutMs);
-      this.on('models', onModels);
+      const timer = setTimeout(() => done(new AigridError('ERR_SIGNALING_TIMEOUT', `no ${what} from the server in ${timeoutMs} ms`)), timeoutMs);
+      this.on('message', onMessage);
       this.on('state', onState);
-      if (!this.send({ type: 'models' })) done(new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+      if (!this.send(message)) done(new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
     });
   }
 
@@ -290,6 +317,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       return;
     }
     const msg = parsed.message;
+    this.emit('message', msg);
     switch (msg.type) {
       case 'challenge': {
         const socket = this.socket;

@@ -128,6 +128,21 @@ export class Grid {
     return spec;
   }
 
+  /** Stops serving a model on the network: every peer unloads it. Its server or the network's owner may. */
+  async withdraw(modelId: string): Promise<void> {
+    this.checkOpen();
+    await this.mesh.signaling.withdraw(modelId);
+  }
+
+  /**
+   * Who may serve new models on this network: 'anyone' or a list of peer ids. Only the network's
+   * owner (the server's --owner, else the network's first peer) may set it.
+   */
+  async setServePolicy(servers: 'anyone' | string[]): Promise<void> {
+    this.checkOpen();
+    await this.mesh.signaling.setServePolicy(servers);
+  }
+
   /**
    * Serves layers from this tab or process: a second peer joins the network with the memory
    * budget, and the coordinator assigns it layer ranges; weights are fetched for those layers only.

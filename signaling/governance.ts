@@ -1,0 +1,56 @@
+// Who governs each network: its owner (a peer id, so a key) and who may serve models on it. The
+// owner is the one the server's operator named (--owner), else the first peer that joined the
+// network when it was created. The owner may list the peers that may serve new models (the
+// default is anyone) and may change or withdraw any model; a model's own server may change or
+// withdraw that model. Rules live as long as the network has members, like its models.
+import type { Servers } from '../protocol/index.ts';
+
+export interface NetworkRules {
+  owner: string;
+  servers: Servers;
+}
+
+export class Governance {
+  private readonly rules = new Map<string, NetworkRules>();
+
+  /** `owner`: the operator's key, owner of every network on this server. */
+  constructor(private readonly owner?: string) {}
+
+  /** A peer joined `network`: the network's rules, made now when it is new. */
+  joined(network: string, peerId: string): NetworkRules {
+    let rules = this.rules.get(network);
+    if (!rules) this.rules.set(network, (rules = { owner: this.owner ?? peerId, servers: 'anyone' }));
+    return rules;
+  }
+
+  of(network: string): NetworkRules | undefined {
+    return this.rules.get(network);
+  }
+
+  isOwner(network: string, peerId: string): boolean {
+    return this.rules.get(network)?.owner === peerId;
+  }
+
+  /** Whether `peerId` may serve a model that is not yet on the network. */
+  mayServe(network: string, peerId: string): boolean {
+    const rules = this.rules.get(network);
+    if (!rules) return false;
+    return rules.servers === 'anyone' || rules.owner === peerId || rules.servers.includes(peerId);
+  }
+
+  /** Whether `peerId` may change or withdraw a model that `modelOwner` served. */
+  mayChange(network: string, peerId: string, modelOwner: string): boolean {
+    return peerId === modelOwner || this.isOwner(network, peerId);
+  }
+
+  setServers(network: string, servers: Servers): NetworkRules | undefined {
+    const rules = this.rules.get(network);
+    if (rules) rules.servers = Array.isArray(servers) ? [...new Set(servers)] : servers;
+    return rules;
+  }
+
+  /** The network's last member left. */
+  forget(network: string): void {
+    this.rules.delete(network);
+  }
+}
