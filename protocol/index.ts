@@ -9,3 +9,4 @@ export * from './session.ts';
 export * from './f16.ts';
 export * from './origins.ts';
 export * from './identity.ts';
+export * from './tickets.ts';

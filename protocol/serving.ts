@@ -2,6 +2,7 @@
 // assignments, status reports, and route requests. Used inside signaling messages (signaling.ts).
 import { z } from 'zod';
 import { PeerIdSchema } from './ids.ts';
+import { RouteTicketSchema } from './tickets.ts';
 
 export const ModelIdSchema = z.string().regex(/^[A-Za-z0-9._\/-]{1,128}$/, 'modelId: 1-128 of [A-Za-z0-9._/-]');
 
@@ -119,6 +120,8 @@ export const RouteReplySchema = z.object({
   requestId: z.number().int().nonnegative(),
   modelId: ModelIdSchema,
   hops: z.array(HopSchema).min(1).max(4096),
+  /** The coordinator's signature of this route for the asker (hops it assigned require it). */
+  ticket: RouteTicketSchema.optional(),
 });
 /** A network's rules: its owner (a peer id, so a key) and who may serve models. */
 export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema });

@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { AigridError, codeOf, type ErrorCode } from './errors.ts';
 import { PeerIdSchema } from './ids.ts';
 import { HopSchema, ModelIdSchema } from './serving.ts';
+import { RouteTicketSchema } from './tickets.ts';
 
 /** Frame types of collective serving (frames.ts holds the base ones). */
 export const ServingFrame = {
@@ -49,6 +50,8 @@ export const SessionSetupSchema = z.object({
   // The hop index travels in a u8 of the activation header.
   hops: z.array(StageSchema).min(1).max(255),
   client: PeerIdSchema,
+  /** The coordinator's ticket for this route and client, when it chose the route. */
+  ticket: RouteTicketSchema.optional(),
 });
 
 /** An ERR_* code as it crosses the wire: a code this version does not know becomes ERR_UNKNOWN_CODE. */

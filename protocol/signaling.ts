@@ -19,6 +19,7 @@ import {
   StatusMessageSchema,
   UnassignMessageSchema,
 } from './serving.ts';
+import { ServerKeySchema } from './tickets.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -103,6 +104,8 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     /** The network's owner: it sets who may serve, and may change or withdraw any model. */
     owner: PeerIdSchema.optional(),
     limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
+    /** The server's public key: it signs the route tickets hops check. */
+    serverKey: ServerKeySchema.optional(),
   }),
   z.object({ type: z.literal('join'), peer: PeerInfoSchema }),
   z.object({ type: z.literal('update'), peer: PeerInfoSchema }),

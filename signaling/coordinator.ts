@@ -31,6 +31,7 @@ import type { Governance } from './governance.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
 import { checkSource, type SourcePolicy } from './sources.ts';
+import { TICKET_LIFETIME_MS, type RouteTicket, type TicketFields } from '../protocol/index.ts';
 
 export const DEFAULT_MAX_MODELS_PER_NETWORK = 16;
 
@@ -50,6 +51,8 @@ export interface CoordinatorOptions {
   failedPeerMs?: number;
   /** Where served models may load weights from (default: https and hub ids only). */
   sources?: SourcePolicy;
+  /** Signs the routes it hands out (route tickets); without it routes go unsigned. */
+  signTicket?: (fields: TicketFields) => Promise<RouteTicket>;
   /** At most one `models` broadcast per network in this long; later changes go out together (default 50 ms). */
   publishEveryMs?: number;
   /** Membership changes arriving within this long are re-placed together (default 20 ms). */
@@ -190,7 +193,7 @@ export class Coordinator {
    * Answers the cheapest chain of ready peers over the layers asked (by the asker's measured latency
    * to each peer and the sessions it last reported), or ERR_NO_ROUTE naming the gaps.
    */
-  route(network: string, msg: RouteMsg, reply: Reply): Promise<void> {
+  route(network: string, client: string, msg: RouteMsg, reply: Reply): Promise<void> {
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
       if (!model?.placement) {
@@ -211,7 +214,11 @@ export class Coordinator {
         ]),
       );
       const hops = findRoute(n, assignments, stats, request, this.opts.routeCosts);
-      if (hops) return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops });
+      if (hops) {
+        const expires = Date.now() + TICKET_LIFETIME_MS;
+        const ticket = await this.opts.signTicket?.({ network, modelId: msg.modelId, client, hops, expires });
+        return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops, ...(ticket ? { ticket } : {}) });
+      }
       const gaps = formatLayers(missingLayers(n, assignments, stats, request));
       const ready = [...stats.values()].filter((s) => s.ready).length;
       const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;

@@ -9,8 +9,10 @@ import {
   verifySignature,
   MODELS_REPLY_EVERY_MS,
   PROTOCOL_VERSION,
+  signTicket,
   type ClientMessage,
   type ErrorCode,
+  type Identity,
   type LeaveReason,
   type ModelCoverage,
   type PeerServing,
@@ -40,6 +42,8 @@ export interface HubOptions {
   sources: SourcePolicy;
   /** The peer id that owns every network; else each network's first peer does. */
   owner?: string;
+  /** The key that signs route tickets; its public half goes out in every welcome. */
+  serverKey: Identity;
   log: (line: string) => void;
 }
 
@@ -66,6 +70,7 @@ export class Hub {
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
       broadcast: (network, message) => this.broadcast(network, message),
       sources: opts.sources,
+      signTicket: (fields) => signTicket(opts.serverKey, fields),
       log: opts.log,
     });
   }
@@ -202,7 +207,7 @@ export class Hub {
       case 'status':
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'route':
-        return this.coordinator.route(conn.network, msg, (m) => conn.send(m));
+        return this.coordinator.route(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'models':
         return this.answerModels(conn);
       case 'withdraw':
@@ -277,6 +282,7 @@ export class Hub {
       heartbeatMs: this.opts.heartbeatMs,
       owner: rules.owner,
       limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
+      serverKey: this.opts.serverKey.publicKey,
     });
     this.broadcast(network, { type: 'join', peer }, conn);
     this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);

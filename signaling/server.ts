@@ -11,6 +11,7 @@ import {
   DEFAULT_MESSAGES_PER_SECOND,
   HARD_SIGNAL_FRAME_BYTES,
   isLoopbackAddress,
+  ephemeralIdentity,
   MAX_SIGNAL_FRAME_BYTES,
   originAllowed,
   type AllowedOrigins,
@@ -86,6 +87,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const store = options.store ?? new MemoryRegistry();
   const hub = new Hub({
     store,
+    // A fresh key per start: tickets last minutes, and peers learn the key anew in each welcome.
+    serverKey: ephemeralIdentity(),
     serving: options.serving,
     heartbeatMs,
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),

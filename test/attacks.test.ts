@@ -504,3 +504,59 @@ describe('links opened and left unused', () => {
     }
   });
 });
+
+describe('session setups without the coordinator\'s ticket', () => {
+  it('are refused by a peer the coordinator assigned; a ticket for another route or client does not pass; 20,000 leave nothing', async () => {
+    const net = await startGridNet();
+    try {
+      const peer = await net.peer('tickets', 'tickets-peer');
+      const client = await net.join('tickets', 'tickets-client', 0);
+      let ready = false;
+      client.signaling.on('models', (models) => (ready = models.some((m) => m.ready.every((r) => r > 0))));
+      client.signaling.send({ type: 'serve', model: await net.spec('tiny-llama') });
+      await waitFor(() => ready, 30_000, 'model ready');
+      const route = await client.signaling.requestRoute('tiny-llama');
+      expect(route.ticket).toBeDefined();
+      const frames: Frame[] = [];
+      client.on('frame', (_from, f) => frames.push(f));
+      const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+      const setup = (extra: Partial<SessionSetup>): SessionSetup => ({ sessionId: randomSessionId(), modelId: 'tiny-llama', hops: route.hops, client: client.peerId, ...extra });
+      const answer = async (s: SessionSetup) => {
+        frames.length = 0;
+        await client.send(peer.peerId, ServingFrame.session, json(s));
+        await waitFor(() => frames.length > 0, 5000, 'an answer');
+        const f = frames[0]!;
+        return f.type === ServingFrame.session ? 'ack' : (JSON.parse(new TextDecoder().decode(f.payload)) as { code: string }).code;
+      };
+      expect(await answer(setup({}))).toBe('ERR_PERMISSION_DENIED'); // no ticket
+      // The ticket signs the route as given: a route that adds a next hop for the peer to link to fails.
+      const stranger = await net.join('tickets', 'tickets-stranger', 0);
+      const longer = [{ ...route.hops[0]!, end: 2 }, { peerId: stranger.peerId, start: 2, end: 4 }];
+      expect(await answer(setup({ hops: longer, ticket: route.ticket }))).toBe('ERR_PERMISSION_DENIED');
+      // The ticket as signed, for this client: accepted.
+      expect(await answer(setup({ ticket: route.ticket }))).toBe('ack');
+      expect(peer.sessionCount).toBe(1);
+
+      // Another peer cannot use the ticket it saw: not for itself, nor charged to its owner.
+      const seen: Frame[] = [];
+      stranger.on('frame', (_from, f) => seen.push(f));
+      const codes = () => seen.filter((f) => f.type === ServingFrame.fail).map((f) => (JSON.parse(new TextDecoder().decode(f.payload)) as { code: string }).code);
+      await stranger.send(peer.peerId, ServingFrame.session, json(setup({ client: stranger.peerId, ticket: route.ticket })));
+      await stranger.send(peer.peerId, ServingFrame.session, json(setup({ ticket: route.ticket })));
+      await waitFor(() => codes().length === 2, 5000, 'both refused');
+      expect(codes().sort()).toEqual(['ERR_INVALID_ARGUMENT', 'ERR_PERMISSION_DENIED']);
+
+      // 20,000 setups without a ticket: each refused, none kept, memory flat.
+      seen.length = 0;
+      const heapBefore = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 20_000; i++) void stranger.send(peer.peerId, ServingFrame.session, json(setup({ client: stranger.peerId }))).catch(() => {});
+      await waitFor(() => seen.length >= 20_000, 60_000, 'every setup answered');
+      expect(new Set(codes())).toEqual(new Set(['ERR_PERMISSION_DENIED']));
+      expect(seen.some((f) => f.type === ServingFrame.session)).toBe(false);
+      expect(peer.sessionCount).toBe(1);
+      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      await net.close();
+    }
+  });
+});

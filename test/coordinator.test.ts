@@ -70,6 +70,8 @@ describe('coordinator', () => {
         { peerId: idOf('peer-a'), start: 0, end: 4 },
         { peerId: idOf('peer-b'), start: 4, end: 8 },
       ],
+      // Signed for the asker: hops the coordinator assigned accept a session only with it.
+      ticket: { expires: expect.any(Number), signature: expect.stringMatching(/^[A-Za-z0-9_-]{86}$/) },
     });
     tiny.send({ type: 'route', requestId: 4, modelId: MODEL.modelId, start: 2, end: 6 });
     expect((await tiny.next('route')).hops).toEqual([

@@ -66,7 +66,7 @@ describe('routes by measured latency', () => {
     const ask = vi.spyOn(client.signaling, 'requestRoute');
     const routes = signalingRoutes(client.signaling, spec.modelId, { latency });
 
-    expect((await routes([])).map((h) => h.peerId)).toEqual([idOf('near-peer')]);
+    expect((await routes([])).hops.map((h) => h.peerId)).toEqual([idOf('near-peer')]);
     const sent = ask.mock.calls[0]![1]!.latencyMs!;
     expect(Object.keys(sent).sort()).toEqual([idOf('far-peer'), idOf('near-peer')].sort());
     expect(sent[idOf('far-peer')]!).toBeGreaterThanOrEqual(150);
@@ -74,7 +74,7 @@ describe('routes by measured latency', () => {
     expect(pings.sort()).toEqual([idOf('far-peer'), idOf('near-peer')].sort());
 
     // Cached: no new pings; an excluded peer is neither measured nor sent.
-    expect((await routes([idOf('near-peer')])).map((h) => h.peerId)).toEqual([idOf('far-peer')]);
+    expect((await routes([idOf('near-peer')])).hops.map((h) => h.peerId)).toEqual([idOf('far-peer')]);
     expect(pings).toHaveLength(2);
     expect(Object.keys(ask.mock.calls[1]![1]!.latencyMs!)).toEqual([idOf('far-peer')]);
     ask.mockRestore();

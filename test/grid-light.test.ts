@@ -99,11 +99,13 @@ describe('light sessions over Node peers (CPU)', () => {
     await Promise.all([a!.assign(spec, 0, 2), b!.assign(spec, 2, 4, { head: true })]);
     const mesh = await net.join('light-plain', 'light-plain-client');
     const vocab = await vocabSize('tiny-llama');
-    const refused = async (peers: GridPeer[]) => {
-      const chain = await net.wholeModel(mesh, 'tiny-llama', [route([peers[0]!, 0, 2], [peers[1]!, 2, 4])], { vocabSize: vocab, maxFailovers: 0 });
+    const refused = async (peers: GridPeer[], maxFailovers = 0) => {
+      const chain = await net.wholeModel(mesh, 'tiny-llama', [route([peers[0]!, 0, 2], [peers[1]!, 2, 4])], { vocabSize: vocab, maxFailovers });
       return chain.generate([1, 2, 3], { maxTokens: 1, temperature: 0 });
     };
     await expect(refused([a!, b!])).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringContaining('embedding') });
+    // Allowed to fail over, it runs out of routes; the error still says why the first one failed.
+    await expect(refused([a!, b!], 2)).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringMatching(/every given route passes a failed peer.*after route 1 failed: .*embedding/) });
     // The same peers serve a default session.
     const chain = await net.chain(mesh, 'tiny-llama', [route([a!, 0, 2], [b!, 2, 4])]);
     const golden = (await net.model('tiny-llama')).golden[0]!;

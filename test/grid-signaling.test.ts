@@ -78,14 +78,14 @@ describe('route requests', () => {
     const { signaling } = await join();
     const replies: unknown[] = [];
     signaling.on('routeReply', (r) => replies.push(r));
-    expect(await signaling.requestRoute('tiny-llama', { exclude: ['peer-bad'] })).toEqual(hops);
+    expect((await signaling.requestRoute('tiny-llama', { exclude: ['peer-bad'] })).hops).toEqual(hops);
     expect(received.find((m) => m.type === 'route')).toMatchObject({ modelId: 'tiny-llama', exclude: ['peer-bad'] });
     expect(replies).toHaveLength(1);
     await expect(signaling.requestRoute('none')).rejects.toMatchObject({ code: 'ERR_NO_ROUTE' });
     await expect(signaling.requestRoute('silent', { timeoutMs: 200 })).rejects.toMatchObject({ code: 'ERR_SIGNALING_TIMEOUT' });
     // Concurrent requests are told apart by request id.
     const both = await Promise.all([signaling.requestRoute('a', { start: 0, end: 2 }), signaling.requestRoute('b')]);
-    expect(both).toEqual([hops, hops]);
+    expect(both.map((r) => r.hops)).toEqual([hops, hops]);
     // An error answered out of order settles the request it names, not the oldest pending one.
     const older = signaling.requestRoute('silent', { timeoutMs: 500 });
     const late = signaling.requestRoute('late-none', { timeoutMs: 500 });

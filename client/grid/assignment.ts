@@ -41,6 +41,11 @@ export class Assignment {
   head: Head | null = null;
   detail: string | undefined;
   tokensServed = 0;
+  /**
+   * Assigned by the coordinator: sessions on it need the coordinator's route ticket. Ranges a
+   * program assigns directly (its own peers, tests) take sessions on its word.
+   */
+  ticketed = false;
   /** Weight bytes downloaded (or read) so far for this range, of the total it needs. */
   progress = { bytesDone: 0, bytesTotal: 0 };
   /** Resolves when the shard is ready; rejects with why it could not load. */

@@ -24,6 +24,8 @@ import {
   type ErrorCode,
   type PassHeader,
   type SessionFailure,
+  type SessionSetup,
+  ticketValid,
 } from '../../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
 import { DecodeBatcher } from './decode-batcher.ts';
@@ -81,6 +83,9 @@ export class HopServer {
     if (!assignment?.shard) return refuse('ERR_NO_ROUTE', `${me} does not serve ${modelId} now (${assignment?.state ?? 'not assigned'})`);
     if (!assignment.covers(stage.start, stage.end)) {
       return refuse('ERR_INVALID_ARGUMENT', `${me} serves ${modelId} layers [${assignment.start}, ${assignment.end}), which do not hold [${stage.start}, ${stage.end})`);
+    }
+    if (assignment.ticketed && !(await this.ticketHolds(setup))) {
+      return refuse('ERR_PERMISSION_DENIED', `session ${sessionId} has no valid route ticket from the coordinator that assigned ${me} its layers (a route must come from the coordinator, for this client)`);
     }
     const lacks = stage.embed && !assignment.parts.embed ? 'embedding' : stage.head && !assignment.parts.head ? 'LM head' : null;
     if (lacks) return refuse('ERR_NO_ROUTE', `${me} does not hold ${modelId}'s ${lacks}, so it cannot be hop ${index} of this route`);
@@ -179,6 +184,14 @@ export class HopServer {
     session.release();
     const next = session.next;
     if (next && next.peerId !== from) this.mesh.send(next.peerId, ServingFrame.release, payload).catch(() => {});
+  }
+
+  /** Whether the setup carries the coordinator's valid, unexpired ticket for exactly this route and client. */
+  private async ticketHolds(setup: SessionSetup): Promise<boolean> {
+    const key = this.mesh.signaling.serverKey;
+    if (!setup.ticket || !key) return false;
+    const hops = setup.hops.map(({ peerId, start, end }) => ({ peerId, start, end }));
+    return ticketValid(key, setup.ticket, { network: this.mesh.network, modelId: setup.modelId, client: setup.client, hops });
   }
 
   /** A later hop's failure report reaches the client through us when it has no link of its own. */

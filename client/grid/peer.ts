@@ -97,7 +97,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       } catch (err) {
         [model, refuse] = [msg.model, err as AigridError];
       }
-      this.load(model, msg.start, msg.end, parts, refuse).catch(() => {}); // reported as status 'failed'
+      this.load(model, msg.start, msg.end, parts, refuse, true).catch(() => {}); // reported as status 'failed'
     };
     const onUnassign = (modelId: string) => this.unassign(modelId);
     this.mesh.on('frame', onFrame);
@@ -129,11 +129,15 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     return this.load(model, start, end, parts);
   }
 
-  /** `refuse`: the assignment is reported failed with this reason instead of loading. */
-  private load(model: ModelSpec, start: number, end: number, parts: HeadParts, refuse?: AigridError): Promise<void> {
+  /**
+   * `refuse`: the assignment is reported failed with this reason instead of loading. `ticketed`:
+   * the coordinator assigned it, so its sessions need the coordinator's route tickets.
+   */
+  private load(model: ModelSpec, start: number, end: number, parts: HeadParts, refuse?: AigridError, ticketed = false): Promise<void> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the grid peer is closed'));
     const current = this.assignments.get(model.modelId);
     if (!refuse && current && current.start === start && current.end === end && current.state !== 'failed' && sameSpec(current.model, model) && sameParts(current.parts, parts)) {
+      current.ticketed ||= ticketed;
       this.report(current); // the coordinator may have restarted or re-sent it: tell it where we stand
       return current.ready;
     }
@@ -143,6 +147,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
     };
     const assignment = new Assignment(model, start, end, this.options.open ?? defaultOpener, settings, (a) => this.report(a), { ...parts }, onProgress);
+    assignment.ticketed = ticketed;
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
     return assignment.ready;

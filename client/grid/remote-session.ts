@@ -13,6 +13,7 @@ import {
   sameSetup,
   ServingFrame,
   type ErrorCode,
+  type RouteTicket,
   type HiddenFrame,
   type PassHeader,
   type SessionFailure,
@@ -40,6 +41,8 @@ export interface RemoteSessionOptions {
   mesh: Mesh;
   modelId: string;
   hops: Stage[];
+  /** The coordinator's ticket for the route, which the hops it assigned require. */
+  ticket?: RouteTicket;
   hiddenSize: number;
   /** Logits per result, when the last stage runs the head. */
   vocabSize?: number;
@@ -66,7 +69,7 @@ export class RemoteSession {
 
   constructor(private readonly options: RemoteSessionOptions) {
     this.mesh = options.mesh;
-    this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map((h) => ({ ...h })), client: options.mesh.peerId };
+    this.setup = { sessionId: this.id, modelId: options.modelId, hops: options.hops.map((h) => ({ ...h })), client: options.mesh.peerId, ...(options.ticket ? { ticket: options.ticket } : {}) };
     if (this.setup.hops.at(-1)!.head && !options.vocabSize) throw new AigridError('ERR_INVALID_ARGUMENT', 'a route whose last stage runs the head needs the vocabulary size');
     this.failed = new Promise<never>((_, reject) => (this.onFailure = reject));
     this.failed.catch(() => {});

@@ -146,16 +146,26 @@ export abstract class RouteRunner {
   /** Runs the rows the session's route lacks, moving to a new route (and replaying) on failure. */
   private async runRoute(sessionId: string, state: ChainSession): Promise<Float32Array> {
     const W = this.shape.width;
+    let previous: RouteFailure | undefined;
     for (let failovers = 0; ; failovers++) {
       let remote = state.remote;
       try {
-        remote ??= state.remote = await this.openRemote();
+        try {
+          remote ??= state.remote = await this.openRemote();
+        } catch (err) {
+          // No route left after a failure: say which failure excluded the peers it lacks.
+          if (previous && err instanceof AigridError && !(err instanceof RouteFailure)) {
+            throw new AigridError(err.code, `${err.message} (after route ${failovers} failed: ${previous.message})`, { cause: err });
+          }
+          throw err;
+        }
         const from = remote.synced;
         const out = await remote.run(state.rows.subarray(from * W, state.length * W), from, this.chunkTokens);
         remote.synced = state.length;
         return out;
       } catch (err) {
         if (!(err instanceof RouteFailure)) throw err;
+        previous = err;
         const ours = err.blame === this.mesh.peerId;
         if (err.blame && !ours) this.markBad(err.blame);
         if (remote) this.drop(remote);
@@ -195,10 +205,11 @@ export abstract class RouteRunner {
   }
 
   private async openRemote(): Promise<RemoteSession> {
-    const hops = this.shape.stages(await this.options.routes(this.badPeers()));
+    const route = await this.options.routes(this.badPeers());
+    const hops = this.shape.stages(route.hops);
     checkRoute(hops, 0, this.options.numLayers);
     const { mesh, modelId, hiddenSize } = this.options;
-    const remote = new RemoteSession({ mesh, modelId, hops, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
+    const remote = new RemoteSession({ mesh, modelId, hops, ticket: route.ticket, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
     this.remotes.set(remote.id, remote);
     try {
       await remote.open();

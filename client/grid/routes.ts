@@ -1,11 +1,14 @@
 // Where a client's routes come from: the coordinator (over signaling), or a fixed list of
 // alternatives. Either way a failed peer is excluded from the next route asked for.
 import type { Mesh } from '../mesh/mesh.ts';
-import type { SignalingClient } from '../mesh/signaling-client.ts';
+import type { Route, SignalingClient } from '../mesh/signaling-client.ts';
 import { AigridError, describeRoute, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../../protocol/index.ts';
 
-/** A chain of hops covering the model that avoids the excluded peers; rejects ERR_NO_ROUTE when there is none. */
-export type RouteSource = (exclude: readonly string[]) => Promise<Hop[]>;
+/**
+ * A chain of hops covering the model that avoids the excluded peers (with the coordinator's ticket
+ * when it chose it); rejects ERR_NO_ROUTE when there is none.
+ */
+export type RouteSource = (exclude: readonly string[]) => Promise<Route>;
 
 /** The first of the given routes that avoids every excluded peer. */
 export function explicitRoutes(routes: readonly (readonly Hop[])[]): RouteSource {
@@ -16,7 +19,7 @@ export function explicitRoutes(routes: readonly (readonly Hop[])[]): RouteSource
       const tried = routes.map((r) => describeRoute(r)).join('; ');
       throw new AigridError('ERR_NO_ROUTE', `every given route passes a failed peer (${[...avoid].join(', ')}): ${tried}`);
     }
-    return route.map((h) => ({ ...h }));
+    return { hops: route.map((h) => ({ ...h })) };
   };
 }
 
@@ -120,13 +123,13 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
   return async (exclude) => {
     const avoid = [...exclude].slice(0, 64);
     const latencyMs = latency ? await latency.measure(avoid) : undefined;
-    const hops = await signaling.requestRoute(modelId, {
+    const route = await signaling.requestRoute(modelId, {
       exclude: avoid,
       timeoutMs,
       ...(latencyMs && Object.keys(latencyMs).length ? { latencyMs } : {}),
     });
-    latency?.observe(hops);
-    return hops;
+    latency?.observe(route.hops);
+    return route;
   };
 }
 

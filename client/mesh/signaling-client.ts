@@ -12,6 +12,7 @@ import {
   type Capabilities,
   type ClientMessage,
   type Hop,
+  type RouteTicket,
   type ModelCoverage,
   type PeerInfo,
   type ServerMessage,
@@ -76,8 +77,14 @@ export interface SignalingClientEvents {
 /** Errors after which reconnecting would only be refused again (or fight another holder of the key). */
 const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_REPLACED', 'ERR_BAD_SIGNATURE', 'ERR_IDENTITY_MISMATCH', 'ERR_PROTOCOL_VERSION']);
 
+/** A route from the coordinator, with its ticket when the server signs routes. */
+export interface Route {
+  hops: Hop[];
+  ticket?: RouteTicket;
+}
+
 interface RouteWaiter {
-  resolve: (hops: Hop[]) => void;
+  resolve: (route: Route) => void;
   reject: (err: AigridError) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -96,6 +103,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private nextRouteId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
+  /** The server's public key from its last welcome: it signs route tickets. */
+  serverKey: string | undefined;
   /** The `models` ask in flight, shared by callers at the same time. */
   private listing: Promise<ModelCoverage[]> | null = null;
   capabilities: Capabilities;
@@ -169,10 +178,10 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
    * Asks the coordinator for a chain of ready peers covering the model. Rejects with the server's
    * error (ERR_NO_ROUTE), ERR_SIGNALING_TIMEOUT, or ERR_SIGNALING_CLOSED when the socket drops.
    */
-  requestRoute(modelId: string, query: RouteQuery = {}): Promise<Hop[]> {
+  requestRoute(modelId: string, query: RouteQuery = {}): Promise<Route> {
     const requestId = this.nextRouteId++;
     const { timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS, ...range } = query;
-    return new Promise<Hop[]>((resolve, reject) => {
+    return new Promise<Route>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.routes.delete(requestId);
         reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no route for ${modelId} from the server in ${timeoutMs} ms`));
@@ -331,6 +340,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       }
       case 'welcome':
         this.attempt = 0;
+        this.serverKey = msg.serverKey;
         this.heartbeatMs = msg.heartbeatMs;
         this.setState('open');
         this.startKeepAlive();
@@ -380,7 +390,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         break;
       case 'route':
         this.emit('routeReply', msg);
-        this.settleRoute(msg.requestId, msg.hops);
+        this.settleRoute(msg.requestId, msg.ticket ? { hops: msg.hops, ticket: msg.ticket } : { hops: msg.hops });
         break;
       case 'models':
         this.emit('models', msg.models);
@@ -388,7 +398,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     }
   }
 
-  private settleRoute(requestId: number, result: Hop[] | AigridError): void {
+  private settleRoute(requestId: number, result: Route | AigridError): void {
     const waiter = this.routes.get(requestId);
     if (!waiter) return;
     this.routes.delete(requestId);
