@@ -45,6 +45,7 @@ export const TYPE_RATE_LIMITS = {
   serve: [2, 4],
   withdraw: [2, 4],
   policy: [2, 4],
+  verdict: [10, 20],
   status: [10, 20],
   route: [25, 50],
 } as const satisfies Record<string, readonly [number, number]>;

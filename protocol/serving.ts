@@ -105,6 +105,18 @@ export const RouteRequestSchema = z.object({
     .record(PeerIdSchema, z.number().finite().min(0).max(MAX_LATENCY_MS))
     .refine((m) => Object.keys(m).length <= MAX_LATENCY_ENTRIES, `latencyMs: at most ${MAX_LATENCY_ENTRIES} peers`)
     .optional(),
+  /**
+   * For a spot-check: the route `around` (one the coordinator gave) with peer `replace` swapped for
+   * others covering its layers; `exclude` still applies to the replacement.
+   */
+  around: z.array(HopSchema).min(1).max(255).optional(),
+  replace: PeerIdSchema.optional(),
+});
+/** What a client found when it checked a route's work: per peer, right, wrong or timed out. */
+export const VerdictMessageSchema = z.object({
+  type: z.literal('verdict'),
+  modelId: ModelIdSchema,
+  verdicts: z.array(z.object({ peerId: PeerIdSchema, result: z.enum(['verified', 'wrong', 'timeout']) })).min(1).max(16),
 });
 
 // Server -> client.
@@ -122,6 +134,8 @@ export const RouteReplySchema = z.object({
   hops: z.array(HopSchema).min(1).max(4096),
   /** The coordinator's signature of this route for the asker (hops it assigned require it). */
   ticket: RouteTicketSchema.optional(),
+  /** Hops with little verified work: clients check routes through them more often. */
+  newcomers: z.array(PeerIdSchema).max(255).optional(),
 });
 /** A network's rules: its owner (a peer id, so a key) and who may serve models. */
 export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema });

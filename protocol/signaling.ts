@@ -15,6 +15,7 @@ import {
   PolicyMessageSchema,
   ServeMessageSchema,
   SetPolicyMessageSchema,
+  VerdictMessageSchema,
   WithdrawMessageSchema,
   StatusMessageSchema,
   UnassignMessageSchema,
@@ -87,6 +88,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   ListModelsSchema,
   WithdrawMessageSchema,
   SetPolicyMessageSchema,
+  VerdictMessageSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);

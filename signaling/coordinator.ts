@@ -23,11 +23,13 @@ import {
   ModelSpecSchema,
   type ClientMessage,
   type ModelCoverage,
+  type Hop,
   type ModelSpec,
   type PeerServing,
   type ServerMessage,
 } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
+import type { Reputation } from './reputation.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
 import { checkSource, type SourcePolicy } from './sources.ts';
@@ -44,6 +46,8 @@ export interface CoordinatorOptions {
   log: (line: string) => void;
   /** Who may serve, change and withdraw models on each network. */
   governance: Governance;
+  /** What clients found when they checked each key's work. */
+  reputation: Reputation;
   maxModelsPerNetwork?: number;
   placement?: PlacementOptions;
   routeCosts?: RouteCosts;
@@ -207,18 +211,29 @@ export class Coordinator {
         return reply(routeError(msg, 'ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`));
       }
       const { assignments } = model.placement;
+      const { reputation } = this.opts;
       const stats = new Map<string, PeerStats>(
         [...model.status].map(([peerId, s]) => [
           peerId,
-          { ready: s.state === 'ready', sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] },
+          // A key whose wrong results outweigh its verified work is on no route.
+          { ready: s.state === 'ready' && !reputation.excluded(peerId), sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] },
         ]),
       );
-      const hops = findRoute(n, assignments, stats, request, this.opts.routeCosts);
+      let hops: Hop[] | null;
+      try {
+        hops = msg.around ? spliceRoute(n, assignments, stats, msg, this.opts.routeCosts) : findRoute(n, assignments, stats, request, this.opts.routeCosts);
+      } catch (err) {
+        return reply(routeError(msg, 'ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`));
+      }
       if (hops) {
         const expires = Date.now() + TICKET_LIFETIME_MS;
         const ticket = await this.opts.signTicket?.({ network, modelId: msg.modelId, client, hops, expires });
-        return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops, ...(ticket ? { ticket } : {}) });
+        const peers = hops.map((h) => h.peerId);
+        reputation.routedThrough(client, peers);
+        const newcomers = peers.filter((p) => reputation.newcomer(p));
+        return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops, ...(ticket ? { ticket } : {}), ...(newcomers.length ? { newcomers } : {}) });
       }
+      if (msg.around) return reply(routeError(msg, 'ERR_NO_ROUTE', `route ${msg.requestId}: no other ready peer covers what ${msg.replace} holds on that route`));
       const gaps = formatLayers(missingLayers(n, assignments, stats, request));
       const ready = [...stats.values()].filter((s) => s.ready).length;
       const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;
@@ -310,7 +325,7 @@ export class Coordinator {
       const now = Date.now();
       for (const [peerId, until] of model.failed ?? []) if (until <= now) model.failed!.delete(peerId);
       const planPeers = peers
-        .filter((p) => !model.failed?.has(p.peerId))
+        .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId))
         .map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops }));
       const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
       const next = model.placement ? rebalance({ ...model.placement, model: spec }, planPeers, this.opts.placement) : place(spec, planPeers, this.opts.placement);
@@ -421,4 +436,29 @@ function error(code: AigridError['code'], message: string, ref: string): ServerM
 /** An error answering one route request: it names the request, so the asker settles that one. */
 function routeError(msg: RouteMsg, code: AigridError['code'], message: string): ServerMessage {
   return { type: 'error', code, message, ref: 'route', requestId: msg.requestId };
+}
+
+/**
+ * The route `msg.around` with `msg.replace`'s hop swapped for ready peers covering the same layers
+ * (not the replaced peer, nor `msg.exclude`): what a client replays a session on to check that
+ * hop. Null when no other peer covers them; throws when `around` is not a route through peers
+ * that hold those layers now.
+ */
+function spliceRoute(n: number, assignments: ReadonlyMap<string, LayerRange>, stats: ReadonlyMap<string, PeerStats>, msg: RouteMsg, costs?: RouteCosts): Hop[] | null {
+  const around = msg.around!;
+  let at = 0;
+  for (const hop of around) {
+    const held = assignments.get(hop.peerId);
+    if (hop.start !== at || hop.end <= hop.start || !held || held.start > hop.start || held.end < hop.end) {
+      throw new Error(`around is not a route over layers the coordinator assigned (hop ${hop.peerId} [${hop.start}, ${hop.end}))`);
+    }
+    at = hop.end;
+  }
+  if (at !== n) throw new Error(`around covers layers [0, ${at}), not the model's ${n}`);
+  const index = around.findIndex((h) => h.peerId === msg.replace);
+  if (index < 0) throw new Error(`peer ${msg.replace} is not on the route to replace`);
+  const { start, end } = around[index]!;
+  const exclude = [...(msg.exclude ?? []), msg.replace!];
+  const middle = findRoute(n, assignments, stats, { start, end, exclude }, costs);
+  return middle && [...around.slice(0, index), ...middle, ...around.slice(index + 1)];
 }

@@ -16,6 +16,8 @@ export interface HttpOptions {
   models?: (network: string) => Promise<ModelCoverage[]>;
   /** Which peer serves which layers, with its last status (none when not given). */
   serving?: (network: string) => Promise<PeerServing[]>;
+  /** What clients found of each member's work (none when not given). */
+  trust?: (network: string) => Promise<Record<string, unknown>>;
   /** The network's owner and who may serve on it (none when not given). */
   rules?: (network: string) => NetworkRules | undefined;
   staticDir?: string;
@@ -65,7 +67,8 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const models = opts.models ? await opts.models(network) : [];
     const serving = opts.serving ? await opts.serving(network) : [];
     const rules = opts.rules?.(network);
-    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers } : {}), peers, models, serving });
+    const reputation = opts.trust ? await opts.trust(network) : {};
+    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers } : {}), peers, models, serving, reputation });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

@@ -22,6 +22,7 @@ import {
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
+import { Reputation, type KeyRecord } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
@@ -59,12 +60,14 @@ export class Hub {
   private readonly offers = new OfferBook();
   private readonly coordinator: Coordinator;
   private readonly governance: Governance;
+  private readonly reputation = new Reputation();
   private stopping = false;
 
   constructor(private readonly opts: HubOptions) {
     this.governance = new Governance(opts.owner);
     this.coordinator = new Coordinator({
       governance: this.governance,
+      reputation: this.reputation,
       registry: opts.store,
       store: opts.serving,
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
@@ -83,6 +86,15 @@ export class Hub {
   /** A network's owner and who may serve on it, for the HTTP view. */
   rules(network: string): NetworkRules | undefined {
     return this.governance.of(network);
+  }
+
+  /** What clients found of each member's work, for the HTTP view. */
+  async trust(network: string): Promise<Record<string, KeyRecord & { excluded: boolean; newcomer: boolean }>> {
+    const out: Record<string, KeyRecord & { excluded: boolean; newcomer: boolean }> = {};
+    for (const { peerId } of await this.opts.store.list(network)) {
+      out[peerId] = { ...this.reputation.of(peerId), excluded: this.reputation.excluded(peerId), newcomer: this.reputation.newcomer(peerId) };
+    }
+    return out;
   }
 
   /** Which peer serves what, with its last status, for the HTTP view. */
@@ -214,6 +226,14 @@ export class Hub {
         return this.coordinator.withdraw(conn.network, conn.peer.peerId, msg.modelId, (m) => conn.send(m));
       case 'policy':
         return this.setPolicy(conn, conn.peer.peerId, msg);
+      case 'verdict': {
+        const counted = this.reputation.record(conn.peer.peerId, msg.verdicts);
+        const wrong = msg.verdicts.filter((v) => v.result === 'wrong').map((v) => v.peerId);
+        if (wrong.length) this.opts.log(`${conn.label} found ${wrong.join(', ')} wrong on ${msg.modelId} (${counted} of ${msg.verdicts.length} verdicts counted)`);
+        // A key that fell below the line leaves placement now, not at the next membership change.
+        if (wrong.some((p) => this.reputation.excluded(p))) await this.coordinator.changed(conn.network);
+        return;
+      }
     }
   }
 

@@ -104,7 +104,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const models = (network: string) => hub.coverage(network);
   const serving = (network: string) => hub.serving(network);
   const rules = (network: string) => hub.rules(network);
-  const http = createServer(createHttpHandler({ store, models, serving, rules, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
+  const trust = (network: string) => hub.trust(network);
+  const http = createServer(createHttpHandler({ store, models, serving, rules, trust, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({
     server: http,

@@ -23,7 +23,9 @@ import {
 } from '../../protocol/index.ts';
 import { generate, type GenerateOptions, type GenerateResult, type TokenModel } from '../model/generate.ts';
 import { RemoteSession, RouteFailure, type SessionRows } from './remote-session.ts';
+import type { Route } from '../mesh/signaling-client.ts';
 import type { RouteSource } from './routes.ts';
+import { Verifier, type VerifyOptions } from './verifier.ts';
 
 export const DEFAULT_CHUNK_TOKENS = 64;
 /** Fewer tokens per prefill frame would waste each hop's per-frame overhead. */
@@ -44,6 +46,8 @@ export interface RouteOptions {
   /** How long a failed peer stays excluded from routes (default 60 s). */
   badPeerMs?: number;
   onFailover?: (event: FailoverEvent) => void;
+  /** Spot-checks of finished sessions (with a route source that can replace a hop); none when not given. */
+  verify?: VerifyOptions;
 }
 
 export interface FailoverEvent {
@@ -73,13 +77,21 @@ interface ChainSession {
   rows: SessionRows;
   length: number;
   remote: RemoteSession | null;
+  /** Kept for a spot-check: the route and each run's output (dropped after a failover). */
+  record?: { draw: number; route?: Route; runs: { end: number; output: Float32Array }[]; bytes: number };
 }
+
+/** Outputs kept per session for a spot-check, at most; a longer session goes unchecked. */
+const MAX_RECORDED_BYTES = 64 * 1024 * 1024;
 
 export abstract class RouteRunner {
   private readonly mesh: Mesh;
   private readonly sessions = new Map<string, ChainSession>();
   private readonly remotes = new Map<string, RemoteSession>();
   private readonly bad = new Map<string, number>();
+  /** The route each open remote session runs on, as the source gave it. */
+  private readonly routeOfRemote = new WeakMap<RemoteSession, Route>();
+  private readonly verifier: Verifier | undefined;
   private readonly chunkTokens: number;
   private readonly detach: () => void;
 
@@ -91,6 +103,11 @@ export abstract class RouteRunner {
     this.chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
     if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < MIN_CHUNK_TOKENS || this.chunkTokens > 0xffff) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `chunkTokens must be an integer in [${MIN_CHUNK_TOKENS}, 65535], got ${this.chunkTokens}`);
+    }
+    const { replacing } = options.routes;
+    if (options.verify && replacing) {
+      const replay = (route: Route, rows: SessionRows, ends: readonly number[]) => this.replay(route, rows, ends);
+      this.verifier = new Verifier({ replacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), options.verify);
     }
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onGone = (peerId: string) => this.peerGone(peerId);
@@ -133,10 +150,22 @@ export abstract class RouteRunner {
         throw new AigridError('ERR_INVALID_ARGUMENT', `positions must continue session ${sessionId}: positions[${t}] = ${positions[t]}, expected ${state.length + t}`);
       }
     }
+    if (this.verifier && state.length === 0) {
+      const draw = this.verifier.draw();
+      if (this.verifier.mayCheck(draw)) state.record = { draw, runs: [], bytes: 0 };
+    }
     this.sessions.set(sessionId, state);
     this.append(state, rows);
     try {
-      return await this.runRoute(sessionId, state);
+      const out = await this.runRoute(sessionId, state);
+      const record = state.record;
+      if (record) {
+        record.route ??= state.remote ? this.routeOfRemote.get(state.remote) : undefined;
+        record.runs.push({ end: state.length, output: Float32Array.from(out) });
+        record.bytes += out.byteLength;
+        if (record.bytes > MAX_RECORDED_BYTES) state.record = undefined;
+      }
+      return out;
     } catch (err) {
       state.length -= T; // the step did not happen; the caller may try it again
       throw err;
@@ -166,6 +195,8 @@ export abstract class RouteRunner {
       } catch (err) {
         if (!(err instanceof RouteFailure)) throw err;
         previous = err;
+        state.record = undefined; // outputs of two routes: nothing to check against one
+
         const ours = err.blame === this.mesh.peerId;
         if (err.blame && !ours) this.markBad(err.blame);
         if (remote) this.drop(remote);
@@ -196,6 +227,28 @@ export abstract class RouteRunner {
     if (!state) return;
     this.sessions.delete(sessionId);
     if (state.remote) this.drop(state.remote);
+    const record = state.record;
+    if (this.verifier && record?.route) {
+      const rows = state.rows.slice(0, state.length * this.shape.width);
+      this.verifier.consider({ sessionId, route: record.route, rows, runs: record.runs, draw: record.draw });
+    }
+  }
+
+  /** Runs inputs on a given route in the given runs, for a spot-check; the session is freed after. */
+  private async replay(route: Route, rows: SessionRows, ends: readonly number[]): Promise<Float32Array[]> {
+    const W = this.shape.width;
+    const remote = await this.openOn(route);
+    try {
+      const outputs: Float32Array[] = [];
+      let from = 0;
+      for (const end of ends) {
+        outputs.push(Float32Array.from(await remote.run(rows.subarray(from * W, end * W), from, this.chunkTokens)));
+        from = end;
+      }
+      return outputs;
+    } finally {
+      this.drop(remote);
+    }
   }
 
   /** Releases every session and stops listening to the mesh. */
@@ -205,12 +258,16 @@ export abstract class RouteRunner {
   }
 
   private async openRemote(): Promise<RemoteSession> {
-    const route = await this.options.routes(this.badPeers());
+    return this.openOn(await this.options.routes(this.badPeers()));
+  }
+
+  private async openOn(route: Route): Promise<RemoteSession> {
     const hops = this.shape.stages(route.hops);
     checkRoute(hops, 0, this.options.numLayers);
     const { mesh, modelId, hiddenSize } = this.options;
     const remote = new RemoteSession({ mesh, modelId, hops, ticket: route.ticket, hiddenSize, vocabSize: this.shape.vocabSize, timeoutMs: this.options.timeoutMs ?? 30_000 });
     this.remotes.set(remote.id, remote);
+    this.routeOfRemote.set(remote, route);
     try {
       await remote.open();
     } catch (err) {
@@ -227,8 +284,8 @@ export abstract class RouteRunner {
     remote.release(new Set(this.badPeers()));
   }
 
-  private markBad(peerId: string): void {
-    this.bad.set(peerId, Date.now() + (this.options.badPeerMs ?? 60_000));
+  private markBad(peerId: string, ms = this.options.badPeerMs ?? 60_000): void {
+    this.bad.set(peerId, Math.max(this.bad.get(peerId) ?? 0, Date.now() + ms));
   }
 
   private peerGone(peerId: string): void {

@@ -8,7 +8,13 @@ import { AigridError, describeRoute, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type H
  * A chain of hops covering the model that avoids the excluded peers (with the coordinator's ticket
  * when it chose it); rejects ERR_NO_ROUTE when there is none.
  */
-export type RouteSource = (exclude: readonly string[]) => Promise<Route>;
+export type RouteSource = ((exclude: readonly string[]) => Promise<Route>) & {
+  /**
+   * For spot-checks: `route` with `peer`'s hop swapped for other peers covering its layers (none
+   * of `exclude`). Only a source that can ask the coordinator has it.
+   */
+  replacing?: (route: readonly Hop[], peer: string, exclude: readonly string[]) => Promise<Route>;
+};
 
 /** The first of the given routes that avoids every excluded peer. */
 export function explicitRoutes(routes: readonly (readonly Hop[])[]): RouteSource {
@@ -120,7 +126,7 @@ export interface SignalingRoutesOptions {
 /** Routes chosen by the coordinator, asked for over the signaling connection. */
 export function signalingRoutes(signaling: SignalingClient, modelId: string, options: SignalingRoutesOptions = {}): RouteSource {
   const { latency, timeoutMs } = options;
-  return async (exclude) => {
+  const source: RouteSource = async (exclude) => {
     const avoid = [...exclude].slice(0, 64);
     const latencyMs = latency ? await latency.measure(avoid) : undefined;
     const route = await signaling.requestRoute(modelId, {
@@ -131,6 +137,9 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
     latency?.observe(route.hops);
     return route;
   };
+  source.replacing = (route, peer, exclude) =>
+    signaling.requestRoute(modelId, { around: route.map(({ peerId, start, end }) => ({ peerId, start, end })), replace: peer, exclude: [...exclude].slice(0, 64), timeoutMs });
+  return source;
 }
 
 /** Routes from the coordinator, with round trips to the mesh's linked peers measured and sent along. */

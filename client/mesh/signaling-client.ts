@@ -33,6 +33,9 @@ export interface RouteQuery {
   exclude?: string[];
   /** Round trips measured to peers, in ms (at most 64, each 0..60000); the coordinator prefers fast peers. */
   latencyMs?: Record<string, number>;
+  /** A spot-check's route: `around` with peer `replace` swapped for others. */
+  around?: Hop[];
+  replace?: string;
   timeoutMs?: number;
 }
 
@@ -81,6 +84,8 @@ const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_REPLACED', 'ERR_BAD_SI
 export interface Route {
   hops: Hop[];
   ticket?: RouteTicket;
+  /** Hops with little verified work, which the client checks more often. */
+  newcomers?: string[];
 }
 
 interface RouteWaiter {
@@ -390,7 +395,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         break;
       case 'route':
         this.emit('routeReply', msg);
-        this.settleRoute(msg.requestId, msg.ticket ? { hops: msg.hops, ticket: msg.ticket } : { hops: msg.hops });
+        this.settleRoute(msg.requestId, { hops: msg.hops, ...(msg.ticket ? { ticket: msg.ticket } : {}), ...(msg.newcomers ? { newcomers: msg.newcomers } : {}) });
         break;
       case 'models':
         this.emit('models', msg.models);

@@ -6,6 +6,7 @@ import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, type Capabilities, type Identity } from '../../protocol/index.ts';
 import { Grid } from './grid.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
+import type { VerifyOptions } from '../grid/verifier.ts';
 
 export const DEFAULT_NETWORK = 'default';
 
@@ -22,6 +23,12 @@ export interface ConnectOptions {
   backend?: BackendChoice;
   /** Longest wait for progress along a route before failing over to another (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Spot-checks of the peers' work: a share of sessions replayed on a route that swaps one hop
+   * (default 5%, 20% through keys with little history); wrong peers leave the client's routes
+   * and the coordinator hears. `false` turns checking off.
+   */
+  verify?: VerifyOptions | false;
   /** Most WebRTC links kept at once. */
   maxConnections?: number;
   /** How this peer is listed in the directory (default: the platform's, 'browser' or 'node'). */
@@ -60,5 +67,5 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   // The client offers no memory; contribute() joins a second peer that does.
   const mesh = await join(0, undefined, options.identity ?? (await platform.identity('client')));
   const joinAsPeer = async (memoryBudgetMB: number, gpu?: GPU) => join(memoryBudgetMB, gpu, options.peerIdentity ?? (await platform.identity('peer')));
-  return new Grid({ mesh, joinAsPeer, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+  return new Grid({ mesh, joinAsPeer, verify: options.verify, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
 }

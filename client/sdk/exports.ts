@@ -6,4 +6,4 @@ export { DEFAULT_MAX_TOKENS } from './request.ts';
 export { TextStream } from './text-stream.ts';
 export type * from './types.ts';
 export { AigridError, ERROR_CODES, ERROR_HINTS, isErrorCode, type ErrorCode, type SerializedError, type ModelSpec, type Hop, type Identity, ephemeralIdentity } from '../../protocol/index.ts';
-export type { ServingStatus, LoadingProgress } from '../grid/index.ts';
+export type { ServingStatus, LoadingProgress, VerifyOptions, CheckEvent, PeerVerdict } from '../grid/index.ts';

@@ -10,6 +10,7 @@ import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
 import { replyId, streamReply, wholeReply, type ReplyKind, type StreamEvent } from './replies.ts';
 import { checkPrompt, fitToContext, samplingOf, textMessages } from './request.ts';
+import type { VerifyOptions } from '../grid/verifier.ts';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -43,6 +44,8 @@ export interface GridOptions {
   gpu: () => Promise<GPU | undefined>;
   /** Longest wait for progress along a route before failing over (default 30 s). */
   timeoutMs?: number;
+  /** Spot-checks of the routes' work (default: 5% of sessions, more through newcomers); false: none. */
+  verify?: VerifyOptions | false;
 }
 
 export interface ContributeOptions {
@@ -239,7 +242,7 @@ export class Grid {
     let client = this.clients.get(modelId);
     if (!client) {
       client = this.coverageOf(modelId).then((coverage) =>
-        ModelClient.open({ mesh: this.mesh, spec: coverage.model, open: this.options.open, backend: this.options.backend, timeoutMs: this.options.timeoutMs }),
+        ModelClient.open({ mesh: this.mesh, spec: coverage.model, open: this.options.open, backend: this.options.backend, timeoutMs: this.options.timeoutMs, verify: this.options.verify }),
       );
       this.clients.set(modelId, client);
       client.catch(() => this.clients.delete(modelId));

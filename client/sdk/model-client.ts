@@ -3,7 +3,7 @@
 // clients, the whole model (RemoteModel: token ids in, logits out; the client loads no weights).
 // generate() runs one generation as a session and releases it on every hop when it ends, fails or
 // is aborted, so aborted work stops along the whole route.
-import { meshRoutes, RemoteChain, RemoteModel, type FailoverEvent, type RouteOptions } from '../grid/index.ts';
+import { meshRoutes, RemoteChain, RemoteModel, type FailoverEvent, type RouteOptions, type VerifyOptions } from '../grid/index.ts';
 import type { Mesh } from '../mesh/mesh.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
@@ -25,6 +25,8 @@ export interface ModelClientOptions {
   gpu?: GPU;
   /** Longest wait for progress along a route before it is failed over (default 30 s). */
   timeoutMs?: number;
+  /** Spot-checks of finished sessions (verdicts go to the coordinator); false: none. */
+  verify?: VerifyOptions | false;
 }
 
 export interface RunOptions extends SamplingValues {
@@ -69,6 +71,9 @@ export class ModelClient {
       routes: meshRoutes(mesh, spec.modelId),
       timeoutMs: options.timeoutMs,
       onFailover: (e: FailoverEvent) => failovers.set(e.sessionId, (failovers.get(e.sessionId) ?? 0) + 1),
+      ...(options.verify === false
+        ? {}
+        : { verify: { ...options.verify, report: (verdicts) => void mesh.signaling.send({ type: 'verdict', modelId: spec.modelId, verdicts }) } }),
     };
     if (spec.light) {
       const remote = new RemoteModel({ ...routeOptions, vocabSize: config.vocabSize });

@@ -1,0 +1,101 @@
+// What the coordinator knows of each key's work: sessions clients checked and found right, found
+// wrong, and hops that timed out. A key whose wrong results outweigh its verified work is left
+// out of placement and routes; a key with little verified work is a newcomer, whose routes the
+// clients check more often. Verdicts come from clients, so each client counts once per key per
+// window (a client cannot push a key down by repeating itself), and only about peers the
+// coordinator routed it through lately.
+export interface KeyRecord {
+  verified: number;
+  wrong: number;
+  timeouts: number;
+}
+
+export interface Verdict {
+  peerId: string;
+  result: 'verified' | 'wrong' | 'timeout';
+}
+
+/** Verified sessions under which a key is a newcomer. */
+export const NEWCOMER_VERIFIED = 10;
+/** A wrong result outweighs this many verified ones. */
+const WRONG_WEIGHT = 5;
+/** One client's verdicts about one key count once in this window. */
+const VERDICT_WINDOW_MS = 10 * 60_000;
+/** How long a client may report on a peer after being routed through it. */
+const ROUTED_MS = 10 * 60_000;
+const MAX_KEYS = 100_000;
+const MAX_ROUTED_PER_CLIENT = 256;
+const MAX_CLIENTS = 10_000;
+
+export class Reputation {
+  private readonly keys = new Map<string, KeyRecord>();
+  /** `${client} ${peer} ${result}` -> when it last counted. */
+  private readonly counted = new Map<string, number>();
+  /** client -> peer -> when the coordinator last routed the client through it. */
+  private readonly routed = new Map<string, Map<string, number>>();
+
+  of(peerId: string): KeyRecord {
+    return this.keys.get(peerId) ?? { verified: 0, wrong: 0, timeouts: 0 };
+  }
+
+  /** Left out of placement and routes: its wrong results outweigh its verified work. */
+  excluded(peerId: string): boolean {
+    const r = this.keys.get(peerId);
+    return r !== undefined && r.wrong > 0 && r.wrong * WRONG_WEIGHT > r.verified;
+  }
+
+  newcomer(peerId: string): boolean {
+    return this.of(peerId).verified < NEWCOMER_VERIFIED;
+  }
+
+  /** The coordinator routed `client` through these peers: it may report on them for a while. */
+  routedThrough(client: string, peers: readonly string[]): void {
+    let mine = this.routed.get(client);
+    if (!mine) {
+      if (this.routed.size >= MAX_CLIENTS) this.routed.delete(this.routed.keys().next().value!);
+      this.routed.set(client, (mine = new Map()));
+    }
+    const now = Date.now();
+    for (const peer of peers) {
+      mine.delete(peer);
+      mine.set(peer, now);
+      if (mine.size > MAX_ROUTED_PER_CLIENT) mine.delete(mine.keys().next().value!);
+    }
+  }
+
+  /** Applies a client's verdicts; returns how many counted. */
+  record(client: string, verdicts: readonly Verdict[], now = Date.now()): number {
+    const mine = this.routed.get(client);
+    let counted = 0;
+    for (const { peerId, result } of verdicts) {
+      if (peerId === client) continue;
+      const routedAt = mine?.get(peerId);
+      if (routedAt === undefined || now - routedAt > ROUTED_MS) continue;
+      const key = `${client} ${peerId} ${result}`;
+      // Verified work counts every session; blame once per window per client.
+      if (result !== 'verified' && now - (this.counted.get(key) ?? -Infinity) < VERDICT_WINDOW_MS) continue;
+      if (result !== 'verified') this.remember(key, now);
+      const r = this.entry(peerId);
+      if (result === 'verified') r.verified++;
+      else if (result === 'wrong') r.wrong++;
+      else r.timeouts++;
+      counted++;
+    }
+    return counted;
+  }
+
+  private entry(peerId: string): KeyRecord {
+    let r = this.keys.get(peerId);
+    if (!r) {
+      if (this.keys.size >= MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
+      this.keys.set(peerId, (r = { verified: 0, wrong: 0, timeouts: 0 }));
+    }
+    return r;
+  }
+
+  private remember(key: string, now: number): void {
+    this.counted.delete(key);
+    this.counted.set(key, now);
+    if (this.counted.size > MAX_KEYS) this.counted.delete(this.counted.keys().next().value!);
+  }
+}

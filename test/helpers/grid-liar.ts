@@ -1,0 +1,33 @@
+// Peers that compute like honest ones but lie about the result: a real GridPeer whose outgoing
+// hidden states (to the next hop or to the client) are perturbed slightly, zeroed, or swapped for
+// the rows it computed for another session. What the spot-checks must catch.
+import type { Mesh } from '../../client/mesh/index.ts';
+import { decodeHidden, encodeHidden, ServingFrame } from '../../protocol/index.ts';
+import { mulberry32 } from './random.ts';
+
+export type Lie = 'perturb' | 'zeros' | 'other-session';
+
+/** Makes `mesh` lie in every hidden-state frame it sends from now on. */
+export function lie(mesh: Mesh, how: Lie): void {
+  const send = mesh.send.bind(mesh);
+  const random = mulberry32(7);
+  /** The last rows sent per row count, with the session they belonged to. */
+  const sent = new Map<number, { sessionId: string; values: Float32Array }>();
+  mesh.send = async (peerId, type, payload) => {
+    if (type !== ServingFrame.forward && type !== ServingFrame.result) return send(peerId, type, payload);
+    const { header, values } = decodeHidden(payload);
+    const lied = Float32Array.from(values);
+    if (how === 'zeros') lied.fill(0);
+    if (how === 'perturb') {
+      // Noise of 5% of the rows' RMS: small next to the values, far above the tolerance.
+      const rms = Math.sqrt(values.reduce((a, v) => a + v * v, 0) / values.length);
+      for (let i = 0; i < lied.length; i++) lied[i] = values[i]! + 0.05 * rms * (random() * 2 - 1) * Math.sqrt(3);
+    }
+    if (how === 'other-session') {
+      const other = sent.get(header.tokens);
+      if (other && other.sessionId !== header.sessionId) lied.set(other.values);
+      sent.set(header.tokens, { sessionId: header.sessionId, values });
+    }
+    return send(peerId, type, encodeHidden(header, lied, header.tokens, header.hidden));
+  };
+}

@@ -1,0 +1,118 @@
+// Verified results: a client spot-checks sessions by replaying them on a route that swaps one hop,
+// with a third route to break a tie. Peers that perturb their outputs slightly, return zeros, or
+// return another session's rows are caught and excluded by the coordinator within 20 checked
+// sessions, after which every generation gives the golden tokens; honest peers on the CPU and on
+// WebGPU (SwiftShader) are never accused over 200 checked sessions.
+import { afterEach, describe, expect, it } from 'vitest';
+import { meshRoutes, RemoteChain, type CheckEvent, type GridPeer } from '../client/grid/index.ts';
+import type { Mesh } from '../client/mesh/index.ts';
+import { lie, type Lie } from './helpers/grid-liar.ts';
+import { startGridNet, type GridNet } from './helpers/grid-net.ts';
+import { gpuContext } from './helpers/model-runtime.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const MB = 1024 * 1024;
+let net: GridNet | undefined;
+
+afterEach(async () => {
+  await net?.close();
+  net = undefined;
+});
+
+interface Trust {
+  reputation: Record<string, { verified: number; wrong: number; excluded: boolean }>;
+}
+
+/** Serves tiny-llama whole on every peer of `network` (one layer per MB, four MB each). */
+async function serveEverywhere(grid: GridNet, network: string, client: Mesh, holders: number): Promise<void> {
+  let ready = false;
+  client.signaling.on('models', (models) => (ready = models.some((m) => m.ready.every((r) => r >= holders))));
+  client.signaling.send({ type: 'serve', model: { ...(await grid.spec('tiny-llama')), layerBytes: MB, replication: holders } });
+  await waitFor(() => ready, 60_000, `tiny-llama ready on ${holders} peers`);
+}
+
+/** A client chain over the coordinator's routes that checks every session and reports verdicts. */
+function checkingChain(grid: GridNet, client: Mesh, events: CheckEvent[], numLayers: number, hiddenSize: number): RemoteChain {
+  return new RemoteChain({
+    mesh: client,
+    modelId: 'tiny-llama',
+    numLayers,
+    hiddenSize,
+    routes: meshRoutes(client, 'tiny-llama'),
+    verify: {
+      share: 1,
+      newcomerShare: 1,
+      concurrent: 1,
+      report: (verdicts) => void client.signaling.send({ type: 'verdict', modelId: 'tiny-llama', verdicts }),
+      onCheck: (e) => events.push(e),
+    },
+  });
+}
+
+async function trust(grid: GridNet, network: string): Promise<Trust['reputation']> {
+  return ((await (await fetch(`${grid.server.httpUrl}/api/networks/${network}`)).json()) as Trust).reputation;
+}
+
+describe('spot-checks of the routes\' work', () => {
+  for (const how of ['perturb', 'zeros', 'other-session'] as Lie[]) {
+    it(`catch and exclude a peer whose outputs are ${how === 'perturb' ? 'perturbed slightly' : how === 'zeros' ? 'zeros' : 'another session\'s rows'}, within 20 checked sessions`, async () => {
+      net = await startGridNet();
+      const network = `liar-${how}`;
+      const peers: GridPeer[] = [];
+      for (const name of ['honest-a', 'honest-b', 'honest-c', 'liar']) peers.push(await net.peer(network, `${how}-${name}`, {}));
+      const liar = peers[3]!;
+      lie(liar.mesh, how);
+      const client = await net.join(network, `${how}-client`, 0);
+      await serveEverywhere(net, network, client, 4);
+      const events: CheckEvent[] = [];
+      const model = await net.model('tiny-llama');
+      const head = await net.head('tiny-llama');
+      const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+      let checked = 0;
+      for (let s = 0; s < 20 && !(await trust(net, network))[liar.peerId]?.excluded; s++) {
+        const g = model.golden[s % model.golden.length]!;
+        await chain.generate(head, g.ids, { maxTokens: 3, temperature: 0 });
+        await waitFor(() => events.length > checked, 20_000, `check of session ${s}`);
+        checked = events.length;
+        // Let the verdicts reach the coordinator before asking whether the liar is out.
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const reputation = await trust(net, network);
+      expect(reputation[liar.peerId]?.excluded, JSON.stringify(events.map((e) => [e.outcome, e.differences.map((d) => d.toFixed(4))]))).toBe(true);
+      expect(checked).toBeLessThanOrEqual(20);
+      expect(events.flatMap((e) => e.wrong).every((p) => p === liar.peerId)).toBe(true);
+      for (const honest of peers.slice(0, 3)) expect(reputation[honest.peerId]).toMatchObject({ wrong: 0, excluded: false });
+      // Out of routes and placement: every generation now gives the golden tokens.
+      await waitFor(() => liar.status().length === 0, 10_000, 'the liar unassigned');
+      for (const g of model.golden) {
+        expect((await chain.generate(head, g.ids, { maxTokens: g.greedy.length, temperature: 0 })).tokens).toEqual(g.greedy);
+      }
+      chain.close();
+    }, 120_000);
+  }
+
+  it('never accuse honest peers on the CPU and on WebGPU over 200 checked sessions', async () => {
+    net = await startGridNet();
+    const network = 'honest-mix';
+    const gpu = await gpuContext();
+    for (const name of ['cpu-a', 'cpu-b']) await net.peer(network, name, {});
+    for (const name of ['gpu-a', 'gpu-b']) await net.peer(network, name, { backend: 'webgpu', gpu });
+    const client = await net.join(network, 'honest-client', 0);
+    await serveEverywhere(net, network, client, 4);
+    const events: CheckEvent[] = [];
+    const head = await net.head('tiny-llama');
+    const model = await net.model('tiny-llama');
+    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    for (let s = 0; s < 200; s++) {
+      const g = model.golden[s % model.golden.length]!;
+      const out = await chain.generate(head, g.ids, { maxTokens: 2, temperature: 0 });
+      expect(out.tokens).toEqual(g.greedy.slice(0, 2));
+      await waitFor(() => events.length > s, 20_000, `check of session ${s}`);
+    }
+    expect(events.filter((e) => e.outcome === 'agreed')).toHaveLength(200);
+    expect(Math.max(...events.map((e) => e.differences[0]!))).toBeLessThan(0.02);
+    const reputation = await trust(net, network);
+    for (const record of Object.values(reputation)) expect(record).toMatchObject({ wrong: 0, excluded: false });
+    chain.close();
+  }, 300_000);
+});
