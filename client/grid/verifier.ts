@@ -33,8 +33,9 @@ export interface PeerVerdict {
 
 export interface CheckEvent {
   sessionId: string;
-  /** The hop whose work was checked. */
+  /** The hop whose work was checked, and the peers the second route put in its place. */
   peerId: string;
+  replacedBy: string[];
   outcome: 'agreed' | 'caught' | 'replacement-wrong' | 'inconclusive' | 'failed';
   /** Peers found wrong. */
   wrong: string[];
@@ -101,13 +102,14 @@ export class Verifier {
     const ends = session.runs.map((r) => r.end);
     const first = session.runs.map((r) => r.output);
     const tolerance = this.options.tolerance ?? DEFAULT_VERIFY_TOLERANCE;
-    const event: CheckEvent = { sessionId: session.sessionId, peerId, outcome: 'inconclusive', wrong: [], differences: [] };
+    const event: CheckEvent = { sessionId: session.sessionId, peerId, replacedBy: [], outcome: 'inconclusive', wrong: [], differences: [] };
     try {
       const second = await this.routes.replacing(hops, peerId, this.excluded());
       const secondOut = await this.replay(second, session.rows, ends);
       const d12 = difference(first, secondOut);
       event.differences.push(d12);
       const replacements2 = newPeers(hops, second.hops);
+      event.replacedBy = replacements2;
       if (d12 <= tolerance) {
         event.outcome = 'agreed';
         this.report([peerId, ...replacements2].map((p) => ({ peerId: p, result: 'verified' })));
