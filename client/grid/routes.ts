@@ -129,16 +129,18 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
   const source: RouteSource = async (exclude) => {
     const avoid = [...exclude].slice(0, 64);
     const latencyMs = latency ? await latency.measure(avoid) : undefined;
-    const route = await signaling.requestRoute(modelId, {
-      exclude: avoid,
-      timeoutMs,
-      ...(latencyMs && Object.keys(latencyMs).length ? { latencyMs } : {}),
-    });
+    const route = await patiently(() =>
+      signaling.requestRoute(modelId, {
+        exclude: avoid,
+        timeoutMs,
+        ...(latencyMs && Object.keys(latencyMs).length ? { latencyMs } : {}),
+      }),
+    );
     latency?.observe(route.hops);
     return route;
   };
   source.replacing = (route, peer, exclude) =>
-    signaling.requestRoute(modelId, { around: route.map(({ peerId, start, end }) => ({ peerId, start, end })), replace: peer, exclude: [...exclude].slice(0, 64), timeoutMs });
+    patiently(() => signaling.requestRoute(modelId, { around: route.map(({ peerId, start, end }) => ({ peerId, start, end })), replace: peer, exclude: [...exclude].slice(0, 64), timeoutMs }));
   return source;
 }
 
@@ -146,4 +148,18 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
 export function meshRoutes(mesh: Mesh, modelId: string, options: { timeoutMs?: number } = {}): RouteSource {
   const latency = new PeerLatency({ link: (id) => mesh.link(id), candidates: () => mesh.connectedPeers() });
   return signalingRoutes(mesh.signaling, modelId, { ...options, latency });
+}
+
+/** Route asks past the server's rate are refused, not queued: such an ask waits and asks again. */
+const RATE_RETRIES = 5;
+
+async function patiently<T>(ask: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await ask();
+    } catch (err) {
+      if ((err as AigridError).code !== 'ERR_RATE_LIMITED' || attempt >= RATE_RETRIES) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt * (0.5 + Math.random())));
+    }
+  }
 }
