@@ -237,6 +237,10 @@ describe('web app pages', () => {
       const serving = await page.$$eval(`#peers tbody tr`, (trs) => trs.map((tr) => (tr as HTMLTableRowElement).cells[7]?.textContent ?? ''));
       return serving.filter((t) => new RegExp(`^${MODEL} \\[\\d, \\d\\) ready`).test(t)).length >= 3;
     }, 10_000, 'the serving column of the Node peers and the contributing tab');
+    // And what clients' spot-checks found of each peer (none wrong here; all keys are new).
+    const trustCells = await page.$$eval(`#peers tbody tr`, (trs) => trs.map((tr) => (tr as HTMLTableRowElement).cells[8]?.textContent ?? ''));
+    expect(trustCells.length).toBeGreaterThan(0);
+    for (const t of trustCells) expect(t).toMatch(/^\d+ verified · new$/);
     await page.waitForSelector(`#models [data-model="${MODEL}"] .health-ready`, { timeout: 10_000 });
     expect(await text(page, `#models [data-model="${MODEL}"] .notice`)).toBe(NOTICE);
     const cells = await page.$$eval(`#models [data-model="${MODEL}"] .layer`, (spans) => spans.map((s) => [s.className, s.textContent]));

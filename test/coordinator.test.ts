@@ -4,6 +4,7 @@ import type { ModelSpec, ServerMessage } from '../protocol/index.ts';
 import { useSignalingServer } from './helpers/server-fixture.ts';
 import { CAPS, hello, sleep, TestClient } from './helpers/ws-client.ts';
 import { idOf } from './helpers/identities.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const fixture = useSignalingServer();
 const { start } = fixture;
@@ -72,6 +73,8 @@ describe('coordinator', () => {
       ],
       // Signed for the asker: hops the coordinator assigned accept a session only with it.
       ticket: { expires: expect.any(Number), signature: expect.stringMatching(/^[A-Za-z0-9_-]{86}$/) },
+      // Keys with no verified work yet: the client checks these routes more often.
+      newcomers: [idOf('peer-a'), idOf('peer-b')],
     });
     tiny.send({ type: 'route', requestId: 4, modelId: MODEL.modelId, start: 2, end: 6 });
     expect((await tiny.next('route')).hops).toEqual([
@@ -207,6 +210,44 @@ describe('coordinator', () => {
     const moved = await a.next('assign', (m) => m.model.source.endsWith('v2'));
     expect(range(moved)).toEqual([0, 4]);
     await b.next('assign', (m) => m.model.source.endsWith('v2'));
+  });
+
+  it('splices a route around one hop for a spot-check, and counts verdicts only about peers it routed the asker through', async () => {
+    await start();
+    const a = await peer('peer-a', 4);
+    const b = await peer('peer-b', 8);
+    const c = await peer('peer-c', 4);
+    const asker = await peer('peer-asker', 0.5);
+    a.send({ type: 'serve', model: { ...MODEL, replication: 2 } });
+    for (const p of [a, b, c]) ready(p, await p.next('assign'));
+    await asker.next('models', (m) => m.models[0]!.ready.every((r) => r === 2));
+    const ask = async (requestId: number, extra: Record<string, unknown> = {}) => {
+      asker.send({ type: 'route', requestId, modelId: MODEL.modelId, ...extra });
+      return Promise.race([asker.next('route', (m) => m.requestId === requestId), asker.next('error', (m) => m.requestId === requestId)]);
+    };
+    const first = await ask(1);
+    expect(first.type).toBe('route');
+    const hops = (first as Extract<ServerMessage, { type: 'route' }>).hops;
+    // Verdicts about a peer the asker was never routed through do not count; about one it was, do.
+    const trust = async () => ((await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { reputation: Record<string, { verified: number; wrong: number }> }).reputation;
+    const routed = hops[0]!.peerId;
+    const never = [idOf('peer-a'), idOf('peer-b'), idOf('peer-c')].find((p) => !hops.some((h) => h.peerId === p))!;
+    asker.send({ type: 'verdict', modelId: MODEL.modelId, verdicts: [{ peerId: routed, result: 'verified' }, { peerId: never, result: 'wrong' }] });
+    await waitFor(async () => (await trust())[routed]?.verified === 1, 2000, 'the verdict counted');
+    expect((await trust())[never]).toMatchObject({ wrong: 0, excluded: false });
+    // Each hop swapped in turn: the rest of the route stays, the new hops cover the same layers, signed.
+    for (const [i, hop] of hops.entries()) {
+      const spliced = (await ask(10 + i, { around: hops, replace: hop.peerId })) as Extract<ServerMessage, { type: 'route' }>;
+      expect(spliced.type).toBe('route');
+      expect(spliced.ticket).toBeDefined();
+      expect(spliced.hops.map((h) => h.peerId)).not.toContain(hop.peerId);
+      expect(spliced.hops.filter((h) => h.start < hop.start || h.end > hop.end)).toEqual(hops.filter((h) => h !== hop));
+    }
+    // Nobody else holds what b holds once b and the other holder are excluded; a made-up route is refused.
+    const other = hops.find((h) => h.peerId !== idOf('peer-b'));
+    if (other) expect(await ask(20, { around: hops, replace: other.peerId, exclude: [idOf('peer-a'), idOf('peer-b'), idOf('peer-c')] })).toMatchObject({ type: 'error', code: 'ERR_NO_ROUTE' });
+    expect(await ask(21, { around: [{ peerId: idOf('peer-a'), start: 0, end: 8 }], replace: idOf('peer-a') })).toMatchObject({ type: 'error', code: 'ERR_INVALID_ARGUMENT' });
+
   });
 
   it('routes by the latency the asker measured and the load peers report', async () => {

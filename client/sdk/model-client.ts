@@ -70,7 +70,11 @@ export class ModelClient {
       hiddenSize: spec.hiddenSize,
       routes: meshRoutes(mesh, spec.modelId),
       timeoutMs: options.timeoutMs,
-      onFailover: (e: FailoverEvent) => failovers.set(e.sessionId, (failovers.get(e.sessionId) ?? 0) + 1),
+      onFailover: (e: FailoverEvent) => {
+        failovers.set(e.sessionId, (failovers.get(e.sessionId) ?? 0) + 1);
+        // A hop that stalled or refused a frame it should have taken counts against its key.
+        if (e.blame && options.verify !== false) mesh.signaling.send({ type: 'verdict', modelId: spec.modelId, verdicts: [{ peerId: e.blame, result: 'timeout' }] });
+      },
       ...(options.verify === false
         ? {}
         : { verify: { ...options.verify, report: (verdicts) => void mesh.signaling.send({ type: 'verdict', modelId: spec.modelId, verdicts }) } }),

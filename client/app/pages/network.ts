@@ -9,13 +9,14 @@ import { onConnection, type Connection } from '../connection.ts';
 import { $ } from '../dom.ts';
 import type { Page } from '../router.ts';
 import { renderModels } from './coverage-view.ts';
-import { renderPeers } from './peers-view.ts';
+import { renderPeers, type PeerTrust } from './peers-view.ts';
 
 const SAMPLE_MS = 2000;
 let current: Connection | null = null;
 let models: ModelInfo[] = [];
 /** What each peer serves, from the server's HTTP view (peers report every ~10 s). */
 let work: PeerServing[] = [];
+let trust: Record<string, PeerTrust> = {};
 const rtts = new Map<string, number>();
 let visible = false;
 let charts: TimeChart[] = [];
@@ -25,7 +26,7 @@ let population: TimeChart;
 
 /** Kept current even while hidden: scripts and tests read the peer table on any page. */
 function render(): void {
-  renderPeers(current?.mesh ?? null, rtts, current?.grid.contributing?.peerId, work);
+  renderPeers(current?.mesh ?? null, rtts, current?.grid.contributing?.peerId, work, trust);
   renderModels(current ? models : null);
   $('net-summary').textContent = current
     ? `Network ${current.network}: ${current.mesh.peers().length + 1} peers (this tab included), ${models.length} model${models.length === 1 ? '' : 's'} served.`
@@ -45,12 +46,12 @@ interface Last {
   networkAt: number;
 }
 
-/** The server's view of who serves what; [] when it cannot be read. */
-async function fetchWork(c: Connection): Promise<PeerServing[]> {
+/** The server's view of who serves what and what checks found of each peer; empty when it cannot be read. */
+async function fetchWork(c: Connection): Promise<{ serving: PeerServing[]; reputation: Record<string, PeerTrust> }> {
   const res = await fetch(`${c.httpBase}/api/networks/${encodeURIComponent(c.network)}`).catch(() => null);
-  if (!res?.ok) return [];
-  const body = (await res.json().catch(() => null)) as { serving?: PeerServing[] } | null;
-  return Array.isArray(body?.serving) ? body.serving : [];
+  const body = res?.ok ? ((await res.json().catch(() => null)) as { serving?: PeerServing[]; reputation?: Record<string, PeerTrust> } | null) : null;
+  const reputation = body?.reputation && typeof body.reputation === 'object' ? body.reputation : {};
+  return { serving: Array.isArray(body?.serving) ? body.serving : [], reputation };
 }
 
 /** Tokens per second the whole network served between the last two changes of the peers' reports. */
@@ -75,7 +76,8 @@ async function sample(c: Connection, last: Last): Promise<void> {
   Object.assign(last, { at, served });
   const fetched = await fetchWork(c);
   if (current !== c) return;
-  work = fetched;
+  work = fetched.serving;
+  trust = fetched.reputation;
   const network = networkRate(last, at);
   const rtt = await within(mesh.signaling.ping(), 5000);
   for (const id of mesh.connectedPeers()) {
