@@ -324,9 +324,13 @@ export class Coordinator {
       const { spec } = model;
       const now = Date.now();
       for (const [peerId, until] of model.failed ?? []) if (until <= now) model.failed!.delete(peerId);
-      const planPeers = peers
-        .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId))
-        .map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops }));
+      const planPeers = smallRangesForNewcomers(
+        spec,
+        peers
+          .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId))
+          .map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops })),
+        (peerId) => this.opts.reputation.newcomer(peerId),
+      );
       const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
       const next = model.placement ? rebalance({ ...model.placement, model: spec }, planPeers, this.opts.placement) : place(spec, planPeers, this.opts.placement);
       if (resend) before.delete(resend);
@@ -461,4 +465,22 @@ function spliceRoute(n: number, assignments: ReadonlyMap<string, LayerRange>, st
   const exclude = [...(msg.exclude ?? []), msg.replace!];
   const middle = findRoute(n, assignments, stats, { start, end, exclude }, costs);
   return middle && [...around.slice(0, index), ...middle, ...around.slice(index + 1)];
+}
+
+/** The most of a model a newcomer holds while established keys can hold every copy. */
+export const NEWCOMER_LAYER_SHARE = 0.25;
+
+/**
+ * Caps newcomers (keys with little verified work) to small ranges when the established keys
+ * alone have room for every copy of the model: a new key then holds a quarter of the layers at
+ * most, so its mistakes or lies touch few routes while it earns its record. In a network of new
+ * keys nothing changes.
+ */
+function smallRangesForNewcomers<P extends { peerId: string; memoryBudgetMB: number }>(spec: ModelSpec, peers: P[], newcomer: (peerId: string) => boolean): P[] {
+  const layerMB = spec.layerBytes / BYTES_PER_MB;
+  const copies = (p: P) => Math.min(spec.numLayers, Math.floor(p.memoryBudgetMB / layerMB));
+  const established = peers.filter((p) => !newcomer(p.peerId)).reduce((n, p) => n + copies(p), 0);
+  if (established < spec.numLayers * spec.replication) return peers;
+  const cap = Math.max(1, Math.ceil(spec.numLayers * NEWCOMER_LAYER_SHARE)) * layerMB;
+  return peers.map((p) => (newcomer(p.peerId) ? { ...p, memoryBudgetMB: Math.min(p.memoryBudgetMB, cap) } : p));
 }

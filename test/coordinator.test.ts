@@ -250,6 +250,29 @@ describe('coordinator', () => {
 
   });
 
+  it('gives a new key a small range while established keys can hold every copy', async () => {
+    await start();
+    const old = [await peer('old-a', 16), await peer('old-b', 16), await peer('old-c', 16)];
+    const asker = await peer('trust-asker', 0.5);
+    old[0]!.send({ type: 'serve', model: { ...MODEL, replication: 3 } });
+    for (const p of old) ready(p, await p.next('assign'));
+    await asker.next('models', (m) => m.models[0]!.ready.every((r) => r === 3));
+    // The asker is routed through each old key and finds its work right ten times: established.
+    const ids = ['old-a', 'old-b', 'old-c'].map(idOf);
+    for (const [i, id] of ids.entries()) {
+      asker.send({ type: 'route', requestId: i, modelId: MODEL.modelId, exclude: ids.filter((x) => x !== id) });
+      await asker.next('route', (m) => m.requestId === i);
+      asker.send({ type: 'verdict', modelId: MODEL.modelId, verdicts: Array.from({ length: 10 }, () => ({ peerId: id, result: 'verified' as const })) });
+    }
+    const trust = async () => ((await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { reputation: Record<string, { newcomer: boolean }> }).reputation;
+    await waitFor(async () => { const t = await trust(); return ids.every((id) => t[id]?.newcomer === false); }, 3000, 'three established keys');
+    // A much faster newcomer with room for the whole model gets a quarter of a new model at most.
+    const fresh = await peer('new-fast', 16, 1000);
+    fresh.send({ type: 'serve', model: { ...MODEL, modelId: 'second', replication: 3 } });
+    const assigned = await fresh.next('assign', (m) => m.model.modelId === 'second');
+    expect(assigned.end - assigned.start).toBeLessThanOrEqual(2);
+  });
+
   it('routes by the latency the asker measured and the load peers report', async () => {
     await start();
     const a = await peer('peer-a', 8);
