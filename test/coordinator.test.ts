@@ -250,7 +250,7 @@ describe('coordinator', () => {
 
   });
 
-  it('gives a new key a small range while established keys can hold every copy', async () => {
+  it('gives a new key claiming 16 TiB and 1e7 GFLOP/s a small range while established keys can hold every copy', async () => {
     await start();
     const old = [await peer('old-a', 16), await peer('old-b', 16), await peer('old-c', 16)];
     const asker = await peer('trust-asker', 0.5);
@@ -266,8 +266,8 @@ describe('coordinator', () => {
     }
     const trust = async () => ((await (await fetch(`${fixture.server.httpUrl}/api/networks/net`)).json()) as { reputation: Record<string, { newcomer: boolean }> }).reputation;
     await waitFor(async () => { const t = await trust(); return ids.every((id) => t[id]?.newcomer === false); }, 3000, 'three established keys');
-    // A much faster newcomer with room for the whole model gets a quarter of a new model at most.
-    const fresh = await peer('new-fast', 16, 1000);
+    // A newcomer claiming the most memory and speed the protocol takes gets a quarter of a new model at most.
+    const fresh = await peer('new-fast', (16 * 1024 * 1024) / 100, 1e7);
     fresh.send({ type: 'serve', model: { ...MODEL, modelId: 'second', replication: 3 } });
     const assigned = await fresh.next('assign', (m) => m.model.modelId === 'second');
     expect(assigned.end - assigned.start).toBeLessThanOrEqual(2);
