@@ -92,6 +92,8 @@ export abstract class RouteRunner {
   /** The route each open remote session runs on, as the source gave it. */
   private readonly routeOfRemote = new WeakMap<RemoteSession, Route>();
   private readonly verifier: Verifier | undefined;
+  /** Set by close(): sessions released then are not checked (nothing would hear the replays). */
+  private closing = false;
   private readonly chunkTokens: number;
   private readonly detach: () => void;
 
@@ -196,7 +198,6 @@ export abstract class RouteRunner {
         if (!(err instanceof RouteFailure)) throw err;
         previous = err;
         state.record = undefined; // outputs of two routes: nothing to check against one
-
         const ours = err.blame === this.mesh.peerId;
         if (err.blame && !ours) this.markBad(err.blame);
         if (remote) this.drop(remote);
@@ -228,7 +229,7 @@ export abstract class RouteRunner {
     this.sessions.delete(sessionId);
     if (state.remote) this.drop(state.remote);
     const record = state.record;
-    if (this.verifier && record?.route) {
+    if (this.verifier && record?.route && !this.closing) {
       const rows = state.rows.slice(0, state.length * this.shape.width);
       this.verifier.consider({ sessionId, route: record.route, rows, runs: record.runs, draw: record.draw });
     }
@@ -253,7 +254,10 @@ export abstract class RouteRunner {
 
   /** Releases every session and stops listening to the mesh. */
   close(): void {
+    this.closing = true;
     for (const id of [...this.sessions.keys()]) this.release(id);
+    // Spot-check replays still running end now rather than at their timeout.
+    for (const remote of [...this.remotes.values()]) remote.fail(new RouteFailure('ERR_ABORTED', 'the client closed'));
     this.detach();
   }
 
