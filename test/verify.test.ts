@@ -96,6 +96,26 @@ describe('spot-checks of the routes\' work', () => {
     }, 120_000);
   }
 
+  it('leave aborted generations unchecked', async () => {
+    net = await startGridNet();
+    for (const name of ['abort-a', 'abort-b']) await net.peer('aborts', name, {});
+    const client = await net.join('aborts', 'abort-client', 0);
+    await serveEverywhere(net, 'aborts', client, 2);
+    const events: CheckEvent[] = [];
+    const head = await net.head('tiny-llama');
+    const g = (await net.model('tiny-llama')).golden[0]!;
+    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    const controller = new AbortController();
+    const aborted = await chain.generate(head, g.ids, { maxTokens: 8, temperature: 0, signal: controller.signal, onToken: (_t, step) => step === 1 && controller.abort() });
+    expect(aborted.finishReason).toBe('abort');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events).toEqual([]);
+    await chain.generate(head, g.ids, { maxTokens: 2, temperature: 0 });
+    await waitFor(() => events.length === 1, 10_000, 'the finished one checked');
+    expect(events[0]!.outcome).toBe('agreed');
+    chain.close();
+  });
+
   it('never accuse honest peers on the CPU and on WebGPU over 200 checked sessions', async () => {
     net = await startGridNet();
     const network = 'honest-mix';

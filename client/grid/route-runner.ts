@@ -215,21 +215,27 @@ export abstract class RouteRunner {
   /** generate() over `model` (which runs through this route) as one session, released afterwards. */
   protected async generateWith(model: TokenModel, prompt: readonly number[], options: Omit<GenerateOptions, 'sessionId'> & { sessionId?: string }): Promise<GenerateResult> {
     const sessionId = options.sessionId ?? randomSessionId();
+    let finished = false;
     try {
-      return await generate(model, prompt, { ...options, sessionId });
+      const result = await generate(model, prompt, { ...options, sessionId });
+      finished = result.finishReason !== 'abort';
+      return result;
     } finally {
-      this.release(sessionId);
+      this.release(sessionId, finished);
     }
   }
 
-  /** Ends a session: its hops drop it and its history is forgotten. */
-  release(sessionId: string): void {
+  /**
+   * Ends a session: its hops drop it and its history is forgotten. `check`: whether it may be
+   * spot-checked (false for one that was aborted or failed: what it returned is not an answer).
+   */
+  release(sessionId: string, check = true): void {
     const state = this.sessions.get(sessionId);
     if (!state) return;
     this.sessions.delete(sessionId);
     if (state.remote) this.drop(state.remote);
     const record = state.record;
-    if (this.verifier && record?.route && !this.closing) {
+    if (this.verifier && record?.route && check && !this.closing) {
       const rows = state.rows.slice(0, state.length * this.shape.width);
       this.verifier.consider({ sessionId, route: record.route, rows, runs: record.runs, draw: record.draw });
     }

@@ -109,6 +109,7 @@ export class ModelClient {
     const started = performance.now();
     let firstAt = 0;
     let lastAt = 0;
+    let finished = false;
     try {
       const result = await generate(this.model, prompt, {
         maxTokens: options.maxTokens,
@@ -133,10 +134,11 @@ export class ModelClient {
         failovers: this.failovers.get(sessionId) ?? 0,
         timeToFirstTokenS: firstAt ? round((firstAt - started) / 1000) : 0,
       };
+      finished = result.finishReason !== 'abort';
       return { tokens: result.tokens, finishReason: result.finishReason, info };
     } finally {
       this.failovers.delete(sessionId);
-      this.route.release(sessionId);
+      this.route.release(sessionId, finished); // an aborted or failed generation is not checked
     }
   }
 
