@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { meshRoutes, RemoteChain, type CheckEvent, type GridPeer } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
+import { connect } from '../client/sdk/node.ts';
 import { lie, type Lie } from './helpers/grid-liar.ts';
 import { idOf } from './helpers/identities.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
@@ -95,6 +96,25 @@ describe('spot-checks of the routes\' work', () => {
       chain.close();
     }, 120_000);
   }
+
+  it('check light sessions too: token ids in, logits out, the ends holding embedding and head', async () => {
+    net = await startGridNet();
+    for (const name of ['light-a', 'light-b', 'light-c']) await net.peer('light-checks', name, {});
+    const events: CheckEvent[] = [];
+    const grid = await connect({ signal: net.server.wsUrl, network: 'light-checks', verify: { share: 1, newcomerShare: 1, onCheck: (e) => events.push(e) } });
+    try {
+      await grid.serve({ source: `${net.files.url}/tiny-llama`, modelId: 'tiny-llama', replication: 3, light: true });
+      await waitFor(async () => (await grid.models.list()).data[0]?.coverage.ready.every((r) => r === 3) ?? false, 60_000, 'light tiny-llama on three peers');
+      const g = (await net.model('tiny-llama')).golden[0]!;
+      const out = await grid.generate({ model: 'tiny-llama', prompt: g.ids, maxTokens: 3, temperature: 0, stopTokens: [] });
+      expect(out.tokens).toEqual(g.greedy.slice(0, 3));
+      await waitFor(() => events.length === 1, 20_000, 'the light session checked');
+      expect(events[0]).toMatchObject({ outcome: 'agreed', wrong: [] });
+      expect(events[0]!.replacedBy).toHaveLength(1);
+    } finally {
+      grid.close();
+    }
+  });
 
   it('leave aborted generations unchecked', async () => {
     net = await startGridNet();
