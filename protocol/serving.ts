@@ -73,6 +73,7 @@ export type Hop = z.infer<typeof HopSchema>;
 export type ServingState = z.infer<typeof ServingStateSchema>;
 export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;
 export type Servers = z.infer<typeof ServersSchema>;
+export type Sources = z.infer<typeof SourcesSchema>;
 
 // Client -> server.
 export const ServeMessageSchema = z.object({ type: z.literal('serve'), model: ModelSpecSchema });
@@ -84,8 +85,16 @@ export const StatusMessageSchema = ServingReportSchema.extend({
 export const WithdrawMessageSchema = z.object({ type: z.literal('withdraw'), modelId: ModelIdSchema });
 /** Who may serve new models on the network: anyone, or the listed peers (and the owner). */
 export const ServersSchema = z.union([z.literal('anyone'), z.array(PeerIdSchema).max(256)]);
-/** The network's owner sets who may serve; answered with a `policy` message. */
-export const SetPolicyMessageSchema = z.object({ type: z.literal('policy'), servers: ServersSchema });
+/**
+ * Where a network's models may load weights from, besides the server's own rule: `server` (that
+ * rule alone), or prefixes of the source (a URL prefix, or a hub id prefix such as `org/`) of
+ * which one must match as well, to narrow it.
+ */
+export const SourcesSchema = z.union([z.literal('server'), z.array(z.string().min(1).max(512)).min(1).max(64)]);
+/** The network's owner sets who may serve and from where; answered with a `policy` message. */
+export const SetPolicyMessageSchema = z
+  .object({ type: z.literal('policy'), servers: ServersSchema.optional(), sources: SourcesSchema.optional() })
+  .refine((m) => m.servers !== undefined || m.sources !== undefined, 'policy: give servers, sources or both');
 /** Asks for the network's models now; the server answers with a `models` message. */
 export const ListModelsSchema = z.object({ type: z.literal('models') });
 /** Bounds of a route request's latencyMs map. */
@@ -138,5 +147,5 @@ export const RouteReplySchema = z.object({
   newcomers: z.array(PeerIdSchema).max(255).optional(),
 });
 /** A network's rules: its owner (a peer id, so a key) and who may serve models. */
-export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema });
+export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema, sources: SourcesSchema });
 export const ModelsMessageSchema = z.object({ type: z.literal('models'), models: z.array(ModelCoverageSchema).max(256) });

@@ -120,6 +120,8 @@ export class Coordinator {
       } catch (err) {
         return reply(error('ERR_INVALID_ARGUMENT', (err as Error).message, 'serve'));
       }
+      const narrowed = governance.refusesSource(network, spec.source, spec.baseUrl);
+      if (narrowed) return reply(error('ERR_INVALID_ARGUMENT', `${spec.modelId}: weights from ${JSON.stringify(spec.source.slice(0, 200))} are not allowed on network ${network}: ${narrowed}`, 'serve'));
       const max = this.opts.maxModelsPerNetwork ?? DEFAULT_MAX_MODELS_PER_NETWORK;
       if (!existing && models.length >= max) {
         return reply(error('ERR_INVALID_ARGUMENT', `network ${network} already serves ${max} models, the cap`, 'serve'));

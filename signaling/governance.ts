@@ -3,11 +3,13 @@
 // network when it was created. The owner may list the peers that may serve new models (the
 // default is anyone) and may change or withdraw any model; a model's own server may change or
 // withdraw that model. Rules live as long as the network has members, like its models.
-import type { Servers } from '../protocol/index.ts';
+import type { Servers, Sources } from '../protocol/index.ts';
 
 export interface NetworkRules {
   owner: string;
   servers: Servers;
+  /** Prefixes a served model's weights must also match ('server': the server's rule alone). */
+  sources: Sources;
 }
 
 export class Governance {
@@ -19,7 +21,7 @@ export class Governance {
   /** A peer joined `network`: the network's rules, made now when it is new. */
   joined(network: string, peerId: string): NetworkRules {
     let rules = this.rules.get(network);
-    if (!rules) this.rules.set(network, (rules = { owner: this.owner ?? peerId, servers: 'anyone' }));
+    if (!rules) this.rules.set(network, (rules = { owner: this.owner ?? peerId, servers: 'anyone', sources: 'server' }));
     return rules;
   }
 
@@ -43,10 +45,23 @@ export class Governance {
     return peerId === modelOwner || this.isOwner(network, peerId);
   }
 
-  setServers(network: string, servers: Servers): NetworkRules | undefined {
+  /** The owner's policy: who may serve, and from where (each left as it was when not given). */
+  setPolicy(network: string, policy: { servers?: Servers; sources?: Sources }): NetworkRules | undefined {
     const rules = this.rules.get(network);
-    if (rules) rules.servers = Array.isArray(servers) ? [...new Set(servers)] : servers;
+    if (!rules) return undefined;
+    if (policy.servers !== undefined) rules.servers = Array.isArray(policy.servers) ? [...new Set(policy.servers)] : policy.servers;
+    if (policy.sources !== undefined) rules.sources = Array.isArray(policy.sources) ? [...new Set(policy.sources)] : policy.sources;
     return rules;
+  }
+
+  /** Why the network refuses weights from `source` (and its hub mirror), or undefined. */
+  refusesSource(network: string, source: string, baseUrl?: string): string | undefined {
+    const prefixes = this.rules.get(network)?.sources;
+    if (!Array.isArray(prefixes)) return undefined;
+    const ok = (text: string) => prefixes.some((p) => text.startsWith(p));
+    if (!ok(source)) return `its owner takes weights only from ${prefixes.map((p) => JSON.stringify(p)).join(', ')}`;
+    if (baseUrl !== undefined && !ok(baseUrl)) return `its owner takes mirrors only from ${prefixes.map((p) => JSON.stringify(p)).join(', ')}`;
+    return undefined;
   }
 
   /** The network's last member left. */

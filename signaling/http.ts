@@ -68,7 +68,7 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const serving = opts.serving ? await opts.serving(network) : [];
     const rules = opts.rules?.(network);
     const reputation = opts.trust ? await opts.trust(network) : {};
-    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers } : {}), peers, models, serving, reputation });
+    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers, sources: rules.sources } : {}), peers, models, serving, reputation });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

@@ -320,15 +320,16 @@ export class Hub {
     return undefined;
   }
 
-  /** Only the network's owner sets who may serve; the rules go back to it either way. */
+  /** Only the network's owner sets who may serve and from where; the rules go back to it. */
   private setPolicy(conn: Connection, peerId: string, msg: Msg<'policy'>): void {
     const network = conn.network;
     if (!this.governance.isOwner(network, peerId)) {
       return conn.error('ERR_PERMISSION_DENIED', `only the owner of network ${network} (${this.governance.of(network)?.owner}) sets who may serve`, 'policy');
     }
-    const rules = this.governance.setServers(network, msg.servers)!;
-    this.opts.log(`${network}: owner ${peerId} lets ${rules.servers === 'anyone' ? 'anyone' : `${rules.servers.length} listed peers`} serve`);
-    conn.send({ type: 'policy', network, owner: rules.owner, servers: rules.servers });
+    const rules = this.governance.setPolicy(network, msg)!;
+    const from = rules.sources === 'server' ? "the server's sources" : `${rules.sources.length} source prefixes`;
+    this.opts.log(`${network}: owner ${peerId} lets ${rules.servers === 'anyone' ? 'anyone' : `${rules.servers.length} listed peers`} serve, from ${from}`);
+    conn.send({ type: 'policy', network, owner: rules.owner, servers: rules.servers, sources: rules.sources });
   }
 
   private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {

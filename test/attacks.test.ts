@@ -378,7 +378,7 @@ describe('a joined socket that serves an existing model id', () => {
 });
 
 describe('a network governed by its owner', () => {
-  it('only listed keys serve new models; only a model\'s server or the owner withdraws it; only the owner sets the list', async () => {
+  it('only listed keys serve new models, from the owner\'s sources; only a model\'s server or the owner withdraws it; only the owner sets the policy', async () => {
     const server = await startSignalingServer({ owner: testIdentity('gov-owner').peerId });
     const clients: TestClient[] = [];
     const join = (name: string, memoryBudgetMB: number) => joinRaw(server.wsUrl, 'gov', name, memoryBudgetMB, clients);
@@ -392,8 +392,11 @@ describe('a network governed by its owner', () => {
       const listed = await join('gov-listed', 0);
       stranger.send({ type: 'policy', servers: 'anyone' });
       expect(await stranger.next('error', (e) => e.ref === 'policy')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
-      owner.send({ type: 'policy', servers: [testIdentity('gov-listed').peerId] });
-      expect(await owner.next('policy')).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId] });
+      owner.send({ type: 'policy', servers: [testIdentity('gov-listed').peerId], sources: ['https://models.example/listed'] });
+      expect(await owner.next('policy')).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId], sources: ['https://models.example/listed'] });
+      // Even a listed peer serves only from the sources the owner narrowed the server's rule to.
+      listed.send({ type: 'serve', model: spec('elsewhere') });
+      expect(await listed.next('error', (e) => e.ref === 'serve')).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('its owner takes weights only from') });
 
       stranger.send({ type: 'serve', model: spec('unlisted') });
       expect(await stranger.next('error', (e) => e.ref === 'serve')).toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
@@ -408,7 +411,7 @@ describe('a network governed by its owner', () => {
       expect(holder.all('unassign')).toEqual([]);
 
       const view = (await (await fetch(`${server.httpUrl}/api/networks/gov`)).json()) as { owner: string; servers: string[] };
-      expect(view).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId] });
+      expect(view).toMatchObject({ owner: testIdentity('gov-owner').peerId, servers: [testIdentity('gov-listed').peerId], sources: ['https://models.example/listed'] });
 
       // The owner withdraws a model it did not serve: its holder unloads it, the list no longer has it.
       owner.send({ type: 'withdraw', modelId: 'listed' });

@@ -143,12 +143,12 @@ describe('SDK in Node', () => {
       // It made the network, so it owns it: it sets who serves; a later client may not.
       const later = await connect({ signal: net.server.wsUrl, network: 'sdk-alone' });
       try {
-        await failure(later.setServePolicy('anyone'), 'ERR_PERMISSION_DENIED');
+        await failure(later.setPolicy({ servers: 'anyone' }), 'ERR_PERMISSION_DENIED');
         await failure(later.withdraw('tiny-llama'), 'ERR_PERMISSION_DENIED', 'withdraw');
       } finally {
         later.close();
       }
-      await alone.setServePolicy([alone.peerId]);
+      await alone.setPolicy({ servers: [alone.peerId] });
       await alone.withdraw('tiny-llama');
       expect((await alone.models.list()).data).toEqual([]);
       await waitFor(() => contribution.status().length === 0, 5000, 'the withdrawn model unloaded');

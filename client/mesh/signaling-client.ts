@@ -9,6 +9,7 @@ import {
   type ErrorCode,
   type Identity,
   type Servers,
+  type Sources,
   type Capabilities,
   type ClientMessage,
   type Hop,
@@ -220,9 +221,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     return this.ask({ type: 'withdraw', modelId }, gone, `withdrawal of ${modelId}`, timeoutMs);
   }
 
-  /** Sets who may serve new models on the network (its owner only); resolves with the rules now. */
-  setServePolicy(servers: Servers, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Policy> {
-    return this.ask({ type: 'policy', servers }, (m) => (m.type === 'policy' ? m : undefined), 'policy answer', timeoutMs);
+  /** Sets who may serve new models on the network and from where (its owner only); resolves with the rules now. */
+  setPolicy(policy: { servers?: Servers; sources?: Sources }, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Policy> {
+    return this.ask({ type: 'policy', ...policy }, (m) => (m.type === 'policy' ? m : undefined), 'policy answer', timeoutMs);
   }
 
   /**

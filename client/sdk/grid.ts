@@ -138,12 +138,14 @@ export class Grid {
   }
 
   /**
-   * Who may serve new models on this network: 'anyone' or a list of peer ids. Only the network's
-   * owner (the server's --owner, else the network's first peer) may set it.
+   * The network's policy: who may serve new models (`servers`: 'anyone' or a list of peer ids) and
+   * where their weights may come from (`sources`: 'server' for the server's rule, or prefixes of
+   * which one must match as well). Only the network's owner (the server's --owner, else the
+   * network's first peer) may set it; what is not given stays.
    */
-  async setServePolicy(servers: 'anyone' | string[]): Promise<void> {
+  async setPolicy(policy: { servers?: 'anyone' | string[]; sources?: 'server' | string[] }): Promise<void> {
     this.checkOpen();
-    await this.mesh.signaling.setServePolicy(servers);
+    await this.mesh.signaling.setPolicy(policy);
   }
 
   /**
