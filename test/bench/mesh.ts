@@ -35,7 +35,7 @@ async function relayLatencies(wsUrl: string): Promise<number[]> {
   for (let i = 0; i < RELAYS; i++) {
     const got = new Promise<void>((resolve) => b.once('signal', () => resolve()));
     const t0 = performance.now();
-    a.sendSignal('relay-b', { type: 'candidate', candidate: { candidate: `candidate:${i} 1 udp 1 127.0.0.1 9 typ host`, sdpMid: '0' } });
+    a.sendSignal(b.peerId, { type: 'candidate', candidate: { candidate: `candidate:${i} 1 udp 1 127.0.0.1 9 typ host`, sdpMid: '0' } });
     await got;
     samples.push(performance.now() - t0);
   }
