@@ -1,9 +1,9 @@
 // What the coordinator knows of each key's work: sessions clients checked and found right, found
 // wrong, and hops that timed out. A key whose wrong results outweigh its verified work is left
 // out of placement and routes; a key with little verified work is a newcomer, whose routes the
-// clients check more often. Verdicts come from clients, so each client counts once per key per
-// window (a client cannot push a key down by repeating itself), and only about peers the
-// coordinator routed it through lately.
+// clients check more often. Verdicts come from clients, so each client counts once per key and
+// window (a client can neither push a key down nor lift one up by repeating itself), and only
+// about peers the coordinator routed it through lately.
 export interface KeyRecord {
   verified: number;
   wrong: number;
@@ -19,8 +19,10 @@ export interface Verdict {
 export const NEWCOMER_VERIFIED = 10;
 /** A wrong result outweighs this many verified ones. */
 const WRONG_WEIGHT = 5;
-/** One client's verdicts about one key count once in this window. */
-const VERDICT_WINDOW_MS = 10 * 60_000;
+/** One client's blame of one key counts once in this window... */
+const BLAME_WINDOW_MS = 10 * 60_000;
+/** ...and its praise once in this one: verified work is earned from many clients over time. */
+const PRAISE_WINDOW_MS = 60_000;
 /** How long a client may report on a peer after being routed through it. */
 const ROUTED_MS = 10 * 60_000;
 const MAX_KEYS = 100_000;
@@ -72,9 +74,9 @@ export class Reputation {
       const routedAt = mine?.get(peerId);
       if (routedAt === undefined || now - routedAt > ROUTED_MS) continue;
       const key = `${client} ${peerId} ${result}`;
-      // Verified work counts every session; blame once per window per client.
-      if (result !== 'verified' && now - (this.counted.get(key) ?? -Infinity) < VERDICT_WINDOW_MS) continue;
-      if (result !== 'verified') this.remember(key, now);
+      const window = result === 'verified' ? PRAISE_WINDOW_MS : BLAME_WINDOW_MS;
+      if (now - (this.counted.get(key) ?? -Infinity) < window) continue;
+      this.remember(key, now);
       const r = this.entry(peerId);
       if (result === 'verified') r.verified++;
       else if (result === 'wrong') r.wrong++;
