@@ -1,7 +1,8 @@
 // bench:trust: what verification costs and what it catches, side by side in one run.
 //  1. Throughput: one client runs concurrent greedy generations of tiny-llama over three honest
 //     Node peers (each holding the whole model) for a fixed time, spot-checking 0% (the anchor),
-//     5% and 20% of its sessions; overhead = 1 - tokens/s with checks / tokens/s without.
+//     5% and 20% of its sessions, in three interleaved rounds (medians); overhead = 1 - tokens/s
+//     with checks / tokens/s without.
 //  2. Exclusion: a fourth peer perturbs its outputs slightly (5% of their RMS); the client checks
 //     every session; counted: checked sessions until the coordinator excludes it.
 //  3. Honest peers accused: over every check above, honest keys with a wrong verdict.
@@ -14,8 +15,10 @@ import { idOf } from '../helpers/identities.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const MB = 1024 * 1024;
-const SECONDS = Number(process.env.AIGRID_BENCH_SECONDS ?? 10);
-const CONCURRENT = 4;
+/** Seconds per run, and rounds of runs (each round runs every share once). */
+const SECONDS = Number(process.env.AIGRID_BENCH_SECONDS ?? 8);
+const ROUNDS = 3;
+const CONCURRENT = 2;
 /** Long enough that sessions (each asks the server for a route) stay under its 25 route asks a second. */
 const MAX_TOKENS = 96;
 const SHARES = [0, 0.05, 0.2];
@@ -66,14 +69,17 @@ async function main(): Promise<void> {
     for (const name of ['bench-a', 'bench-b', 'bench-c']) honest.push(await net.peer('trust', name, {}));
     const client = await net.join('trust', 'bench-client', 0);
     await serve(net, client, 3);
-    const rows: { share: number; tokensPerSecond: number; sessions: number; checked: number }[] = [];
     const allEvents: CheckEvent[] = [];
-    for (const share of SHARES) {
+    /** Positions the peers computed, summed: the grid's work, checks included. */
+    const served = () => honest.reduce((n, p) => n + p.status().reduce((m, st) => m + st.tokensServed, 0), 0);
+    /** One timed run at a share: tokens/s, sessions, sessions checked. */
+    const measure = async (share: number, seconds: number) => {
       const events: CheckEvent[] = [];
       const c = chain(client, hiddenSize, share, events);
       let tokens = 0;
       let sessions = 0;
-      const until = performance.now() + SECONDS * 1000;
+      const workBefore = served();
+      const until = performance.now() + seconds * 1000;
       const start = performance.now();
       await Promise.all(
         Array.from({ length: CONCURRENT }, async (_, lane) => {
@@ -84,13 +90,28 @@ async function main(): Promise<void> {
           }
         }),
       );
-      const seconds = (performance.now() - start) / 1000;
-      await new Promise((r) => setTimeout(r, 500)); // the last checks finish before the next setting
-      rows.push({ share, tokensPerSecond: tokens / seconds, sessions, checked: events.length });
+      const elapsed = (performance.now() - start) / 1000;
+      await new Promise((r) => setTimeout(r, 500)); // the last checks finish before the next run
       allEvents.push(...events);
       c.close();
-      console.log(`share ${(share * 100).toFixed(0).padStart(2)}%: ${(tokens / seconds).toFixed(1)} tokens/s, ${sessions} sessions, ${events.length} checked (${events.filter((e) => e.outcome === 'agreed').length} agreed)`);
+      const work = served() - workBefore;
+      return { tokensPerSecond: tokens / elapsed, sessions, checked: events.length, workPerToken: work / Math.max(1, tokens) };
+    };
+    await measure(0, 2); // warm-up: JIT, links, caches
+    // Rounds of every share in turn, so drift over the run falls on all of them alike.
+    const runs = new Map<number, { tokensPerSecond: number; sessions: number; checked: number; workPerToken: number }[]>(SHARES.map((s) => [s, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const share of SHARES) runs.get(share)!.push(await measure(share, SECONDS));
     }
+    const rows = SHARES.map((share) => {
+      const list = runs.get(share)!;
+      const sorted = list.map((r) => r.tokensPerSecond).sort((a, b) => a - b);
+      const sessions = list.reduce((n, r) => n + r.sessions, 0);
+      const checked = list.reduce((n, r) => n + r.checked, 0);
+      const workPerToken = list.reduce((n, r) => n + r.workPerToken, 0) / list.length;
+      console.log(`share ${(share * 100).toFixed(0).padStart(2)}%: median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(1)} tokens/s (runs ${list.map((r) => r.tokensPerSecond.toFixed(1)).join(', ')}), ${sessions} sessions, ${checked} checked, ${workPerToken.toFixed(3)} positions computed per token delivered`);
+      return { share, tokensPerSecond: sorted[Math.floor(sorted.length / 2)]!, sessions, checked, workPerToken };
+    });
     const anchor = rows[0]!.tokensPerSecond;
     for (const r of rows) console.log(`  ratio to 0%: ${(r.tokensPerSecond / anchor).toFixed(3)}`);
 
@@ -126,6 +147,9 @@ async function main(): Promise<void> {
     const result = {
       overheadAt5pct: Number((1 - at5.tokensPerSecond / anchor).toFixed(4)),
       overheadAt20pct: Number((1 - at20.tokensPerSecond / anchor).toFixed(4)),
+      // The same cost as work, free of the machine's noise: extra positions the peers computed.
+      extraWorkAt5pct: Number((at5.workPerToken / rows[0]!.workPerToken - 1).toFixed(4)),
+      extraWorkAt20pct: Number((at20.workPerToken / rows[0]!.workPerToken - 1).toFixed(4)),
       checkedShareAt5pct: Number((at5.checked / Math.max(1, at5.sessions)).toFixed(4)),
       tokensPerSecondAt0pct: Number(anchor.toFixed(1)),
       sessionsToExclude,
