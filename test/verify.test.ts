@@ -4,7 +4,9 @@
 // sessions, after which every generation gives the golden tokens; honest peers on the CPU and on
 // WebGPU (SwiftShader), checked against each other, are never accused over 200 checked sessions.
 import { afterEach, describe, expect, it } from 'vitest';
-import { meshRoutes, RemoteChain, type CheckEvent, type GridPeer } from '../client/grid/index.ts';
+import { GridPeer, meshRoutes, RemoteChain, type CheckEvent } from '../client/grid/index.ts';
+import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
+import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { connect } from '../client/sdk/node.ts';
 import { lie, type Lie } from './helpers/grid-liar.ts';
@@ -96,6 +98,40 @@ describe('spot-checks of the routes\' work', () => {
       chain.close();
     }, 120_000);
   }
+
+  it('catch a liar in the middle of two-hop routes: only checks that swap it see its garbage', async () => {
+    net = await startGridNet();
+    const network = 'liar-first-half';
+    const halves = ['a', 'b', 'c'].flatMap((x) => [`half-${x}-1`, `half-${x}-2`]);
+    const liarName = Array.from({ length: 64 }, (_, i) => `half-liar-${i}`).find((name) => halves.every((h) => idOf(name) < idOf(h)))!;
+    // Two layers of room each: six peers hold three copies of each half; the liar one of them.
+    const peers: GridPeer[] = [];
+    for (const name of [liarName, ...halves.slice(1)]) {
+      peers.push(new GridPeer({ mesh: await net.join(network, name, 2), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
+    }
+    const liar = peers[0]!;
+    lie(liar.mesh, 'perturb');
+    const client = await net.join(network, 'half-client', 0);
+    await serveEverywhere(net, network, client, 3);
+    const events: CheckEvent[] = [];
+    const head = await net.head('tiny-llama');
+    const model = await net.model('tiny-llama');
+    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    for (let s = 0; s < 20 && !(await trust(net, network))[liar.peerId]?.excluded; s++) {
+      const g = model.golden[s % model.golden.length]!;
+      await chain.generate(head, g.ids, { maxTokens: 3, temperature: 0 });
+      await waitFor(() => events.length > s, 20_000, `check of session ${s}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const reputation = await trust(net, network);
+    expect(reputation[liar.peerId]?.excluded, JSON.stringify(events.map((e) => [e.outcome, e.peerId === liar.peerId]))).toBe(true);
+    expect(events.flatMap((e) => e.wrong).every((p) => p === liar.peerId)).toBe(true);
+    // Checks that swapped an honest hop on the liar's route agreed: the garbage was on both routes.
+    for (const e of events.filter((e) => e.peerId !== liar.peerId)) expect(e.outcome).toBe('agreed');
+    for (const p of peers.slice(1)) expect(reputation[p.peerId]).toMatchObject({ wrong: 0, excluded: false });
+    chain.close();
+    for (const p of peers) p.close();
+  }, 120_000);
 
   it('check light sessions too: token ids in, logits out, the ends holding embedding and head', async () => {
     net = await startGridNet();
