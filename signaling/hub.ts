@@ -230,8 +230,11 @@ export class Hub {
         const counted = this.reputation.record(conn.peer.peerId, msg.verdicts);
         const wrong = msg.verdicts.filter((v) => v.result === 'wrong').map((v) => v.peerId);
         if (wrong.length) this.opts.log(`${conn.label} found ${wrong.join(', ')} wrong on ${msg.modelId} (${counted} of ${msg.verdicts.length} verdicts counted)`);
-        // A key that fell below the line leaves placement now, not at the next membership change.
-        if (wrong.some((p) => this.reputation.excluded(p))) await this.coordinator.changed(conn.network);
+        // A key that fell below the line leaves placement now, in every network it is in, not at
+        // each one's next membership change.
+        const out = wrong.filter((p) => this.reputation.excluded(p));
+        const networks = [...this.members].filter(([, peers]) => out.some((p) => peers.has(p))).map(([network]) => network);
+        await Promise.all(networks.map((network) => this.coordinator.changed(network)));
         return;
       }
     }
