@@ -4,7 +4,7 @@
 // sessions, after which every generation gives the golden tokens; honest peers on the CPU and on
 // WebGPU (SwiftShader), checked against each other, are never accused over 200 checked sessions.
 import { afterEach, describe, expect, it } from 'vitest';
-import { GridPeer, meshRoutes, RemoteChain, type CheckEvent } from '../client/grid/index.ts';
+import { GridPeer, majority, meshRoutes, RemoteChain, type CheckEvent } from '../client/grid/index.ts';
 import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
@@ -57,6 +57,18 @@ async function trust(grid: GridNet, network: string): Promise<Trust['reputation'
   return ((await (await fetch(`${grid.server.httpUrl}/api/networks/${network}`)).json()) as Trust).reputation;
 }
 
+describe('the majority of three routes', () => {
+  it('names a clear minority only: one route far from two that agree', () => {
+    expect(majority(0.05, 0.05, 0, 0.02)).toBe('caught');
+    expect(majority(0.07, 0, 0.07, 0.02)).toBe('replacement-wrong');
+    // All three through one noisy liar: about equally far apart, nobody blamed.
+    expect(majority(0.025, 0.018, 0.03, 0.02)).toBe('inconclusive');
+    expect(majority(0.05, 0.021, 0.05, 0.02)).toBe('inconclusive'); // the pair itself disagrees
+    expect(majority(0.03, 0.03, 0.015, 0.02)).toBe('inconclusive'); // not twice, let alone 3x, apart
+    expect(majority(Infinity, Infinity, 0.001, 0.02)).toBe('caught');
+  });
+});
+
 describe('spot-checks of the routes\' work', () => {
   for (const how of ['perturb', 'zeros', 'other-session'] as Lie[]) {
     it(`catch and exclude a peer whose outputs are ${how === 'perturb' ? 'perturbed slightly' : how === 'zeros' ? 'zeros' : 'another session\'s rows'}, within 20 checked sessions`, async () => {
@@ -99,7 +111,7 @@ describe('spot-checks of the routes\' work', () => {
     }, 120_000);
   }
 
-  it('catch a liar in the middle of two-hop routes: only checks that swap it see its garbage', async () => {
+  it('catch a liar holding the first half of two-hop routes, checked or as a replacement; honest hops are never blamed', async () => {
     net = await startGridNet();
     const network = 'liar-first-half';
     const halves = ['a', 'b', 'c'].flatMap((x) => [`half-${x}-1`, `half-${x}-2`]);
@@ -126,8 +138,12 @@ describe('spot-checks of the routes\' work', () => {
     const reputation = await trust(net, network);
     expect(reputation[liar.peerId]?.excluded, JSON.stringify(events.map((e) => [e.outcome, e.peerId === liar.peerId]))).toBe(true);
     expect(events.flatMap((e) => e.wrong).every((p) => p === liar.peerId)).toBe(true);
-    // Checks that swapped an honest hop on the liar's route agreed: the garbage was on both routes.
-    for (const e of events.filter((e) => e.peerId !== liar.peerId)) expect(e.outcome).toBe('agreed');
+    // A check of an honest hop never blames it: it agrees, has no clear majority (the liar adding
+    // noise on every route), or catches the liar as the hop's replacement.
+    for (const e of events.filter((e) => e.peerId !== liar.peerId)) {
+      expect(e.wrong).not.toContain(e.peerId);
+      if (e.outcome === 'replacement-wrong') expect(e.replacedBy).toEqual([liar.peerId]);
+    }
     for (const p of peers.slice(1)) expect(reputation[p.peerId]).toMatchObject({ wrong: 0, excluded: false });
     chain.close();
     for (const p of peers) p.close();

@@ -7,7 +7,7 @@ export { RemoteChain, type RemoteChainOptions } from './client.ts';
 export { RemoteModel, type RemoteModelOptions } from './remote-model.ts';
 export { DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, type FailoverEvent, type RouteOptions } from './route-runner.ts';
 export { RouteFailure } from './remote-session.ts';
-export { difference, Verifier, type CheckEvent, type PeerVerdict, type VerifyOptions } from './verifier.ts';
+export { difference, majority, Verifier, type CheckEvent, type PeerVerdict, type VerifyOptions } from './verifier.ts';
 export { explicitRoutes, meshRoutes, PeerLatency, signalingRoutes, type RouteSource } from './routes.ts';
 export { DecodeBatcher, type BatchStats } from './decode-batcher.ts';
 export { defaultModelId, modelSpecFromCheckpoint, modelSpecFromConfig, weightsPerLayer, type ModelSpecOptions } from './model-spec.ts';

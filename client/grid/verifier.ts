@@ -120,15 +120,9 @@ export class Verifier {
       const [d13, d23] = [difference(first, thirdOut), difference(secondOut, thirdOut)];
       event.differences.push(d13, d23);
       const replacements3 = newPeers(hops, third.hops);
-      if (d23 <= tolerance && d13 > tolerance) {
-        event.outcome = 'caught';
-        event.wrong = [peerId];
-      } else if (d13 <= tolerance && d23 > tolerance) {
-        event.outcome = 'replacement-wrong';
-        event.wrong = replacements2;
-      } else {
-        return event; // no majority: say nothing rather than blame at random
-      }
+      event.outcome = majority(d12, d13, d23, tolerance);
+      if (event.outcome === 'inconclusive') return event; // no clear majority: blame nobody at random
+      event.wrong = event.outcome === 'caught' ? [peerId] : replacements2;
       for (const p of event.wrong) this.exclude(p, WRONG_PEER_MS);
       const right = [peerId, ...replacements2, ...replacements3].filter((p) => !event.wrong.includes(p));
       this.report([...event.wrong.map((p) => ({ peerId: p, result: 'wrong' as const })), ...right.map((p) => ({ peerId: p, result: 'verified' as const }))]);
@@ -157,6 +151,28 @@ export class Verifier {
     for (let i = 0; i < verdicts.length; i += 16) this.options.report?.(verdicts.slice(i, i + 16));
   }
 }
+
+/**
+ * Who is in the minority of three routes, from their pairwise differences (1: the session's own
+ * route, 2 and 3: the checked hop swapped for others): 'caught' when 2 and 3 agree and 1 differs,
+ * 'replacement-wrong' when 1 and 3 agree and 2 differs. Two agree within the tolerance, and the
+ * third differs from both by more than it and by several times as much as the two do from each
+ * other; else 'inconclusive' (when another hop on every route is unsteady, a liar adding noise,
+ * all three differ by about the same).
+ */
+export function majority(d12: number, d13: number, d23: number, tolerance: number): 'caught' | 'replacement-wrong' | 'inconclusive' {
+  if (minority(d23, d12, d13, tolerance)) return 'caught';
+  if (minority(d13, d12, d23, tolerance)) return 'replacement-wrong';
+  return 'inconclusive';
+}
+
+function minority(pair: number, other1: number, other2: number, tolerance: number): boolean {
+  const apart = Math.max(tolerance, MAJORITY_MARGIN * pair);
+  return pair <= tolerance && other1 > apart && other2 > apart;
+}
+
+/** How many times further the minority must be from each of the two that agree than they are from each other. */
+const MAJORITY_MARGIN = 3;
 
 /** Peers on `next` that were not on `before`. */
 function newPeers(before: readonly Hop[], next: readonly Hop[]): string[] {
