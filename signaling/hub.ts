@@ -22,7 +22,7 @@ import {
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
-import { Reputation, type KeyRecord } from './reputation.ts';
+import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
@@ -89,12 +89,9 @@ export class Hub {
   }
 
   /** What clients found of each member's work, for the HTTP view. */
-  async trust(network: string): Promise<Record<string, KeyRecord & { excluded: boolean; newcomer: boolean }>> {
-    const out: Record<string, KeyRecord & { excluded: boolean; newcomer: boolean }> = {};
-    for (const { peerId } of await this.opts.store.list(network)) {
-      out[peerId] = { ...this.reputation.of(peerId), excluded: this.reputation.excluded(peerId), newcomer: this.reputation.newcomer(peerId) };
-    }
-    return out;
+  async trust(network: string): Promise<Record<string, KeyStanding>> {
+    const peers = await this.opts.store.list(network);
+    return Object.fromEntries(peers.map(({ peerId }) => [peerId, this.reputation.standing(peerId)]));
   }
 
   /** Which peer serves what, with its last status, for the HTTP view. */

@@ -10,6 +10,12 @@ export interface KeyRecord {
   timeouts: number;
 }
 
+/** A key's record with what follows from it. */
+export interface KeyStanding extends KeyRecord {
+  excluded: boolean;
+  newcomer: boolean;
+}
+
 export interface Verdict {
   peerId: string;
   result: 'verified' | 'wrong' | 'timeout';
@@ -50,14 +56,17 @@ export class Reputation {
     return this.of(peerId).verified < NEWCOMER_VERIFIED;
   }
 
+  standing(peerId: string): KeyStanding {
+    return { ...this.of(peerId), excluded: this.excluded(peerId), newcomer: this.newcomer(peerId) };
+  }
+
   /** The coordinator routed `client` through these peers: it may report on them for a while. */
-  routedThrough(client: string, peers: readonly string[]): void {
+  routedThrough(client: string, peers: readonly string[], now = Date.now()): void {
     let mine = this.routed.get(client);
     if (!mine) {
       if (this.routed.size >= MAX_CLIENTS) this.routed.delete(this.routed.keys().next().value!);
       this.routed.set(client, (mine = new Map()));
     }
-    const now = Date.now();
     for (const peer of peers) {
       mine.delete(peer);
       mine.set(peer, now);
