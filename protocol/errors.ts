@@ -50,6 +50,8 @@ export const ERROR_HINTS = {
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
   ERR_UNKNOWN_CODE: 'A peer or server reported an error code this version does not know (it may be newer); the message carries its words.',
+  ERR_BAD_EVIDENCE: 'An accusation whose evidence does not hold (a signature, proof, digest or ticket fails); the accuser\'s reports are ignored for an hour.',
+  ERR_INCONCLUSIVE: 'The evidence is genuine but does not put one hop in a clear minority of three runs; nothing is counted.',
   ERR_PERMISSION_DENIED: 'Not allowed: a site the person did not allow to use AIGrid (they can in the extension\'s options page), a page of a foreign origin, or a change to a model that another peer served.',
 } as const;
 

@@ -10,3 +10,6 @@ export * from './f16.ts';
 export * from './origins.ts';
 export * from './identity.ts';
 export * from './tickets.ts';
+export * from './agreement.ts';
+export * from './evidence.ts';
+export * from './accusation.ts';

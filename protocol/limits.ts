@@ -8,6 +8,18 @@ export const MAX_SIGNAL_FRAME_BYTES = 64 * 1024;
 /** Frames above this are not even buffered: the socket is closed (1009). */
 export const HARD_SIGNAL_FRAME_BYTES = 1024 * 1024;
 
+/**
+ * An accusation carries signed outputs (up to three 64 KiB chunks from each of three runs), so it
+ * may be this large; only frames that open with its type get past the usual limit.
+ */
+export const MAX_ACCUSE_FRAME_BYTES = HARD_SIGNAL_FRAME_BYTES;
+const ACCUSE_OPENING = new TextEncoder().encode('{"type":"accuse"');
+
+/** Whether a raw frame opens as an accusation (one that may exceed the usual frame limit). */
+export function opensAsAccusation(bytes: Uint8Array): boolean {
+  return bytes.byteLength >= ACCUSE_OPENING.byteLength && ACCUSE_OPENING.every((b, i) => bytes[i] === b);
+}
+
 export const DEFAULT_HEARTBEAT_MS = 5_000;
 export const DEFAULT_MAX_PEERS_PER_NETWORK = 256;
 export const DEFAULT_MAX_CONNECTIONS_PER_IP = 32;
@@ -46,6 +58,7 @@ export const TYPE_RATE_LIMITS = {
   withdraw: [2, 4],
   policy: [2, 4],
   verdict: [10, 20],
+  accuse: [0.2, 3],
   status: [10, 20],
   route: [25, 50],
 } as const satisfies Record<string, readonly [number, number]>;

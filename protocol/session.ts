@@ -34,9 +34,15 @@ export const ServingFrame = {
   tokens: 37,
   /** Activation header + f32 logits of a request's last token, from a last stage that runs the head. */
   logits: 38,
+  /** JSON SignedLeaf (evidence.ts): sent just before each output frame, to its receiver. */
+  leaf: 39,
+  /** JSON FrameAsk: the session's client asks a hop for an input frame it kept (retention). */
+  ask: 40,
+  /** A kept input frame with its sender's leaf (evidence.ts encodeKept); hop -> client. */
+  kept: 41,
 } as const;
 
-const SessionIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'sessionId: 16 hex digits');
+export const SessionIdSchema = z.string().regex(/^[0-9a-f]{16}$/, 'sessionId: 16 hex digits');
 
 /** One stage of a route: a peer, its layers, and whether it also embeds or runs the head. */
 export const StageSchema = HopSchema.extend({
@@ -73,10 +79,14 @@ export const SessionFailureSchema = z.object({
 
 export const ReleaseSchema = z.object({ sessionId: SessionIdSchema });
 
+/** Which kept frame a client asks for: the input of request `requestId` of its session. */
+export const FrameAskSchema = z.object({ sessionId: SessionIdSchema, requestId: z.number().int().min(0).max(0xffffffff) });
+
 export type Stage = z.infer<typeof StageSchema>;
 export type SessionSetup = z.infer<typeof SessionSetupSchema>;
 export type SessionFailure = z.infer<typeof SessionFailureSchema>;
 export type Release = z.infer<typeof ReleaseSchema>;
+export type FrameAsk = z.infer<typeof FrameAskSchema>;
 
 const MAX_CONTROL_BYTES = 64 * 1024;
 
@@ -84,13 +94,13 @@ export function randomSessionId(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export function encodeControl(value: SessionSetup | SessionFailure | Release): Uint8Array {
+export function encodeControl(value: object): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
 }
 
 /** A control frame's JSON checked against its schema; ERR_FRAME_MALFORMED otherwise. */
-export function decodeControl<S extends z.ZodType>(schema: S, payload: Uint8Array, what: string): z.output<S> {
-  if (payload.byteLength > MAX_CONTROL_BYTES) throw new AigridError('ERR_FRAME_MALFORMED', `${what} frame of ${payload.byteLength} bytes is too large`);
+export function decodeControl<S extends z.ZodType>(schema: S, payload: Uint8Array, what: string, maxBytes = MAX_CONTROL_BYTES): z.output<S> {
+  if (payload.byteLength > maxBytes) throw new AigridError('ERR_FRAME_MALFORMED', `${what} frame of ${payload.byteLength} bytes is too large`);
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));

@@ -21,6 +21,7 @@ import {
   UnassignMessageSchema,
 } from './serving.ts';
 import { ServerKeySchema } from './tickets.ts';
+import { AccusationSchema } from './accusation.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -89,6 +90,8 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   WithdrawMessageSchema,
   SetPolicyMessageSchema,
   VerdictMessageSchema,
+  /** Evidence that a hop returned wrong results (accusation.ts); answered with `judged`. */
+  AccusationSchema.extend({ type: z.literal('accuse'), id: z.number().int().nonnegative() }),
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -131,6 +134,15 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   RouteReplySchema,
   ModelsMessageSchema,
   PolicyMessageSchema,
+  /** The answer to `accuse` `id`: whether it counted against the accused, else the code of why not. */
+  z.object({
+    type: z.literal('judged'),
+    id: z.number().int().nonnegative(),
+    counted: z.boolean(),
+    accused: PeerIdSchema.optional(),
+    code: z.string().max(64).optional(),
+    message: z.string().max(1024),
+  }),
 ]);
 
 export type GpuInfo = z.infer<typeof GpuInfoSchema>;

@@ -3,7 +3,12 @@
 // (serve, status, route) and the re-placement that membership changes cause go to the coordinator.
 import type { RawData, WebSocket } from 'ws';
 import {
+  errorCode,
+  errorMessage,
   helloPayload,
+  judge,
+  MAX_ACCUSE_FRAME_BYTES,
+  opensAsAccusation,
   parseClientMessage,
   peerIdOf,
   verifySignature,
@@ -184,24 +189,31 @@ export class Hub {
   private onFrame(conn: Connection, data: RawData): void {
     if (!conn.open || !conn.admit()) return;
     const bytes = toBytes(data);
-    const max = this.opts.maxFrameBytes;
+    const accusation = opensAsAccusation(bytes);
+    const max = accusation ? MAX_ACCUSE_FRAME_BYTES : this.opts.maxFrameBytes;
     if (bytes.byteLength > max) {
       // Answered in order with the rest, without keeping the oversized frame queued.
       const size = bytes.byteLength;
       conn.enqueue(() => conn.error('ERR_FRAME_TOO_LARGE', `frame of ${size} bytes exceeds ${max}`));
       return;
     }
-    conn.enqueue(() => this.handle(conn, bytes));
+    // An accusation may be large: its rate is held before it is even queued or parsed.
+    if (accusation && !conn.admitType('accuse')) return;
+    conn.enqueue(() => this.handle(conn, bytes, accusation));
   }
 
-  private async handle(conn: Connection, bytes: Uint8Array): Promise<void> {
+  private async handle(conn: Connection, bytes: Uint8Array, admittedAccusation = false): Promise<void> {
     if (!conn.open) return;
-    const parsed = parseClientMessage(bytes, this.opts.maxFrameBytes);
+    const parsed = parseClientMessage(bytes, admittedAccusation ? MAX_ACCUSE_FRAME_BYTES : this.opts.maxFrameBytes);
     if (!parsed.ok) return conn.error(parsed.code, parsed.message, parsed.ref, parsed.requestId);
     const msg = parsed.message;
+    if (admittedAccusation && msg.type !== 'accuse' && bytes.byteLength > this.opts.maxFrameBytes) {
+      return conn.error('ERR_FRAME_TOO_LARGE', `a ${msg.type} frame of ${bytes.byteLength} bytes exceeds ${this.opts.maxFrameBytes}`, msg.type);
+    }
     if (msg.type === 'hello') return this.hello(conn, msg);
     if (!conn.peer) return conn.error('ERR_NOT_JOINED', `send hello before ${msg.type}`, msg.type);
-    if (!conn.admitType(msg.type, msg.type === 'route' ? msg.requestId : undefined)) return;
+    const admitted = admittedAccusation && msg.type === 'accuse';
+    if (!admitted && !conn.admitType(msg.type, msg.type === 'route' ? msg.requestId : undefined)) return;
     switch (msg.type) {
       case 'update':
         return this.update(conn, conn.peer, msg);
@@ -223,18 +235,37 @@ export class Hub {
         return this.coordinator.withdraw(conn.network, conn.peer.peerId, msg.modelId, (m) => conn.send(m));
       case 'policy':
         return this.setPolicy(conn, conn.peer.peerId, msg);
-      case 'verdict': {
-        const counted = this.reputation.record(conn.peer.peerId, msg.verdicts);
-        const wrong = msg.verdicts.filter((v) => v.result === 'wrong').map((v) => v.peerId);
-        if (wrong.length) this.opts.log(`${conn.label} found ${wrong.join(', ')} wrong on ${msg.modelId} (${counted} of ${msg.verdicts.length} verdicts counted)`);
-        // A key that fell below the line leaves placement now, in every network it is in, not at
-        // each one's next membership change.
-        const out = wrong.filter((p) => this.reputation.excluded(p));
-        const networks = [...this.members].filter(([, peers]) => out.some((p) => peers.has(p))).map(([network]) => network);
-        await Promise.all(networks.map((network) => this.coordinator.changed(network)));
+      case 'verdict':
+        this.reputation.record(conn.peer.peerId, msg.verdicts);
         return;
-      }
+      case 'accuse':
+        return this.accuse(conn, conn.peer.peerId, msg);
     }
+  }
+
+  /** Judges an accusation's evidence; a convicted key that falls below the line leaves placement. */
+  private async accuse(conn: Connection, client: string, msg: Msg<'accuse'>): Promise<void> {
+    const reply = (r: { counted: boolean; accused?: string; code?: ErrorCode; message: string }) => conn.send({ type: 'judged', id: msg.id, ...r });
+    if (this.reputation.ignoring(client)) {
+      return reply({ counted: false, code: 'ERR_PERMISSION_DENIED', message: `${client} sent forged evidence; its reports are ignored for a while` });
+    }
+    let accused: string;
+    try {
+      ({ accused } = await judge(msg, { network: conn.network, client, serverKey: this.opts.serverKey.publicKey }));
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ERR_BAD_EVIDENCE') this.reputation.forged(client);
+      this.opts.log(`${conn.label}'s accusation on ${msg.modelId} refused: ${errorMessage(err)}`);
+      return reply({ counted: false, code, message: errorMessage(err).slice(0, 1024) });
+    }
+    const counted = this.reputation.convict(client, accused);
+    this.opts.log(`${conn.label} proved ${accused} wrong on ${msg.modelId}${counted ? '' : ' (already counted in this window)'}`);
+    reply({ counted, accused, message: counted ? `${accused} was found wrong` : `${accused} was already found wrong by this client lately` });
+    // A key that fell below the line leaves placement now, in every network it is in, not at each
+    // one's next membership change.
+    if (!this.reputation.excluded(accused)) return;
+    const networks = [...this.members].filter(([, peers]) => peers.has(accused)).map(([network]) => network);
+    await Promise.all(networks.map((network) => this.coordinator.changed(network)));
   }
 
   /**

@@ -3,7 +3,9 @@
 // out of placement and routes; a key with little verified work is a newcomer, whose routes the
 // clients check more often. Verdicts come from clients, so each client counts once per key and
 // window (a client can neither push a key down nor lift one up by repeating itself), and only
-// about peers the coordinator routed it through lately.
+// about peers the coordinator routed it through lately. A wrong result counts only when the
+// client proved it with signed evidence (accusation.ts), so made-up clients cannot push an honest
+// key out; a client whose evidence was forged is not heard for an hour.
 export interface KeyRecord {
   verified: number;
   wrong: number;
@@ -31,6 +33,8 @@ const BLAME_WINDOW_MS = 10 * 60_000;
 const PRAISE_WINDOW_MS = 60_000;
 /** How long a client may report on a peer after being routed through it. */
 const ROUTED_MS = 10 * 60_000;
+/** How long a client that sent forged evidence is not heard. */
+export const FORGER_IGNORED_MS = 60 * 60_000;
 const MAX_KEYS = 100_000;
 const MAX_ROUTED_PER_CLIENT = 256;
 const MAX_CLIENTS = 10_000;
@@ -41,6 +45,8 @@ export class Reputation {
   private readonly counted = new Map<string, number>();
   /** client -> peer -> when the coordinator last routed the client through it. */
   private readonly routed = new Map<string, Map<string, number>>();
+  /** Clients that sent forged evidence -> until when their reports are ignored. */
+  private readonly forgers = new Map<string, number>();
 
   of(peerId: string): KeyRecord {
     return this.keys.get(peerId) ?? { verified: 0, wrong: 0, timeouts: 0 };
@@ -74,12 +80,16 @@ export class Reputation {
     }
   }
 
-  /** Applies a client's verdicts; returns how many counted. */
+  /**
+   * Applies a client's verdicts; returns how many counted. A `wrong` verdict does not count here:
+   * only an accusation whose evidence convicts the peer does (convict()).
+   */
   record(client: string, verdicts: readonly Verdict[], now = Date.now()): number {
+    if (this.ignoring(client, now)) return 0;
     const mine = this.routed.get(client);
     let counted = 0;
     for (const { peerId, result } of verdicts) {
-      if (peerId === client) continue;
+      if (peerId === client || result === 'wrong') continue;
       const routedAt = mine?.get(peerId);
       if (routedAt === undefined || now - routedAt > ROUTED_MS) continue;
       const key = `${client} ${peerId} ${result}`;
@@ -88,11 +98,33 @@ export class Reputation {
       this.remember(key, now);
       const r = this.entry(peerId);
       if (result === 'verified') r.verified++;
-      else if (result === 'wrong') r.wrong++;
       else r.timeouts++;
       counted++;
     }
     return counted;
+  }
+
+  /** Counts a wrong result the evidence proved; once per client and key in the blame window. Whether it counted. */
+  convict(client: string, peerId: string, now = Date.now()): boolean {
+    if (peerId === client || this.ignoring(client, now)) return false;
+    const key = `${client} ${peerId} wrong`;
+    if (now - (this.counted.get(key) ?? -Infinity) < BLAME_WINDOW_MS) return false;
+    this.remember(key, now);
+    this.entry(peerId).wrong++;
+    return true;
+  }
+
+  /** The client sent forged evidence: nothing it reports counts for a while. */
+  forged(client: string, now = Date.now()): void {
+    this.forgers.delete(client);
+    this.forgers.set(client, now + FORGER_IGNORED_MS);
+    if (this.forgers.size > MAX_CLIENTS) this.forgers.delete(this.forgers.keys().next().value!);
+  }
+
+  ignoring(client: string, now = Date.now()): boolean {
+    const until = this.forgers.get(client);
+    if (until !== undefined && until <= now) this.forgers.delete(client);
+    return until !== undefined && until > now;
   }
 
   private entry(peerId: string): KeyRecord {

@@ -98,7 +98,7 @@ describe('spot-checks of the routes\' work', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       const reputation = await trust(net, network);
-      expect(reputation[liar.peerId]?.excluded, JSON.stringify(events.map((e) => [e.outcome, e.differences.map((d) => d.toFixed(4))]))).toBe(true);
+      expect(reputation[liar.peerId]?.excluded, JSON.stringify(events.map((e) => [e.outcome, e.differences.map((d) => d.toFixed(4)), e.accusation]))).toBe(true);
       expect(checked).toBeLessThanOrEqual(20);
       expect(events.flatMap((e) => e.wrong).every((p) => p === liar.peerId)).toBe(true);
       for (const honest of peers.slice(0, 3)) expect(reputation[honest.peerId]).toMatchObject({ wrong: 0, excluded: false });

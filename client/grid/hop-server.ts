@@ -7,6 +7,12 @@ import type { Mesh } from '../mesh/mesh.ts';
 import {
   AigridError,
   checkRoute,
+  contentRoot,
+  encodeKept,
+  FrameAskSchema,
+  leafValid,
+  MAX_LEAF_BYTES,
+  SignedLeafSchema,
   decodeControl,
   decodeHidden,
   decodeTokenIds,
@@ -25,11 +31,14 @@ import {
   type PassHeader,
   type SessionFailure,
   type SessionSetup,
+  type SignedLeaf,
   ticketValid,
+  toBase64Url,
 } from '../../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
 import { DecodeBatcher } from './decode-batcher.ts';
 import type { HopSession, HopSessions, StageInput, StageOutput } from './hop-sessions.ts';
+import { FrameRetention } from './retention.ts';
 
 export interface HopServerHooks {
   /** What this peer serves of a model now. */
@@ -45,12 +54,19 @@ export interface SessionLimits {
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = { perClient: 64, total: 1024 };
 
+/** Signed leaves held for frames not yet arrived, at most (a frame follows its leaf at once). */
+const MAX_WAITING_LEAVES = 4096;
+
 type Refusal = Omit<SessionFailure, 'peerId'>;
 type Refuse = (code: ErrorCode, message: string, blame?: string) => void;
 
 export class HopServer {
   /** Decode steps of different sessions run together (continuous batching). */
   readonly batcher = new DecodeBatcher();
+  /** Input frames kept for a while: the previous hop's signed outputs, evidence for the client. */
+  readonly retention = new FrameRetention();
+  /** Signed leaves that arrived ahead of their frames: `${sessionId}:${requestId}` -> leaf and its JSON. */
+  private readonly leaves = new Map<string, { leaf: SignedLeaf; bytes: Uint8Array }>();
 
   constructor(
     private readonly mesh: Mesh,
@@ -160,10 +176,22 @@ export class HopServer {
     if (header.hop !== index || header.layerStart !== stage.start || header.layerEnd !== stage.end || header.hidden !== H) {
       return refuse('ERR_SHAPE_MISMATCH', `frame for hop ${header.hop} [${header.layerStart}, ${header.layerEnd}) width ${header.hidden} reached hop ${index} [${stage.start}, ${stage.end}) width ${H}`, from);
     }
+    const digest = contentRoot(payload);
+    if (index > 0) {
+      // From a hop: the frame must follow its sender's signed leaf, which is kept with it.
+      const key = `${session.id}:${header.requestId}`;
+      const signed = this.leaves.get(key);
+      this.leaves.delete(key);
+      if (!signed) return refuse('ERR_INVALID_ARGUMENT', `frame ${header.requestId} of session ${sessionId} came without ${from}'s signed leaf`, from);
+      this.retention.keep(session.id, header.requestId, session.setup.client, encodeKept(signed.bytes, payload));
+      void this.leafHolds(session, signed.leaf, digest).then((holds) => {
+        if (!holds) refuse('ERR_INVALID_ARGUMENT', `${from}'s signed leaf for frame ${header.requestId} of session ${sessionId} does not match the frame or is not signed by its key`, from);
+      });
+    }
     session.touch();
     const { hidden: _w, ...pass } = header;
     session.run(input, header.startPos, header.tokens, this.batcher).then(
-      (out) => this.passOn(session, pass, out),
+      (out) => this.passOn(session, pass, out, digest),
       (err: unknown) => {
         refuse(errorCode(err), `${this.mesh.peerId} hop ${index} [${stage.start}, ${stage.end}): ${errorMessage(err)}`);
         // An evicted session has nothing left here; the client replays on a new one.
@@ -184,6 +212,41 @@ export class HopServer {
     session.release();
     const next = session.next;
     if (next && next.peerId !== from) this.mesh.send(next.peerId, ServingFrame.release, payload).catch(() => {});
+  }
+
+  /** The leaf the previous hop signs just before each frame it sends here. */
+  onLeaf(from: string, payload: Uint8Array): void {
+    let leaf: SignedLeaf;
+    try {
+      leaf = decodeControl(SignedLeafSchema, payload, 'leaf', MAX_LEAF_BYTES);
+    } catch {
+      return;
+    }
+    const session = this.sessions.get(leaf.sessionId);
+    if (!session || session.index === 0 || session.sender !== from || leaf.peerId !== from) return;
+    this.leaves.set(`${leaf.sessionId}:${leaf.requestId}`, { leaf, bytes: payload });
+    // Leaves whose frames never came (a sender that sends only leaves) do not pile up.
+    if (this.leaves.size > MAX_WAITING_LEAVES) this.leaves.delete(this.leaves.keys().next().value!);
+  }
+
+  /** Whether a leaf is the previous hop's signature of this frame, in this session, for its layers. */
+  private async leafHolds(session: HopSession, leaf: SignedLeaf, content: Promise<Uint8Array>): Promise<boolean> {
+    const { setup } = session;
+    const before = setup.hops[session.index - 1]!;
+    const fits = leaf.network === this.mesh.network && leaf.modelId === setup.modelId && leaf.client === setup.client && leaf.start === before.start && leaf.end === before.end;
+    return fits && leaf.output === toBase64Url(await content) && (await leafValid(leaf));
+  }
+
+  /** A client asks for an input frame kept from one of its sessions; it gets the frame, or nothing. */
+  onAsk(from: string, payload: Uint8Array): void {
+    let ask;
+    try {
+      ask = decodeControl(FrameAskSchema, payload, 'ask');
+    } catch {
+      return;
+    }
+    const frame = this.retention.get(ask.sessionId, ask.requestId, from);
+    if (frame) this.mesh.send(from, ServingFrame.kept, frame).catch(() => {});
   }
 
   /** Whether the setup carries the coordinator's valid, unexpired ticket for exactly this route and client. */
@@ -208,7 +271,7 @@ export class HopServer {
   }
 
   /** Sends a stage's output on: to the next hop, or to the client (naming the route's whole layer range). */
-  private passOn(session: HopSession, header: PassHeader, out: StageOutput): void {
+  private passOn(session: HopSession, header: PassHeader, out: StageOutput, input: Promise<Uint8Array>): void {
     const { setup } = session;
     const next = session.next;
     const T = header.tokens;
@@ -216,12 +279,20 @@ export class HopServer {
       const routeHeader = { ...header, layerStart: setup.hops[0]!.start, layerEnd: setup.hops.at(-1)!.end };
       const frame = 'logits' in out ? encodeLogits(routeHeader, out.logits) : encodeHidden(routeHeader, out.hidden, T, out.hidden.length / T);
       const type = 'logits' in out ? ServingFrame.logits : ServingFrame.result;
-      this.mesh.send(setup.client, type, frame).catch(() => session.release());
+      const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, async (leaf) => {
+        void this.mesh.send(setup.client, ServingFrame.leaf, encodeControl(leaf)).catch(() => {});
+        await this.mesh.send(setup.client, type, frame);
+      });
+      sent.catch(() => session.release());
       return;
     }
     const hidden = (out as { hidden: Float32Array }).hidden; // only the last stage runs the head
     const forward = encodeHidden({ ...header, hop: session.index + 1, layerStart: next.start, layerEnd: next.end }, hidden, T, hidden.length / T);
-    this.mesh.send(next.peerId, ServingFrame.forward, forward).catch((err: unknown) =>
+    const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, forward, async (leaf) => {
+      void this.mesh.send(next.peerId, ServingFrame.leaf, encodeControl(leaf)).catch(() => {});
+      await this.mesh.send(next.peerId, ServingFrame.forward, forward);
+    });
+    sent.catch((err: unknown) =>
       this.fail(setup.client, {
         sessionId: setup.sessionId,
         requestId: header.requestId,

@@ -4,7 +4,7 @@
 // send that failed). `run()` is the stage's one pipeline: embed? -> layers -> head?.
 import type { DecodeBatcher } from './decode-batcher.ts';
 import type { Assignment } from './assignment.ts';
-import { AigridError, type SessionSetup, type Stage } from '../../protocol/index.ts';
+import { AigridError, contentRoot, signLeaf, type Identity, type SessionSetup, type SignedLeaf, type Stage } from '../../protocol/index.ts';
 
 /** What enters a stage: token ids when it embeds, hidden states [T, H] otherwise. */
 export type StageInput = { ids: Uint32Array } | { hidden: Float32Array };
@@ -17,6 +17,8 @@ export class HopSession {
   private previous: Promise<unknown> = Promise.resolve();
   /** Lets go of the links this session needs (its client, the hops beside it). */
   private unhold: (() => void)[] = [];
+  /** The last output sent on: the next waits for it, so outputs leave in the order they were made. */
+  private sending: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly setup: SessionSetup,
@@ -52,6 +54,19 @@ export class HopSession {
   holdLinks(hold: (peerId: string) => () => void): void {
     const peers = new Set([this.setup.client, this.sender, this.next?.peerId].filter((p): p is string => p !== undefined));
     this.unhold = [...peers].map(hold);
+  }
+
+  /**
+   * Sends an output on in order with the session's earlier ones, each after its signed leaf: what
+   * this stage was given (`input`, a content digest) and what it answers.
+   */
+  sendSigned(identity: Identity, network: string, requestId: number, input: Promise<Uint8Array>, output: Uint8Array, send: (leaf: SignedLeaf) => Promise<void>): Promise<void> {
+    const { modelId, sessionId, client } = this.setup;
+    const { start, end } = this.stage;
+    const leaf = Promise.all([input, contentRoot(output)]).then(([i, o]) => signLeaf(identity, { network, modelId, sessionId, client, start, end, requestId }, i, o));
+    const sent = Promise.all([leaf, this.sending]).then(([l]) => send(l));
+    this.sending = sent.catch(() => {});
+    return sent;
   }
 
   /** Ends the session here: it leaves the table and its KV caches are freed. Safe to call twice. */

@@ -218,6 +218,10 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
         return this.server.onRelease(from, frame.payload);
       case ServingFrame.fail:
         return this.server.onFail(from, frame.payload);
+      case ServingFrame.ask:
+        return this.server.onAsk(from, frame.payload);
+      case ServingFrame.leaf:
+        return this.server.onLeaf(from, frame.payload);
     }
   }
 

@@ -80,6 +80,11 @@ export class RemoteSession {
     return this.setup.hops;
   }
 
+  /** The id of the last request sent (request ids count up from 1 in every session). */
+  get lastRequest(): number {
+    return this.nextRequest - 1;
+  }
+
   get alive(): boolean {
     return this.failure === null;
   }

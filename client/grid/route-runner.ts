@@ -12,6 +12,7 @@ import {
   decodeHidden,
   decodeLogits,
   describeRoute,
+  judge,
   peekIds,
   randomSessionId,
   ServingFrame,
@@ -25,7 +26,9 @@ import { generate, type GenerateOptions, type GenerateResult, type TokenModel } 
 import { RemoteSession, RouteFailure, type SessionRows } from './remote-session.ts';
 import type { Route } from '../mesh/signaling-client.ts';
 import type { RouteSource } from './routes.ts';
-import { Verifier, type VerifyOptions } from './verifier.ts';
+import { Verifier, type Replayed, type VerifyOptions } from './verifier.ts';
+import { EvidenceKeeper } from './evidence-keeper.ts';
+import { gatherAccusation, type RunRef } from './accuser.ts';
 
 export const DEFAULT_CHUNK_TOKENS = 64;
 /** Fewer tokens per prefill frame would waste each hop's per-frame overhead. */
@@ -78,7 +81,7 @@ interface ChainSession {
   length: number;
   remote: RemoteSession | null;
   /** Kept for a spot-check: the route and each run's output (dropped after a failover). */
-  record?: { draw: number; route?: Route; runs: { end: number; output: Float32Array }[]; bytes: number };
+  record?: { draw: number; route?: Route; remoteId?: string; runs: { end: number; output: Float32Array; request: number }[]; bytes: number };
 }
 
 /** Outputs kept per session for a spot-check, at most; a longer session goes unchecked. */
@@ -92,6 +95,8 @@ export abstract class RouteRunner {
   /** The route each open remote session runs on, as the source gave it. */
   private readonly routeOfRemote = new WeakMap<RemoteSession, Route>();
   private readonly verifier: Verifier | undefined;
+  /** Receipts and results of the sessions a check may need as evidence. */
+  private readonly keeper: EvidenceKeeper;
   /** Set by close(): sessions released then are not checked (nothing would hear the replays). */
   private closing = false;
   private readonly chunkTokens: number;
@@ -106,10 +111,15 @@ export abstract class RouteRunner {
     if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < MIN_CHUNK_TOKENS || this.chunkTokens > 0xffff) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `chunkTokens must be an integer in [${MIN_CHUNK_TOKENS}, 65535], got ${this.chunkTokens}`);
     }
+    this.keeper = new EvidenceKeeper(this.mesh);
     const { replacing } = options.routes;
     if (options.verify && replacing) {
       const replay = (route: Route, rows: SessionRows, ends: readonly number[]) => this.replay(route, rows, ends);
-      this.verifier = new Verifier({ replacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), options.verify);
+      this.verifier = new Verifier({ replacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), {
+        accuse: (accused, runs, requestId) => this.accuse(accused, runs, requestId),
+        settled: (ids) => ids.forEach((id) => this.keeper.forget(id)),
+        ...options.verify,
+      });
     }
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onGone = (peerId: string) => this.peerGone(peerId);
@@ -161,9 +171,10 @@ export abstract class RouteRunner {
     try {
       const out = await this.runRoute(sessionId, state);
       const record = state.record;
-      if (record) {
-        record.route ??= state.remote ? this.routeOfRemote.get(state.remote) : undefined;
-        record.runs.push({ end: state.length, output: Float32Array.from(out) });
+      if (record && state.remote) {
+        record.route ??= this.routeOfRemote.get(state.remote);
+        record.remoteId ??= state.remote.id;
+        record.runs.push({ end: state.length, output: Float32Array.from(out), request: state.remote.lastRequest });
         record.bytes += out.byteLength;
         if (record.bytes > MAX_RECORDED_BYTES) state.record = undefined;
       }
@@ -182,7 +193,10 @@ export abstract class RouteRunner {
       let remote = state.remote;
       try {
         try {
-          remote ??= state.remote = await this.openRemote();
+          if (!remote) {
+            remote = state.remote = await this.openRemote();
+            if (state.record) this.keeper.keep(remote.id);
+          }
         } catch (err) {
           // No route left after a failure: say which failure excluded the peers it lacks.
           if (previous && err instanceof AigridError && !(err instanceof RouteFailure)) {
@@ -235,16 +249,27 @@ export abstract class RouteRunner {
     this.sessions.delete(sessionId);
     if (state.remote) this.drop(state.remote);
     const record = state.record;
-    if (this.verifier && record?.route && check && !this.closing) {
-      const rows = state.rows.slice(0, state.length * this.shape.width);
-      this.verifier.consider({ sessionId, route: record.route, rows, runs: record.runs, draw: record.draw });
-    }
+    if (!record?.remoteId) return;
+    const rows = state.rows.slice(0, state.length * this.shape.width);
+    const checking = this.verifier && record.route && check && !this.closing && this.verifier.consider({ sessionId, remoteId: record.remoteId, route: record.route, rows, runs: record.runs, draw: record.draw });
+    if (!checking) this.keeper.forget(record.remoteId);
+  }
+
+  /** Gathers the evidence against a hop a check caught, judges it as the coordinator will, and sends it. */
+  private async accuse(accused: string, runs: readonly [RunRef, RunRef, RunRef], requestId: number): Promise<string> {
+    const accusation = await gatherAccusation(this.keeper, this.options.modelId, requestId, accused, runs);
+    const serverKey = this.mesh.signaling.serverKey;
+    if (!serverKey) return 'not sent: the server has no key to have signed the routes';
+    await judge(accusation, { network: this.mesh.network, client: this.mesh.peerId, serverKey });
+    const judged = await this.mesh.signaling.accuse(accusation);
+    return judged.counted ? `counted against ${judged.accused}` : `not counted: ${judged.code ?? ''} ${judged.message}`.replace('  ', ' ');
   }
 
   /** Runs inputs on a given route in the given runs, for a spot-check; the session is freed after. */
-  private async replay(route: Route, rows: SessionRows, ends: readonly number[]): Promise<Float32Array[]> {
+  private async replay(route: Route, rows: SessionRows, ends: readonly number[]): Promise<Replayed> {
     const W = this.shape.width;
     const remote = await this.openOn(route);
+    this.keeper.keep(remote.id);
     try {
       const outputs: Float32Array[] = [];
       let from = 0;
@@ -252,7 +277,7 @@ export abstract class RouteRunner {
         outputs.push(Float32Array.from(await remote.run(rows.subarray(from * W, end * W), from, this.chunkTokens)));
         from = end;
       }
-      return outputs;
+      return { outputs, sessionId: remote.id };
     } finally {
       this.drop(remote);
     }
@@ -308,7 +333,13 @@ export abstract class RouteRunner {
 
   private onFrame(from: string, frame: Frame): void {
     try {
-      if (frame.type === ServingFrame.result) {
+      if (frame.type === ServingFrame.result || frame.type === ServingFrame.logits) {
+        const ids = peekIds(frame.payload);
+        if (ids && this.remotes.get(ids.sessionId)?.hops.at(-1)?.peerId === from) this.keeper.onResult(frame.payload);
+      }
+      if (frame.type === ServingFrame.leaf) this.keeper.onLeaf(from, frame.payload);
+      else if (frame.type === ServingFrame.kept) this.keeper.onKept(from, frame.payload);
+      else if (frame.type === ServingFrame.result) {
         const hidden = decodeHidden(frame.payload);
         this.remotes.get(hidden.header.sessionId)?.onResult(from, hidden);
       } else if (frame.type === ServingFrame.logits) {

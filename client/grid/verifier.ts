@@ -2,13 +2,15 @@
 // replayed, after it ends, on a second route that swaps one hop for other peers holding its
 // layers; the two outputs must agree within a tolerance that honest peers on different backends
 // meet. When they differ, a third route with yet another replacement decides: the hop in the
-// minority is wrong. Wrong peers leave this client's routes at once, and every verdict goes to the
-// coordinator, which keeps each key's reputation. Checks run after the session, so they never
+// minority is wrong. Wrong peers leave this client's routes at once. Verified work is reported to
+// the coordinator, which keeps each key's reputation; a wrong result counts there only with the
+// signed evidence of the three runs (accuser.ts). Checks run after the session, so they never
 // change what the client received.
 import type { Route } from '../mesh/signaling-client.ts';
-import type { Hop } from '../../protocol/index.ts';
+import { DEFAULT_VERIFY_TOLERANCE, difference, majority, type Hop } from '../../protocol/index.ts';
 import type { SessionRows } from './remote-session.ts';
 import type { RouteSource } from './routes.ts';
+import type { RunRef } from './accuser.ts';
 
 export interface VerifyOptions {
   /** Share of sessions checked (default 0.05). */
@@ -24,6 +26,13 @@ export interface VerifyOptions {
   report?: (verdicts: PeerVerdict[]) => void;
   /** Hears each check's outcome (tests, benchmarks, the app's activity log). */
   onCheck?: (event: CheckEvent) => void;
+  /**
+   * Shows the coordinator the evidence against a hop caught alone in the minority: `runs[0]` is
+   * its run, the others the two that agreed; answers what the coordinator made of it.
+   */
+  accuse?: (accused: string, runs: readonly [RunRef, RunRef, RunRef], requestId: number) => Promise<string>;
+  /** The check of these sessions (the checked one and its replays) is over: their evidence may go. */
+  settled?: (sessionIds: string[]) => void;
 }
 
 export interface PeerVerdict {
@@ -42,24 +51,33 @@ export interface CheckEvent {
   /** Relative differences: route 2 against route 1, then route 3 against 1 and 2 when it ran. */
   differences: number[];
   error?: string;
+  /** What the coordinator made of the evidence, when a single hop was caught. */
+  accusation?: string;
 }
 
 /** A finished session as the client saw it: the route, its inputs, and each run's output. */
 export interface RecordedSession {
   sessionId: string;
+  /** The session's id on its route (the hops' and receipts' name for it). */
+  remoteId: string;
   route: Route;
   rows: SessionRows;
-  /** Input rows at the end of each run, and what the route returned for that run. */
-  runs: { end: number; output: Float32Array }[];
+  /** Input rows at the end of each run, what the route returned for it, and the run's last request id. */
+  runs: { end: number; output: Float32Array; request: number }[];
   draw: number;
 }
 
+/** A replay's outputs, run by run, and its session's id on the route. */
+export interface Replayed {
+  outputs: Float32Array[];
+  sessionId: string;
+}
+
 /** Runs `rows` on a route in the given runs (input rows at the end of each), returning each run's output. */
-export type Replay = (route: Route, rows: SessionRows, ends: readonly number[]) => Promise<Float32Array[]>;
+export type Replay = (route: Route, rows: SessionRows, ends: readonly number[]) => Promise<Replayed>;
 
 export const DEFAULT_VERIFY_SHARE = 0.05;
 export const DEFAULT_NEWCOMER_SHARE = 0.2;
-export const DEFAULT_VERIFY_TOLERANCE = 0.02;
 /** How long a peer found wrong stays off this client's routes. */
 export const WRONG_PEER_MS = 60 * 60_000;
 
@@ -84,15 +102,16 @@ export class Verifier {
     return draw < Math.max(this.share(false), this.share(true));
   }
 
-  /** Checks the session when its draw falls in the route's share; in the background. */
-  consider(session: RecordedSession): void {
+  /** Checks the session when its draw falls in the route's share, in the background; whether it does. */
+  consider(session: RecordedSession): boolean {
     const share = this.share(Boolean(session.route.newcomers?.length));
-    if (session.draw >= share || session.runs.length === 0) return;
-    if (this.running >= (this.options.concurrent ?? 2)) return;
+    if (session.draw >= share || session.runs.length === 0) return false;
+    if (this.running >= (this.options.concurrent ?? 2)) return false;
     this.running++;
     void this.check(session)
       .then((event) => this.options.onCheck?.(event))
       .finally(() => this.running--);
+    return true;
   }
 
   /** Replays the session around one of its hops and decides who, if anyone, was wrong. */
@@ -103,10 +122,12 @@ export class Verifier {
     const first = session.runs.map((r) => r.output);
     const tolerance = this.options.tolerance ?? DEFAULT_VERIFY_TOLERANCE;
     const event: CheckEvent = { sessionId: session.sessionId, peerId, replacedBy: [], outcome: 'inconclusive', wrong: [], differences: [] };
+    const sessions = [session.remoteId];
     try {
       const second = await this.routes.replacing(hops, peerId, this.excluded());
-      const secondOut = await this.replay(second, session.rows, ends);
-      const d12 = difference(first, secondOut);
+      const run2 = await this.replay(second, session.rows, ends);
+      sessions.push(run2.sessionId);
+      const d12 = difference(first, run2.outputs);
       event.differences.push(d12);
       const replacements2 = newPeers(hops, second.hops);
       event.replacedBy = replacements2;
@@ -116,8 +137,9 @@ export class Verifier {
         return event;
       }
       const third = await this.routes.replacing(hops, peerId, [...this.excluded(), ...replacements2]);
-      const thirdOut = await this.replay(third, session.rows, ends);
-      const [d13, d23] = [difference(first, thirdOut), difference(secondOut, thirdOut)];
+      const run3 = await this.replay(third, session.rows, ends);
+      sessions.push(run3.sessionId);
+      const [d13, d23] = [difference(first, run3.outputs), difference(run2.outputs, run3.outputs)];
       event.differences.push(d13, d23);
       const replacements3 = newPeers(hops, third.hops);
       event.outcome = majority(d12, d13, d23, tolerance);
@@ -125,11 +147,24 @@ export class Verifier {
       event.wrong = event.outcome === 'caught' ? [peerId] : replacements2;
       for (const p of event.wrong) this.exclude(p, WRONG_PEER_MS);
       const right = [peerId, ...replacements2, ...replacements3].filter((p) => !event.wrong.includes(p));
-      this.report([...event.wrong.map((p) => ({ peerId: p, result: 'wrong' as const })), ...right.map((p) => ({ peerId: p, result: 'verified' as const }))]);
+      this.report(right.map((p) => ({ peerId: p, result: 'verified' as const })));
+      // A wrong result counts at the coordinator only with evidence: the runs as they were signed.
+      const [r1, r2, r3] = [
+        { route: session.route, sessionId: session.remoteId, outputs: first },
+        { route: second, ...run2 },
+        { route: third, ...run3 },
+      ];
+      const [accused, ...agreeing] = event.outcome === 'caught' ? [r1, r2, r3] : [r2, r1, r3];
+      if (event.wrong.length === 1 && this.options.accuse) {
+        const request = session.runs[worstRun(accused.outputs, agreeing[0]!.outputs)]!.request;
+        event.accusation = await this.options.accuse(event.wrong[0]!, [accused, ...agreeing] as [RunRef, RunRef, RunRef], request).catch((err: unknown) => `not sent: ${(err as Error).message}`);
+      }
     } catch (err) {
       // No other peer holds the layers, or a replacement failed: nothing is decided.
       event.outcome = 'failed';
       event.error = (err as Error).message;
+    } finally {
+      this.options.settled?.(sessions);
     }
     return event;
   }
@@ -152,54 +187,19 @@ export class Verifier {
   }
 }
 
-/**
- * Who is in the minority of three routes, from their pairwise differences (1: the session's own
- * route, 2 and 3: the checked hop swapped for others): 'caught' when 2 and 3 agree and 1 differs,
- * 'replacement-wrong' when 1 and 3 agree and 2 differs. Two agree within the tolerance, and the
- * third differs from both by more than it and by several times as much as the two do from each
- * other; else 'inconclusive' (when another hop on every route is unsteady, a liar adding noise,
- * all three differ by about the same).
- */
-export function majority(d12: number, d13: number, d23: number, tolerance: number): 'caught' | 'replacement-wrong' | 'inconclusive' {
-  if (minority(d23, d12, d13, tolerance)) return 'caught';
-  if (minority(d13, d12, d23, tolerance)) return 'replacement-wrong';
-  return 'inconclusive';
+/** The run where two runs' outputs differ most. */
+function worstRun(a: readonly Float32Array[], b: readonly Float32Array[]): number {
+  let worst = 0;
+  let most = -1;
+  for (let r = 0; r < a.length; r++) {
+    const d = difference([a[r]!], [b[r]!]);
+    if (d > most) [worst, most] = [r, d];
+  }
+  return worst;
 }
-
-function minority(pair: number, other1: number, other2: number, tolerance: number): boolean {
-  const apart = Math.max(tolerance, MAJORITY_MARGIN * pair);
-  return pair <= tolerance && other1 > apart && other2 > apart;
-}
-
-/** How many times further the minority must be from each of the two that agree than they are from each other. */
-const MAJORITY_MARGIN = 3;
 
 /** Peers on `next` that were not on `before`. */
 function newPeers(before: readonly Hop[], next: readonly Hop[]): string[] {
   const had = new Set(before.map((h) => h.peerId));
   return [...new Set(next.map((h) => h.peerId).filter((p) => !had.has(p)))];
-}
-
-/** The largest relative L2 difference between two routes' outputs, run by run. */
-export function difference(a: readonly Float32Array[], b: readonly Float32Array[]): number {
-  if (a.length !== b.length) return Infinity;
-  let worst = 0;
-  for (let r = 0; r < a.length; r++) {
-    const x = a[r]!;
-    const y = b[r]!;
-    if (x.length !== y.length) return Infinity;
-    let diff = 0;
-    let nx = 0;
-    let ny = 0;
-    for (let i = 0; i < x.length; i++) {
-      const d = x[i]! - y[i]!;
-      diff += d * d;
-      nx += x[i]! * x[i]!;
-      ny += y[i]! * y[i]!;
-    }
-    const rel = Math.sqrt(diff) / Math.max(Math.sqrt(Math.max(nx, ny)), 1e-6);
-    if (Number.isNaN(rel)) return Infinity; // a NaN output agrees with nothing
-    worst = Math.max(worst, rel);
-  }
-  return worst;
 }

@@ -69,6 +69,8 @@ export async function startMesh(mesh: Mesh): Promise<Mesh> {
 export class Mesh extends EventEmitter<MeshEvents> {
   readonly peerId: string;
   readonly network: string;
+  /** Who this peer is: it signs hellos and the receipts of the work it serves. */
+  readonly identity: Identity;
   readonly signaling: SignalingClient;
   readonly maxConnections: number;
   private readonly directory = new Map<string, PeerInfo>();
@@ -84,7 +86,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   constructor(private readonly options: MeshOptions) {
     super();
-    const identity = options.identity ?? ephemeralIdentity();
+    const identity = (this.identity = options.identity ?? ephemeralIdentity());
     this.peerId = identity.peerId;
     this.network = options.network;
     this.maxConnections = options.maxConnections ?? DEFAULT_MAX_PEER_CONNECTIONS;

@@ -6,6 +6,7 @@ import {
   DEFAULT_HEARTBEAT_MS,
   parseServerMessage,
   signedHello,
+  type Accusation,
   type ErrorCode,
   type Identity,
   type Servers,
@@ -24,6 +25,7 @@ import { SOCKET_OPEN, type SocketConstructor, type SocketLike } from './platform
 type Welcome = Extract<ServerMessage, { type: 'welcome' }>;
 type Assign = Extract<ServerMessage, { type: 'assign' }>;
 type RouteReply = Extract<ServerMessage, { type: 'route' }>;
+export type Judged = Extract<ServerMessage, { type: 'judged' }>;
 type Policy = Extract<ServerMessage, { type: 'policy' }>;
 
 export interface RouteQuery {
@@ -107,6 +109,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private nextPingId = 1;
   private pings = new Map<number, { start: number; resolve: (ms: number) => void }>();
   private nextRouteId = 1;
+  private nextAccusationId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
   /** The server's public key from its last welcome: it signs route tickets. */
@@ -224,6 +227,12 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   /** Sets who may serve new models on the network and from where (its owner only); resolves with the rules now. */
   setPolicy(policy: { servers?: Servers; sources?: Sources }, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Policy> {
     return this.ask({ type: 'policy', ...policy }, (m) => (m.type === 'policy' ? m : undefined), 'policy answer', timeoutMs);
+  }
+
+  /** Sends an accusation's evidence to the coordinator; resolves with its judgement. */
+  accuse(accusation: Accusation, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Judged> {
+    const id = this.nextAccusationId++;
+    return this.ask({ type: 'accuse', id, ...accusation }, (m) => (m.type === 'judged' && m.id === id ? m : undefined), 'judgement', timeoutMs);
   }
 
   /**
