@@ -97,7 +97,7 @@ export async function judge(accusation: Accusation, ctx: JudgeContext): Promise<
       if (!(await leafValid(proof))) throw forged(`${proof.peerId}'s leaf is not signed by its key`);
     }
     const shape = fromBase64Url(output.shape);
-    if (shape.byteLength !== 9 || !sameBytes(contentRootOf(shape, fromBase64Url(output.valuesRoot)), fromBase64Url(last.output))) {
+    if (shape.byteLength !== 9 || !sameBytes(contentRootOf(shape, output.chunks, fromBase64Url(output.valuesRoot)), fromBase64Url(last.output))) {
       throw forged(`the output is not the one ${last.peerId} signed`);
     }
     const chunks: Uint8Array[] = [];

@@ -106,14 +106,17 @@ export function chunkLeaf(chunk: Uint8Array): Promise<Uint8Array> {
   return digest(tagged(Tag.chunk, chunk));
 }
 
-export function contentRootOf(shape: Uint8Array, valuesRoot: Uint8Array): Uint8Array {
-  return sha256(tagged(Tag.content, shape, valuesRoot));
+/** The count is bound too: a Merkle path alone would let a leaf pass for another index under another count. */
+export function contentRootOf(shape: Uint8Array, chunks: number, valuesRoot: Uint8Array): Uint8Array {
+  const count = new Uint8Array(4);
+  new DataView(count.buffer).setUint32(0, chunks, true);
+  return sha256(tagged(Tag.content, shape, count, valuesRoot));
 }
 
 /** The digest of an activation frame's content (see the top of this file). */
 export async function contentRoot(payload: Uint8Array): Promise<Uint8Array> {
   const { shape, chunks } = frameContent(payload);
-  return contentRootOf(shape, merkleRoot(await Promise.all(chunks.map(chunkLeaf))));
+  return contentRootOf(shape, chunks.length, merkleRoot(await Promise.all(chunks.map(chunkLeaf))));
 }
 
 /** What a leaf's signature covers: who ran which layers of which session for whom, and the frame. */

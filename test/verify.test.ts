@@ -10,7 +10,8 @@ import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { connect } from '../client/sdk/node.ts';
 import { lie, type Lie } from './helpers/grid-liar.ts';
-import { idOf } from './helpers/identities.ts';
+import { signLeaf, signTicket } from '../protocol/index.ts';
+import { idOf, testIdentity } from './helpers/identities.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { gpuContext } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -110,6 +111,73 @@ describe('spot-checks of the routes\' work', () => {
       chain.close();
     }, 120_000);
   }
+
+  it('count a wrong result only on evidence: made-up clients with bare verdicts or forged evidence cannot push an honest peer out', async () => {
+    net = await startGridNet();
+    const network = 'sybils';
+    const peers: GridPeer[] = [];
+    for (const name of ['sybil-target-a', 'sybil-target-b']) peers.push(await net.peer(network, name, {}));
+    const owner = await net.join(network, 'sybil-owner', 0);
+    await serveEverywhere(net, network, owner, 2);
+    const forger = testIdentity('not-the-coordinator');
+    for (let c = 0; c < 12; c++) {
+      const sybil = await net.join(network, `sybil-${c}`, 0);
+      const route = await sybil.signaling.requestRoute('tiny-llama');
+      // A bare verdict, repeated: never counted.
+      for (let i = 0; i < 3; i++) sybil.signaling.send({ type: 'verdict', modelId: 'tiny-llama', verdicts: route.hops.map((h) => ({ peerId: h.peerId, result: 'wrong' as const })) });
+      // Evidence on a route the coordinator never signed, with leaves the accused never signed.
+      const leaf = await signLeaf(forger, { network, modelId: 'tiny-llama', sessionId: '00000000000000f0', client: sybil.peerId, start: 0, end: 4, requestId: 1 }, new Uint8Array(32), new Uint8Array(32));
+      const forged = { ...leaf, peerId: route.hops[0]!.peerId };
+      const segment = {
+        hops: route.hops,
+        ticket: await signTicket(forger, { network, modelId: 'tiny-llama', client: sybil.peerId, hops: route.hops, expires: Date.now() + 60_000 }),
+        first: forged,
+        last: forged,
+        output: { shape: 'AAAAAAEAAQAB', valuesRoot: leaf.output, chunks: 1, picks: [{ index: 0, bytes: 'AAA', path: [] }] },
+      };
+      const judged = await sybil.signaling.accuse({ modelId: 'tiny-llama', requestId: 1, segments: [segment, segment, segment] });
+      expect(judged).toMatchObject({ counted: false, code: 'ERR_BAD_EVIDENCE' });
+      // A forger is not heard for a while, whatever it sends next.
+      expect(await sybil.signaling.accuse({ modelId: 'tiny-llama', requestId: 1, segments: [segment, segment, segment] })).toMatchObject({ counted: false, code: 'ERR_PERMISSION_DENIED' });
+    }
+    const reputation = await trust(net, network);
+    for (const p of peers) expect(reputation[p.peerId]).toMatchObject({ wrong: 0, excluded: false });
+    for (const p of peers) p.close();
+  }, 120_000);
+
+  it('refuse the frames of a hop that signs another output than it sends, and take another route', async () => {
+    net = await startGridNet();
+    const network = 'unsigned-lie';
+    const halves = ['a', 'b'].flatMap((x) => [`unsigned-${x}-1`, `unsigned-${x}-2`]);
+    const liarName = Array.from({ length: 64 }, (_, i) => `unsigned-liar-${i}`).find((name) => halves.every((h) => idOf(name) < idOf(h)))!;
+    const peers: GridPeer[] = [];
+    for (const name of [liarName, ...halves.slice(1)]) {
+      peers.push(new GridPeer({ mesh: await net.join(network, name, 2), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
+    }
+    const liar = peers[0]!;
+    lie(liar.mesh, 'perturb', 'honest');
+    const client = await net.join(network, 'unsigned-client', 0);
+    await serveEverywhere(net, network, client, 2);
+    const head = await net.head('tiny-llama');
+    const model = await net.model('tiny-llama');
+    const failovers: { blame?: string; message: string }[] = [];
+    const chain = new RemoteChain({
+      mesh: client,
+      modelId: 'tiny-llama',
+      numLayers: 4,
+      hiddenSize: head.config.hiddenSize,
+      routes: meshRoutes(client, 'tiny-llama'),
+      onFailover: (e) => failovers.push({ blame: e.blame, message: e.error.message }),
+    });
+    for (const g of model.golden.slice(0, 2)) {
+      expect((await chain.generate(head, g.ids, { maxTokens: g.greedy.length, temperature: 0 })).tokens).toEqual(g.greedy);
+    }
+    // The liar was on the first route (it wins ties by id); the next hop refused its frames.
+    expect(failovers[0], JSON.stringify(failovers)).toMatchObject({ blame: liar.peerId });
+    expect(failovers[0]!.message).toMatch(/signed leaf/);
+    chain.close();
+    for (const p of peers) p.close();
+  }, 120_000);
 
   it('catch a liar holding the first half of two-hop routes, checked or as a replacement; honest hops are never blamed', async () => {
     net = await startGridNet();
