@@ -1,4 +1,4 @@
-// What a hop commits to about its work. With every output frame a hop sends a signed leaf: the
+// What a hop commits to about its work. Every output frame a hop sends carries a signed leaf: the
 // session, its layers, the request id, and the digests of the frame's input and of its output.
 // The receiver (the next hop, or the client) checks it and keeps it with the frame a while, so the
 // client can later show anyone what the hop was given and what it answered. A frame's content
@@ -133,7 +133,7 @@ export interface LeafFields {
 
 /**
  * A hop's signed statement about one frame it ran: given input content `input`, it sent output
- * content `output`. Sent just before the output frame itself to whoever receives that frame.
+ * content `output`. It travels with the output frame (wrapSigned) to whoever receives that frame.
  */
 export const SignedLeafSchema = z.object({
   network: NetworkSchema,
@@ -168,22 +168,27 @@ export async function leafValid(leaf: SignedLeaf): Promise<boolean> {
   return peerIdOf(leaf.publicKey) === leaf.peerId && verifySignature(leaf.publicKey, leafPayload(leaf, leaf.input, leaf.output), leaf.signature);
 }
 
-/** A kept frame with the leaf its sender signed: u32 length of the leaf's JSON, the JSON, the frame. */
-export function encodeKept(leaf: Uint8Array, payload: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + leaf.byteLength + payload.byteLength);
-  new DataView(out.buffer).setUint32(0, leaf.byteLength, true);
-  out.set(leaf, 4);
-  out.set(payload, 4 + leaf.byteLength);
+/** A signed leaf's JSON is about 500 bytes. */
+export const MAX_LEAF_BYTES = 2048;
+
+/**
+ * An output frame with its sender's signed leaf, as one message (a data-channel send costs far
+ * more than the bytes of a leaf): u8 frame type, u32 length of the leaf's JSON, the JSON, the frame.
+ * Receivers keep it as it came, and hand it on as it came when a client asks (`kept`).
+ */
+export function wrapSigned(type: number, leaf: Uint8Array, payload: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + leaf.byteLength + payload.byteLength);
+  out[0] = type;
+  new DataView(out.buffer).setUint32(1, leaf.byteLength, true);
+  out.set(leaf, 5);
+  out.set(payload, 5 + leaf.byteLength);
   return out;
 }
 
-/** The leaf JSON and frame of a kept frame; undefined when it is not one. */
-export function splitKept(bytes: Uint8Array): { leaf: Uint8Array; payload: Uint8Array } | undefined {
-  if (bytes.byteLength < 4) return undefined;
-  const n = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
-  if (n > MAX_LEAF_BYTES || 4 + n > bytes.byteLength) return undefined;
-  return { leaf: bytes.subarray(4, 4 + n), payload: bytes.subarray(4 + n) };
+/** The frame type, leaf JSON and frame of a signed frame; undefined when it is not one. */
+export function unwrapSigned(bytes: Uint8Array): { type: number; leaf: Uint8Array; payload: Uint8Array } | undefined {
+  if (bytes.byteLength < 5) return undefined;
+  const n = new DataView(bytes.buffer, bytes.byteOffset + 1, 4).getUint32(0, true);
+  if (n > MAX_LEAF_BYTES || 5 + n > bytes.byteLength) return undefined;
+  return { type: bytes[0]!, leaf: bytes.subarray(5, 5 + n), payload: bytes.subarray(5 + n) };
 }
-
-/** A signed leaf's JSON is about 500 bytes. */
-export const MAX_LEAF_BYTES = 2048;

@@ -34,11 +34,11 @@ export const ServingFrame = {
   tokens: 37,
   /** Activation header + f32 logits of a request's last token, from a last stage that runs the head. */
   logits: 38,
-  /** JSON SignedLeaf (evidence.ts): sent just before each output frame, to its receiver. */
-  leaf: 39,
+  /** A `forward`, `result` or `logits` frame with its sender's signed leaf (evidence.ts wrapSigned). */
+  signed: 39,
   /** JSON FrameAsk: the session's client asks a hop for an input frame it kept (retention). */
   ask: 40,
-  /** A kept input frame with its sender's leaf (evidence.ts encodeKept); hop -> client. */
+  /** A kept `signed` frame, as it arrived; hop -> client. */
   kept: 41,
 } as const;
 

@@ -58,7 +58,7 @@ describe('failover', () => {
     });
     // b dies as soon as it has started on the first prefill chunk.
     let prefills = 0;
-    b!.mesh.on('frame', (_from, f) => f.type === ServingFrame.forward && ++prefills === 1 && b!.mesh.close());
+    b!.mesh.on('frame', (_from, f) => f.type === ServingFrame.signed && ++prefills === 1 && b!.mesh.close()); // a signed forward from a
     const head = await net.head('tiny-llama');
     const goldens = (await net.model('tiny-llama')).golden;
     const results = await Promise.all(goldens.map((g) => chain.generate(head, g.ids, { maxTokens: GOLDEN_STEPS, temperature: 0 })));

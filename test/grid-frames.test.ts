@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridPeer } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { Shard } from '../client/model/shard.ts';
-import { decodeActivation, encodeActivation, encodeHidden, randomSessionId, ServingFrame, wireRound, type Frame, type SessionFailure, type SessionSetup } from '../protocol/index.ts';
+import { contentRoot, decodeActivation, encodeActivation, encodeHidden, leafValid, randomSessionId, ServingFrame, toBase64Url, unwrapSigned, wireRound, type Frame, type SessionFailure, type SessionSetup, type SignedLeaf } from '../protocol/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -86,7 +86,13 @@ describe('a serving peer refuses bad frames with fail frames', () => {
     const positions = Uint32Array.from([0, 1, 2, 3, 4]);
     const input = wireRound(await head.embed(Uint32Array.from([1, 40, 41, 42, 43]), positions));
     await send(ServingFrame.forward, encodeHidden(header(id), input, 5, H));
-    const result = decodeActivation((await next(ServingFrame.result)).payload);
+    // It comes signed: a leaf of what the hop was given and what it sends, then the frame.
+    const signed = unwrapSigned((await next(ServingFrame.signed)).payload)!;
+    expect(signed.type).toBe(ServingFrame.result);
+    const leaf = JSON.parse(new TextDecoder().decode(signed.leaf)) as SignedLeaf;
+    expect(await leafValid(leaf)).toBe(true);
+    expect(leaf).toMatchObject({ peerId: peer.peerId, requestId: 7, start: 0, end: 2, output: toBase64Url(await contentRoot(signed.payload)) });
+    const result = decodeActivation(signed.payload);
     expect(result.header).toMatchObject({ sessionId: id, requestId: 7, tokens: 5, hidden: H, dtype: 'f16', layerStart: 0, layerEnd: 2 });
     const local = await Shard.load(await openFixture('tiny-llama'), { start: 0, end: 2, backend: 'cpu' });
     const expected = wireRound(await local.forward(input, positions, 'local'));

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { FailoverEvent, GridPeer } from '../client/grid/index.ts';
 import { Head } from '../client/model/head.ts';
 import { readConfig } from '../client/model/shard.ts';
-import { ServingFrame } from '../protocol/index.ts';
+import { ServingFrame, unwrapSigned } from '../protocol/index.ts';
 import { GOLDEN_STEPS } from './fixtures/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';
@@ -37,7 +37,8 @@ describe('light sessions over Node peers (CPU)', () => {
 
     const mesh = await net.join('light', 'light-client');
     const received = new Set<number>();
-    mesh.on('frame', (_from, f) => received.add(f.type));
+    // Results come signed (protocol/evidence.ts): count the frame inside.
+    mesh.on('frame', (_from, f) => received.add(f.type === ServingFrame.signed ? unwrapSigned(f.payload)!.type : f.type));
     const fromClient = new Set<number>();
     a!.mesh.on('frame', (from, f) => from === mesh.peerId && fromClient.add(f.type));
     const chain = await net.wholeModel(mesh, 'tiny-llama', [route([a!, 0, 1], [b!, 1, 3], [c!, 3, 4])], {

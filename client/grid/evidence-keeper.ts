@@ -1,26 +1,22 @@
 // A client's side of evidence: for the sessions it may check (drawn ones, and the replays of a
-// check) it keeps the results the last hop returned with the leaves it signed, and it can ask a
-// hop for an input frame that hop kept with its sender's leaf. Leaves of other sessions are
-// dropped at once, so signed leaves cost a client nothing for sessions it will not check.
+// check) it keeps the signed results the last hop returned, and it can ask a hop for a signed
+// input frame that hop kept. Results of other sessions are not kept.
 import type { Mesh } from '../mesh/mesh.ts';
 import {
   AigridError,
   decodeControl,
   encodeControl,
-  encodeKept,
   MAX_LEAF_BYTES,
   peekIds,
   ServingFrame,
   SignedLeafSchema,
-  splitKept,
+  unwrapSigned,
   type SignedLeaf,
 } from '../../protocol/index.ts';
 import { FrameRetention } from './retention.ts';
 
 /** Sessions whose evidence is kept at once, at most (a check needs three). */
 const MAX_KEPT_SESSIONS = 256;
-/** Leaves held for results not yet arrived, at most. */
-const MAX_WAITING_LEAVES = 1024;
 export const EVIDENCE_WAIT_MS = 5_000;
 
 /** A frame and the leaf its sender signed for it. */
@@ -31,7 +27,6 @@ export interface SignedFrame {
 
 export class EvidenceKeeper {
   private readonly kept = new Set<string>();
-  private readonly leaves = new Map<string, Uint8Array>();
   private readonly waiting = new Map<string, ((value: Uint8Array) => void)[]>();
   private readonly results = new FrameRetention();
 
@@ -47,32 +42,15 @@ export class EvidenceKeeper {
     this.kept.delete(sessionId);
   }
 
-  /** A leaf the last hop signed for a result that follows. */
-  onLeaf(from: string, payload: Uint8Array): void {
-    let leaf: SignedLeaf;
-    try {
-      leaf = decodeControl(SignedLeafSchema, payload, 'leaf', MAX_LEAF_BYTES);
-    } catch {
-      return;
-    }
-    if (leaf.peerId !== from || !this.kept.has(leaf.sessionId)) return;
-    this.leaves.set(`${leaf.sessionId}:${leaf.requestId}`, payload);
-    if (this.leaves.size > MAX_WAITING_LEAVES) this.leaves.delete(this.leaves.keys().next().value!);
+  /** A signed result from the route's last hop, as it came. */
+  onResult(bytes: Uint8Array): void {
+    const ids = peekIds(unwrapSigned(bytes)?.payload ?? new Uint8Array());
+    if (ids && this.kept.has(ids.sessionId)) this.results.keep(ids.sessionId, ids.requestId, this.mesh.peerId, bytes);
   }
 
-  /** A result from the route's last hop. */
-  onResult(payload: Uint8Array): void {
-    const ids = peekIds(payload);
-    if (!ids || !this.kept.has(ids.sessionId)) return;
-    const key = `${ids.sessionId}:${ids.requestId}`;
-    const leaf = this.leaves.get(key);
-    this.leaves.delete(key);
-    if (leaf) this.results.keep(ids.sessionId, ids.requestId, this.mesh.peerId, encodeKept(leaf, payload));
-  }
-
-  /** A hop's answer to an ask: a frame it kept, with its sender's leaf. */
+  /** A hop's answer to an ask: a signed frame it kept. */
   onKept(from: string, bytes: Uint8Array): void {
-    const ids = peekIds(splitKept(bytes)?.payload ?? new Uint8Array());
+    const ids = peekIds(unwrapSigned(bytes)?.payload ?? new Uint8Array());
     if (ids) this.settle(`${ids.sessionId}:${ids.requestId} ${from}`, bytes);
   }
 
@@ -87,7 +65,7 @@ export class EvidenceKeeper {
       this.mesh.send(from, ServingFrame.ask, encodeControl({ sessionId, requestId })).catch(() => {});
       bytes = await answer;
     }
-    const split = splitKept(bytes);
+    const split = unwrapSigned(bytes);
     if (!split) throw new AigridError('ERR_FRAME_MALFORMED', `kept frame ${requestId} of session ${sessionId} is unreadable`);
     return { leaf: decodeControl(SignedLeafSchema, split.leaf, 'leaf', MAX_LEAF_BYTES), payload: split.payload };
   }

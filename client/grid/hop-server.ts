@@ -8,7 +8,6 @@ import {
   AigridError,
   checkRoute,
   contentRoot,
-  encodeKept,
   FrameAskSchema,
   leafValid,
   MAX_LEAF_BYTES,
@@ -34,6 +33,8 @@ import {
   type SignedLeaf,
   ticketValid,
   toBase64Url,
+  unwrapSigned,
+  wrapSigned,
 } from '../../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
 import { DecodeBatcher } from './decode-batcher.ts';
@@ -54,8 +55,7 @@ export interface SessionLimits {
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = { perClient: 64, total: 1024 };
 
-/** Signed leaves held for frames not yet arrived, at most (a frame follows its leaf at once). */
-const MAX_WAITING_LEAVES = 4096;
+
 
 type Refusal = Omit<SessionFailure, 'peerId'>;
 type Refuse = (code: ErrorCode, message: string, blame?: string) => void;
@@ -65,8 +65,6 @@ export class HopServer {
   readonly batcher = new DecodeBatcher();
   /** Input frames kept for a while: the previous hop's signed outputs, evidence for the client. */
   readonly retention = new FrameRetention();
-  /** Signed leaves that arrived ahead of their frames: `${sessionId}:${requestId}` -> leaf and its JSON. */
-  private readonly leaves = new Map<string, { leaf: SignedLeaf; bytes: Uint8Array }>();
 
   constructor(
     private readonly mesh: Mesh,
@@ -140,7 +138,7 @@ export class HopServer {
    * A `forward` (hidden states) or `tokens` (ids) frame: checked, then run through the session's
    * stage. Everything before the stage's layer pass is synchronous, so passes keep arrival order.
    */
-  onInput(from: string, type: typeof ServingFrame.forward | typeof ServingFrame.tokens, payload: Uint8Array): void {
+  onInput(from: string, type: typeof ServingFrame.forward | typeof ServingFrame.tokens, payload: Uint8Array, signed?: { leaf: SignedLeaf; bytes: Uint8Array }): void {
     const ids = peekIds(payload);
     const session = ids ? this.sessions.get(ids.sessionId) : undefined;
     const sessionId = ids?.sessionId ?? '0000000000000000';
@@ -178,12 +176,9 @@ export class HopServer {
     }
     const digest = contentRoot(payload);
     if (index > 0) {
-      // From a hop: the frame must follow its sender's signed leaf, which is kept with it.
-      const key = `${session.id}:${header.requestId}`;
-      const signed = this.leaves.get(key);
-      this.leaves.delete(key);
+      // From a hop: the frame must carry its sender's signed leaf, and is kept as it came.
       if (!signed) return refuse('ERR_INVALID_ARGUMENT', `frame ${header.requestId} of session ${sessionId} came without ${from}'s signed leaf`, from);
-      this.retention.keep(session.id, header.requestId, session.setup.client, encodeKept(signed.bytes, payload));
+      this.retention.keep(session.id, header.requestId, session.setup.client, signed.bytes);
       void this.leafHolds(session, signed.leaf, digest).then((holds) => {
         if (!holds) refuse('ERR_INVALID_ARGUMENT', `${from}'s signed leaf for frame ${header.requestId} of session ${sessionId} does not match the frame or is not signed by its key`, from);
       });
@@ -214,19 +209,17 @@ export class HopServer {
     if (next && next.peerId !== from) this.mesh.send(next.peerId, ServingFrame.release, payload).catch(() => {});
   }
 
-  /** The leaf the previous hop signs just before each frame it sends here. */
-  onLeaf(from: string, payload: Uint8Array): void {
+  /** A `forward` frame with the previous hop's signed leaf. */
+  onSigned(from: string, bytes: Uint8Array): void {
+    const signed = unwrapSigned(bytes);
+    if (!signed || signed.type !== ServingFrame.forward) return;
     let leaf: SignedLeaf;
     try {
-      leaf = decodeControl(SignedLeafSchema, payload, 'leaf', MAX_LEAF_BYTES);
+      leaf = decodeControl(SignedLeafSchema, signed.leaf, 'leaf', MAX_LEAF_BYTES);
     } catch {
-      return;
+      return this.onInput(from, ServingFrame.forward, signed.payload); // refused there: no valid leaf
     }
-    const session = this.sessions.get(leaf.sessionId);
-    if (!session || session.index === 0 || session.sender !== from || leaf.peerId !== from) return;
-    this.leaves.set(`${leaf.sessionId}:${leaf.requestId}`, { leaf, bytes: payload });
-    // Leaves whose frames never came (a sender that sends only leaves) do not pile up.
-    if (this.leaves.size > MAX_WAITING_LEAVES) this.leaves.delete(this.leaves.keys().next().value!);
+    this.onInput(from, ServingFrame.forward, signed.payload, { leaf, bytes });
   }
 
   /** Whether a leaf is the previous hop's signature of this frame, in this session, for its layers. */
@@ -279,19 +272,17 @@ export class HopServer {
       const routeHeader = { ...header, layerStart: setup.hops[0]!.start, layerEnd: setup.hops.at(-1)!.end };
       const frame = 'logits' in out ? encodeLogits(routeHeader, out.logits) : encodeHidden(routeHeader, out.hidden, T, out.hidden.length / T);
       const type = 'logits' in out ? ServingFrame.logits : ServingFrame.result;
-      const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, async (leaf) => {
-        void this.mesh.send(setup.client, ServingFrame.leaf, encodeControl(leaf)).catch(() => {});
-        await this.mesh.send(setup.client, type, frame);
-      });
+      const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, (leaf) =>
+        this.mesh.send(setup.client, ServingFrame.signed, wrapSigned(type, encodeControl(leaf), frame)),
+      );
       sent.catch(() => session.release());
       return;
     }
     const hidden = (out as { hidden: Float32Array }).hidden; // only the last stage runs the head
     const forward = encodeHidden({ ...header, hop: session.index + 1, layerStart: next.start, layerEnd: next.end }, hidden, T, hidden.length / T);
-    const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, forward, async (leaf) => {
-      void this.mesh.send(next.peerId, ServingFrame.leaf, encodeControl(leaf)).catch(() => {});
-      await this.mesh.send(next.peerId, ServingFrame.forward, forward);
-    });
+    const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, forward, (leaf) =>
+      this.mesh.send(next.peerId, ServingFrame.signed, wrapSigned(ServingFrame.forward, encodeControl(leaf), forward)),
+    );
     sent.catch((err: unknown) =>
       this.fail(setup.client, {
         sessionId: setup.sessionId,

@@ -220,8 +220,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
         return this.server.onFail(from, frame.payload);
       case ServingFrame.ask:
         return this.server.onAsk(from, frame.payload);
-      case ServingFrame.leaf:
-        return this.server.onLeaf(from, frame.payload);
+      case ServingFrame.signed:
+        return this.server.onSigned(from, frame.payload);
     }
   }
 

@@ -14,6 +14,7 @@ import {
   describeRoute,
   judge,
   peekIds,
+  unwrapSigned,
   randomSessionId,
   ServingFrame,
   SessionFailureSchema,
@@ -331,14 +332,23 @@ export abstract class RouteRunner {
     }
   }
 
-  private onFrame(from: string, frame: Frame): void {
+  private onFrame(from: string, received: Frame): void {
+    let frame = received;
     try {
-      if (frame.type === ServingFrame.result || frame.type === ServingFrame.logits) {
-        const ids = peekIds(frame.payload);
+      if (frame.type === ServingFrame.signed) {
+        const signed = unwrapSigned(frame.payload);
+        if (!signed || (signed.type !== ServingFrame.result && signed.type !== ServingFrame.logits)) return;
+        const ids = peekIds(signed.payload);
         if (ids && this.remotes.get(ids.sessionId)?.hops.at(-1)?.peerId === from) this.keeper.onResult(frame.payload);
+        frame = { ...frame, type: signed.type, payload: signed.payload };
+      } else if (frame.type === ServingFrame.result || frame.type === ServingFrame.logits) {
+        // Results come signed; one without its leaf could never be shown as evidence.
+        const ids = peekIds(frame.payload);
+        const remote = ids ? this.remotes.get(ids.sessionId) : undefined;
+        if (remote?.hops.at(-1)?.peerId === from) remote.fail(new RouteFailure('ERR_INVALID_ARGUMENT', `result ${ids!.requestId} from ${from} came without its signed leaf`, from));
+        return;
       }
-      if (frame.type === ServingFrame.leaf) this.keeper.onLeaf(from, frame.payload);
-      else if (frame.type === ServingFrame.kept) this.keeper.onKept(from, frame.payload);
+      if (frame.type === ServingFrame.kept) this.keeper.onKept(from, frame.payload);
       else if (frame.type === ServingFrame.result) {
         const hidden = decodeHidden(frame.payload);
         this.remotes.get(hidden.header.sessionId)?.onResult(from, hidden);

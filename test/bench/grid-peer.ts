@@ -10,7 +10,7 @@ import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
 import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
-import { ServingFrame, type Capabilities, type ModelSpec } from '../../protocol/index.ts';
+import { ServingFrame, unwrapSigned, type Capabilities, type ModelSpec } from '../../protocol/index.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { startProfile, stopProfile } from './profile.ts';
@@ -53,8 +53,10 @@ async function main(): Promise<void> {
   let frames = 0;
   let bytes = 0;
   mesh.on('frame', (_from, f) => {
-    if (f.type !== ServingFrame.forward || f.payload.byteLength > config.decodeFrameBytes) return;
-    bytes += f.payload.byteLength;
+    // From the client plain, from a hop signed (the frame inside, after its leaf).
+    const inner = f.type === ServingFrame.signed ? unwrapSigned(f.payload) : f;
+    if (inner?.type !== ServingFrame.forward || inner.payload.byteLength > config.decodeFrameBytes) return;
+    bytes += inner.payload.byteLength;
     frames++;
   });
   process.on('message', (msg: ParentMessage) => {

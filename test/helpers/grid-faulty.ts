@@ -1,7 +1,7 @@
 // A misbehaving hop for failover tests: it accepts sessions like a real peer (links to the next
 // hop, echoes the setup) but passes on garbage instead of hidden states, or nothing at all.
 import type { Mesh } from '../../client/mesh/index.ts';
-import { decodeActivation, encodeActivation, ServingFrame, type SessionSetup } from '../../protocol/index.ts';
+import { decodeActivation, encodeActivation, ServingFrame, unwrapSigned, type SessionSetup } from '../../protocol/index.ts';
 
 export type Fault = 'nan' | 'shape' | 'malformed' | 'silent';
 
@@ -16,8 +16,10 @@ export function faultyHop(mesh: Mesh, fault: () => Fault): void {
       (next ? mesh.connect(next.peerId) : Promise.resolve()).then(() => mesh.send(from, ServingFrame.session, frame.payload)).catch(() => {});
       return;
     }
-    if (frame.type !== ServingFrame.forward || fault() === 'silent') return;
-    const { header } = decodeActivation(frame.payload);
+    // Inputs come signed by the hop before (or plain from the client, for hop 0).
+    const input = frame.type === ServingFrame.signed ? unwrapSigned(frame.payload) : frame;
+    if (input?.type !== ServingFrame.forward || fault() === 'silent') return;
+    const { header } = decodeActivation(input.payload);
     const setup = sessions.get(header.sessionId);
     const index = setup?.hops.findIndex((h) => h.peerId === mesh.peerId) ?? -1;
     const next = setup?.hops[index + 1];

@@ -15,6 +15,8 @@ import {
   ServingFrame,
   signLeaf,
   SignedLeafSchema,
+  unwrapSigned,
+  wrapSigned,
 } from '../../protocol/index.ts';
 import { mulberry32 } from './random.ts';
 
@@ -23,15 +25,13 @@ export type Lie = 'perturb' | 'zeros' | 'other-session';
 /** Makes `mesh` lie in every hidden-state frame it sends from now on. */
 export function lie(mesh: Mesh, how: Lie, signs: 'what-it-sends' | 'honest' = 'what-it-sends'): void {
   const send = mesh.send.bind(mesh);
-  /** The leaf of the frame about to be sent, per receiver (a leaf always goes just before its frame). */
-  const leaves = new Map<string, Uint8Array>();
   const random = mulberry32(7);
   /** The last rows sent per row count, with the session they belonged to. */
   const sent = new Map<number, { sessionId: string; values: Float32Array }>();
-  mesh.send = async (peerId, type, payload) => {
-    if (type === ServingFrame.leaf) return void leaves.set(peerId, payload);
-    if (type !== ServingFrame.forward && type !== ServingFrame.result) return send(peerId, type, payload);
-    const { header, values } = decodeHidden(payload);
+  mesh.send = async (peerId, type, bytes) => {
+    const signed = type === ServingFrame.signed ? unwrapSigned(bytes) : undefined;
+    if (!signed || (signed.type !== ServingFrame.forward && signed.type !== ServingFrame.result)) return send(peerId, type, bytes);
+    const { header, values } = decodeHidden(signed.payload);
     const lied = Float32Array.from(values);
     if (how === 'zeros') lied.fill(0);
     if (how === 'perturb') {
@@ -45,13 +45,8 @@ export function lie(mesh: Mesh, how: Lie, signs: 'what-it-sends' | 'honest' = 'w
       sent.set(header.tokens, { sessionId: header.sessionId, values });
     }
     const frame = encodeHidden(header, lied, header.tokens, header.hidden);
-    const honest = leaves.get(peerId);
-    leaves.delete(peerId);
-    if (honest) {
-      const { peerId: _p, publicKey: _k, signature: _s, input, output: _o, ...fields } = decodeControl(SignedLeafSchema, honest, 'leaf', MAX_LEAF_BYTES);
-      const leaf = signs === 'honest' ? honest : encodeControl(await signLeaf(mesh.identity, fields, fromBase64Url(input), await contentRoot(frame)));
-      void send(peerId, ServingFrame.leaf, leaf);
-    }
-    return send(peerId, type, frame);
+    const { peerId: _p, publicKey: _k, signature: _s, input, output: _o, ...fields } = decodeControl(SignedLeafSchema, signed.leaf, 'leaf', MAX_LEAF_BYTES);
+    const leaf = signs === 'honest' ? signed.leaf : encodeControl(await signLeaf(mesh.identity, fields, fromBase64Url(input), await contentRoot(frame)));
+    return send(peerId, type, wrapSigned(signed.type, leaf, frame));
   };
 }
