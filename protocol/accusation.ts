@@ -59,6 +59,13 @@ export type Accusation = z.infer<typeof AccusationSchema>;
 export type SegmentEvidence = z.infer<typeof SegmentEvidenceSchema>;
 export type OutputEvidence = z.infer<typeof OutputEvidenceSchema>;
 
+/** Genuine evidence that convicts nobody: the accused was given other input than the others, or its output agrees with theirs. */
+export class Inconclusive extends AigridError {
+  constructor(message: string) {
+    super('ERR_INCONCLUSIVE', message);
+  }
+}
+
 export interface JudgeContext {
   network: string;
   /** The accuser: every ticket and receipt must name it as the client. */
@@ -84,7 +91,7 @@ export async function judge(accusation: Accusation, ctx: JudgeContext): Promise<
   for (const [i, segment] of accusation.segments.entries()) {
     const forged = (why: string) => new AigridError('ERR_BAD_EVIDENCE', `segment ${i}: ${why}`);
     const { first, last, hops, ticket, output } = segment;
-    if (ticket.expires < now - EVIDENCE_MAX_AGE_MS) throw new AigridError('ERR_INCONCLUSIVE', `segment ${i}: its route ticket expired too long ago`);
+    if (ticket.expires < now - EVIDENCE_MAX_AGE_MS) throw new Inconclusive(`segment ${i}: its route ticket expired too long ago`);
     const fields = { network: ctx.network, modelId: accusation.modelId, client: ctx.client, hops };
     if (!(await ticketValid(ctx.serverKey, ticket, fields, ticket.expires - 1))) throw forged('the route ticket is not the coordinator\'s for this client and route');
     const at = (p: typeof first) => hops.findIndex((h) => h.peerId === p.peerId && h.start === p.start && h.end === p.end);
@@ -111,7 +118,7 @@ export async function judge(accusation: Accusation, ctx: JudgeContext): Promise<
     runs.push({ segment, peers: hops.slice(f, l + 1).map((h) => h.peerId), values: decodeValues(shape[8]!, chunks), shape });
   }
 
-  const inconclusive = (why: string) => new AigridError('ERR_INCONCLUSIVE', why);
+  const inconclusive = (why: string) => new Inconclusive(why);
   const [accused, ...witnessRuns] = runs as [(typeof runs)[0], (typeof runs)[0], (typeof runs)[0]];
   const range = (r: (typeof runs)[0]) => `${r.segment.first.start},${r.segment.last.end}`;
   if (runs.some((r) => range(r) !== range(accused))) throw inconclusive('the segments cover different layers');
@@ -127,8 +134,9 @@ export async function judge(accusation: Accusation, ctx: JudgeContext): Promise<
   }
   const [a, b, c] = runs.map((r) => [r.values]) as [Float32Array[], Float32Array[], Float32Array[]];
   const differences: [number, number, number] = [difference(a, b), difference(a, c), difference(b, c)];
-  if (majority(...differences, ctx.tolerance ?? DEFAULT_VERIFY_TOLERANCE) !== 'caught') {
-    throw inconclusive(`the accused is not in a clear minority (differences ${differences.map((d) => d.toFixed(4)).join(', ')})`);
+  const tolerance = ctx.tolerance ?? DEFAULT_VERIFY_TOLERANCE;
+  if (majority(...differences, tolerance) !== 'caught') {
+    throw new Inconclusive(`the accused is not in a clear minority (differences ${differences.map((d) => d.toFixed(4)).join(', ')})`);
   }
   return { accused: suspect, witnesses, differences };
 }

@@ -179,6 +179,51 @@ describe('spot-checks of the routes\' work', () => {
     for (const p of peers) p.close();
   }, 120_000);
 
+  it('never blame a hop beside a liar that lies only when not replayed: its own signed work clears it', async () => {
+    net = await startGridNet();
+    const network = 'liar-unless-replayed';
+    const halves = ['a', 'b', 'c'].flatMap((x) => [`replayed-${x}-1`, `replayed-${x}-2`]);
+    const liarName = Array.from({ length: 64 }, (_, i) => `replayed-liar-${i}`).find((name) => halves.every((h) => idOf(name) < idOf(h)))!;
+    const peers: GridPeer[] = [];
+    for (const name of [...halves.slice(1), liarName]) {
+      peers.push(new GridPeer({ mesh: await net.join(network, name, 2), backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }) }));
+    }
+    const liar = peers.at(-1)!;
+    lie(liar.mesh, 'perturb', 'what-it-sends', 'unless-replayed');
+    const client = await net.join(network, 'replayed-client', 0);
+    await serveEverywhere(net, network, client, 3);
+    const events: CheckEvent[] = [];
+    const head = await net.head('tiny-llama');
+    const model = await net.model('tiny-llama');
+    // Every session checked, always at the hop beside the liar (the draw picks the hop).
+    const liarFirst = liar.status()[0]!.start === 0;
+    const chain = new RemoteChain({
+      mesh: client,
+      modelId: 'tiny-llama',
+      numLayers: 4,
+      hiddenSize: head.config.hiddenSize,
+      routes: meshRoutes(client, 'tiny-llama'),
+      verify: { share: 1, newcomerShare: 1, concurrent: 1, random: () => (liarFirst ? 0.99 : 0), onCheck: (e) => events.push(e) },
+    });
+    for (let s = 0; s < 8; s++) {
+      const g = model.golden[s % model.golden.length]!;
+      // New prompts each time (another length), so the liar has not seen their outputs.
+      await chain.generate(head, [...g.ids, ...Array.from({ length: s }, (_, i) => 40 + i)], { maxTokens: 2, temperature: 0 });
+      await waitFor(() => events.length > s, 20_000, `check of session ${s}`);
+    }
+    const liarRoutes = events.filter((e) => e.peerId !== liar.peerId && e.outcome !== 'agreed' && e.outcome !== 'failed');
+    const summary = JSON.stringify(events.map((e) => [e.outcome, e.peerId === liar.peerId, e.wrong.length, e.accusation]));
+    // The routes disagree (the liar lied only the first time), but the checked hop's signed work
+    // clears it: before the liar, its output agrees with its replacements'; after it, it was
+    // given other input than they were. Nobody is blamed.
+    expect(liarRoutes.length, summary).toBeGreaterThan(0);
+    for (const e of liarRoutes) expect([e.outcome, e.wrong], summary).toEqual(['inconclusive', []]);
+    const reputation = await trust(net, network);
+    for (const p of peers.slice(0, -1)) expect(reputation[p.peerId], summary).toMatchObject({ wrong: 0, excluded: false });
+    chain.close();
+    for (const p of peers) p.close();
+  }, 120_000);
+
   it('catch a liar holding the first half of two-hop routes, checked or as a replacement; honest hops are never blamed', async () => {
     net = await startGridNet();
     const network = 'liar-first-half';

@@ -7,7 +7,7 @@
 // signed evidence of the three runs (accuser.ts). Checks run after the session, so they never
 // change what the client received.
 import type { Route } from '../mesh/signaling-client.ts';
-import { DEFAULT_VERIFY_TOLERANCE, difference, majority, type Hop } from '../../protocol/index.ts';
+import { DEFAULT_VERIFY_TOLERANCE, difference, Inconclusive, majority, type Hop } from '../../protocol/index.ts';
 import type { SessionRows } from './remote-session.ts';
 import type { RouteSource } from './routes.ts';
 import type { RunRef } from './accuser.ts';
@@ -145,9 +145,6 @@ export class Verifier {
       event.outcome = majority(d12, d13, d23, tolerance);
       if (event.outcome === 'inconclusive') return event; // no clear majority: blame nobody at random
       event.wrong = event.outcome === 'caught' ? [peerId] : replacements2;
-      for (const p of event.wrong) this.exclude(p, WRONG_PEER_MS);
-      const right = [peerId, ...replacements2, ...replacements3].filter((p) => !event.wrong.includes(p));
-      this.report(right.map((p) => ({ peerId: p, result: 'verified' as const })));
       // A wrong result counts at the coordinator only with evidence: the runs as they were signed.
       const [r1, r2, r3] = [
         { route: session.route, sessionId: session.remoteId, outputs: first },
@@ -157,8 +154,19 @@ export class Verifier {
       const [accused, ...agreeing] = event.outcome === 'caught' ? [r1, r2, r3] : [r2, r1, r3];
       if (event.wrong.length === 1 && this.options.accuse) {
         const request = session.runs[worstRun(accused.outputs, agreeing[0]!.outputs)]!.request;
-        event.accusation = await this.options.accuse(event.wrong[0]!, [accused, ...agreeing] as [RunRef, RunRef, RunRef], request).catch((err: unknown) => `not sent: ${(err as Error).message}`);
+        try {
+          event.accusation = await this.options.accuse(event.wrong[0]!, [accused, ...agreeing] as [RunRef, RunRef, RunRef], request);
+        } catch (err) {
+          event.accusation = `not sent: ${(err as Error).message}`;
+          // Its own signed work does not convict it: it was given other input than its
+          // replacements (a hop before it differed on that route only), or its output agrees
+          // with theirs (a hop after it did). Nobody is blamed at random.
+          if (err instanceof Inconclusive) [event.outcome, event.wrong] = ['inconclusive', []];
+        }
       }
+      for (const p of event.wrong) this.exclude(p, WRONG_PEER_MS);
+      const right = [peerId, ...replacements2, ...replacements3].filter((p) => !event.wrong.includes(p));
+      this.report(right.map((p) => ({ peerId: p, result: 'verified' as const })));
     } catch (err) {
       // No other peer holds the layers, or a replacement failed: nothing is decided.
       event.outcome = 'failed';

@@ -15,6 +15,7 @@ import {
   ServingFrame,
   signLeaf,
   SignedLeafSchema,
+  toBase64Url,
   unwrapSigned,
   wrapSigned,
 } from '../../protocol/index.ts';
@@ -23,8 +24,10 @@ import { mulberry32 } from './random.ts';
 export type Lie = 'perturb' | 'zeros' | 'other-session';
 
 /** Makes `mesh` lie in every hidden-state frame it sends from now on. */
-export function lie(mesh: Mesh, how: Lie, signs: 'what-it-sends' | 'honest' = 'what-it-sends'): void {
+export function lie(mesh: Mesh, how: Lie, signs: 'what-it-sends' | 'honest' = 'what-it-sends', when: 'always' | 'unless-replayed' = 'always'): void {
   const send = mesh.send.bind(mesh);
+  /** Outputs already sent once (a replay of a session computes them again): told honestly. */
+  const seen = new Set<string>();
   const random = mulberry32(7);
   /** The last rows sent per row count, with the session they belonged to. */
   const sent = new Map<number, { sessionId: string; values: Float32Array }>();
@@ -32,6 +35,11 @@ export function lie(mesh: Mesh, how: Lie, signs: 'what-it-sends' | 'honest' = 'w
     const signed = type === ServingFrame.signed ? unwrapSigned(bytes) : undefined;
     if (!signed || (signed.type !== ServingFrame.forward && signed.type !== ServingFrame.result)) return send(peerId, type, bytes);
     const { header, values } = decodeHidden(signed.payload);
+    if (when === 'unless-replayed') {
+      const key = toBase64Url(await contentRoot(signed.payload));
+      if (seen.has(key)) return send(peerId, type, bytes);
+      seen.add(key);
+    }
     const lied = Float32Array.from(values);
     if (how === 'zeros') lied.fill(0);
     if (how === 'perturb') {
