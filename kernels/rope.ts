@@ -2,7 +2,7 @@
 import { AigridError } from '../protocol/index.ts';
 import code from './rope.wgsl?raw';
 import type { GpuContext } from './context.ts';
-import { ropeInvFreq } from './cpu/rope.ts';
+import { ropeInvFreq, type RopeScaling } from './cpu/rope.ts';
 import { elementGrid } from './grid.ts';
 import { expectDtype, expectShape } from './guard.ts';
 import type { GpuTensor } from './tensor.ts';
@@ -12,7 +12,7 @@ const WG = 256;
 export class RopeOp {
   private readonly pipeline: GPUComputePipeline;
   private readonly inPlace: GPUComputePipeline;
-  /** inv_freq per (theta, headDim): computed on the CPU in f32 exactly as HF does, uploaded once. */
+  /** inv_freq per (theta, headDim, scaling): computed on the CPU in f32 exactly as HF does, uploaded once. */
   private readonly invFreq = new Map<string, GpuTensor>();
 
   constructor(private readonly ctx: GpuContext) {
@@ -24,7 +24,7 @@ export class RopeOp {
    * Rotates x by each token's position into out; out may be x (in place). theta is rope_theta.
    * Angles match HF's f32 angles bit for bit; cos/sin hold ~2e-7 for positions below 2e5.
    */
-  run(encoder: GPUCommandEncoder, x: GpuTensor, positions: GpuTensor, out: GpuTensor, theta: number): void {
+  run(encoder: GPUCommandEncoder, x: GpuTensor, positions: GpuTensor, out: GpuTensor, theta: number, scaling?: RopeScaling): void {
     expectDtype('rope', 'x', x, ['f32']);
     expectDtype('rope', 'positions', positions, ['u32']);
     expectDtype('rope', 'out', out, ['f32']);
@@ -38,17 +38,17 @@ export class RopeOp {
     if (n === 0) return;
     const inPlace = out.buffer === x.buffer;
     const params = this.ctx.uniform(new Uint32Array([n, heads, headDim / 2]));
-    const buffers = [out.buffer, params, positions.buffer, this.freqs(theta, headDim).buffer];
+    const buffers = [out.buffer, params, positions.buffer, this.freqs(theta, headDim, scaling).buffer];
     if (!inPlace) buffers.push(x.buffer);
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     this.ctx.dispatch(encoder, inPlace ? this.inPlace : this.pipeline, buffers, grid);
   }
 
-  private freqs(theta: number, headDim: number): GpuTensor {
-    const key = `${theta}/${headDim}`;
+  private freqs(theta: number, headDim: number, scaling?: RopeScaling): GpuTensor {
+    const key = `${theta}/${headDim}/${JSON.stringify(scaling ?? null)}`;
     let t = this.invFreq.get(key);
     if (!t) {
-      t = this.ctx.tensor([headDim / 2], 'f32', ropeInvFreq(theta, headDim), 'rope.inv_freq');
+      t = this.ctx.tensor([headDim / 2], 'f32', ropeInvFreq(theta, headDim, scaling), 'rope.inv_freq');
       this.invFreq.set(key, t);
     }
     return t;

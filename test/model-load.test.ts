@@ -169,7 +169,9 @@ describe('damaged checkpoints', () => {
 
   it.each([
     ['an unknown architecture', (c: Record<string, unknown>) => (c.architectures = ['MambaForCausalLM']), 'architectures'],
-    ['rope scaling', (c: Record<string, unknown>) => (c.rope_scaling = { type: 'linear', factor: 2 }), 'rope_scaling'],
+    ['dynamic rope scaling', (c: Record<string, unknown>) => (c.rope_scaling = { type: 'dynamic', factor: 2 }), 'rope_scaling.rope_type'],
+    ['yarn rope scaling', (c: Record<string, unknown>) => (c.rope_scaling = { rope_type: 'yarn', factor: 4 }), 'rope_scaling.rope_type'],
+    ['llama3 rope scaling without its frequencies', (c: Record<string, unknown>) => (c.rope_scaling = { rope_type: 'llama3', factor: 8 }), 'rope_scaling.low_freq_factor'],
     ['a pre-quantized checkpoint', (c: Record<string, unknown>) => (c.quantization_config = { quant_method: 'gptq' }), 'quantization_config'],
   ])('%s is ERR_UNSUPPORTED_MODEL', async (_what, edit, field) => {
     const dir = await damaged();

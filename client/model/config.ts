@@ -1,7 +1,8 @@
 // config.json -> ModelConfig for the architectures the runtime implements. Anything it would have
-// to ignore to run (an unknown architecture, rope scaling, sliding windows, another activation)
-// is a named error instead of a silently wrong model.
+// to ignore to run (an unknown architecture, an unknown rope scaling, sliding windows, another
+// activation) is a named error instead of a silently wrong model.
 import { AigridError } from '../../protocol/index.ts';
+import type { RopeScaling } from '../../kernels/cpu/rope.ts';
 
 export type Family = 'llama' | 'gpt2';
 
@@ -20,6 +21,8 @@ export interface ModelConfig {
   /** llama family: RMSNorm eps; gpt2: LayerNorm eps. */
   normEps: number;
   ropeTheta: number;
+  /** config rope_scaling (LLaMA family); absent: plain rope. */
+  ropeScaling?: RopeScaling;
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2). */
   qkvBias: boolean;
@@ -72,8 +75,32 @@ export function parseConfig(json: Json, generation: Json = {}): ModelConfig {
   return family === 'gpt2' ? gpt2(json, bosTokenId, eosTokenIds) : llama(json, bosTokenId, eosTokenIds);
 }
 
+/**
+ * rope_scaling as Hugging Face writes it (`rope_type`, or `type` in older configs): none or
+ * `default`, `linear`, `llama3`. Others (dynamic, yarn, longrope...) keep their named error.
+ */
+function parseRopeScaling(value: unknown): RopeScaling | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw unsupported('rope_scaling', value);
+  const json = value as Json;
+  const type = json.rope_type ?? json.type;
+  if (type === 'default') return undefined;
+  const positive = (key: string) => {
+    const v = json[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw unsupported(`rope_scaling.${key}`, v ?? null);
+    return v;
+  };
+  if (type === 'linear') return { type, factor: positive('factor') };
+  if (type === 'llama3') {
+    const scaling = { type, factor: positive('factor'), lowFreqFactor: positive('low_freq_factor'), highFreqFactor: positive('high_freq_factor'), originalMaxPositions: positive('original_max_position_embeddings') } as const;
+    if (scaling.highFreqFactor <= scaling.lowFreqFactor) throw unsupported('rope_scaling.high_freq_factor', scaling.highFreqFactor);
+    return scaling;
+  }
+  throw unsupported('rope_scaling.rope_type', type ?? null);
+}
+
 function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
-  if (json.rope_scaling !== undefined && json.rope_scaling !== null) throw unsupported('rope_scaling', json.rope_scaling);
+  const ropeScaling = parseRopeScaling(json.rope_scaling);
   if (json.use_sliding_window === true || (json.model_type === 'mistral' && json.sliding_window)) {
     throw unsupported('sliding_window', json.sliding_window);
   }
@@ -102,6 +129,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     maxPositions: int(json, 'max_position_embeddings', 2048),
     normEps: num(json, 'rms_norm_eps', 1e-6),
     ropeTheta: num(json, 'rope_theta', 10000),
+    ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings === true,
     qkvBias,
     activation: 'silu',

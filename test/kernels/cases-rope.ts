@@ -1,4 +1,4 @@
-import { ropeRef } from '../../kernels/cpu/rope.ts';
+import { ropeRef, type RopeScaling } from '../../kernels/cpu/rope.ts';
 import { RopeOp } from '../../kernels/rope.ts';
 import { mulberry32 } from '../helpers/random.ts';
 import { all, allclose, expectCode, randomFloats, submit, type KernelCase } from './check.ts';
@@ -59,6 +59,26 @@ const cases: KernelCase[] = [
       const out = ctx.tensor([tokens, heads, headDim], 'f32');
       submit(ctx, (e) => op.run(e, ctx.tensor([tokens, heads, headDim], 'f32', x), ctx.tensor([tokens], 'u32', positions), out, 500_000));
       return allclose(await ctx.read(out), ropeRef(x, positions, heads, headDim, 500_000), ROPE_TOL.atol, ROPE_TOL.rtol);
+    },
+  },
+  {
+    name: 'rope: scaled frequencies (llama3, linear) as the CPU reference rotates',
+    async run(ctx) {
+      const op = new RopeOp(ctx);
+      const [tokens, heads, headDim] = [9, 2, 128];
+      const x = randomFloats(630, tokens * heads * headDim);
+      const positions = randomPositions(631, tokens, 131_072);
+      const scalings: RopeScaling[] = [
+        { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 },
+        { type: 'linear', factor: 4 },
+      ];
+      const outcomes = [];
+      for (const scaling of scalings) {
+        const out = ctx.tensor([tokens, heads, headDim], 'f32');
+        submit(ctx, (e) => op.run(e, ctx.tensor([tokens, heads, headDim], 'f32', x), ctx.tensor([tokens], 'u32', positions), out, 500_000, scaling));
+        outcomes.push(allclose(await ctx.read(out), ropeRef(x, positions, heads, headDim, 500_000, scaling), ROPE_TOL.atol, ROPE_TOL.rtol));
+      }
+      return all(outcomes);
     },
   },
   {

@@ -6,7 +6,7 @@ import { AigridError } from '../../../protocol/index.ts';
 import { gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
-import { ropeRef } from '../../../kernels/cpu/rope.ts';
+import { ropeRef, type RopeScaling } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
 import { attentionFast } from './cpu-attention.ts';
@@ -171,9 +171,9 @@ class CpuOps implements Ops {
     return tensor(layerNormRef(f32(x), f32(gamma), f32(beta), eps), x.shape);
   }
 
-  rope(x: Tensor, positions: Tensor, theta: number): Tensor {
+  rope(x: Tensor, positions: Tensor, theta: number, scaling?: RopeScaling): Tensor {
     const [, heads, headDim] = x.shape as [number, number, number];
-    return tensor(ropeRef(f32(x), u32(positions), heads, headDim, theta), x.shape);
+    return tensor(ropeRef(f32(x), u32(positions), heads, headDim, theta, scaling), x.shape);
   }
 
   attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor {

@@ -1,6 +1,7 @@
 // What a layer needs from a compute backend, so that each architecture's layer is written once and
 // runs on WebGPU (recorded into one command encoder) or on the CPU (eager, kernels/cpu references).
 import type { WeightDtype } from '../../../kernels/weights.ts';
+import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
 
 export type { WeightDtype } from '../../../kernels/weights.ts';
 
@@ -63,7 +64,8 @@ export interface Ops {
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
   layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor;
   /** Rotate-half RoPE of x [T, heads, headDim] at positions (u32 [T]); may reuse x's storage. */
-  rope(x: Tensor, positions: Tensor, theta: number): Tensor;
+  /** Rotary embedding of x [T, heads, headDim] by each token's position (scaling: config rope_scaling). */
+  rope(x: Tensor, positions: Tensor, theta: number, scaling?: RopeScaling): Tensor;
   /**
    * Appends k, v [T, kvHeads, headDim] to the store, then causal attention of q [T, heads, headDim]
    * over every cached token -> [T, heads, headDim]. scale defaults to 1 / sqrt(headDim).

@@ -5,6 +5,7 @@ import type { GpuContext } from '../../../kernels/context.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';
 import type { GpuWeight } from '../../../kernels/weights.ts';
+import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
 import type { PassBuffers } from './pool.ts';
 import { rowSize } from './rows.ts';
 import type { KvStore, Ops, Table, Tensor, Weight } from './types.ts';
@@ -115,9 +116,9 @@ export class WebGpuOps implements Ops {
     return out;
   }
 
-  rope(x: Tensor, positions: Tensor, theta: number): Tensor {
+  rope(x: Tensor, positions: Tensor, theta: number, scaling?: RopeScaling): Tensor {
     const xt = gpuTensor(x);
-    this.kernels.rope.run(this.encoder, xt, gpuTensor(positions), xt, theta);
+    this.kernels.rope.run(this.encoder, xt, gpuTensor(positions), xt, theta, scaling);
     return xt;
   }
 

@@ -81,8 +81,8 @@ class LlamaLayer implements Layer {
     const k = ops.linear(h, this.k, this.kBias); // [T, kvHeads * hd]
     const v = ops.linear(h, this.v, this.vBias); // [T, kvHeads * hd]
     ops.free(h);
-    const qr = ops.rope(ops.view(q, [T, heads, hd]), positions, theta); // [T, heads, hd]
-    const kr = ops.rope(ops.view(k, [T, kvHeads, hd]), positions, theta); // [T, kvHeads, hd]
+    const qr = ops.rope(ops.view(q, [T, heads, hd]), positions, theta, this.c.ropeScaling); // [T, heads, hd]
+    const kr = ops.rope(ops.view(k, [T, kvHeads, hd]), positions, theta, this.c.ropeScaling); // [T, kvHeads, hd]
     const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
     ops.free(q, qr, k, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]

@@ -1,0 +1,68 @@
+// Scaled rotary embeddings (config rope_scaling): the runtime's f32 frequencies against the
+// fixtures' independent float64 formula, with Llama 3.1's own parameters and the tiny fixture's;
+// which bands each frequency falls in; and the config fields that are read or refused by name.
+import { describe, expect, it } from 'vitest';
+import { ropeInvFreq, type RopeScaling } from '../kernels/cpu/rope.ts';
+import { parseConfig } from '../client/model/config.ts';
+import { ropeFrequencies } from './fixtures/reference-math.ts';
+
+const llama31: RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 };
+
+describe('scaled rope frequencies', () => {
+  it.each([
+    ['Llama 3.1 (theta 500000, head 128)', 500_000, 128, llama31],
+    ['the tiny-llama3 fixture (original context 64, head 16)', 500_000, 16, { ...llama31, originalMaxPositions: 64 } as RopeScaling],
+    ['linear x4', 10_000, 64, { type: 'linear', factor: 4 } as RopeScaling],
+  ])('%s: f32 as Hugging Face computes them, within f32 rounding of the float64 formula', (_what, theta, dim, scaling) => {
+    const ours = ropeInvFreq(theta, dim, scaling);
+    const exact = ropeFrequencies(theta, dim, scaling);
+    for (let i = 0; i < ours.length; i++) expect(Math.abs(ours[i]! - exact[i]!) / exact[i]!).toBeLessThan(2e-6);
+  });
+
+  it('divides the low frequencies, keeps the high ones and blends the band between', () => {
+    const plain = ropeInvFreq(500_000, 16);
+    // The tiny-llama3 fixture's head: wavelengths 6.3, 32.5, 168, ... against bands at 64 / 4 and 64.
+    const scaled = ropeInvFreq(500_000, 16, { ...llama31, originalMaxPositions: 64 });
+    const ratio = Array.from(scaled, (v, i) => v / plain[i]!);
+    expect(ratio[0]).toBe(1); // wavelength 6.3 < 16: kept
+    expect(ratio[1]).toBeGreaterThan(1 / 8); // wavelength 32.5: blended
+    expect(ratio[1]).toBeLessThan(1);
+    for (const r of ratio.slice(2)) expect(r).toBeCloseTo(1 / 8, 6); // wavelength > 64: divided
+  });
+});
+
+describe('config rope_scaling', () => {
+  const base = { architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 128, vocab_size: 256 };
+  it('reads llama3 (rope_type) and linear (older type), and none for default or null', () => {
+    const llama3 = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    expect(parseConfig({ ...base, rope_scaling: llama3 }).ropeScaling).toEqual(llama31);
+    expect(parseConfig({ ...base, rope_scaling: { type: 'linear', factor: 2 } }).ropeScaling).toEqual({ type: 'linear', factor: 2 });
+    expect(parseConfig({ ...base, rope_scaling: { rope_type: 'default' } }).ropeScaling).toBeUndefined();
+    expect(parseConfig({ ...base, rope_scaling: null }).ropeScaling).toBeUndefined();
+  });
+
+  it.each([
+    [{ rope_type: 'dynamic', factor: 2 }, 'rope_scaling.rope_type'],
+    [{ rope_type: 'longrope', factor: 2 }, 'rope_scaling.rope_type'],
+    [{ rope_type: 'linear', factor: -1 }, 'rope_scaling.factor'],
+    [{ rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 8192 }, 'rope_scaling.high_freq_factor'],
+    ['llama3', 'rope_scaling'],
+  ])('refuses %j by name', (scaling, field) => {
+    expect(() => parseConfig({ ...base, rope_scaling: scaling })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining(field) }));
+  });
+});
+
+describe('the tiny-llama3 fixture', () => {
+  it('depends on its rope scaling: the float64 reference without it moves the logits far beyond the goldens\' tolerance', async () => {
+    const { loadReference, ReferenceSession, fixtures } = await import('./fixtures/index.ts');
+    const set = await fixtures();
+    const model = await loadReference('tiny-llama3');
+    expect(model.config.ropeScaling?.type).toBe('llama3');
+    const ids = set.models.find((m) => m.name === 'tiny-llama3')!.golden.at(-1)!.ids;
+    const scaled = new ReferenceSession(model).append(ids).at(-1)!;
+    const plain = new ReferenceSession({ ...model, config: { ...model.config, ropeScaling: undefined } }).append(ids).at(-1)!;
+    // The goldens hold logits within 5e-3 of the reference; without the scaling they move by units.
+    const moved = Math.max(...Array.from(scaled, (v, i) => Math.abs(v - plain[i]!)));
+    expect(moved).toBeGreaterThan(1);
+  });
+});
