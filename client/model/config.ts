@@ -26,6 +26,8 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2). */
   qkvBias: boolean;
+  /** Qwen3: an RMSNorm over each head of q and of k before rope (q_norm, k_norm). */
+  qkNorm: boolean;
   activation: 'silu' | 'gelu_tanh';
   bosTokenId: number | null;
   eosTokenIds: number[];
@@ -34,6 +36,7 @@ export interface ModelConfig {
 const SUPPORTED: Record<string, Family> = {
   LlamaForCausalLM: 'llama',
   Qwen2ForCausalLM: 'llama',
+  Qwen3ForCausalLM: 'llama',
   MistralForCausalLM: 'llama',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -114,7 +117,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
   if (numHeads % numKvHeads !== 0) throw unsupported('num_key_value_heads', numKvHeads);
   const headDim = int(json, 'head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) throw unsupported('head_dim', headDim);
-  // Qwen2 always has q/k/v biases; LLaMA has them only with attention_bias.
+  // Qwen2 always has q/k/v biases; LLaMA and Qwen3 have them only with attention_bias.
   const qkvBias = modelType === 'qwen2' || json.attention_bias === true;
   return {
     family: 'llama',
@@ -132,6 +135,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings === true,
     qkvBias,
+    qkNorm: modelType === 'qwen3',
     activation: 'silu',
     bosTokenId,
     eosTokenIds,
@@ -161,6 +165,7 @@ function gpt2(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mod
     ropeTheta: 0,
     tieWordEmbeddings: true,
     qkvBias: true,
+    qkNorm: false,
     activation: 'gelu_tanh',
     bosTokenId,
     eosTokenIds,

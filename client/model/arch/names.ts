@@ -19,6 +19,7 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
     `${p}mlp.down_proj.weight`,
   ];
   if (config.qkvBias) names.push(`${p}self_attn.q_proj.bias`, `${p}self_attn.k_proj.bias`, `${p}self_attn.v_proj.bias`);
+  if (config.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
   return names;
 }
 

@@ -1,4 +1,5 @@
-// The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases):
+// The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases, Qwen3
+// with an RMSNorm over each head of q and k before rope):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
@@ -30,6 +31,10 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
     out.set(`${p}self_attn.k_proj.bias`, [kvDim]);
     out.set(`${p}self_attn.v_proj.bias`, [kvDim]);
   }
+  if (c.qkNorm) {
+    out.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
+    out.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
+  }
   return out;
 }
 
@@ -42,6 +47,8 @@ class LlamaLayer implements Layer {
   private readonly qBias?: Tensor; // [heads * hd]
   private readonly kBias?: Tensor; // [kvHeads * hd]
   private readonly vBias?: Tensor; // [kvHeads * hd]
+  private readonly qNorm?: Tensor; // [hd]
+  private readonly kNorm?: Tensor; // [hd]
   private readonly o: Weight; // [H, heads * hd]
   private readonly postNorm: Tensor; // [H]
   private readonly gate: Weight; // [I, H]
@@ -66,6 +73,10 @@ class LlamaLayer implements Layer {
       this.kBias = vec('self_attn.k_proj.bias', kvDim);
       this.vBias = vec('self_attn.v_proj.bias', kvDim);
     }
+    if (c.qkNorm) {
+      this.qNorm = vec('self_attn.q_norm.weight', c.headDim);
+      this.kNorm = vec('self_attn.k_norm.weight', c.headDim);
+    }
     this.o = w('self_attn.o_proj.weight', H, qDim);
     this.postNorm = vec('post_attention_layernorm.weight', H);
     this.gate = w('mlp.gate_proj.weight', I, H);
@@ -81,10 +92,12 @@ class LlamaLayer implements Layer {
     const k = ops.linear(h, this.k, this.kBias); // [T, kvHeads * hd]
     const v = ops.linear(h, this.v, this.vBias); // [T, kvHeads * hd]
     ops.free(h);
-    const qr = ops.rope(ops.view(q, [T, heads, hd]), positions, theta, this.c.ropeScaling); // [T, heads, hd]
-    const kr = ops.rope(ops.view(k, [T, kvHeads, hd]), positions, theta, this.c.ropeScaling); // [T, kvHeads, hd]
+    const qn = this.qNorm ? ops.rmsNorm(ops.view(q, [T * heads, hd]), this.qNorm, eps) : q;
+    const kn = this.kNorm ? ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps) : k;
+    const qr = ops.rope(ops.view(qn, [T, heads, hd]), positions, theta, this.c.ropeScaling); // [T, heads, hd]
+    const kr = ops.rope(ops.view(kn, [T, kvHeads, hd]), positions, theta, this.c.ropeScaling); // [T, kvHeads, hd]
     const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
-    ops.free(q, qr, k, kr, v);
+    ops.free(q, qn, qr, k, kn, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]
     ops.free(a);
     const r = ops.add(x, o); // [T, H]
