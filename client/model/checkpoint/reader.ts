@@ -10,6 +10,7 @@ import { readHeader } from './header.ts';
 import type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safetensors.ts';
 import { resolveModelUrl, type ByteSource, type ModelUrlOptions } from './source.ts';
 import { parseIndex, parseJsonObject } from './json-files.ts';
+import { canonicalNames } from './renames.ts';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -61,6 +62,8 @@ export async function openCheckpoint(ref: string, options: OpenCheckpointOptions
 export class CheckpointReader {
   private readonly ranges: CachedRanges;
   private readonly headers = new Map<string, Promise<SafetensorsHeader>>();
+  /** Canonical tensor name -> the name its file stores it under. */
+  private readonly storedNames = new Map<string, string>();
   private readonly concurrency: number;
   private readonly maxReadBytes: number;
 
@@ -76,7 +79,7 @@ export class CheckpointReader {
     readonly hasTokenizerConfig: boolean,
     /** The file listing the tensors: model.safetensors or its index. */
     readonly listing: string,
-    /** Tensor name -> the weight file holding it (filled from the header for a single file). */
+    /** Tensor name (canonical, see renames.ts) -> the weight file holding it (filled from the header for a single file). */
     private readonly weightMap: Map<string, string>,
   ) {
     this.ranges = new CachedRanges(source, cache);
@@ -108,9 +111,13 @@ export class CheckpointReader {
       throw new AigridError('ERR_UNSUPPORTED_MODEL', `neither ${source.url(SINGLE_FILE)} nor ${INDEX_FILE} beside it exists; only safetensors checkpoints are read`);
     }
     const listing = hasSingle ? SINGLE_FILE : INDEX_FILE;
-    const reader = new CheckpointReader(source, cache, options, config, generationConfig, hasTokenizer, hasTokenizerConfig, listing, weightMap);
+    const reader = new CheckpointReader(source, cache, options, config, generationConfig, hasTokenizer, hasTokenizerConfig, listing, new Map());
     if (hasSingle) {
       for (const name of (await reader.header(SINGLE_FILE, signal)).tensors.keys()) weightMap.set(name, SINGLE_FILE);
+    }
+    for (const [stored, canonical] of canonicalNames([...weightMap.keys()])) {
+      reader.weightMap.set(canonical, weightMap.get(stored)!);
+      reader.storedNames.set(canonical, stored);
     }
     return reader;
   }
@@ -219,9 +226,10 @@ export class CheckpointReader {
     await Promise.all([...new Set(files)].map(async (file) => headers.set(file, await this.header(file, signal))));
     return names.map((name, i) => {
       const file = files[i]!;
-      const entry = headers.get(file)!.tensors.get(name);
-      if (!entry) throw new AigridError('ERR_TENSOR_MISSING', `tensor ${name} is listed in ${this.listing} but missing from ${this.source.url(file)}`);
-      return { file, entry };
+      const stored = this.storedNames.get(name) ?? name;
+      const entry = headers.get(file)!.tensors.get(stored);
+      if (!entry) throw new AigridError('ERR_TENSOR_MISSING', `tensor ${stored} is listed in ${this.listing} but missing from ${this.source.url(file)}`);
+      return { file, entry: stored === name ? entry : { ...entry, name } };
     });
   }
 
