@@ -17,6 +17,7 @@ export interface ModelConfig {
   numKvHeads: number;
   headDim: number;
   intermediateSize: number;
+  /** Longest session: max_position_embeddings, or a shorter sliding window (Mistral, Phi-3). */
   maxPositions: number;
   /** llama family: RMSNorm eps; gpt2: LayerNorm eps. */
   normEps: number;
@@ -28,6 +29,8 @@ export interface ModelConfig {
   qkvBias: boolean;
   /** Qwen3: an RMSNorm over each head of q and of k before rope (q_norm, k_norm). */
   qkNorm: boolean;
+  /** Phi-3: q, k, v in one qkv_proj and gate, up in one gate_up_proj (split at load). */
+  fusedProjections: boolean;
   activation: 'silu' | 'gelu_tanh';
   bosTokenId: number | null;
   eosTokenIds: number[];
@@ -37,6 +40,7 @@ const SUPPORTED: Record<string, Family> = {
   LlamaForCausalLM: 'llama',
   Qwen2ForCausalLM: 'llama',
   Qwen3ForCausalLM: 'llama',
+  Phi3ForCausalLM: 'llama',
   MistralForCausalLM: 'llama',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -104,9 +108,12 @@ function parseRopeScaling(value: unknown): RopeScaling | undefined {
 
 function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
   const ropeScaling = parseRopeScaling(json.rope_scaling);
-  if (json.use_sliding_window === true || (json.model_type === 'mistral' && json.sliding_window)) {
-    throw unsupported('sliding_window', json.sliding_window);
-  }
+  // Qwen2's windows apply to some layers only; Mistral's and Phi-3's to all, and up to the window
+  // attention is plain causal attention, so those serve sessions up to the window's length.
+  if (json.use_sliding_window === true) throw unsupported('use_sliding_window', true);
+  const window = (json.model_type === 'mistral' || json.model_type === 'phi3') && json.sliding_window ? json.sliding_window : undefined;
+  if (window !== undefined && !(Number.isInteger(window) && (window as number) > 0)) throw unsupported('sliding_window', window);
+  if (json.partial_rotary_factor !== undefined && json.partial_rotary_factor !== 1) throw unsupported('partial_rotary_factor', json.partial_rotary_factor);
   if (json.mlp_bias === true) throw unsupported('mlp_bias', true);
   const act = json.hidden_act ?? 'silu';
   if (act !== 'silu') throw unsupported('hidden_act', act);
@@ -129,13 +136,14 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     numKvHeads,
     headDim,
     intermediateSize: int(json, 'intermediate_size'),
-    maxPositions: int(json, 'max_position_embeddings', 2048),
+    maxPositions: Math.min(int(json, 'max_position_embeddings', 2048), (window as number | undefined) ?? Infinity),
     normEps: num(json, 'rms_norm_eps', 1e-6),
     ropeTheta: num(json, 'rope_theta', 10000),
     ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings === true,
     qkvBias,
     qkNorm: modelType === 'qwen3',
+    fusedProjections: modelType === 'phi3',
     activation: 'silu',
     bosTokenId,
     eosTokenIds,
@@ -166,6 +174,7 @@ function gpt2(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mod
     tieWordEmbeddings: true,
     qkvBias: true,
     qkNorm: false,
+    fusedProjections: false,
     activation: 'gelu_tanh',
     bosTokenId,
     eosTokenIds,

@@ -7,17 +7,10 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
     return ['ln_1', 'attn.c_attn', 'attn.c_proj', 'ln_2', 'mlp.c_fc', 'mlp.c_proj'].flatMap((m) => [`${p}${m}.weight`, `${p}${m}.bias`]);
   }
   const p = `model.layers.${layer}.`;
-  const names = [
-    `${p}input_layernorm.weight`,
-    `${p}self_attn.q_proj.weight`,
-    `${p}self_attn.k_proj.weight`,
-    `${p}self_attn.v_proj.weight`,
-    `${p}self_attn.o_proj.weight`,
-    `${p}post_attention_layernorm.weight`,
-    `${p}mlp.gate_proj.weight`,
-    `${p}mlp.up_proj.weight`,
-    `${p}mlp.down_proj.weight`,
-  ];
+  const projections = config.fusedProjections
+    ? ['self_attn.qkv_proj', 'mlp.gate_up_proj']
+    : ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'mlp.gate_proj', 'mlp.up_proj'];
+  const names = [...projections, 'input_layernorm', 'self_attn.o_proj', 'post_attention_layernorm', 'mlp.down_proj'].map((m) => `${p}${m}.weight`);
   if (config.qkvBias) names.push(`${p}self_attn.q_proj.bias`, `${p}self_attn.k_proj.bias`, `${p}self_attn.v_proj.bias`);
   if (config.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
   return names;

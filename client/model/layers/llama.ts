@@ -1,5 +1,5 @@
 // The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases, Qwen3
-// with an RMSNorm over each head of q and k before rope):
+// with an RMSNorm over each head of q and k before rope, Phi-3 with fused projections):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
@@ -15,15 +15,20 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   const I = c.intermediateSize;
+  const projections: [string, number[]][] = c.fusedProjections
+    ? [[`${p}self_attn.qkv_proj.weight`, [qDim + 2 * kvDim, H]], [`${p}mlp.gate_up_proj.weight`, [2 * I, H]]]
+    : [
+        [`${p}self_attn.q_proj.weight`, [qDim, H]],
+        [`${p}self_attn.k_proj.weight`, [kvDim, H]],
+        [`${p}self_attn.v_proj.weight`, [kvDim, H]],
+        [`${p}mlp.gate_proj.weight`, [I, H]],
+        [`${p}mlp.up_proj.weight`, [I, H]],
+      ];
   const out: ExpectedShapes = new Map<string, number[]>([
     [`${p}input_layernorm.weight`, [H]],
-    [`${p}self_attn.q_proj.weight`, [qDim, H]],
-    [`${p}self_attn.k_proj.weight`, [kvDim, H]],
-    [`${p}self_attn.v_proj.weight`, [kvDim, H]],
+    ...projections,
     [`${p}self_attn.o_proj.weight`, [H, qDim]],
     [`${p}post_attention_layernorm.weight`, [H]],
-    [`${p}mlp.gate_proj.weight`, [I, H]],
-    [`${p}mlp.up_proj.weight`, [I, H]],
     [`${p}mlp.down_proj.weight`, [H, I]],
   ]);
   if (c.qkvBias) {
@@ -62,7 +67,18 @@ class LlamaLayer implements Layer {
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
     const I = c.intermediateSize;
-    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, take(tensors, p + name), N, K, dtype, p + name));
+    // Phi-3's fused projections are row blocks: [q; k; v] and [gate; up].
+    const fused = (name: string, from: number, rows: number) => take(tensors, p + name).subarray(from * H, (from + rows) * H);
+    const rowsOf: Record<string, () => Float32Array> = c.fusedProjections
+      ? {
+          'self_attn.q_proj.weight': () => fused('self_attn.qkv_proj.weight', 0, qDim),
+          'self_attn.k_proj.weight': () => fused('self_attn.qkv_proj.weight', qDim, kvDim),
+          'self_attn.v_proj.weight': () => fused('self_attn.qkv_proj.weight', qDim + kvDim, kvDim),
+          'mlp.gate_proj.weight': () => fused('mlp.gate_up_proj.weight', 0, I),
+          'mlp.up_proj.weight': () => fused('mlp.gate_up_proj.weight', I, I),
+        }
+      : {};
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, rowsOf[name]?.() ?? take(tensors, p + name), N, K, dtype, p + name));
     const vec = (name: string, n: number) => this.uploads.add(backend.constant(take(tensors, p + name), [n], p + name));
     this.inputNorm = vec('input_layernorm.weight', H);
     this.q = w('self_attn.q_proj.weight', qDim, H);

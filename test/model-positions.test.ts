@@ -1,6 +1,7 @@
-// Scaled rotary embeddings (config rope_scaling): the runtime's f32 frequencies against the
-// fixtures' independent float64 formula, with Llama 3.1's own parameters and the tiny fixture's;
-// which bands each frequency falls in; and the config fields that are read or refused by name.
+// Position handling across families: scaled rotary embeddings (config rope_scaling), the
+// runtime's f32 frequencies against the fixtures' independent float64 formula with Llama 3.1's
+// own parameters and the tiny fixture's, which bands each frequency falls in, the config fields
+// read or refused by name; and sliding windows served as the length of a session.
 import { describe, expect, it } from 'vitest';
 import { ropeInvFreq, type RopeScaling } from '../kernels/cpu/rope.ts';
 import { parseConfig } from '../client/model/config.ts';
@@ -64,5 +65,31 @@ describe('the tiny-llama3 fixture', () => {
     // The goldens hold logits within 5e-3 of the reference; without the scaling they move by units.
     const moved = Math.max(...Array.from(scaled, (v, i) => Math.abs(v - plain[i]!)));
     expect(moved).toBeGreaterThan(1);
+  });
+});
+
+describe('sliding windows', () => {
+  const base = { architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 128, vocab_size: 256, max_position_embeddings: 32768 };
+  it('serve Mistral and Phi-3 sessions up to the window (where attention is plain causal attention), and refuse Qwen2\'s per-layer windows', () => {
+    expect(parseConfig({ ...base, sliding_window: 4096 }).maxPositions).toBe(4096);
+    expect(parseConfig({ ...base, sliding_window: null }).maxPositions).toBe(32768);
+    expect(parseConfig({ ...base, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', max_position_embeddings: 4096, sliding_window: 2047 }).maxPositions).toBe(2047);
+    expect(() => parseConfig({ ...base, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: true, sliding_window: 4096 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('use_sliding_window') }));
+    expect(() => parseConfig({ ...base, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', partial_rotary_factor: 0.75 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('partial_rotary_factor') }));
+  });
+
+  it('end a tiny-phi3 session at its window of 192 with a named error', async () => {
+    const { Shard } = await import('../client/model/shard.ts');
+    const { createBackend } = await import('../client/model/backend/select.ts');
+    const { openFixture } = await import('./helpers/model-runtime.ts');
+    const shard = await Shard.load(await openFixture('tiny-phi3'), { start: 0, end: 2, backend: await createBackend('cpu') });
+    try {
+      expect(shard.config.maxPositions).toBe(192);
+      const rows = (n: number) => new Float32Array(n * 64).fill(0.01);
+      await shard.forward(rows(192), Uint32Array.from({ length: 192 }, (_, i) => i), 's');
+      await expect(shard.forward(rows(1), Uint32Array.of(192), 's')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('exceed maxSessionTokens (192)') });
+    } finally {
+      shard.destroy();
+    }
   });
 });
