@@ -16,6 +16,8 @@ export interface AttentionOptions {
 export interface AttentionRunOptions {
   /** Multiplies q·k before the softmax; default 1 / sqrt(headDim). */
   scale?: number;
+  /** Sliding window: a query at position p sees only keys p - window + 1 .. p; none when absent. */
+  window?: number;
 }
 
 /** Decode splits the keys across workgroups once each split gets at least this many tiles. */
@@ -80,6 +82,8 @@ export class AttentionOp {
     }
     const scale = options.scale ?? 1 / Math.sqrt(this.headDim);
     if (!Number.isFinite(scale)) throw new AigridError('ERR_INVALID_ARGUMENT', `attention: scale must be finite, got ${scale}`);
+    const window = options.window ?? 0;
+    if (!Number.isInteger(window) || window < 0 || window > 0xffffffff) throw new AigridError('ERR_INVALID_ARGUMENT', `attention: window must be a positive integer, got ${options.window}`);
     if (tokens === 0) return;
 
     const startPos = cache.length - tokens;
@@ -89,9 +93,10 @@ export class AttentionOp {
     const tilesPerSplit = Math.ceil(tiles / wanted);
     const splits = Math.ceil(tiles / tilesPerSplit);
     const chunk = tilesPerSplit * this.wg;
-    const data = new ArrayBuffer(32);
+    const data = new ArrayBuffer(48);
     new Uint32Array(data, 0, 7).set([tokens, heads, heads / cache.kvHeads, cache.maxSeq, startPos, splits, chunk]);
     new Float32Array(data, 28, 1)[0] = scale;
+    new Uint32Array(data, 32, 1)[0] = window;
     const params = this.ctx.uniform(new Uint32Array(data));
     const kv = [q.buffer, cache.k.buffer, cache.v.buffer];
     if (splits === 1) {

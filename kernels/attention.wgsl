@@ -14,6 +14,7 @@ struct Params {
   splits: u32,
   chunk: u32,     // keys per split, a multiple of WG
   scale: f32,
+  window: u32,    // sliding window (query p sees keys p - window + 1 .. p); 0: none
 }
 
 override WG: u32 = 64;   // threads, and keys per tile; a power of two
@@ -48,10 +49,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var i = lid; i < ACC; i += WG) {
     acc[i] = 0.0;
   }
-  // Causal: query t sits at startPos + t and sees keys 0 .. startPos + t.
+  // Causal: query t sits at startPos + t and sees keys 0 .. startPos + t, or with a sliding
+  // window only the last `window` of them. A split wholly before the window scores no key and
+  // leaves (max, sum) = (NEG_BIG, 0), which the combine weighs by 0.
   let n = params.startPos + t + 1u;
-  let k0 = min(s * params.chunk, n);
-  let k1 = min(k0 + params.chunk, n);
+  let start = min(s * params.chunk, n);
+  let k1 = min(start + params.chunk, n);
+  let lo = select(0u, n - params.window, params.window > 0u && n > params.window);
+  let k0 = min(max(start, lo), k1);
   let kvBase = (h / params.group) * params.maxSeq;
   let lane = lid % DG;
   let g = lid / DG;

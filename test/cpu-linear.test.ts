@@ -155,7 +155,12 @@ describe('cpu attention', () => {
       const dims = { tokens, heads, kvHeads, headDim, startPos };
       expect(attentionFast(q, k, v, dims)).toEqual(attentionRef(q, k, v, dims));
       expect(attentionFast(q, k, v, { ...dims, scale: 0.3 })).toEqual(attentionRef(q, k, v, { ...dims, scale: 0.3 }));
+      for (const window of [1, 2, 7]) expect(attentionFast(q, k, v, { ...dims, window })).toEqual(attentionRef(q, k, v, { ...dims, window }));
     }
+    // The window is the last `window` keys: with one key the output is that key's value row.
+    const [q, k, v] = [randomArray(rand, 4 * 8), randomArray(rand, 4 * 8), randomArray(rand, 4 * 8)];
+    const out = attentionRef(q, k, v, { tokens: 4, heads: 1, kvHeads: 1, headDim: 8, startPos: 0, window: 1 });
+    for (let t = 0; t < 4; t++) for (let d = 0; d < 8; d++) expect(out[t * 8 + d]).toBeCloseTo(v[t * 8 + d]!, 6);
   });
 });
 

@@ -70,26 +70,25 @@ describe('the tiny-llama3 fixture', () => {
 
 describe('sliding windows', () => {
   const base = { architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 128, vocab_size: 256, max_position_embeddings: 32768 };
-  it('serve Mistral and Phi-3 sessions up to the window (where attention is plain causal attention), and refuse Qwen2\'s per-layer windows', () => {
-    expect(parseConfig({ ...base, sliding_window: 4096 }).maxPositions).toBe(4096);
-    expect(parseConfig({ ...base, sliding_window: null }).maxPositions).toBe(32768);
-    expect(parseConfig({ ...base, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', max_position_embeddings: 4096, sliding_window: 2047 }).maxPositions).toBe(2047);
+  it('are read for Mistral and Phi-3 (every layer), refused for Qwen2 (some layers), and partial rotary embeddings by name', () => {
+    expect(parseConfig({ ...base, sliding_window: 4096 })).toMatchObject({ maxPositions: 32768, slidingWindow: 4096 });
+    expect(parseConfig({ ...base, sliding_window: null }).slidingWindow).toBeUndefined();
+    expect(parseConfig({ ...base, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', max_position_embeddings: 4096, sliding_window: 2047 })).toMatchObject({ maxPositions: 4096, slidingWindow: 2047 });
     expect(() => parseConfig({ ...base, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', use_sliding_window: true, sliding_window: 4096 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('use_sliding_window') }));
+    expect(() => parseConfig({ ...base, sliding_window: 2.5 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('sliding_window') }));
     expect(() => parseConfig({ ...base, architectures: ['Phi3ForCausalLM'], model_type: 'phi3', partial_rotary_factor: 0.75 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('partial_rotary_factor') }));
   });
 
-  it('end a tiny-phi3 session at its window of 192 with a named error', async () => {
-    const { Shard } = await import('../client/model/shard.ts');
-    const { createBackend } = await import('../client/model/backend/select.ts');
-    const { openFixture } = await import('./helpers/model-runtime.ts');
-    const shard = await Shard.load(await openFixture('tiny-phi3'), { start: 0, end: 2, backend: await createBackend('cpu') });
-    try {
-      expect(shard.config.maxPositions).toBe(192);
-      const rows = (n: number) => new Float32Array(n * 64).fill(0.01);
-      await shard.forward(rows(192), Uint32Array.from({ length: 192 }, (_, i) => i), 's');
-      await expect(shard.forward(rows(1), Uint32Array.of(192), 's')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('exceed maxSessionTokens (192)') });
-    } finally {
-      shard.destroy();
-    }
+  it('change tiny-mistral\'s longest golden: the float64 reference without its window of 64 moves the logits far beyond the goldens\' tolerance', async () => {
+    const { loadReference, ReferenceSession, fixtures } = await import('./fixtures/index.ts');
+    const set = await fixtures();
+    const model = await loadReference('tiny-mistral');
+    expect(model.config.slidingWindow).toBe(64);
+    const golden = set.models.find((m) => m.name === 'tiny-mistral')!.golden.at(-1)!;
+    const ids = [...golden.ids, ...golden.greedy];
+    expect(ids.length).toBeGreaterThan(64);
+    const windowed = new ReferenceSession(model).append(ids).at(-1)!;
+    const full = new ReferenceSession({ ...model, config: { ...model.config, slidingWindow: undefined } }).append(ids).at(-1)!;
+    expect(Math.max(...Array.from(windowed, (v, i) => Math.abs(v - full[i]!)))).toBeGreaterThan(0.05);
   });
 });

@@ -17,8 +17,9 @@ export interface ModelConfig {
   numKvHeads: number;
   headDim: number;
   intermediateSize: number;
-  /** Longest session: max_position_embeddings, or a shorter sliding window (Mistral, Phi-3). */
   maxPositions: number;
+  /** Sliding-window attention in every layer (Mistral, Phi-3): a query sees its last this-many keys. */
+  slidingWindow?: number;
   /** llama family: RMSNorm eps; gpt2: LayerNorm eps. */
   normEps: number;
   ropeTheta: number;
@@ -108,8 +109,7 @@ function parseRopeScaling(value: unknown): RopeScaling | undefined {
 
 function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
   const ropeScaling = parseRopeScaling(json.rope_scaling);
-  // Qwen2's windows apply to some layers only; Mistral's and Phi-3's to all, and up to the window
-  // attention is plain causal attention, so those serve sessions up to the window's length.
+  // Qwen2's windows apply to some layers only (not implemented); Mistral's and Phi-3's to all.
   if (json.use_sliding_window === true) throw unsupported('use_sliding_window', true);
   const window = (json.model_type === 'mistral' || json.model_type === 'phi3') && json.sliding_window ? json.sliding_window : undefined;
   if (window !== undefined && !(Number.isInteger(window) && (window as number) > 0)) throw unsupported('sliding_window', window);
@@ -136,7 +136,8 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     numKvHeads,
     headDim,
     intermediateSize: int(json, 'intermediate_size'),
-    maxPositions: Math.min(int(json, 'max_position_embeddings', 2048), (window as number | undefined) ?? Infinity),
+    maxPositions: int(json, 'max_position_embeddings', 2048),
+    ...(window !== undefined ? { slidingWindow: window as number } : {}),
     normEps: num(json, 'rms_norm_eps', 1e-6),
     ropeTheta: num(json, 'rope_theta', 10000),
     ...(ropeScaling ? { ropeScaling } : {}),

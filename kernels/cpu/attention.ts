@@ -9,12 +9,19 @@ export interface AttentionDims {
   startPos: number;
   /** Default 1 / sqrt(headDim). */
   scale?: number;
+  /** Sliding window: query at position p sees only keys p - window + 1 .. p (Mistral, Gemma); none when absent. */
+  window?: number;
+}
+
+/** The first key a query sees: 0, or the start of its sliding window. */
+export function firstKey(n: number, window: number | undefined): number {
+  return window !== undefined && n > window ? n - window : 0;
 }
 
 /**
  * q: [T, heads, headDim]; k, v: [startPos + T, kvHeads, headDim] (every cached token, in position
  * order, as appended). Head h reads kv head floor(h / (heads / kvHeads)); query t sees keys
- * 0 .. startPos + t. Returns [T, heads, headDim].
+ * 0 .. startPos + t (the last `window` of them with a window). Returns [T, heads, headDim].
  */
 export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims): Float32Array {
   const { tokens, heads, kvHeads, headDim: hd, startPos } = dims;
@@ -25,11 +32,12 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
   const row = new Float64Array(hd);
   for (let t = 0; t < tokens; t++) {
     const n = startPos + t + 1;
+    const lo = firstKey(n, dims.window);
     for (let h = 0; h < heads; h++) {
       const qBase = (t * heads + h) * hd;
       const kvh = Math.floor(h / group);
       let max = -Infinity;
-      for (let j = 0; j < n; j++) {
+      for (let j = lo; j < n; j++) {
         const kBase = (j * kvHeads + kvh) * hd;
         let dot = 0;
         for (let d = 0; d < hd; d++) dot += q[qBase + d]! * k[kBase + d]!;
@@ -38,7 +46,7 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
       }
       row.fill(0);
       let sum = 0;
-      for (let j = 0; j < n; j++) {
+      for (let j = lo; j < n; j++) {
         const p = Math.exp(scores[j]! - max);
         sum += p;
         const vBase = (j * kvHeads + kvh) * hd;

@@ -12,6 +12,7 @@ interface Combo {
   startPos: number;
   workgroupSize?: number;
   scale?: number;
+  window?: number;
 }
 
 /** Caches startPos tokens, appends T more, attends with the T newest queries; compares with the f64 reference. */
@@ -30,13 +31,13 @@ async function checkCombo(ctx: GpuContext, c: Combo, seed: number): Promise<Case
   submit(ctx, (e) => {
     cache.append(e, rows(0, c.startPos, k), rows(0, c.startPos, v));
     cache.append(e, rows(c.startPos, n, k), rows(c.startPos, n, v));
-    op.run(e, tq, cache, out, { scale: c.scale });
+    op.run(e, tq, cache, out, { scale: c.scale, window: c.window });
   });
-  const want = attentionRef(q, k, v, { ...c, scale: c.scale });
+  const want = attentionRef(q, k, v, { ...c, scale: c.scale, window: c.window });
   const outcome = allclose(await ctx.read(out), want, TOL.f32.atol, TOL.f32.rtol);
   cache.destroy();
   op.destroy();
-  const label = `h${c.heads}/kv${c.kvHeads}/d${c.headDim} T${c.tokens}@${c.startPos}`;
+  const label = `h${c.heads}/kv${c.kvHeads}/d${c.headDim} T${c.tokens}@${c.startPos}${c.window ? ` window ${c.window}` : ''}`;
   return { ok: outcome.ok, detail: `${label}: ${outcome.detail}` };
 }
 
@@ -61,6 +62,21 @@ export const CASES: KernelCase[] = [
         { heads: 2, kvHeads: 2, headDim: 16, tokens: 33, startPos: 0, workgroupSize: 128 },
         { heads: 4, kvHeads: 2, headDim: 64, tokens: 6, startPos: 11, scale: 0.3 },
       ], 100);
+    },
+  },
+  {
+    // Windows inside one tile, across tiles, wider than the context; decode splits wholly before
+    // the window (they score no key) next to the one that holds it.
+    name: 'attention: sliding windows, prefill and decode split over keys',
+    async run(ctx) {
+      return checkCombos(ctx, [
+        { heads: 4, kvHeads: 2, headDim: 64, tokens: 17, startPos: 30, window: 5 },
+        { heads: 4, kvHeads: 2, headDim: 64, tokens: 40, startPos: 100, window: 70 },
+        { heads: 2, kvHeads: 1, headDim: 32, tokens: 9, startPos: 0, window: 1 },
+        { heads: 4, kvHeads: 4, headDim: 64, tokens: 3, startPos: 10, window: 4096 },
+        { heads: 8, kvHeads: 2, headDim: 128, tokens: 1, startPos: 999, window: 40 },
+        { heads: 4, kvHeads: 2, headDim: 64, tokens: 1, startPos: 700, window: 300, workgroupSize: 32 },
+      ], 250);
     },
   },
   {

@@ -3,7 +3,7 @@
 // per row and layer, so its speed counts: each f64 sum is a chain of dependent adds, so four keys'
 // dot products (and two keys' contributions to the output row) are computed side by side, each
 // still summed in attentionRef's order.
-import type { AttentionDims } from '../../../kernels/cpu/attention.ts';
+import { firstKey, type AttentionDims } from '../../../kernels/cpu/attention.ts';
 
 let scores = new Float64Array(256);
 const row = new Float64Array(1024);
@@ -21,13 +21,14 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
   const s = scores;
   for (let t = 0; t < tokens; t++) {
     const n = startPos + t + 1;
+    const lo = firstKey(n, dims.window);
     for (let h = 0; h < heads; h++) {
       const qBase = (t * heads + h) * hd;
       const kvBase = Math.floor(h / group) * hd;
       for (let d = 0; d < hd; d++) qRow[d] = q[qBase + d]!;
       let max = -Infinity;
-      let j = 0;
-      for (let b = kvBase; j + 4 <= n; j += 4, b += 4 * stride) {
+      let j = lo;
+      for (let b = kvBase + lo * stride; j + 4 <= n; j += 4, b += 4 * stride) {
         const b1 = b + stride, b2 = b1 + stride, b3 = b2 + stride;
         let d0 = 0, d1 = 0, d2 = 0, d3 = 0;
         for (let d = 0; d < hd; d++) {
@@ -51,8 +52,8 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
       }
       for (let d = 0; d < hd; d++) row[d] = 0;
       let sum = 0;
-      j = 0;
-      for (let b = kvBase; j + 2 <= n; j += 2, b += 2 * stride) {
+      j = lo;
+      for (let b = kvBase + lo * stride; j + 2 <= n; j += 2, b += 2 * stride) {
         const p0 = Math.exp(s[j]! - max);
         const p1 = Math.exp(s[j + 1]! - max);
         sum += p0;

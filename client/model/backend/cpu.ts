@@ -12,7 +12,7 @@ import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
 import { attentionFast } from './cpu-attention.ts';
 import { gatherRows, linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
 import { rowSize } from './rows.ts';
-import type { Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
+import type { AttentionOptions, Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
 
 export interface CpuTensor extends Tensor {
   readonly data: Float32Array | Uint32Array;
@@ -176,13 +176,13 @@ class CpuOps implements Ops {
     return tensor(ropeRef(f32(x), u32(positions), heads, headDim, theta, scaling), x.shape);
   }
 
-  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor {
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, options: AttentionOptions = {}): Tensor {
     const store = kv as CpuKvStore;
     const [tokens, heads, headDim] = q.shape as [number, number, number];
     const { kvHeads } = store.options;
     store.append(f32(k), f32(v));
     const out = attentionFast(f32(q), store.k, store.v, {
-      tokens, heads, kvHeads, headDim, startPos: store.length - tokens, scale,
+      tokens, heads, kvHeads, headDim, startPos: store.length - tokens, ...options,
     });
     return tensor(out, q.shape);
   }

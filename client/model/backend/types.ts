@@ -46,6 +46,12 @@ export interface KvStoreOptions {
  * when the pass is submitted; on the CPU they run at once. Every op returns a new tensor except
  * `view` (same storage, new shape) and `rope` (which may rotate its input in place).
  */
+/** Attention's knobs: q·k scale (default 1 / sqrt(headDim)) and a sliding window (none by default). */
+export interface AttentionOptions {
+  scale?: number;
+  window?: number;
+}
+
 export interface Ops {
   /** f32 data of the given shape, copied in. */
   input(data: Float32Array, shape: readonly number[]): Tensor;
@@ -70,7 +76,7 @@ export interface Ops {
    * Appends k, v [T, kvHeads, headDim] to the store, then causal attention of q [T, heads, headDim]
    * over every cached token -> [T, heads, headDim]. scale defaults to 1 / sqrt(headDim).
    */
-  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor;
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, options?: AttentionOptions): Tensor;
   /** silu(gate) * up, both [T, I]. */
   swiglu(gate: Tensor, up: Tensor): Tensor;
   /** GELU, tanh form. */

@@ -8,7 +8,7 @@ import type { GpuWeight } from '../../../kernels/weights.ts';
 import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
 import type { PassBuffers } from './pool.ts';
 import { rowSize } from './rows.ts';
-import type { KvStore, Ops, Table, Tensor, Weight } from './types.ts';
+import type { AttentionOptions, KvStore, Ops, Table, Tensor, Weight } from './types.ts';
 import type { GpuKernels } from './webgpu-kernels.ts';
 
 export function gpuTensor(t: Tensor | Table, what = 'tensor'): GpuTensor {
@@ -122,12 +122,12 @@ export class WebGpuOps implements Ops {
     return xt;
   }
 
-  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, scale?: number): Tensor {
+  attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, options: AttentionOptions = {}): Tensor {
     if (!(kv instanceof KvCache)) throw new AigridError('ERR_INVALID_ARGUMENT', 'webgpu backend: the KV store is not a GPU cache');
     const qt = gpuTensor(q);
     kv.append(this.encoder, gpuTensor(k), gpuTensor(v));
     const out = this.alloc(qt.shape, 'attention');
-    this.kernels.attention(kv.headDim).run(this.encoder, qt, kv, out, scale === undefined ? {} : { scale });
+    this.kernels.attention(kv.headDim).run(this.encoder, qt, kv, out, options);
     return out;
   }
 

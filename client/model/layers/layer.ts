@@ -2,7 +2,7 @@
 // the Backend/Ops interface. Each architecture module says which tensors it needs and their shapes.
 import { AigridError } from '../../../protocol/index.ts';
 import { Q4_BLOCK } from '../../../kernels/quant.ts';
-import type { Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
+import type { AttentionOptions, Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import type { ExpectedShapes } from '../load-weights.ts';
 
@@ -30,20 +30,20 @@ export interface LayerArch {
  * copies of that row, since each session's cache holds only its own keys; every other op of the
  * layer runs on all rows at once, so each weight is read once per batch.
  */
-export function attend(ops: Ops, q: Tensor, k: Tensor, v: Tensor, kv: PassKv): Tensor {
-  if (!Array.isArray(kv)) return ops.attention(q, k, v, kv as KvStore);
+export function attend(ops: Ops, q: Tensor, k: Tensor, v: Tensor, kv: PassKv, options: AttentionOptions = {}): Tensor {
+  if (!Array.isArray(kv)) return ops.attention(q, k, v, kv as KvStore, options);
   const stores = kv as readonly KvStore[];
   if (stores.length !== q.shape[0]) {
     throw new AigridError('ERR_SHAPE_MISMATCH', `attention: ${stores.length} KV stores for ${q.shape[0]} rows`);
   }
-  if (stores.length === 1) return ops.attention(q, k, v, stores[0]!);
+  if (stores.length === 1) return ops.attention(q, k, v, stores[0]!, options);
   // A copy of q gives the output its shape; each row is overwritten with that session's result.
   const out = ops.rows(q, 0, stores.length);
   stores.forEach((store, b) => {
     const qb = ops.rows(q, b, 1);
     const kb = ops.rows(k, b, 1);
     const vb = ops.rows(v, b, 1);
-    const ab = ops.attention(qb, kb, vb, store);
+    const ab = ops.attention(qb, kb, vb, store, options);
     ops.setRows(out, ab, b);
     ops.free(qb, kb, vb, ab);
   });

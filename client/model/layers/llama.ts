@@ -112,7 +112,7 @@ class LlamaLayer implements Layer {
     const kn = this.kNorm ? ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps) : k;
     const qr = ops.rope(ops.view(qn, [T, heads, hd]), positions, theta, this.c.ropeScaling); // [T, heads, hd]
     const kr = ops.rope(ops.view(kn, [T, kvHeads, hd]), positions, theta, this.c.ropeScaling); // [T, kvHeads, hd]
-    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv); // [T, heads, hd]
+    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv, { window: this.c.slidingWindow }); // [T, heads, hd]
     ops.free(q, qn, qr, k, kn, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]
     ops.free(a);
