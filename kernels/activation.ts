@@ -1,4 +1,5 @@
-// Activations of LLaMA-family (SiLU, SwiGLU) and GPT-2 (GELU, tanh form) MLPs, f32, element-wise.
+// Activations of LLaMA-family (SiLU, SwiGLU), GPT-2 (GELU, tanh form) and Gemma (GeGLU) MLPs, f32,
+// element-wise.
 import { AigridError } from '../protocol/index.ts';
 import code from './activation.wgsl?raw';
 import type { GpuContext } from './context.ts';
@@ -8,7 +9,9 @@ import { elementCount, type GpuTensor } from './tensor.ts';
 
 const WG = 256;
 
-type Kind = 'silu' | 'gelu' | 'swiglu';
+type Kind = 'silu' | 'gelu' | Gated;
+/** A gated MLP's activation: silu(gate) * up, or gelu(gate) * up. */
+export type Gated = 'swiglu' | 'geglu';
 
 /** Records one element-wise dispatch; inputs are f32 of out's shape and never alias it. */
 function record(ctx: GpuContext, pipeline: GPUComputePipeline, encoder: GPUCommandEncoder, op: Kind, out: GpuTensor, inputs: [string, GpuTensor][]): void {
@@ -55,15 +58,18 @@ export class GeluOp {
   }
 }
 
-/** out = silu(gate) * up, gate and up [T, I] from the MLP's two projections. */
-export class SwigluOp {
+/** out = act(gate) * up (swiglu: silu, geglu: gelu), gate and up [T, I] from the MLP's two projections. */
+export class GatedOp {
   private readonly pipeline: GPUComputePipeline;
 
-  constructor(private readonly ctx: GpuContext) {
-    this.pipeline = build(ctx, 'swiglu');
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly kind: Gated = 'swiglu',
+  ) {
+    this.pipeline = build(ctx, kind);
   }
 
   run(encoder: GPUCommandEncoder, gate: GpuTensor, up: GpuTensor, out: GpuTensor): void {
-    record(this.ctx, this.pipeline, encoder, 'swiglu', out, [['gate', gate], ['up', up]]);
+    record(this.ctx, this.pipeline, encoder, this.kind, out, [['gate', gate], ['up', up]]);
   }
 }

@@ -1,4 +1,5 @@
-// Element-wise activations: silu(x), gelu(x) (GPT-2's tanh form) and swiglu = silu(gate) * up.
+// Element-wise activations: silu(x), gelu(x) (GPT-2's tanh form), swiglu = silu(gate) * up and
+// geglu = gelu(gate) * up (Gemma's MLP).
 // `out` and the uniform come first so the unary entry points bind a prefix of swiglu's bindings.
 
 struct Params {
@@ -57,5 +58,13 @@ fn swiglu_main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   let i = flat_index(gid, groups);
   if (i < params.n) {
     out[i] = silu(a[i]) * b[i];
+  }
+}
+
+@compute @workgroup_size(WG)
+fn geglu_main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = flat_index(gid, groups);
+  if (i < params.n) {
+    out[i] = gelu(a[i]) * b[i];
   }
 }

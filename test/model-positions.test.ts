@@ -92,3 +92,26 @@ describe('sliding windows', () => {
     expect(Math.max(...Array.from(windowed, (v, i) => Math.abs(v - full[i]!)))).toBeGreaterThan(0.05);
   });
 });
+
+describe('Gemma 3 configs', () => {
+  const base = { architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32, num_hidden_layers: 6, intermediate_size: 128, vocab_size: 256, sliding_window: 512 };
+  it('read local and global layers from sliding_window_pattern or layer_types, and their ropes and scales', () => {
+    const c = parseConfig({ ...base, query_pre_attn_scalar: 24, rope_scaling: { rope_type: 'linear', factor: 8 } });
+    expect(c.gemma!.windows).toEqual([512, 512, 512, 512, 512, undefined]); // every 6th layer global
+    expect(c.gemma!.queryScale).toBeCloseTo(24 ** -0.5, 12);
+    expect(c.gemma!.embedScale).toBe(Math.fround(8));
+    expect(c).toMatchObject({ ropeTheta: 1_000_000, ropeScaling: { type: 'linear', factor: 8 }, tieWordEmbeddings: true, qkNorm: true, activation: 'gelu_tanh' });
+    const types = ['full_attention', 'sliding_attention', 'full_attention', 'sliding_attention', 'sliding_attention', 'full_attention'];
+    expect(parseConfig({ ...base, layer_types: types }).gemma!.windows).toEqual([undefined, 512, undefined, 512, 512, undefined]);
+  });
+
+  it.each([
+    ['attn_logit_softcapping', 50],
+    ['final_logit_softcapping', 30],
+    ['use_bidirectional_attention', true],
+    ['hidden_activation', 'gelu'],
+    ['layer_types', ['sliding_attention']],
+  ])('refuse %s = %j by name (Gemma 2\'s soft-capping is not implemented)', (field, value) => {
+    expect(() => parseConfig({ ...base, [field]: value })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining(field) }));
+  });
+});

@@ -4,7 +4,7 @@
 import { AigridError } from '../../protocol/index.ts';
 import type { RopeScaling } from '../../kernels/cpu/rope.ts';
 
-export type Family = 'llama' | 'gpt2';
+export type Family = 'llama' | 'gemma' | 'gpt2';
 
 export interface ModelConfig {
   family: Family;
@@ -35,6 +35,22 @@ export interface ModelConfig {
   activation: 'silu' | 'gelu_tanh';
   bosTokenId: number | null;
   eosTokenIds: number[];
+  /** Gemma 3 (text): what sets it apart from the LLaMA family. */
+  gemma?: GemmaConfig;
+}
+
+/**
+ * Gemma 3: embeddings times sqrt(hidden); RMSNorm weights stored as w for (1 + w); a norm after
+ * attention and around the MLP; q and k normed per head; GeGLU; attention scaled by
+ * query_pre_attn_scalar^-0.5; local layers (sliding window, rope_local_base_freq, no rope scaling)
+ * between global ones (rope_theta with rope_scaling).
+ */
+export interface GemmaConfig {
+  embedScale: number;
+  queryScale: number;
+  localRopeTheta: number;
+  /** Per layer: the sliding window of a local layer, undefined for a global one. */
+  windows: (number | undefined)[];
 }
 
 const SUPPORTED: Record<string, Family> = {
@@ -42,6 +58,7 @@ const SUPPORTED: Record<string, Family> = {
   Qwen2ForCausalLM: 'llama',
   Qwen3ForCausalLM: 'llama',
   Phi3ForCausalLM: 'llama',
+  Gemma3ForCausalLM: 'gemma',
   MistralForCausalLM: 'llama',
   GPT2LMHeadModel: 'gpt2',
 };
@@ -80,7 +97,8 @@ export function parseConfig(json: Json, generation: Json = {}): ModelConfig {
   const eosTokenIds = tokenIds(generation.eos_token_id ?? json.eos_token_id);
   const bos = generation.bos_token_id ?? json.bos_token_id;
   const bosTokenId = Number.isInteger(bos) ? (bos as number) : null;
-  return family === 'gpt2' ? gpt2(json, bosTokenId, eosTokenIds) : llama(json, bosTokenId, eosTokenIds);
+  if (family === 'gpt2') return gpt2(json, bosTokenId, eosTokenIds);
+  return family === 'gemma' ? gemma(json, bosTokenId, eosTokenIds) : llama(json, bosTokenId, eosTokenIds);
 }
 
 /**
@@ -148,6 +166,54 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     activation: 'silu',
     bosTokenId,
     eosTokenIds,
+  };
+}
+
+function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
+  for (const field of ['attn_logit_softcapping', 'final_logit_softcapping']) if (json[field] !== undefined && json[field] !== null) throw unsupported(field, json[field]);
+  if (json.use_bidirectional_attention === true) throw unsupported('use_bidirectional_attention', true);
+  const act = json.hidden_activation ?? json.hidden_act ?? 'gelu_pytorch_tanh';
+  if (act !== 'gelu_pytorch_tanh') throw unsupported('hidden_activation', act);
+  const hiddenSize = int(json, 'hidden_size');
+  const numLayers = int(json, 'num_hidden_layers');
+  const numHeads = int(json, 'num_attention_heads');
+  const numKvHeads = int(json, 'num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) throw unsupported('num_key_value_heads', numKvHeads);
+  const headDim = int(json, 'head_dim', 256);
+  if (headDim % 2 !== 0) throw unsupported('head_dim', headDim);
+  const window = int(json, 'sliding_window', 4096);
+  // layer_types in newer configs; else every sliding_window_pattern-th layer is global.
+  const pattern = int(json, 'sliding_window_pattern', 6);
+  const types = Array.isArray(json.layer_types) ? json.layer_types : Array.from({ length: numLayers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
+  if (types.length !== numLayers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention')) throw unsupported('layer_types', json.layer_types);
+  const ropeScaling = parseRopeScaling(json.rope_scaling);
+  return {
+    family: 'gemma',
+    modelType: String(json.model_type ?? 'gemma3_text'),
+    vocabSize: int(json, 'vocab_size'),
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: int(json, 'intermediate_size'),
+    maxPositions: int(json, 'max_position_embeddings', 131072),
+    normEps: num(json, 'rms_norm_eps', 1e-6),
+    ropeTheta: num(json, 'rope_theta', 1_000_000),
+    ...(ropeScaling ? { ropeScaling } : {}),
+    tieWordEmbeddings: json.tie_word_embeddings !== false,
+    qkvBias: json.attention_bias === true,
+    qkNorm: true,
+    fusedProjections: false,
+    activation: 'gelu_tanh',
+    bosTokenId,
+    eosTokenIds,
+    gemma: {
+      embedScale: Math.fround(Math.sqrt(hiddenSize)),
+      queryScale: num(json, 'query_pre_attn_scalar', 256) ** -0.5,
+      localRopeTheta: num(json, 'rope_local_base_freq', 10_000),
+      windows: types.map((t) => (t === 'sliding_attention' ? window : undefined)),
+    },
   };
 }
 

@@ -8,6 +8,7 @@ import { resolveBackend, type BackendChoice } from './backend/select.ts';
 import type { Backend, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
 import type { ModelConfig } from './config.ts';
 import { linearWeight, withUploads, type Uploads } from './layers/layer.ts';
+import { plusOne } from './layers/gemma.ts';
 import { checkTensors, ProgressTotal, readValues, take, type ExpectedShapes, type LoadProgress, type TensorSource } from './load-weights.ts';
 import { checkRows, checkWeightDtype, readConfig } from './shard.ts';
 
@@ -56,6 +57,8 @@ function upload(backend: Backend, c: ModelConfig, tensors: Map<string, Float32Ar
   const tied = headName === embedName ? backend.tableOf(lmHead) : null;
   const tokens = tied ?? uploads.add(backend.table(take(tensors, embedName), [V, H], tableDtype, embedName));
   const vec = (name: string) => uploads.add(backend.constant(take(tensors, name), [H], name));
+  // Gemma's final norm scales by (1 + w).
+  if (c.gemma) return { tokens, norm: uploads.add(backend.constant(plusOne(take(tensors, 'model.norm.weight')), [H], 'model.norm.weight')), lmHead };
   if (!gpt2) return { tokens, norm: vec('model.norm.weight'), lmHead };
   return {
     tokens,
@@ -123,6 +126,9 @@ export class Head {
       return sum;
     });
     checkRows('head: embedding output', out, tokens.length, this.config.hiddenSize);
+    // Gemma scales the embeddings by sqrt(hidden), an f32 product as transformers computes it.
+    const scale = this.config.gemma?.embedScale;
+    if (scale !== undefined) for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i]! * scale);
     return out;
   }
 

@@ -23,3 +23,8 @@ export function geluRef(x: Float32Array): Float32Array {
 export function swigluRef(gate: Float32Array, up: Float32Array): Float32Array {
   return gate.map((g, i) => silu(g) * up[i]!);
 }
+
+/** gelu(gate) * up, element-wise (Gemma's gelu_pytorch_tanh is GPT-2's tanh form). */
+export function gegluRef(gate: Float32Array, up: Float32Array): Float32Array {
+  return gate.map((g, i) => gelu(g) * up[i]!);
+}

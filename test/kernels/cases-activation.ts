@@ -1,6 +1,6 @@
-import { GeluOp, SiluOp, SwigluOp } from '../../kernels/activation.ts';
+import { GatedOp, GeluOp, SiluOp } from '../../kernels/activation.ts';
 import type { GpuContext } from '../../kernels/context.ts';
-import { geluRef, siluRef, swigluRef } from '../../kernels/cpu/activation.ts';
+import { gegluRef, geluRef, siluRef, swigluRef } from '../../kernels/cpu/activation.ts';
 import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
 
 const shapes: number[][] = [[1], [1000], [3, 4097], [37, 300], [1, 70_001]];
@@ -35,19 +35,21 @@ const cases: KernelCase[] = [
     run: (ctx) => unary(ctx, new GeluOp(ctx), geluRef, 310),
   },
   {
-    name: 'swiglu: seeded [T, I] with T = 1 and 37, extreme gates',
+    name: 'swiglu and geglu: seeded [T, I] with T = 1 and 37, extreme gates',
     async run(ctx) {
-      const op = new SwigluOp(ctx);
       const outcomes = [];
-      const cases: [number[], Float32Array | null][] = [[[1, 11008], null], [[37, 300], null], [[1, EXTREME.length], EXTREME]];
-      for (const [i, [shape, fixed]] of cases.entries()) {
-        const n = shape.reduce((a, b) => a * b);
-        const gate = fixed ?? randomFloats(320 + i, n, -8, 8);
-        const up = randomFloats(330 + i, n, -2, 2);
-        const out = ctx.tensor(shape, 'f32');
-        submit(ctx, (e) => op.run(e, ctx.tensor(shape, 'f32', gate), ctx.tensor(shape, 'f32', up), out));
-        const got = (await ctx.read(out)) as Float32Array;
-        outcomes.push(finite(got), allclose(got, swigluRef(gate, up), TOL.f32.atol, TOL.f32.rtol));
+      for (const [kind, ref] of [['swiglu', swigluRef], ['geglu', gegluRef]] as const) {
+        const op = new GatedOp(ctx, kind);
+        const cases: [number[], Float32Array | null][] = [[[1, 11008], null], [[37, 300], null], [[1, EXTREME.length], EXTREME]];
+        for (const [i, [shape, fixed]] of cases.entries()) {
+          const n = shape.reduce((a, b) => a * b);
+          const gate = fixed ?? randomFloats(320 + i, n, -8, 8);
+          const up = randomFloats(330 + i, n, -2, 2);
+          const out = ctx.tensor(shape, 'f32');
+          submit(ctx, (e) => op.run(e, ctx.tensor(shape, 'f32', gate), ctx.tensor(shape, 'f32', up), out));
+          const got = (await ctx.read(out)) as Float32Array;
+          outcomes.push(finite(got), allclose(got, ref(gate, up), TOL.f32.atol, TOL.f32.rtol));
+        }
       }
       return all(outcomes);
     },
@@ -56,7 +58,7 @@ const cases: KernelCase[] = [
     name: 'activations: wrong shapes, dtypes and aliasing are named errors',
     async run(ctx) {
       const silu = new SiluOp(ctx);
-      const swiglu = new SwigluOp(ctx);
+      const swiglu = new GatedOp(ctx);
       const a = ctx.tensor([4, 8], 'f32');
       const b = ctx.tensor([4, 8], 'f32');
       return all([

@@ -7,6 +7,10 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
     return ['ln_1', 'attn.c_attn', 'attn.c_proj', 'ln_2', 'mlp.c_fc', 'mlp.c_proj'].flatMap((m) => [`${p}${m}.weight`, `${p}${m}.bias`]);
   }
   const p = `model.layers.${layer}.`;
+  if (config.family === 'gemma') {
+    const modules = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm', 'self_attn.q_norm', 'self_attn.k_norm'];
+    return [...modules, 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'].map((m) => `${p}${m}.weight`);
+  }
   const projections = config.fusedProjections
     ? ['self_attn.qkv_proj', 'mlp.gate_up_proj']
     : ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'mlp.gate_proj', 'mlp.up_proj'];

@@ -3,7 +3,7 @@
 // the references' values in leaner loops. Weights hold the values the GPU would multiply
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
 import { AigridError } from '../../../protocol/index.ts';
-import { gelu, silu } from '../../../kernels/cpu/activation.ts';
+import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
 import { ropeRef, type RopeScaling } from '../../../kernels/cpu/rope.ts';
@@ -185,6 +185,10 @@ class CpuOps implements Ops {
       tokens, heads, kvHeads, headDim, startPos: store.length - tokens, ...options,
     });
     return tensor(out, q.shape);
+  }
+
+  geglu(gate: Tensor, up: Tensor): Tensor {
+    return tensor(gegluRef(f32(gate), f32(up)), gate.shape);
   }
 
   swiglu(gate: Tensor, up: Tensor): Tensor {

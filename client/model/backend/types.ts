@@ -69,8 +69,7 @@ export interface Ops {
   add(a: Tensor, b: Tensor): Tensor;
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
   layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: number): Tensor;
-  /** Rotate-half RoPE of x [T, heads, headDim] at positions (u32 [T]); may reuse x's storage. */
-  /** Rotary embedding of x [T, heads, headDim] by each token's position (scaling: config rope_scaling). */
+  /** Rotate-half rotary embedding of x [T, heads, headDim] by each token's position (scaling: config rope_scaling). */
   rope(x: Tensor, positions: Tensor, theta: number, scaling?: RopeScaling): Tensor;
   /**
    * Appends k, v [T, kvHeads, headDim] to the store, then causal attention of q [T, heads, headDim]
@@ -79,6 +78,8 @@ export interface Ops {
   attention(q: Tensor, k: Tensor, v: Tensor, kv: KvStore, options?: AttentionOptions): Tensor;
   /** silu(gate) * up, both [T, I]. */
   swiglu(gate: Tensor, up: Tensor): Tensor;
+  /** gelu(gate) * up (tanh form), both [T, I]: Gemma's MLP. */
+  geglu(gate: Tensor, up: Tensor): Tensor;
   /** GELU, tanh form. */
   gelu(x: Tensor): Tensor;
   /** Rows of the table at ids (u32 [T]) -> [T, width]. */

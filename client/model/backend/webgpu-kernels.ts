@@ -1,6 +1,6 @@
 // The kernel wrappers one WebGPU backend uses, each built on first use (pipelines are cached by the
 // context, so a second backend on the same context compiles nothing again).
-import { GeluOp, SwigluOp } from '../../../kernels/activation.ts';
+import { GatedOp, GeluOp } from '../../../kernels/activation.ts';
 import { AddOp } from '../../../kernels/add.ts';
 import { AttentionOp } from '../../../kernels/attention.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
@@ -16,7 +16,8 @@ export class GpuKernels {
   private rmsNormOp?: RmsNormOp;
   private layerNormOp?: LayerNormOp;
   private ropeOp?: RopeOp;
-  private swigluOp?: SwigluOp;
+  private swigluOp?: GatedOp;
+  private gegluOp?: GatedOp;
   private geluOp?: GeluOp;
   private embeddingOp?: EmbeddingOp;
   private readonly attentionOps = new Map<number, AttentionOp>();
@@ -43,8 +44,12 @@ export class GpuKernels {
     return (this.ropeOp ??= new RopeOp(this.ctx));
   }
 
-  get swiglu(): SwigluOp {
-    return (this.swigluOp ??= new SwigluOp(this.ctx));
+  get geglu(): GatedOp {
+    return (this.gegluOp ??= new GatedOp(this.ctx, 'geglu'));
+  }
+
+  get swiglu(): GatedOp {
+    return (this.swigluOp ??= new GatedOp(this.ctx, 'swiglu'));
   }
 
   get gelu(): GeluOp {

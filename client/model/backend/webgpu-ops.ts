@@ -138,6 +138,13 @@ export class WebGpuOps implements Ops {
     return out;
   }
 
+  geglu(gate: Tensor, up: Tensor): Tensor {
+    const g = gpuTensor(gate);
+    const out = this.alloc(g.shape, 'geglu');
+    this.kernels.geglu.run(this.encoder, g, gpuTensor(up), out);
+    return out;
+  }
+
   gelu(x: Tensor): Tensor {
     const xt = gpuTensor(x);
     const out = this.alloc(xt.shape, 'gelu');

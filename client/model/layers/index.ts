@@ -4,6 +4,7 @@ import { AigridError } from '../../../protocol/index.ts';
 import type { ModelConfig } from '../config.ts';
 import { gpt2Arch } from './gpt2.ts';
 import type { LayerArch } from './layer.ts';
+import { gemmaArch } from './gemma.ts';
 import { llamaArch } from './llama.ts';
 
 export type { Layer, LayerArch } from './layer.ts';
@@ -12,6 +13,8 @@ export function layerArch(config: ModelConfig): LayerArch {
   switch (config.family) {
     case 'llama':
       return llamaArch;
+    case 'gemma':
+      return gemmaArch;
     case 'gpt2':
       return gpt2Arch;
     default:

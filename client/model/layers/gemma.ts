@@ -1,0 +1,114 @@
+// The Gemma 3 decoder layer (text):
+//   r = x + norm_post_attn(o_proj(attn(rope(norm_q(q)), rope(norm_k(k)), v)))   q, k, v from norm_in(x)
+//   out = r + norm_post_ffw(down_proj(gelu(gate_proj(h)) * up_proj(h)))           h = norm_pre_ffw(r)
+// Every RMSNorm scales by (1 + w): the weights are stored as w and uploaded as 1 + w (in f32, as
+// transformers computes it). Local layers attend within a sliding window with rope_local_base_freq
+// and no rope scaling; global layers see everything with rope_theta and rope_scaling.
+import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
+import type { ModelConfig } from '../config.ts';
+import { take, type ExpectedShapes } from '../load-weights.ts';
+import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
+
+const NORMS = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm'] as const;
+
+function shapes(c: ModelConfig, index: number): ExpectedShapes {
+  const p = `model.layers.${index}.`;
+  const [H, I] = [c.hiddenSize, c.intermediateSize];
+  const [qDim, kvDim] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
+  return new Map<string, number[]>([
+    ...NORMS.map((n): [string, number[]] => [`${p}${n}.weight`, [H]]),
+    [`${p}self_attn.q_proj.weight`, [qDim, H]],
+    [`${p}self_attn.k_proj.weight`, [kvDim, H]],
+    [`${p}self_attn.v_proj.weight`, [kvDim, H]],
+    [`${p}self_attn.o_proj.weight`, [H, qDim]],
+    [`${p}self_attn.q_norm.weight`, [c.headDim]],
+    [`${p}self_attn.k_norm.weight`, [c.headDim]],
+    [`${p}mlp.gate_proj.weight`, [I, H]],
+    [`${p}mlp.up_proj.weight`, [I, H]],
+    [`${p}mlp.down_proj.weight`, [H, I]],
+  ]);
+}
+
+/** A Gemma RMSNorm weight as the (1 + w) it multiplies by. */
+export function plusOne(w: Float32Array): Float32Array {
+  return w.map((v) => 1 + v);
+}
+
+class GemmaLayer implements Layer {
+  private readonly norm: Record<(typeof NORMS)[number], Tensor>;
+  private readonly qNorm: Tensor;
+  private readonly kNorm: Tensor;
+  private readonly q: Weight;
+  private readonly k: Weight;
+  private readonly v: Weight;
+  private readonly o: Weight;
+  private readonly gate: Weight;
+  private readonly up: Weight;
+  private readonly down: Weight;
+  private readonly window: number | undefined;
+
+  constructor(backend: Backend, private readonly c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
+    const p = `model.layers.${index}.`;
+    const [H, I, hd] = [c.hiddenSize, c.intermediateSize, c.headDim];
+    const [qDim, kvDim] = [c.numHeads * hd, c.numKvHeads * hd];
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, take(tensors, p + name), N, K, dtype, p + name));
+    const norm = (name: string, n: number) => this.uploads.add(backend.constant(plusOne(take(tensors, p + name)), [n], p + name));
+    this.norm = Object.fromEntries(NORMS.map((n) => [n, norm(`${n}.weight`, H)])) as GemmaLayer['norm'];
+    this.q = w('self_attn.q_proj.weight', qDim, H);
+    this.k = w('self_attn.k_proj.weight', kvDim, H);
+    this.v = w('self_attn.v_proj.weight', kvDim, H);
+    this.o = w('self_attn.o_proj.weight', H, qDim);
+    this.qNorm = norm('self_attn.q_norm.weight', hd);
+    this.kNorm = norm('self_attn.k_norm.weight', hd);
+    this.gate = w('mlp.gate_proj.weight', I, H);
+    this.up = w('mlp.up_proj.weight', I, H);
+    this.down = w('mlp.down_proj.weight', H, I);
+    this.window = c.gemma!.windows[index];
+  }
+
+  forward(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
+    const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = this.c;
+    const gemma = this.c.gemma!;
+    const T = x.shape[0]!;
+    const h = ops.rmsNorm(x, this.norm.input_layernorm, eps); // [T, H]
+    const q = ops.linear(h, this.q);
+    const k = ops.linear(h, this.k);
+    const v = ops.linear(h, this.v);
+    ops.free(h);
+    const qn = ops.rmsNorm(ops.view(q, [T * heads, hd]), this.qNorm, eps);
+    const kn = ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps);
+    // Local layers: their own rope base and no scaling; global ones: rope_theta and rope_scaling.
+    const local = this.window !== undefined;
+    const [theta, scaling] = local ? [gemma.localRopeTheta, undefined] : [this.c.ropeTheta, this.c.ropeScaling];
+    const qr = ops.rope(ops.view(qn, [T, heads, hd]), positions, theta, scaling);
+    const kr = ops.rope(ops.view(kn, [T, kvHeads, hd]), positions, theta, scaling);
+    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv, { scale: gemma.queryScale, window: this.window });
+    ops.free(q, qn, qr, k, kn, kr, v);
+    const o = ops.linear(ops.view(a, [T, heads * hd]), this.o);
+    ops.free(a);
+    const on = ops.rmsNorm(o, this.norm.post_attention_layernorm, eps);
+    const r = ops.add(x, on);
+    ops.free(o, on);
+    const h2 = ops.rmsNorm(r, this.norm.pre_feedforward_layernorm, eps);
+    const gate = ops.linear(h2, this.gate);
+    const up = ops.linear(h2, this.up);
+    ops.free(h2);
+    const act = ops.geglu(gate, up);
+    ops.free(gate, up);
+    const down = ops.linear(act, this.down);
+    ops.free(act);
+    const dn = ops.rmsNorm(down, this.norm.post_feedforward_layernorm, eps);
+    const out = ops.add(r, dn);
+    ops.free(r, down, dn);
+    return out;
+  }
+
+  dispose(backend: Backend): void {
+    this.uploads.dispose(backend);
+  }
+}
+
+export const gemmaArch: LayerArch = {
+  shapes,
+  create: (backend, config, index, tensors, dtype) => withUploads(backend, (u) => new GemmaLayer(backend, config, index, tensors, dtype, u)),
+};
