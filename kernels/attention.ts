@@ -18,6 +18,8 @@ export interface AttentionRunOptions {
   scale?: number;
   /** Sliding window: a query at position p sees only keys p - window + 1 .. p; none when absent. */
   window?: number;
+  /** Soft-capping of the scaled scores (Gemma 2): cap * tanh(score / cap); none when absent. */
+  softcap?: number;
 }
 
 /** Decode splits the keys across workgroups once each split gets at least this many tiles. */
@@ -83,6 +85,8 @@ export class AttentionOp {
     const scale = options.scale ?? 1 / Math.sqrt(this.headDim);
     if (!Number.isFinite(scale)) throw new AigridError('ERR_INVALID_ARGUMENT', `attention: scale must be finite, got ${scale}`);
     const window = options.window ?? 0;
+    const softcap = options.softcap ?? 0;
+    if (!Number.isFinite(softcap) || softcap < 0) throw new AigridError('ERR_INVALID_ARGUMENT', `attention: softcap must be a positive number, got ${options.softcap}`);
     if (!Number.isInteger(window) || window < 0 || window > 0xffffffff) throw new AigridError('ERR_INVALID_ARGUMENT', `attention: window must be a positive integer, got ${options.window}`);
     if (tokens === 0) return;
 
@@ -97,6 +101,7 @@ export class AttentionOp {
     new Uint32Array(data, 0, 7).set([tokens, heads, heads / cache.kvHeads, cache.maxSeq, startPos, splits, chunk]);
     new Float32Array(data, 28, 1)[0] = scale;
     new Uint32Array(data, 32, 1)[0] = window;
+    new Float32Array(data, 36, 1)[0] = softcap;
     const params = this.ctx.uniform(new Uint32Array(data));
     const kv = [q.buffer, cache.k.buffer, cache.v.buffer];
     if (splits === 1) {

@@ -15,6 +15,7 @@ struct Params {
   chunk: u32,     // keys per split, a multiple of WG
   scale: f32,
   window: u32,    // sliding window (query p sees keys p - window + 1 .. p); 0: none
+  softcap: f32,   // Gemma 2: score = softcap * tanh(score / softcap); 0: none
 }
 
 override WG: u32 = 64;   // threads, and keys per tile; a power of two
@@ -74,6 +75,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
         dot += qs[d] * kCache[kRow + d];
       }
       score = dot;
+      if (params.softcap > 0.0) {
+        // q was scaled on the way in, so dot is the scaled score the cap applies to.
+        score = params.softcap * tanh(dot / params.softcap);
+      }
     }
     red[lid] = score;
     workgroupBarrier();

@@ -156,6 +156,7 @@ describe('cpu attention', () => {
       expect(attentionFast(q, k, v, dims)).toEqual(attentionRef(q, k, v, dims));
       expect(attentionFast(q, k, v, { ...dims, scale: 0.3 })).toEqual(attentionRef(q, k, v, { ...dims, scale: 0.3 }));
       for (const window of [1, 2, 7]) expect(attentionFast(q, k, v, { ...dims, window })).toEqual(attentionRef(q, k, v, { ...dims, window }));
+      expect(attentionFast(q, k, v, { ...dims, softcap: 0.2, scale: 3 })).toEqual(attentionRef(q, k, v, { ...dims, softcap: 0.2, scale: 3 }));
     }
     // The window is the last `window` keys: with one key the output is that key's value row.
     const [q, k, v] = [randomArray(rand, 4 * 8), randomArray(rand, 4 * 8), randomArray(rand, 4 * 8)];

@@ -115,3 +115,21 @@ describe('Gemma 3 configs', () => {
     expect(() => parseConfig({ ...base, [field]: value })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining(field) }));
   });
 });
+
+describe('Gemma 2', () => {
+  it('reads alternating local layers and both soft-caps from its config', () => {
+    const c = parseConfig({ architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32, num_hidden_layers: 4, intermediate_size: 128, vocab_size: 256, sliding_window: 4096, attn_logit_softcapping: 50, final_logit_softcapping: 30, query_pre_attn_scalar: 256 });
+    expect(c.gemma).toMatchObject({ windows: [4096, undefined, 4096, undefined], attnSoftcap: 50, finalSoftcap: 30, localRopeTheta: 10_000 });
+    expect(c.qkNorm).toBe(false);
+  });
+
+  it('depends on its soft-caps: the float64 reference without them moves tiny-gemma2\'s logits far beyond the goldens\' tolerance', async () => {
+    const { loadReference, ReferenceSession, fixtures } = await import('./fixtures/index.ts');
+    const model = await loadReference('tiny-gemma2');
+    const ids = (await fixtures()).models.find((m) => m.name === 'tiny-gemma2')!.golden.at(-1)!.ids;
+    const capped = new ReferenceSession(model).append(ids).at(-1)!;
+    const gemma = { ...model.config.gemma!, attnSoftcap: undefined, finalSoftcap: undefined };
+    const plain = new ReferenceSession({ ...model, config: { ...model.config, gemma } }).append(ids).at(-1)!;
+    expect(Math.max(...Array.from(capped, (v, i) => Math.abs(v - plain[i]!)))).toBeGreaterThan(1);
+  });
+});

@@ -40,15 +40,18 @@ export interface ModelConfig {
 }
 
 /**
- * Gemma 3: embeddings times sqrt(hidden); RMSNorm weights stored as w for (1 + w); a norm after
- * attention and around the MLP; q and k normed per head; GeGLU; attention scaled by
- * query_pre_attn_scalar^-0.5; local layers (sliding window, rope_local_base_freq, no rope scaling)
- * between global ones (rope_theta with rope_scaling).
+ * Gemma 2 and 3: embeddings times sqrt(hidden); RMSNorm weights stored as w for (1 + w); a norm
+ * after attention and around the MLP; GeGLU; attention scaled by query_pre_attn_scalar^-0.5; local
+ * layers (sliding window) between global ones. Gemma 3 adds per-head q/k norms (qkNorm) and gives
+ * local layers their own rope base (rope_local_base_freq, no rope scaling); Gemma 2 soft-caps the
+ * attention scores and the final logits.
  */
 export interface GemmaConfig {
   embedScale: number;
   queryScale: number;
   localRopeTheta: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
   /** Per layer: the sliding window of a local layer, undefined for a global one. */
   windows: (number | undefined)[];
 }
@@ -58,6 +61,7 @@ const SUPPORTED: Record<string, Family> = {
   Qwen2ForCausalLM: 'llama',
   Qwen3ForCausalLM: 'llama',
   Phi3ForCausalLM: 'llama',
+  Gemma2ForCausalLM: 'gemma',
   Gemma3ForCausalLM: 'gemma',
   MistralForCausalLM: 'llama',
   GPT2LMHeadModel: 'gpt2',
@@ -170,7 +174,15 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
 }
 
 function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
-  for (const field of ['attn_logit_softcapping', 'final_logit_softcapping']) if (json[field] !== undefined && json[field] !== null) throw unsupported(field, json[field]);
+  const v2 = json.model_type === 'gemma2';
+  // Gemma 2 soft-caps; Gemma 3 does not (a config that asks it to is not one we can check).
+  const softcap = (field: string) => {
+    const value = json[field];
+    if (value === undefined || value === null) return undefined;
+    if (!v2 || typeof value !== 'number' || !(value > 0)) throw unsupported(field, value);
+    return value;
+  };
+  const [attnSoftcap, finalSoftcap] = [softcap('attn_logit_softcapping'), softcap('final_logit_softcapping')];
   if (json.use_bidirectional_attention === true) throw unsupported('use_bidirectional_attention', true);
   const act = json.hidden_activation ?? json.hidden_act ?? 'gelu_pytorch_tanh';
   if (act !== 'gelu_pytorch_tanh') throw unsupported('hidden_activation', act);
@@ -182,14 +194,15 @@ function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
   const headDim = int(json, 'head_dim', 256);
   if (headDim % 2 !== 0) throw unsupported('head_dim', headDim);
   const window = int(json, 'sliding_window', 4096);
-  // layer_types in newer configs; else every sliding_window_pattern-th layer is global.
-  const pattern = int(json, 'sliding_window_pattern', 6);
+  // layer_types in newer configs; else every sliding_window_pattern-th layer is global (Gemma 2:
+  // every other one).
+  const pattern = v2 ? 2 : int(json, 'sliding_window_pattern', 6);
   const types = Array.isArray(json.layer_types) ? json.layer_types : Array.from({ length: numLayers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
   if (types.length !== numLayers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention')) throw unsupported('layer_types', json.layer_types);
   const ropeScaling = parseRopeScaling(json.rope_scaling);
   return {
     family: 'gemma',
-    modelType: String(json.model_type ?? 'gemma3_text'),
+    modelType: String(json.model_type ?? (v2 ? 'gemma2' : 'gemma3_text')),
     vocabSize: int(json, 'vocab_size'),
     hiddenSize,
     numLayers,
@@ -199,11 +212,11 @@ function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     intermediateSize: int(json, 'intermediate_size'),
     maxPositions: int(json, 'max_position_embeddings', 131072),
     normEps: num(json, 'rms_norm_eps', 1e-6),
-    ropeTheta: num(json, 'rope_theta', 1_000_000),
+    ropeTheta: num(json, 'rope_theta', v2 ? 10_000 : 1_000_000),
     ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings !== false,
     qkvBias: json.attention_bias === true,
-    qkNorm: true,
+    qkNorm: !v2,
     fusedProjections: false,
     activation: 'gelu_tanh',
     bosTokenId,
@@ -211,7 +224,9 @@ function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     gemma: {
       embedScale: Math.fround(Math.sqrt(hiddenSize)),
       queryScale: num(json, 'query_pre_attn_scalar', 256) ** -0.5,
-      localRopeTheta: num(json, 'rope_local_base_freq', 10_000),
+      localRopeTheta: v2 ? num(json, 'rope_theta', 10_000) : num(json, 'rope_local_base_freq', 10_000),
+      ...(attnSoftcap ? { attnSoftcap } : {}),
+      ...(finalSoftcap ? { finalSoftcap } : {}),
       windows: types.map((t) => (t === 'sliding_attention' ? window : undefined)),
     },
   };

@@ -4,6 +4,7 @@
 import { AigridError } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { checkIds } from '../../kernels/embedding.ts';
+import { softcap } from '../../kernels/cpu/attention.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';
 import type { Backend, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
 import type { ModelConfig } from './config.ts';
@@ -149,6 +150,9 @@ export class Head {
       return ops.linear(n, lmHead); // [R, V]
     });
     checkRows('head: logits', logits, R, this.config.vocabSize);
+    // Gemma 2 soft-caps the logits: cap * tanh(logits / cap), in f32 steps as transformers does.
+    const cap = this.config.gemma?.finalSoftcap;
+    if (cap !== undefined) for (let i = 0; i < logits.length; i++) logits[i] = softcap(logits[i]!, cap);
     return logits;
   }
 

@@ -11,6 +11,13 @@ export interface AttentionDims {
   scale?: number;
   /** Sliding window: query at position p sees only keys p - window + 1 .. p (Mistral, Gemma); none when absent. */
   window?: number;
+  /** Gemma 2's soft-capping of the scaled scores: cap * tanh(score / cap); none when absent. */
+  softcap?: number;
+}
+
+/** cap * tanh(value / cap) in f32 steps, as transformers computes it (Gemma 2's scores and logits); value when cap is absent. */
+export function softcap(value: number, cap: number | undefined): number {
+  return cap ? Math.fround(Math.fround(Math.tanh(Math.fround(value / cap))) * cap) : value;
 }
 
 /** The first key a query sees: 0, or the start of its sliding window. */
@@ -41,7 +48,7 @@ export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, 
         const kBase = (j * kvHeads + kvh) * hd;
         let dot = 0;
         for (let d = 0; d < hd; d++) dot += q[qBase + d]! * k[kBase + d]!;
-        scores[j] = dot * scale;
+        scores[j] = softcap(dot * scale, dims.softcap);
         max = Math.max(max, scores[j]!);
       }
       row.fill(0);

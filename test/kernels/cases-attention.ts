@@ -13,6 +13,7 @@ interface Combo {
   workgroupSize?: number;
   scale?: number;
   window?: number;
+  softcap?: number;
 }
 
 /** Caches startPos tokens, appends T more, attends with the T newest queries; compares with the f64 reference. */
@@ -31,9 +32,9 @@ async function checkCombo(ctx: GpuContext, c: Combo, seed: number): Promise<Case
   submit(ctx, (e) => {
     cache.append(e, rows(0, c.startPos, k), rows(0, c.startPos, v));
     cache.append(e, rows(c.startPos, n, k), rows(c.startPos, n, v));
-    op.run(e, tq, cache, out, { scale: c.scale, window: c.window });
+    op.run(e, tq, cache, out, { scale: c.scale, window: c.window, softcap: c.softcap });
   });
-  const want = attentionRef(q, k, v, { ...c, scale: c.scale, window: c.window });
+  const want = attentionRef(q, k, v, { ...c, scale: c.scale, window: c.window, softcap: c.softcap });
   const outcome = allclose(await ctx.read(out), want, TOL.f32.atol, TOL.f32.rtol);
   cache.destroy();
   op.destroy();
@@ -67,7 +68,7 @@ export const CASES: KernelCase[] = [
   {
     // Windows inside one tile, across tiles, wider than the context; decode splits wholly before
     // the window (they score no key) next to the one that holds it.
-    name: 'attention: sliding windows, prefill and decode split over keys',
+    name: 'attention: sliding windows and soft-capped scores, prefill and decode split over keys',
     async run(ctx) {
       return checkCombos(ctx, [
         { heads: 4, kvHeads: 2, headDim: 64, tokens: 17, startPos: 30, window: 5 },
@@ -76,6 +77,9 @@ export const CASES: KernelCase[] = [
         { heads: 4, kvHeads: 4, headDim: 64, tokens: 3, startPos: 10, window: 4096 },
         { heads: 8, kvHeads: 2, headDim: 128, tokens: 1, startPos: 999, window: 40 },
         { heads: 4, kvHeads: 2, headDim: 64, tokens: 1, startPos: 700, window: 300, workgroupSize: 32 },
+        // Gemma 2's soft-capped scores (a cap low enough to bend them), windowed and not.
+        { heads: 4, kvHeads: 2, headDim: 64, tokens: 9, startPos: 20, softcap: 0.5, scale: 2 },
+        { heads: 8, kvHeads: 4, headDim: 128, tokens: 1, startPos: 600, window: 100, softcap: 1, scale: 1 },
       ], 250);
     },
   },

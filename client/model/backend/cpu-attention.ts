@@ -3,7 +3,7 @@
 // per row and layer, so its speed counts: each f64 sum is a chain of dependent adds, so four keys'
 // dot products (and two keys' contributions to the output row) are computed side by side, each
 // still summed in attentionRef's order.
-import { firstKey, type AttentionDims } from '../../../kernels/cpu/attention.ts';
+import { firstKey, softcap, type AttentionDims } from '../../../kernels/cpu/attention.ts';
 
 let scores = new Float64Array(256);
 const row = new Float64Array(1024);
@@ -14,6 +14,7 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
   const { tokens, heads, kvHeads, headDim: hd, startPos } = dims;
   if (hd > row.length) throw new RangeError(`attention: head dimension ${hd} above ${row.length}`);
   const scale = dims.scale ?? 1 / Math.sqrt(hd);
+  const cap = dims.softcap;
   const group = heads / kvHeads;
   const stride = kvHeads * hd;
   const out = new Float32Array(tokens * heads * hd);
@@ -38,16 +39,16 @@ export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array,
           d2 += x * k[b2 + d]!;
           d3 += x * k[b3 + d]!;
         }
-        s[j] = d0 * scale;
-        s[j + 1] = d1 * scale;
-        s[j + 2] = d2 * scale;
-        s[j + 3] = d3 * scale;
+        s[j] = softcap(d0 * scale, cap);
+        s[j + 1] = softcap(d1 * scale, cap);
+        s[j + 2] = softcap(d2 * scale, cap);
+        s[j + 3] = softcap(d3 * scale, cap);
         max = Math.max(max, s[j]!, s[j + 1]!, s[j + 2]!, s[j + 3]!);
       }
       for (let b = kvBase + j * stride; j < n; j++, b += stride) {
         let dot = 0;
         for (let d = 0; d < hd; d++) dot += qRow[d]! * k[b + d]!;
-        s[j] = dot * scale;
+        s[j] = softcap(dot * scale, cap);
         max = Math.max(max, s[j]!);
       }
       for (let d = 0; d < hd; d++) row[d] = 0;

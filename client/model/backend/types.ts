@@ -46,10 +46,11 @@ export interface KvStoreOptions {
  * when the pass is submitted; on the CPU they run at once. Every op returns a new tensor except
  * `view` (same storage, new shape) and `rope` (which may rotate its input in place).
  */
-/** Attention's knobs: q·k scale (default 1 / sqrt(headDim)) and a sliding window (none by default). */
+/** Attention's knobs: q·k scale (default 1 / sqrt(headDim)), a sliding window and a score soft-cap (none by default). */
 export interface AttentionOptions {
   scale?: number;
   window?: number;
+  softcap?: number;
 }
 
 export interface Ops {

@@ -1,9 +1,10 @@
-// The Gemma 3 decoder layer (text):
+// The Gemma 2 and Gemma 3 (text) decoder layer:
 //   r = x + norm_post_attn(o_proj(attn(rope(norm_q(q)), rope(norm_k(k)), v)))   q, k, v from norm_in(x)
 //   out = r + norm_post_ffw(down_proj(gelu(gate_proj(h)) * up_proj(h)))           h = norm_pre_ffw(r)
 // Every RMSNorm scales by (1 + w): the weights are stored as w and uploaded as 1 + w (in f32, as
-// transformers computes it). Local layers attend within a sliding window with rope_local_base_freq
-// and no rope scaling; global layers see everything with rope_theta and rope_scaling.
+// transformers computes it). Local layers attend within a sliding window; on Gemma 3 with
+// rope_local_base_freq and no rope scaling, while global layers use rope_theta and rope_scaling.
+// Gemma 3 norms q and k per head (norm_q, norm_k); Gemma 2 soft-caps the attention scores instead.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import { take, type ExpectedShapes } from '../load-weights.ts';
@@ -15,18 +16,21 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
   const p = `model.layers.${index}.`;
   const [H, I] = [c.hiddenSize, c.intermediateSize];
   const [qDim, kvDim] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
-  return new Map<string, number[]>([
+  const out = new Map<string, number[]>([
     ...NORMS.map((n): [string, number[]] => [`${p}${n}.weight`, [H]]),
     [`${p}self_attn.q_proj.weight`, [qDim, H]],
     [`${p}self_attn.k_proj.weight`, [kvDim, H]],
     [`${p}self_attn.v_proj.weight`, [kvDim, H]],
     [`${p}self_attn.o_proj.weight`, [H, qDim]],
-    [`${p}self_attn.q_norm.weight`, [c.headDim]],
-    [`${p}self_attn.k_norm.weight`, [c.headDim]],
     [`${p}mlp.gate_proj.weight`, [I, H]],
     [`${p}mlp.up_proj.weight`, [I, H]],
     [`${p}mlp.down_proj.weight`, [H, I]],
   ]);
+  if (c.qkNorm) {
+    out.set(`${p}self_attn.q_norm.weight`, [c.headDim]);
+    out.set(`${p}self_attn.k_norm.weight`, [c.headDim]);
+  }
+  return out;
 }
 
 /** A Gemma RMSNorm weight as the (1 + w) it multiplies by. */
@@ -36,8 +40,8 @@ export function plusOne(w: Float32Array): Float32Array {
 
 class GemmaLayer implements Layer {
   private readonly norm: Record<(typeof NORMS)[number], Tensor>;
-  private readonly qNorm: Tensor;
-  private readonly kNorm: Tensor;
+  private readonly qNorm?: Tensor;
+  private readonly kNorm?: Tensor;
   private readonly q: Weight;
   private readonly k: Weight;
   private readonly v: Weight;
@@ -58,8 +62,10 @@ class GemmaLayer implements Layer {
     this.k = w('self_attn.k_proj.weight', kvDim, H);
     this.v = w('self_attn.v_proj.weight', kvDim, H);
     this.o = w('self_attn.o_proj.weight', H, qDim);
-    this.qNorm = norm('self_attn.q_norm.weight', hd);
-    this.kNorm = norm('self_attn.k_norm.weight', hd);
+    if (c.qkNorm) {
+      this.qNorm = norm('self_attn.q_norm.weight', hd);
+      this.kNorm = norm('self_attn.k_norm.weight', hd);
+    }
     this.gate = w('mlp.gate_proj.weight', I, H);
     this.up = w('mlp.up_proj.weight', I, H);
     this.down = w('mlp.down_proj.weight', H, I);
@@ -75,14 +81,14 @@ class GemmaLayer implements Layer {
     const k = ops.linear(h, this.k);
     const v = ops.linear(h, this.v);
     ops.free(h);
-    const qn = ops.rmsNorm(ops.view(q, [T * heads, hd]), this.qNorm, eps);
-    const kn = ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps);
+    const qn = this.qNorm ? ops.rmsNorm(ops.view(q, [T * heads, hd]), this.qNorm, eps) : q;
+    const kn = this.kNorm ? ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps) : k;
     // Local layers: their own rope base and no scaling; global ones: rope_theta and rope_scaling.
     const local = this.window !== undefined;
     const [theta, scaling] = local ? [gemma.localRopeTheta, undefined] : [this.c.ropeTheta, this.c.ropeScaling];
     const qr = ops.rope(ops.view(qn, [T, heads, hd]), positions, theta, scaling);
     const kr = ops.rope(ops.view(kn, [T, kvHeads, hd]), positions, theta, scaling);
-    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv, { scale: gemma.queryScale, window: this.window });
+    const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv, { scale: gemma.queryScale, window: this.window, softcap: gemma.attnSoftcap });
     ops.free(q, qn, qr, k, kn, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o);
     ops.free(a);
