@@ -106,7 +106,7 @@ describe.each(BASE_MODELS)('%s through @huggingface/transformers', (name) => {
 
   it('renders and tokenizes the chat template', () => {
     const messages = [{ role: 'system', content: 'you are a little robot' }, { role: 'user', content: 'hello world' }];
-    const chatml = name === 'tiny-qwen2' || name === 'tiny-qwen3' || name === 'tiny-smollm2';
+    const chatml = name.startsWith('tiny-qwen') || name === 'tiny-smollm2';
     const text = tokenizer.apply_chat_template(messages, { tokenize: false, add_generation_prompt: true }) as string;
     const expected = chatml
       ? '<|im_start|>system\nyou are a little robot<|im_end|>\n<|im_start|>user\nhello world<|im_end|>\n<|im_start|>assistant\n'

@@ -37,6 +37,20 @@ export interface ModelConfig {
   eosTokenIds: number[];
   /** Gemma 3 (text): what sets it apart from the LLaMA family. */
   gemma?: GemmaConfig;
+  /** Mixture of experts (Qwen3-MoE): the MLP of a sparse layer is experts chosen per token. */
+  moe?: MoeConfig;
+}
+
+export interface MoeConfig {
+  experts: number;
+  /** Experts per token. */
+  topK: number;
+  /** Whether the chosen experts' weights are renormalized to sum to 1 (norm_topk_prob). */
+  normalize: boolean;
+  /** Each expert's intermediate size. */
+  intermediate: number;
+  /** Per layer: whether its MLP is the experts (else a dense MLP of intermediate_size). */
+  sparse: boolean[];
 }
 
 /**
@@ -61,6 +75,7 @@ const SUPPORTED: Record<string, Family> = {
   Qwen2ForCausalLM: 'llama',
   Qwen3ForCausalLM: 'llama',
   Phi3ForCausalLM: 'llama',
+  Qwen3MoeForCausalLM: 'llama',
   Gemma2ForCausalLM: 'gemma',
   Gemma3ForCausalLM: 'gemma',
   MistralForCausalLM: 'llama',
@@ -165,11 +180,30 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings === true,
     qkvBias,
-    qkNorm: modelType === 'qwen3',
+    qkNorm: modelType === 'qwen3' || modelType === 'qwen3_moe',
     fusedProjections: modelType === 'phi3',
     activation: 'silu',
     bosTokenId,
     eosTokenIds,
+    ...(modelType === 'qwen3_moe' ? { moe: parseMoe(json, int(json, 'num_hidden_layers')) } : {}),
+  };
+}
+
+/** Qwen3-MoE's experts: which layers are sparse (decoder_sparse_step, mlp_only_layers), how many experts, how many per token. */
+function parseMoe(json: Json, layers: number): MoeConfig {
+  const experts = int(json, 'num_experts');
+  const topK = int(json, 'num_experts_per_tok');
+  if (topK > experts) throw unsupported('num_experts_per_tok', topK);
+  if (experts > 256) throw unsupported('num_experts', experts);
+  const step = int(json, 'decoder_sparse_step', 1);
+  const dense = json.mlp_only_layers ?? [];
+  if (!Array.isArray(dense) || !dense.every((l) => Number.isInteger(l))) throw unsupported('mlp_only_layers', dense);
+  return {
+    experts,
+    topK,
+    normalize: json.norm_topk_prob === true,
+    intermediate: int(json, 'moe_intermediate_size'),
+    sparse: Array.from({ length: layers }, (_, i) => !dense.includes(i) && (i + 1) % step === 0),
   };
 }
 

@@ -17,7 +17,10 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
   const names = [...projections, 'input_layernorm', 'self_attn.o_proj', 'post_attention_layernorm', 'mlp.down_proj'].map((m) => `${p}${m}.weight`);
   if (config.qkvBias) names.push(`${p}self_attn.q_proj.bias`, `${p}self_attn.k_proj.bias`, `${p}self_attn.v_proj.bias`);
   if (config.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
-  return names;
+  const moe = config.moe?.sparse[layer] ? config.moe : undefined;
+  if (!moe) return names;
+  const experts = Array.from({ length: moe.experts }, (_, e) => ['gate_proj', 'up_proj', 'down_proj'].map((m) => `${p}mlp.experts.${e}.${m}.weight`));
+  return [...names.filter((n) => !/\.mlp\.(gate|up|down)_proj\.weight$/.test(n)), `${p}mlp.gate.weight`, ...experts.flat()];
 }
 
 /** Tensors of the client-side head: embedding, final norm, LM head (tied models reuse the embedding). */

@@ -4,6 +4,7 @@
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
 import { AigridError } from '../../../protocol/index.ts';
 import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
+import { addWeightedRef, routeRef } from '../../../kernels/cpu/moe.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
 import { layerNormRef, rmsNormRef } from '../../../kernels/cpu/norm.ts';
 import { ropeRef, type RopeScaling } from '../../../kernels/cpu/rope.ts';
@@ -185,6 +186,14 @@ class CpuOps implements Ops {
       tokens, heads, kvHeads, headDim, startPos: store.length - tokens, ...options,
     });
     return tensor(out, q.shape);
+  }
+
+  route(logits: Tensor, k: number, normalize: boolean): Tensor {
+    return tensor(routeRef(f32(logits), logits.shape[1]!, k, normalize), logits.shape);
+  }
+
+  addWeighted(acc: Tensor, y: Tensor, weights: Tensor, e: number): Tensor {
+    return tensor(addWeightedRef(f32(acc), f32(y), f32(weights), weights.shape[1]!, e), acc.shape);
   }
 
   geglu(gate: Tensor, up: Tensor): Tensor {

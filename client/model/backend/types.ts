@@ -81,6 +81,10 @@ export interface Ops {
   swiglu(gate: Tensor, up: Tensor): Tensor;
   /** gelu(gate) * up (tanh form), both [T, I]: Gemma's MLP. */
   geglu(gate: Tensor, up: Tensor): Tensor;
+  /** Mixture of experts: routing weights [T, E] of router logits (softmax, top k kept, renormalized when asked). */
+  route(logits: Tensor, k: number, normalize: boolean): Tensor;
+  /** acc + weights[:, e] * y, acc and y [T, H]: adds one expert's output at its routing weight. */
+  addWeighted(acc: Tensor, y: Tensor, weights: Tensor, e: number): Tensor;
   /** GELU, tanh form. */
   gelu(x: Tensor): Tensor;
   /** Rows of the table at ids (u32 [T]) -> [T, width]. */

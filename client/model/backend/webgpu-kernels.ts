@@ -1,6 +1,7 @@
 // The kernel wrappers one WebGPU backend uses, each built on first use (pipelines are cached by the
 // context, so a second backend on the same context compiles nothing again).
 import { GatedOp, GeluOp } from '../../../kernels/activation.ts';
+import { MoeOp } from '../../../kernels/moe.ts';
 import { AddOp } from '../../../kernels/add.ts';
 import { AttentionOp } from '../../../kernels/attention.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
@@ -18,6 +19,7 @@ export class GpuKernels {
   private ropeOp?: RopeOp;
   private swigluOp?: GatedOp;
   private gegluOp?: GatedOp;
+  private moeOp?: MoeOp;
   private geluOp?: GeluOp;
   private embeddingOp?: EmbeddingOp;
   private readonly attentionOps = new Map<number, AttentionOp>();
@@ -42,6 +44,10 @@ export class GpuKernels {
 
   get rope(): RopeOp {
     return (this.ropeOp ??= new RopeOp(this.ctx));
+  }
+
+  get moe(): MoeOp {
+    return (this.moeOp ??= new MoeOp(this.ctx));
   }
 
   get geglu(): GatedOp {

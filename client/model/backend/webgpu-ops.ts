@@ -138,6 +138,20 @@ export class WebGpuOps implements Ops {
     return out;
   }
 
+  route(logits: Tensor, k: number, normalize: boolean): Tensor {
+    const lt = gpuTensor(logits);
+    const out = this.alloc(lt.shape, 'moe route');
+    this.kernels.moe.runRoute(this.encoder, lt, out, k, normalize);
+    return out;
+  }
+
+  addWeighted(acc: Tensor, y: Tensor, weights: Tensor, e: number): Tensor {
+    const at = gpuTensor(acc);
+    const out = this.alloc(at.shape, 'moe add');
+    this.kernels.moe.runAddWeighted(this.encoder, at, gpuTensor(y), gpuTensor(weights), e, out);
+    return out;
+  }
+
   geglu(gate: Tensor, up: Tensor): Tensor {
     const g = gpuTensor(gate);
     const out = this.alloc(g.shape, 'geglu');

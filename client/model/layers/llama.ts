@@ -1,5 +1,6 @@
 // The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases, Qwen3
-// with an RMSNorm over each head of q and k before rope, Phi-3 with fused projections):
+// with an RMSNorm over each head of q and k before rope, Phi-3 with fused projections, Qwen3-MoE
+// whose sparse layers route each token to some of their experts):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
@@ -31,6 +32,18 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
     [`${p}post_attention_layernorm.weight`, [H]],
     [`${p}mlp.down_proj.weight`, [H, I]],
   ]);
+  const moe = c.moe?.sparse[index] ? c.moe : undefined;
+  if (moe) {
+    // The experts take the dense MLP's place: a router and each expert's three projections.
+    for (const name of ['gate_proj', 'up_proj', 'down_proj']) out.delete(`${p}mlp.${name}.weight`);
+    out.set(`${p}mlp.gate.weight`, [moe.experts, H]);
+    for (let e = 0; e < moe.experts; e++) {
+      const q = `${p}mlp.experts.${e}.`;
+      out.set(`${q}gate_proj.weight`, [moe.intermediate, H]);
+      out.set(`${q}up_proj.weight`, [moe.intermediate, H]);
+      out.set(`${q}down_proj.weight`, [H, moe.intermediate]);
+    }
+  }
   if (c.qkvBias) {
     out.set(`${p}self_attn.q_proj.bias`, [qDim]);
     out.set(`${p}self_attn.k_proj.bias`, [kvDim]);
@@ -56,9 +69,12 @@ class LlamaLayer implements Layer {
   private readonly kNorm?: Tensor; // [hd]
   private readonly o: Weight; // [H, heads * hd]
   private readonly postNorm: Tensor; // [H]
-  private readonly gate: Weight; // [I, H]
-  private readonly up: Weight; // [I, H]
-  private readonly down: Weight; // [H, I]
+  private readonly gate?: Weight; // [I, H]
+  private readonly up?: Weight; // [I, H]
+  private readonly down?: Weight; // [H, I]
+  /** A sparse layer's router [E, H] and experts. */
+  private readonly router?: Weight;
+  private readonly experts: { gate: Weight; up: Weight; down: Weight }[] = [];
 
   constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
     this.c = c;
@@ -95,9 +111,18 @@ class LlamaLayer implements Layer {
     }
     this.o = w('self_attn.o_proj.weight', H, qDim);
     this.postNorm = vec('post_attention_layernorm.weight', H);
-    this.gate = w('mlp.gate_proj.weight', I, H);
-    this.up = w('mlp.up_proj.weight', I, H);
-    this.down = w('mlp.down_proj.weight', H, I);
+    const moe = c.moe?.sparse[index] ? c.moe : undefined;
+    if (moe) {
+      this.router = w('mlp.gate.weight', moe.experts, H);
+      for (let e = 0; e < moe.experts; e++) {
+        const q = `mlp.experts.${e}.`;
+        this.experts.push({ gate: w(`${q}gate_proj.weight`, moe.intermediate, H), up: w(`${q}up_proj.weight`, moe.intermediate, H), down: w(`${q}down_proj.weight`, H, moe.intermediate) });
+      }
+    } else {
+      this.gate = w('mlp.gate_proj.weight', I, H);
+      this.up = w('mlp.up_proj.weight', I, H);
+      this.down = w('mlp.down_proj.weight', H, I);
+    }
   }
 
   forward(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
@@ -119,21 +144,53 @@ class LlamaLayer implements Layer {
     const r = ops.add(x, o); // [T, H]
     ops.free(o);
     const h2 = ops.rmsNorm(r, this.postNorm, eps); // [T, H]
-    const gate = ops.linear(h2, this.gate); // [T, I]
-    const up = ops.linear(h2, this.up); // [T, I]
+    if (this.router) {
+      const out = this.routed(ops, h2, r);
+      ops.free(h2, r);
+      return out;
+    }
+    const down = mlp(ops, h2, this.gate!, this.up!, this.down!); // [T, H]
     ops.free(h2);
-    const act = ops.swiglu(gate, up); // [T, I]
-    ops.free(gate, up);
-    const down = ops.linear(act, this.down); // [T, H]
-    ops.free(act);
     const out = ops.add(r, down); // [T, H]
     ops.free(r, down);
     return out;
   }
 
+  /**
+   * r + the routed experts' outputs. Every expert runs on every row and each row adds each
+   * expert's output at its routing weight, 0 for the experts it did not choose: the same sum as
+   * running only the chosen ones, read from all of the layer's weights.
+   */
+  private routed(ops: Ops, h: Tensor, r: Tensor): Tensor {
+    const moe = this.c.moe!;
+    const logits = ops.linear(h, this.router!); // [T, E]
+    const weights = ops.route(logits, moe.topK, moe.normalize); // [T, E]
+    ops.free(logits);
+    let acc = r;
+    this.experts.forEach((expert, e) => {
+      const y = mlp(ops, h, expert.gate, expert.up, expert.down); // [T, H]
+      const next = ops.addWeighted(acc, y, weights, e);
+      ops.free(y, ...(acc === r ? [] : [acc]));
+      acc = next;
+    });
+    ops.free(weights);
+    return acc;
+  }
+
   dispose(backend: Backend): void {
     this.uploads.dispose(backend);
   }
+}
+
+/** down(silu(gate(h)) * up(h)). */
+function mlp(ops: Ops, h: Tensor, gate: Weight, up: Weight, down: Weight): Tensor {
+  const g = ops.linear(h, gate); // [T, I]
+  const u = ops.linear(h, up); // [T, I]
+  const act = ops.swiglu(g, u); // [T, I]
+  ops.free(g, u);
+  const out = ops.linear(act, down); // [T, H]
+  ops.free(act);
+  return out;
 }
 
 export const llamaArch: LayerArch = {
