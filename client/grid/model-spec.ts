@@ -2,6 +2,7 @@
 // and the bytes one layer takes on a peer (weights in the served dtype plus a KV share), so the
 // coordinator can fit layers to memory budgets.
 import type { ModelConfig } from '../model/config.ts';
+import { layerArch } from '../model/layers/index.ts';
 import { readConfig } from '../model/shard.ts';
 import type { TensorSource } from '../model/load-weights.ts';
 import { AigridError, ModelIdSchema, ModelSpecSchema, type ModelSpec } from '../../protocol/index.ts';
@@ -22,15 +23,19 @@ export interface ModelSpecOptions {
   notice?: string;
 }
 
-/** Weights in one transformer layer. */
+/**
+ * Weights in the largest transformer layer, counted from the tensors the layer reads (so fused
+ * projections, extra norms and a sparse layer's experts all count).
+ */
 export function weightsPerLayer(c: ModelConfig): number {
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  if (c.family === 'gpt2') return 4 * H * H + 4 * H + 2 * H * I + I + H + 4 * H;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const biases = c.qkvBias ? q + 2 * kv : 0;
-  return H * q + 2 * H * kv + q * H + 3 * H * I + 2 * H + biases;
+  const arch = layerArch(c);
+  let most = 0;
+  for (let l = 0; l < c.numLayers; l++) {
+    let n = 0;
+    for (const shape of arch.shapes(c, l).values()) n += shape.reduce((a, b) => a * b, 1);
+    most = Math.max(most, n);
+  }
+  return most;
 }
 
 /** Bytes of the Head as a peer loads it: token table, LM head (one matrix when tied), norms, GPT-2 positions. */

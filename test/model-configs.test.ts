@@ -1,7 +1,7 @@
-// Position handling across families: scaled rotary embeddings (config rope_scaling), the
-// runtime's f32 frequencies against the fixtures' independent float64 formula with Llama 3.1's
-// own parameters and the tiny fixture's, which bands each frequency falls in, the config fields
-// read or refused by name; and sliding windows served as the length of a session.
+// What each family's config.json turns into, and what the runtime refuses by name: scaled rotary
+// embeddings (the runtime's f32 frequencies against the fixtures' independent float64 formula,
+// with Llama 3.1's own parameters and the tiny fixture's), sliding windows, Gemma 2 and 3, the
+// experts of Qwen3-MoE; and, on the float64 reference, that each of these changes the goldens.
 import { describe, expect, it } from 'vitest';
 import { ropeInvFreq, type RopeScaling } from '../kernels/cpu/rope.ts';
 import { parseConfig } from '../client/model/config.ts';
@@ -131,5 +131,20 @@ describe('Gemma 2', () => {
     const gemma = { ...model.config.gemma!, attnSoftcap: undefined, finalSoftcap: undefined };
     const plain = new ReferenceSession({ ...model, config: { ...model.config, gemma } }).append(ids).at(-1)!;
     expect(Math.max(...Array.from(capped, (v, i) => Math.abs(v - plain[i]!)))).toBeGreaterThan(1);
+  });
+});
+
+describe('Qwen3-MoE', () => {
+  it('reads its experts and which layers are sparse, and counts a sparse layer\'s weights with all its experts', async () => {
+    const { readCheckpoint, modelDir } = await import('./fixtures/index.ts');
+    const { readFile } = await import('node:fs/promises');
+    const { weightsPerLayer } = await import('../client/grid/model-spec.ts');
+    const json = JSON.parse(await readFile(`${modelDir('tiny-qwen3-moe')}/config.json`, 'utf8')) as Record<string, unknown>;
+    const c = parseConfig(json);
+    expect(c.moe).toEqual({ experts: 4, topK: 2, normalize: true, intermediate: 48, sparse: [true, false] });
+    const tensors = await readCheckpoint(modelDir('tiny-qwen3-moe'));
+    const layer0 = [...tensors].filter(([n]) => n.startsWith('model.layers.0.')).reduce((a, [, t]) => a + t.values.length, 0);
+    expect(weightsPerLayer(c)).toBe(layer0);
+    expect(() => parseConfig({ ...json, num_experts_per_tok: 5 })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining('num_experts_per_tok') }));
   });
 });
