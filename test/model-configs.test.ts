@@ -116,6 +116,15 @@ describe('Gemma 3 configs', () => {
   });
 });
 
+describe('Gemma 1', () => {
+  it('has no local layers, scales attention by head_dim^-0.5 and norms only the inputs of attention and the MLP', () => {
+    const c = parseConfig({ architectures: ['GemmaForCausalLM'], model_type: 'gemma', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 32, num_hidden_layers: 3, intermediate_size: 128, vocab_size: 256, hidden_act: 'gelu_pytorch_tanh' });
+    expect(c.gemma).toMatchObject({ windows: [undefined, undefined, undefined], sandwich: false, localRopeTheta: 10_000 });
+    expect(c.gemma!.queryScale).toBeCloseTo(32 ** -0.5, 12);
+    expect(c.qkNorm).toBe(false);
+  });
+});
+
 describe('Gemma 2', () => {
   it('reads alternating local layers and both soft-caps from its config', () => {
     const c = parseConfig({ architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 32, num_hidden_layers: 4, intermediate_size: 128, vocab_size: 256, sliding_window: 4096, attn_logit_softcapping: 50, final_logit_softcapping: 30, query_pre_attn_scalar: 256 });

@@ -54,7 +54,7 @@ export interface MoeConfig {
 }
 
 /**
- * Gemma 2 and 3: embeddings times sqrt(hidden); RMSNorm weights stored as w for (1 + w); a norm
+ * Gemma 1, 2 and 3: embeddings times sqrt(hidden); RMSNorm weights stored as w for (1 + w); a norm
  * after attention and around the MLP; GeGLU; attention scaled by query_pre_attn_scalar^-0.5; local
  * layers (sliding window) between global ones. Gemma 3 adds per-head q/k norms (qkNorm) and gives
  * local layers their own rope base (rope_local_base_freq, no rope scaling); Gemma 2 soft-caps the
@@ -66,6 +66,8 @@ export interface GemmaConfig {
   localRopeTheta: number;
   attnSoftcap?: number;
   finalSoftcap?: number;
+  /** Gemma 2 and 3 norm the attention and MLP outputs too; Gemma 1 norms only their inputs. */
+  sandwich: boolean;
   /** Per layer: the sliding window of a local layer, undefined for a global one. */
   windows: (number | undefined)[];
 }
@@ -76,6 +78,7 @@ const SUPPORTED: Record<string, Family> = {
   Qwen3ForCausalLM: 'llama',
   Phi3ForCausalLM: 'llama',
   Qwen3MoeForCausalLM: 'llama',
+  GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma',
   Gemma3ForCausalLM: 'gemma',
   MistralForCausalLM: 'llama',
@@ -208,6 +211,7 @@ function parseMoe(json: Json, layers: number): MoeConfig {
 }
 
 function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
+  const v1 = json.model_type === 'gemma';
   const v2 = json.model_type === 'gemma2';
   // Gemma 2 soft-caps; Gemma 3 does not (a config that asks it to is not one we can check).
   const softcap = (field: string) => {
@@ -231,12 +235,13 @@ function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
   // layer_types in newer configs; else every sliding_window_pattern-th layer is global (Gemma 2:
   // every other one).
   const pattern = v2 ? 2 : int(json, 'sliding_window_pattern', 6);
-  const types = Array.isArray(json.layer_types) ? json.layer_types : Array.from({ length: numLayers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
+  // Gemma 1 has no local layers.
+  const types = v1 ? Array.from({ length: numLayers }, () => 'full_attention') : Array.isArray(json.layer_types) ? json.layer_types : Array.from({ length: numLayers }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
   if (types.length !== numLayers || types.some((t) => t !== 'sliding_attention' && t !== 'full_attention')) throw unsupported('layer_types', json.layer_types);
   const ropeScaling = parseRopeScaling(json.rope_scaling);
   return {
     family: 'gemma',
-    modelType: String(json.model_type ?? (v2 ? 'gemma2' : 'gemma3_text')),
+    modelType: String(json.model_type ?? 'gemma3_text'),
     vocabSize: int(json, 'vocab_size'),
     hiddenSize,
     numLayers,
@@ -246,19 +251,20 @@ function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     intermediateSize: int(json, 'intermediate_size'),
     maxPositions: int(json, 'max_position_embeddings', 131072),
     normEps: num(json, 'rms_norm_eps', 1e-6),
-    ropeTheta: num(json, 'rope_theta', v2 ? 10_000 : 1_000_000),
+    ropeTheta: num(json, 'rope_theta', v1 || v2 ? 10_000 : 1_000_000),
     ...(ropeScaling ? { ropeScaling } : {}),
     tieWordEmbeddings: json.tie_word_embeddings !== false,
     qkvBias: json.attention_bias === true,
-    qkNorm: !v2,
+    qkNorm: !v1 && !v2,
     fusedProjections: false,
     activation: 'gelu_tanh',
     bosTokenId,
     eosTokenIds,
     gemma: {
       embedScale: Math.fround(Math.sqrt(hiddenSize)),
-      queryScale: num(json, 'query_pre_attn_scalar', 256) ** -0.5,
-      localRopeTheta: v2 ? num(json, 'rope_theta', 10_000) : num(json, 'rope_local_base_freq', 10_000),
+      queryScale: (v1 ? headDim : num(json, 'query_pre_attn_scalar', 256)) ** -0.5,
+      localRopeTheta: v1 || v2 ? num(json, 'rope_theta', 10_000) : num(json, 'rope_local_base_freq', 10_000),
+      sandwich: !v1,
       ...(attnSoftcap ? { attnSoftcap } : {}),
       ...(finalSoftcap ? { finalSoftcap } : {}),
       windows: types.map((t) => (t === 'sliding_attention' ? window : undefined)),

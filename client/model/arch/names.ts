@@ -8,7 +8,8 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
   }
   const p = `model.layers.${layer}.`;
   if (config.family === 'gemma') {
-    const modules = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm', ...(config.qkNorm ? ['self_attn.q_norm', 'self_attn.k_norm'] : [])];
+    const norms = config.gemma?.sandwich ? ['pre_feedforward_layernorm', 'post_feedforward_layernorm'] : [];
+    const modules = ['input_layernorm', 'post_attention_layernorm', ...norms, ...(config.qkNorm ? ['self_attn.q_norm', 'self_attn.k_norm'] : [])];
     return [...modules, 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'].map((m) => `${p}${m}.weight`);
   }
   const projections = config.fusedProjections

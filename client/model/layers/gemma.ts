@@ -1,4 +1,5 @@
-// The Gemma 2 and Gemma 3 (text) decoder layer:
+// The Gemma decoder layer (Gemma 1 norms only the inputs of attention and the MLP; Gemma 2 and 3
+// norm their outputs too, as below):
 //   r = x + norm_post_attn(o_proj(attn(rope(norm_q(q)), rope(norm_k(k)), v)))   q, k, v from norm_in(x)
 //   out = r + norm_post_ffw(down_proj(gelu(gate_proj(h)) * up_proj(h)))           h = norm_pre_ffw(r)
 // Every RMSNorm scales by (1 + w): the weights are stored as w and uploaded as 1 + w (in f32, as
@@ -11,13 +12,16 @@ import { take, type ExpectedShapes } from '../load-weights.ts';
 import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
 const NORMS = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm'] as const;
+type NormName = (typeof NORMS)[number];
+/** Gemma 1 norms the inputs of attention and of the MLP only (post_attention_layernorm before the MLP). */
+const normsOf = (c: ModelConfig): readonly NormName[] => (c.gemma!.sandwich ? NORMS : NORMS.slice(0, 2));
 
 function shapes(c: ModelConfig, index: number): ExpectedShapes {
   const p = `model.layers.${index}.`;
   const [H, I] = [c.hiddenSize, c.intermediateSize];
   const [qDim, kvDim] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim];
   const out = new Map<string, number[]>([
-    ...NORMS.map((n): [string, number[]] => [`${p}${n}.weight`, [H]]),
+    ...normsOf(c).map((n): [string, number[]] => [`${p}${n}.weight`, [H]]),
     [`${p}self_attn.q_proj.weight`, [qDim, H]],
     [`${p}self_attn.k_proj.weight`, [kvDim, H]],
     [`${p}self_attn.v_proj.weight`, [kvDim, H]],
@@ -39,7 +43,7 @@ export function plusOne(w: Float32Array): Float32Array {
 }
 
 class GemmaLayer implements Layer {
-  private readonly norm: Record<(typeof NORMS)[number], Tensor>;
+  private readonly norm: Partial<Record<NormName, Tensor>>;
   private readonly qNorm?: Tensor;
   private readonly kNorm?: Tensor;
   private readonly q: Weight;
@@ -57,7 +61,7 @@ class GemmaLayer implements Layer {
     const [qDim, kvDim] = [c.numHeads * hd, c.numKvHeads * hd];
     const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, take(tensors, p + name), N, K, dtype, p + name));
     const norm = (name: string, n: number) => this.uploads.add(backend.constant(plusOne(take(tensors, p + name)), [n], p + name));
-    this.norm = Object.fromEntries(NORMS.map((n) => [n, norm(`${n}.weight`, H)])) as GemmaLayer['norm'];
+    this.norm = Object.fromEntries(normsOf(c).map((n) => [n, norm(`${n}.weight`, H)]));
     this.q = w('self_attn.q_proj.weight', qDim, H);
     this.k = w('self_attn.k_proj.weight', kvDim, H);
     this.v = w('self_attn.v_proj.weight', kvDim, H);
@@ -76,7 +80,7 @@ class GemmaLayer implements Layer {
     const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = this.c;
     const gemma = this.c.gemma!;
     const T = x.shape[0]!;
-    const h = ops.rmsNorm(x, this.norm.input_layernorm, eps); // [T, H]
+    const h = ops.rmsNorm(x, this.norm.input_layernorm!, eps); // [T, H]
     const q = ops.linear(h, this.q);
     const k = ops.linear(h, this.k);
     const v = ops.linear(h, this.v);
@@ -92,10 +96,11 @@ class GemmaLayer implements Layer {
     ops.free(q, qn, qr, k, kn, kr, v);
     const o = ops.linear(ops.view(a, [T, heads * hd]), this.o);
     ops.free(a);
-    const on = ops.rmsNorm(o, this.norm.post_attention_layernorm, eps);
+    const sandwich = gemma.sandwich;
+    const on = sandwich ? ops.rmsNorm(o, this.norm.post_attention_layernorm!, eps) : o;
     const r = ops.add(x, on);
     ops.free(o, on);
-    const h2 = ops.rmsNorm(r, this.norm.pre_feedforward_layernorm, eps);
+    const h2 = ops.rmsNorm(r, (sandwich ? this.norm.pre_feedforward_layernorm : this.norm.post_attention_layernorm)!, eps);
     const gate = ops.linear(h2, this.gate);
     const up = ops.linear(h2, this.up);
     ops.free(h2);
@@ -103,7 +108,7 @@ class GemmaLayer implements Layer {
     ops.free(gate, up);
     const down = ops.linear(act, this.down);
     ops.free(act);
-    const dn = ops.rmsNorm(down, this.norm.post_feedforward_layernorm, eps);
+    const dn = sandwich ? ops.rmsNorm(down, this.norm.post_feedforward_layernorm!, eps) : down;
     const out = ops.add(r, dn);
     ops.free(r, down, dn);
     return out;
