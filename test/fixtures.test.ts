@@ -8,7 +8,7 @@ import type { PreTrainedModel, PreTrainedTokenizer } from '@huggingface/transfor
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FixtureModel, FixtureSet, ReferenceModel } from './fixtures/index.ts';
 import {
-  BASE_MODELS, f16Wire, FIXTURE_DIR, fixtures, generateFixtures, GOLDEN_PROMPTS, GOLDEN_STEPS, greedy, loadReference,
+  ONNX_MODELS, f16Wire, FIXTURE_DIR, fixtures, generateFixtures, GOLDEN_PROMPTS, GOLDEN_STEPS, greedy, loadReference,
   MIN_GAP, readCheckpoint, ReferenceSession, topTwo, VARIANT_MODELS,
 } from './fixtures/index.ts';
 
@@ -40,7 +40,7 @@ function maxDiff(actual: Float32Array, expected: Float64Array[]): number {
   return worst;
 }
 
-describe.each(BASE_MODELS)('%s through @huggingface/transformers', (name) => {
+describe.each(ONNX_MODELS)('%s through @huggingface/transformers', (name) => {
   let tokenizer: PreTrainedTokenizer;
   let lm: PreTrainedModel;
   let ref: ReferenceModel;

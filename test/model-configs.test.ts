@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ropeInvFreq, type RopeScaling } from '../kernels/cpu/rope.ts';
 import { parseConfig } from '../client/model/config.ts';
+import { layerTensorNames } from '../client/model/arch/names.ts';
 import { ropeFrequencies } from './fixtures/reference-math.ts';
 
 const llama31: RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 };
@@ -143,6 +144,15 @@ describe('Gemma 2', () => {
   });
 });
 
+describe('Mixtral', () => {
+  it('routes in every layer to num_experts_per_tok of num_local_experts, always renormalized, under its own names', () => {
+    const c = parseConfig({ architectures: ['MixtralForCausalLM'], model_type: 'mixtral', hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, num_hidden_layers: 2, intermediate_size: 64, vocab_size: 256, num_local_experts: 8, num_experts_per_tok: 2, sliding_window: null });
+    expect(c.moe).toEqual({ layout: 'mixtral', experts: 8, topK: 2, normalize: true, intermediate: 64, sparse: [true, true] });
+    expect(layerTensorNames(c, 1)).toEqual(expect.arrayContaining(['model.layers.1.block_sparse_moe.gate.weight', 'model.layers.1.block_sparse_moe.experts.7.w1.weight', 'model.layers.1.block_sparse_moe.experts.7.w3.weight', 'model.layers.1.block_sparse_moe.experts.7.w2.weight']));
+    expect(layerTensorNames(c, 1).some((n) => n.includes('mlp.'))).toBe(false);
+  });
+});
+
 describe('Qwen3-MoE', () => {
   it('reads its experts and which layers are sparse, and counts a sparse layer\'s weights with all its experts', async () => {
     const { readCheckpoint, modelDir } = await import('./fixtures/index.ts');
@@ -150,7 +160,7 @@ describe('Qwen3-MoE', () => {
     const { weightsPerLayer } = await import('../client/grid/model-spec.ts');
     const json = JSON.parse(await readFile(`${modelDir('tiny-qwen3-moe')}/config.json`, 'utf8')) as Record<string, unknown>;
     const c = parseConfig(json);
-    expect(c.moe).toEqual({ experts: 4, topK: 2, normalize: true, intermediate: 48, sparse: [true, false] });
+    expect(c.moe).toEqual({ layout: 'qwen3', experts: 4, topK: 2, normalize: true, intermediate: 48, sparse: [true, false] });
     const tensors = await readCheckpoint(modelDir('tiny-qwen3-moe'));
     const layer0 = [...tensors].filter(([n]) => n.startsWith('model.layers.0.')).reduce((a, [, t]) => a + t.values.length, 0);
     expect(weightsPerLayer(c)).toBe(layer0);

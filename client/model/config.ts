@@ -42,6 +42,8 @@ export interface ModelConfig {
 }
 
 export interface MoeConfig {
+  /** How the checkpoint names a sparse layer's tensors (arch/names.ts moeTensorNames). */
+  layout: 'qwen3' | 'mixtral';
   experts: number;
   /** Experts per token. */
   topK: number;
@@ -78,6 +80,7 @@ const SUPPORTED: Record<string, Family> = {
   Qwen3ForCausalLM: 'llama',
   Phi3ForCausalLM: 'llama',
   Qwen3MoeForCausalLM: 'llama',
+  MixtralForCausalLM: 'llama',
   GemmaForCausalLM: 'gemma',
   Gemma2ForCausalLM: 'gemma',
   Gemma3ForCausalLM: 'gemma',
@@ -151,7 +154,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
   const ropeScaling = parseRopeScaling(json.rope_scaling);
   // Qwen2's windows apply to some layers only (not implemented); Mistral's and Phi-3's to all.
   if (json.use_sliding_window === true) throw unsupported('use_sliding_window', true);
-  const window = (json.model_type === 'mistral' || json.model_type === 'phi3') && json.sliding_window ? json.sliding_window : undefined;
+  const window = ['mistral', 'mixtral', 'phi3'].includes(String(json.model_type)) && json.sliding_window ? json.sliding_window : undefined;
   if (window !== undefined && !(Number.isInteger(window) && (window as number) > 0)) throw unsupported('sliding_window', window);
   if (json.partial_rotary_factor !== undefined && json.partial_rotary_factor !== 1) throw unsupported('partial_rotary_factor', json.partial_rotary_factor);
   if (json.mlp_bias === true) throw unsupported('mlp_bias', true);
@@ -189,6 +192,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
     bosTokenId,
     eosTokenIds,
     ...(modelType === 'qwen3_moe' ? { moe: parseMoe(json, int(json, 'num_hidden_layers')) } : {}),
+    ...(modelType === 'mixtral' ? { moe: parseMixtral(json, int(json, 'num_hidden_layers')) } : {}),
   };
 }
 
@@ -202,12 +206,22 @@ function parseMoe(json: Json, layers: number): MoeConfig {
   const dense = json.mlp_only_layers ?? [];
   if (!Array.isArray(dense) || !dense.every((l) => Number.isInteger(l))) throw unsupported('mlp_only_layers', dense);
   return {
+    layout: 'qwen3',
     experts,
     topK,
     normalize: json.norm_topk_prob === true,
     intermediate: int(json, 'moe_intermediate_size'),
     sparse: Array.from({ length: layers }, (_, i) => !dense.includes(i) && (i + 1) % step === 0),
   };
+}
+
+/** Mixtral: every layer sparse, num_local_experts of intermediate_size, the chosen weights always renormalized. */
+function parseMixtral(json: Json, layers: number): MoeConfig {
+  const experts = int(json, 'num_local_experts');
+  const topK = int(json, 'num_experts_per_tok');
+  if (topK > experts) throw unsupported('num_experts_per_tok', topK);
+  if (experts > 256) throw unsupported('num_local_experts', experts);
+  return { layout: 'mixtral', experts, topK, normalize: true, intermediate: int(json, 'intermediate_size'), sparse: Array.from({ length: layers }, () => true) };
 }
 
 function gemma(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {

@@ -1,5 +1,5 @@
 // Checkpoint tensor names per architecture, so a shard can ask for exactly its layers' tensors.
-import type { ModelConfig } from '../config.ts';
+import type { ModelConfig, MoeConfig } from '../config.ts';
 
 export function layerTensorNames(config: ModelConfig, layer: number): string[] {
   if (config.family === 'gpt2') {
@@ -20,8 +20,19 @@ export function layerTensorNames(config: ModelConfig, layer: number): string[] {
   if (config.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
   const moe = config.moe?.sparse[layer] ? config.moe : undefined;
   if (!moe) return names;
-  const experts = Array.from({ length: moe.experts }, (_, e) => ['gate_proj', 'up_proj', 'down_proj'].map((m) => `${p}mlp.experts.${e}.${m}.weight`));
-  return [...names.filter((n) => !/\.mlp\.(gate|up|down)_proj\.weight$/.test(n)), `${p}mlp.gate.weight`, ...experts.flat()];
+  const { router, experts } = moeTensorNames(moe, p);
+  return [...names.filter((n) => !/\.mlp\.(gate|up|down)_proj\.weight$/.test(n)), router, ...experts.flatMap((x) => [x.gate, x.up, x.down])];
+}
+
+/** A sparse layer's router and experts as its checkpoint names them (Qwen3-MoE under mlp., Mixtral under block_sparse_moe. with w1 = gate, w3 = up, w2 = down). */
+export function moeTensorNames(moe: MoeConfig, prefix: string): { router: string; experts: { gate: string; up: string; down: string }[] } {
+  const mixtral = moe.layout === 'mixtral';
+  const block = `${prefix}${mixtral ? 'block_sparse_moe' : 'mlp'}.`;
+  const experts = Array.from({ length: moe.experts }, (_, e) => {
+    const q = `${block}experts.${e}.`;
+    return mixtral ? { gate: `${q}w1.weight`, up: `${q}w3.weight`, down: `${q}w2.weight` } : { gate: `${q}gate_proj.weight`, up: `${q}up_proj.weight`, down: `${q}down_proj.weight` };
+  });
+  return { router: `${block}gate.weight`, experts };
 }
 
 /** Tensors of the client-side head: embedding, final norm, LM head (tied models reuse the embedding). */

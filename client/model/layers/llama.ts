@@ -1,11 +1,12 @@
 // The LLaMA-family decoder layer (LLaMA, Mistral, SmolLM2, Qwen2 with its q/k/v biases, Qwen3
 // with an RMSNorm over each head of q and k before rope, Phi-3 with fused projections, Qwen3-MoE
-// whose sparse layers route each token to some of their experts):
+// and Mixtral whose sparse layers route each token to some of their experts):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import { take, type ExpectedShapes } from '../load-weights.ts';
+import { moeTensorNames } from '../arch/names.ts';
 import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
 const prefix = (index: number) => `model.layers.${index}.`;
@@ -36,12 +37,12 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
   if (moe) {
     // The experts take the dense MLP's place: a router and each expert's three projections.
     for (const name of ['gate_proj', 'up_proj', 'down_proj']) out.delete(`${p}mlp.${name}.weight`);
-    out.set(`${p}mlp.gate.weight`, [moe.experts, H]);
-    for (let e = 0; e < moe.experts; e++) {
-      const q = `${p}mlp.experts.${e}.`;
-      out.set(`${q}gate_proj.weight`, [moe.intermediate, H]);
-      out.set(`${q}up_proj.weight`, [moe.intermediate, H]);
-      out.set(`${q}down_proj.weight`, [H, moe.intermediate]);
+    const { router, experts } = moeTensorNames(moe, p);
+    out.set(router, [moe.experts, H]);
+    for (const x of experts) {
+      out.set(x.gate, [moe.intermediate, H]);
+      out.set(x.up, [moe.intermediate, H]);
+      out.set(x.down, [H, moe.intermediate]);
     }
   }
   if (c.qkvBias) {
@@ -113,11 +114,10 @@ class LlamaLayer implements Layer {
     this.postNorm = vec('post_attention_layernorm.weight', H);
     const moe = c.moe?.sparse[index] ? c.moe : undefined;
     if (moe) {
-      this.router = w('mlp.gate.weight', moe.experts, H);
-      for (let e = 0; e < moe.experts; e++) {
-        const q = `mlp.experts.${e}.`;
-        this.experts.push({ gate: w(`${q}gate_proj.weight`, moe.intermediate, H), up: w(`${q}up_proj.weight`, moe.intermediate, H), down: w(`${q}down_proj.weight`, H, moe.intermediate) });
-      }
+      // Names relative to the layer's prefix, as `w` takes them.
+      const { router, experts } = moeTensorNames(moe, '');
+      this.router = w(router, moe.experts, H);
+      for (const x of experts) this.experts.push({ gate: w(x.gate, moe.intermediate, H), up: w(x.up, moe.intermediate, H), down: w(x.down, H, moe.intermediate) });
     } else {
       this.gate = w('mlp.gate_proj.weight', I, H);
       this.up = w('mlp.up_proj.weight', I, H);
