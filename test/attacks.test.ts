@@ -563,3 +563,34 @@ describe('session setups without the coordinator\'s ticket', () => {
     }
   });
 });
+
+describe('accusations a socket sends', () => {
+  it('may be large only when they are accusations, are rate limited before parsing, and are checked by schema', async () => {
+    const server = await startSignalingServer({ heartbeatMs: 60_000, messagesPerSecond: 1000 });
+    const clients: TestClient[] = [];
+    try {
+      const c = await joinRaw(server.wsUrl, 'accuse', 'accuse-sender', 0, clients);
+      const pad = 'x'.repeat(300_000);
+      // A large frame of another type is refused by size, even dressed as an accusation.
+      c.send(JSON.stringify({ type: 'route', requestId: 1, modelId: 'm', pad }));
+      await c.next('error', (e) => e.code === 'ERR_FRAME_TOO_LARGE');
+      c.send(`{"type":"accuse","type":"route","requestId":2,"modelId":"m","pad":"${pad}"}`);
+      await c.next('error', (e) => e.code === 'ERR_FRAME_TOO_LARGE' && e.ref === 'route');
+      // A large accusation that is not JSON, or not an accusation's shape, is named.
+      c.send(`{"type":"accuse",${pad}`);
+      await c.next('error', (e) => e.code === 'ERR_MALFORMED_JSON');
+      c.send(JSON.stringify({ type: 'accuse', id: 1, modelId: 'm', requestId: 1, segments: [], pad }));
+      await c.next('error', (e) => e.code === 'ERR_INVALID_MESSAGE' && e.ref === 'accuse');
+      // Repeated: past the burst, refused before parsing.
+      for (let i = 0; i < 6; i++) c.send(JSON.stringify({ type: 'accuse', id: i, pad }));
+      await c.next('error', (e) => e.code === 'ERR_RATE_LIMITED' && e.ref === 'accuse');
+      // Above the hard limit the socket is closed.
+      c.send(JSON.stringify({ type: 'accuse', id: 9, pad: 'y'.repeat(1_100_000) }));
+      expect((await c.closed).code).toBe(1009);
+      expect(c.invalid).toEqual([]);
+    } finally {
+      for (const x of clients) await x.close();
+      await server.close();
+    }
+  });
+});

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GridPeer } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import { Shard } from '../client/model/shard.ts';
-import { contentRoot, decodeActivation, encodeActivation, encodeHidden, leafValid, randomSessionId, ServingFrame, toBase64Url, unwrapSigned, wireRound, type Frame, type SessionFailure, type SessionSetup, type SignedLeaf } from '../protocol/index.ts';
+import { contentRoot, decodeActivation, encodeControl, signLeaf, wrapSigned, encodeActivation, encodeHidden, leafValid, randomSessionId, ServingFrame, toBase64Url, unwrapSigned, wireRound, type Frame, type SessionFailure, type SessionSetup, type SignedLeaf } from '../protocol/index.ts';
 import { route, startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { openFixture } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -137,5 +137,56 @@ describe('a serving peer refuses bad frames with fail frames', () => {
     expect(err).toMatchObject({ code: 'ERR_SHAPE_MISMATCH', blame: mesh.peerId });
     expect(events).toEqual([]);
     expect(chain.badPeers()).toEqual([]);
+  });
+});
+
+describe('signed frames between hops', () => {
+  it('a hop takes a forward only with its sender\'s valid leaf, and hands the kept frame to the session\'s client only', async () => {
+    // raw is the client and hop 0 (layers [0, 1)); the peer is hop 1, so its inputs must be signed.
+    const open = async () => {
+      const id = randomSessionId();
+      const hops = [{ peerId: raw.peerId, start: 0, end: 1 }, { peerId: peer.peerId, start: 1, end: 2 }];
+      await send(ServingFrame.session, json({ sessionId: id, modelId: 'tiny-llama', hops, client: raw.peerId } satisfies SessionSetup));
+      await next(ServingFrame.session);
+      return id;
+    };
+    const frame = (id: string, requestId: number, startPos: number) =>
+      encodeHidden({ sessionId: id, requestId, startPos, hop: 1, layerStart: 1, layerEnd: 2 }, Float32Array.from({ length: H }, (_, i) => Math.sin(i + startPos)), 1, H);
+    const leafOf = async (id: string, requestId: number, bytes: Uint8Array) =>
+      encodeControl(await signLeaf(raw.identity, { network: raw.network, modelId: 'tiny-llama', sessionId: id, client: raw.peerId, start: 0, end: 1, requestId }, new Uint8Array(32), await contentRoot(bytes)));
+
+    // Plain, as a client may send to hop 0 only: refused, naming the sender.
+    const first = await open();
+    await send(ServingFrame.forward, frame(first, 1, 0));
+    expect(await failure()).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', blame: raw.peerId, message: expect.stringContaining('without') });
+    // Unreadable signed bytes are dropped without an answer; a leaf of other bytes is refused, its
+    // output never sent, and the session dropped.
+    await send(ServingFrame.signed, new Uint8Array([39, 255, 255, 255, 255]));
+    await send(ServingFrame.signed, wrapSigned(ServingFrame.forward, await leafOf(first, 2, frame(first, 9, 5)), frame(first, 2, 0)));
+    expect(await failure()).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', blame: raw.peerId, message: expect.stringContaining('does not match') });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(inbox.filter((f) => f.type === ServingFrame.signed)).toEqual([]);
+
+    // A valid one on a new session is served, its result signed by the peer.
+    const sessionId = await open();
+    const good = frame(sessionId, 3, 0);
+    const signed = wrapSigned(ServingFrame.forward, await leafOf(sessionId, 3, good), good);
+    await send(ServingFrame.signed, signed);
+    const result = unwrapSigned((await next(ServingFrame.signed)).payload)!;
+    expect(result.type).toBe(ServingFrame.result);
+    expect(JSON.parse(new TextDecoder().decode(result.leaf))).toMatchObject({ peerId: peer.peerId, requestId: 3, start: 1, end: 2 });
+
+    // The kept frame goes to the session's client as it came, and to nobody else.
+    const stranger = await net.join('frames', 'frames-stranger');
+    const strangerInbox: Frame[] = [];
+    stranger.on('frame', (_from, f) => strangerInbox.push(f));
+    await stranger.send(peer.peerId, ServingFrame.ask, json({ sessionId, requestId: 3 }));
+    await send(ServingFrame.ask, json({ sessionId, requestId: 3 }));
+    expect((await next(ServingFrame.kept)).payload).toEqual(signed);
+    await send(ServingFrame.ask, json({ sessionId, requestId: 3, extra: 'x'.repeat(100_000) }));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(strangerInbox.filter((f) => f.type === ServingFrame.kept)).toEqual([]);
+    expect(inbox.filter((f) => f.type === ServingFrame.kept)).toEqual([]); // the oversized ask got nothing
+    await send(ServingFrame.release, json({ sessionId }));
   });
 });

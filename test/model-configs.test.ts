@@ -112,7 +112,7 @@ describe('Gemma 3 configs', () => {
     ['use_bidirectional_attention', true],
     ['hidden_activation', 'gelu'],
     ['layer_types', ['sliding_attention']],
-  ])('refuse %s = %j by name (Gemma 2\'s soft-capping is not implemented)', (field, value) => {
+  ])('refuse %s = %j by name (soft-capping is Gemma 2\'s alone)', (field, value) => {
     expect(() => parseConfig({ ...base, [field]: value })).toThrow(expect.objectContaining({ code: 'ERR_UNSUPPORTED_MODEL', message: expect.stringContaining(field) }));
   });
 });

@@ -175,18 +175,23 @@ export class HopServer {
       return refuse('ERR_SHAPE_MISMATCH', `frame for hop ${header.hop} [${header.layerStart}, ${header.layerEnd}) width ${header.hidden} reached hop ${index} [${stage.start}, ${stage.end}) width ${H}`, from);
     }
     const digest = contentRoot(payload);
+    // The leaf is checked while the layers run; the output leaves only once it holds.
+    let verified = Promise.resolve(true);
     if (index > 0) {
       // From a hop: the frame must carry its sender's signed leaf, and is kept as it came.
       if (!signed) return refuse('ERR_INVALID_ARGUMENT', `frame ${header.requestId} of session ${sessionId} came without ${from}'s signed leaf`, from);
       this.retention.keep(session.id, header.requestId, session.setup.client, signed.bytes);
-      void this.leafHolds(session, signed.leaf, digest).then((holds) => {
-        if (!holds) refuse('ERR_INVALID_ARGUMENT', `${from}'s signed leaf for frame ${header.requestId} of session ${sessionId} does not match the frame or is not signed by its key`, from);
+      verified = this.leafHolds(session, signed.leaf, digest).then((holds) => {
+        if (holds) return true;
+        refuse('ERR_INVALID_ARGUMENT', `${from}'s signed leaf for frame ${header.requestId} of session ${sessionId} does not match the frame or is not signed by its key`, from);
+        session.release(); // its cache now holds input nobody vouches for
+        return false;
       });
     }
     session.touch();
     const { hidden: _w, ...pass } = header;
     session.run(input, header.startPos, header.tokens, this.batcher).then(
-      (out) => this.passOn(session, pass, out, digest),
+      async (out) => (await verified) && this.passOn(session, pass, out, digest),
       (err: unknown) => {
         refuse(errorCode(err), `${this.mesh.peerId} hop ${index} [${stage.start}, ${stage.end}): ${errorMessage(err)}`);
         // An evicted session has nothing left here; the client replays on a new one.

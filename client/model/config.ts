@@ -152,7 +152,7 @@ function parseRopeScaling(value: unknown): RopeScaling | undefined {
 
 function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): ModelConfig {
   const ropeScaling = parseRopeScaling(json.rope_scaling);
-  // Qwen2's windows apply to some layers only (not implemented); Mistral's and Phi-3's to all.
+  // Qwen2's windows apply to some layers only and are refused by name; Mistral's and Phi-3's to all.
   if (json.use_sliding_window === true) throw unsupported('use_sliding_window', true);
   const window = ['mistral', 'mixtral', 'phi3'].includes(String(json.model_type)) && json.sliding_window ? json.sliding_window : undefined;
   if (window !== undefined && !(Number.isInteger(window) && (window as number) > 0)) throw unsupported('sliding_window', window);
