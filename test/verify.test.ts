@@ -4,7 +4,7 @@
 // sessions, after which every generation gives the golden tokens; honest peers on the CPU and on
 // WebGPU (SwiftShader), checked against each other, are never accused over 200 checked sessions.
 import { afterEach, describe, expect, it } from 'vitest';
-import { GridPeer, majority, meshRoutes, RemoteChain, type CheckEvent } from '../client/grid/index.ts';
+import { GridPeer, majority, meshRoutes, RemoteChain, type CheckEvent, type RouteOptions } from '../client/grid/index.ts';
 import { checkpointOpener } from '../client/model/checkpoint/opener.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import type { Mesh } from '../client/mesh/index.ts';
@@ -36,14 +36,14 @@ async function serveEverywhere(grid: GridNet, network: string, client: Mesh, hol
   await waitFor(() => ready, 60_000, `tiny-llama ready on ${holders} peers`);
 }
 
-/** A client chain over the coordinator's routes that checks every session and reports verdicts. */
-function checkingChain(grid: GridNet, client: Mesh, events: CheckEvent[], numLayers: number, hiddenSize: number): RemoteChain {
-  return new RemoteChain({
-    mesh: client,
-    modelId: 'tiny-llama',
-    numLayers,
-    hiddenSize,
-    routes: meshRoutes(client, 'tiny-llama'),
+/** A client chain over the coordinator's routes for tiny-llama's 4 layers. */
+function routedChain(client: Mesh, hiddenSize: number, options: Pick<RouteOptions, 'verify' | 'onFailover'> = {}): RemoteChain {
+  return new RemoteChain({ mesh: client, modelId: 'tiny-llama', numLayers: 4, hiddenSize, routes: meshRoutes(client, 'tiny-llama'), ...options });
+}
+
+/** ...that checks every session and reports verdicts. */
+function checkingChain(client: Mesh, events: CheckEvent[], hiddenSize: number): RemoteChain {
+  return routedChain(client, hiddenSize, {
     verify: {
       share: 1,
       newcomerShare: 1,
@@ -103,7 +103,7 @@ describe('spot-checks of the routes\' work', () => {
       const events: CheckEvent[] = [];
       const model = await net.model('tiny-llama');
       const head = await net.head('tiny-llama');
-      const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+      const chain = checkingChain(client, events, head.config.hiddenSize);
       let checked = 0;
       for (let s = 0; s < 20 && !(await trust(net, network))[liar.peerId]?.excluded; s++) {
         const g = model.golden[s % model.golden.length]!;
@@ -171,14 +171,7 @@ describe('spot-checks of the routes\' work', () => {
     const head = await net.head('tiny-llama');
     const model = await net.model('tiny-llama');
     const failovers: { blame?: string; message: string }[] = [];
-    const chain = new RemoteChain({
-      mesh: client,
-      modelId: 'tiny-llama',
-      numLayers: 4,
-      hiddenSize: head.config.hiddenSize,
-      routes: meshRoutes(client, 'tiny-llama'),
-      onFailover: (e) => failovers.push({ blame: e.blame, message: e.error.message }),
-    });
+    const chain = routedChain(client, head.config.hiddenSize, { onFailover: (e) => failovers.push({ blame: e.blame, message: e.error.message }) });
     for (const g of model.golden.slice(0, 2)) {
       expect((await chain.generate(head, g.ids, { maxTokens: g.greedy.length, temperature: 0 })).tokens).toEqual(g.greedy);
     }
@@ -202,12 +195,7 @@ describe('spot-checks of the routes\' work', () => {
     const model = await net.model('tiny-llama');
     // Every session checked, always at the hop beside the liar (the draw picks the hop).
     const liarFirst = liar.status()[0]!.start === 0;
-    const chain = new RemoteChain({
-      mesh: client,
-      modelId: 'tiny-llama',
-      numLayers: 4,
-      hiddenSize: head.config.hiddenSize,
-      routes: meshRoutes(client, 'tiny-llama'),
+    const chain = routedChain(client, head.config.hiddenSize, {
       verify: { share: 1, newcomerShare: 1, concurrent: 1, random: () => (liarFirst ? 0.99 : 0), onCheck: (e) => events.push(e) },
     });
     for (let s = 0; s < 8; s++) {
@@ -241,7 +229,7 @@ describe('spot-checks of the routes\' work', () => {
     const events: CheckEvent[] = [];
     const head = await net.head('tiny-llama');
     const model = await net.model('tiny-llama');
-    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    const chain = checkingChain(client, events, head.config.hiddenSize);
     for (let s = 0; s < 20 && !(await trust(net, network))[liar.peerId]?.excluded; s++) {
       const g = model.golden[s % model.golden.length]!;
       await chain.generate(head, g.ids, { maxTokens: 3, temperature: 0 });
@@ -289,7 +277,7 @@ describe('spot-checks of the routes\' work', () => {
     const events: CheckEvent[] = [];
     const head = await net.head('tiny-llama');
     const g = (await net.model('tiny-llama')).golden[0]!;
-    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    const chain = checkingChain(client, events, head.config.hiddenSize);
     const controller = new AbortController();
     const aborted = await chain.generate(head, g.ids, { maxTokens: 8, temperature: 0, signal: controller.signal, onToken: (_t, step) => step === 1 && controller.abort() });
     expect(aborted.finishReason).toBe('abort');
@@ -312,7 +300,7 @@ describe('spot-checks of the routes\' work', () => {
     const events: CheckEvent[] = [];
     const head = await net.head('tiny-llama');
     const model = await net.model('tiny-llama');
-    const chain = checkingChain(net, client, events, 4, head.config.hiddenSize);
+    const chain = checkingChain(client, events, head.config.hiddenSize);
     for (let s = 0; s < 200; s++) {
       // Two route asks per session (the route and the check's): paced under the server's 25 a second.
       const paced = new Promise((r) => setTimeout(r, 100));
