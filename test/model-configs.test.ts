@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ropeInvFreq, type RopeScaling } from '../kernels/cpu/rope.ts';
 import { parseConfig } from '../client/model/config.ts';
 import { layerTensorNames } from '../client/model/arch/names.ts';
-import { ropeFrequencies } from './fixtures/reference-math.ts';
+import { ropeFrequencies, type RefRopeScaling } from './fixtures/reference-math.ts';
 
 const llama31: RopeScaling = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 };
 
@@ -17,7 +17,7 @@ describe('scaled rope frequencies', () => {
     ['linear x4', 10_000, 64, { type: 'linear', factor: 4 } as RopeScaling],
   ])('%s: f32 as Hugging Face computes them, within f32 rounding of the float64 formula', (_what, theta, dim, scaling) => {
     const ours = ropeInvFreq(theta, dim, scaling);
-    const exact = ropeFrequencies(theta, dim, scaling);
+    const exact = ropeFrequencies(theta, dim, scaling as RefRopeScaling);
     for (let i = 0; i < ours.length; i++) expect(Math.abs(ours[i]! - exact[i]!) / exact[i]!).toBeLessThan(2e-6);
   });
 

@@ -2,7 +2,7 @@
 // by the scripting API (window.aigridApp). Listeners hear each join and leave.
 import { browserIdentity } from '../mesh/browser-identity.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
-import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openModel } from '../model/checkpoint/index.ts';
 import { AigridError, Grid } from '../sdk/index.ts';
 
 export interface JoinOptions {
@@ -67,7 +67,7 @@ export async function join(options: JoinOptions): Promise<Connection> {
     mesh,
     backend: 'auto',
     gpu: async () => gpu,
-    open: checkpointOpener(openCheckpoint, {}),
+    open: checkpointOpener(openModel, {}),
     peerIdentity: () => browserIdentity('peer'),
   });
   const joined: Connection = { network: options.network, httpBase: httpBaseOf(options.signal ?? defaultSignal), mesh, grid };

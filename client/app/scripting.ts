@@ -4,7 +4,7 @@
 import { GridPeer, type ServingStatus } from '../grid/index.ts';
 import type { Mesh } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openModel } from '../model/checkpoint/index.ts';
 import { AigridError, type ModelSpec } from '../../protocol/index.ts';
 import { connection, join as joinNetwork, leave, serveWith, type JoinOptions } from './connection.ts';
 
@@ -38,7 +38,7 @@ async function contribute(options: ContributeOptions): Promise<ServingStatus> {
     const peer = new GridPeer({
       mesh,
       backend: options.backend ?? 'auto',
-      open: checkpointOpener(openCheckpoint, { cache: cacheRanges ? undefined : false }),
+      open: checkpointOpener(openModel, { cache: cacheRanges ? undefined : false }),
     });
     gridPeer = peer;
     serveWith({

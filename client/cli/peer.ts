@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { GridPeer } from '../grid/index.ts';
 import { checkpointOpener } from '../model/checkpoint/opener.ts';
-import { openCheckpointNode } from '../model/checkpoint/node.ts';
+import { openModelNode } from '../model/checkpoint/node.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { DEFAULT_MAX_PEER_CONNECTIONS } from '../../protocol/index.ts';
@@ -65,7 +65,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     maxConnections,
   });
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const grid = new GridPeer({ mesh, open: checkpointOpener(openCheckpointNode, {}), backend: gpu ? 'webgpu' : 'cpu', gpu });
+  const grid = new GridPeer({ mesh, open: checkpointOpener(openModelNode, {}), backend: gpu ? 'webgpu' : 'cpu', gpu });
   grid.on('status', (st) => log(`serving ${st.modelId} [${st.start}, ${st.end}): ${st.state}${st.detail ? ` (${st.detail})` : ''}`));
   grid.on('warning', (err) => log(`warning ${err.code}: ${err.message}`));
   mesh.on('state', (s) => log(`signaling ${s}`));

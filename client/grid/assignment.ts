@@ -3,7 +3,7 @@
 // sessions the first hop may also hold the embedding and the last the final norm and LM head.
 import { AigridError, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import type { GpuContext } from '../../kernels/context.ts';
-import { checkpointOpener, openCheckpoint, type CheckpointOpener } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openModel, type CheckpointOpener } from '../model/checkpoint/index.ts';
 import type { Backend } from '../model/backend/types.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { Head } from '../model/head.ts';
@@ -20,8 +20,8 @@ export interface HeadParts {
   head?: boolean;
 }
 
-/** The opener of a peer that was given none: HTTP ranges, cached as openCheckpoint caches them. */
-export const defaultOpener: CheckpointOpener = checkpointOpener(openCheckpoint, {});
+/** The opener of a peer that was given none: HTTP ranges, cached as openModel caches them. */
+export const defaultOpener: CheckpointOpener = checkpointOpener(openModel, {});
 
 export interface ShardSettings {
   /** Set when the assignment must not load (e.g. it exceeds the peer's budget): reported as failed. */

@@ -17,7 +17,7 @@ export const DEFAULT_STATUS_INTERVAL_MS = 10_000;
 
 export interface GridPeerOptions extends ShardSettings {
   mesh: Mesh;
-  /** How weights are opened (default: openCheckpoint over HTTP; Node: checkpointOpener(openCheckpointNode, ...)). */
+  /** How weights are opened (default: openModel over HTTP; Node: checkpointOpener(openModelNode, ...)). */
   open?: CheckpointOpener;
   /** Sessions unused this long are released (default 5 min). */
   sessionIdleMs?: number;

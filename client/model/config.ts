@@ -142,6 +142,12 @@ function parseRopeScaling(value: unknown): RopeScaling | undefined {
     return v;
   };
   if (type === 'linear') return { type, factor: positive('factor') };
+  // A GGUF file's rope_freqs table (gguf/reader.ts); its length is checked against the head below.
+  if (type === 'freq_factors') {
+    const factors = json.factors;
+    if (!Array.isArray(factors) || factors.length > 4096 || !factors.every((v) => typeof v === 'number' && Number.isFinite(v) && v > 0)) throw unsupported('rope_scaling.factors', '[...]');
+    return { type: 'factors', factors: factors as number[] };
+  }
   if (type === 'llama3') {
     const scaling = { type, factor: positive('factor'), lowFreqFactor: positive('low_freq_factor'), highFreqFactor: positive('high_freq_factor'), originalMaxPositions: positive('original_max_position_embeddings') } as const;
     if (scaling.highFreqFactor <= scaling.lowFreqFactor) throw unsupported('rope_scaling.high_freq_factor', scaling.highFreqFactor);
@@ -167,6 +173,7 @@ function llama(json: Json, bosTokenId: number | null, eosTokenIds: number[]): Mo
   if (numHeads % numKvHeads !== 0) throw unsupported('num_key_value_heads', numKvHeads);
   const headDim = int(json, 'head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) throw unsupported('head_dim', headDim);
+  if (ropeScaling?.type === 'factors' && ropeScaling.factors.length !== headDim / 2) throw unsupported('rope_scaling.factors.length', ropeScaling.factors.length);
   // Qwen2 always has q/k/v biases; LLaMA and Qwen3 have them only with attention_bias.
   const qkvBias = modelType === 'qwen2' || json.attention_bias === true;
   return {

@@ -3,10 +3,10 @@
 // damaged file can never put NaN into the activations.
 import { AigridError } from '../../protocol/index.ts';
 import { assertFloatDtype } from './checkpoint/convert.ts';
-import type { CheckpointReader, ReadProgress } from './checkpoint/reader.ts';
+import type { Checkpoint, ReadProgress } from './checkpoint/reader.ts';
 
-/** What loading needs of a checkpoint (a CheckpointReader, or anything shaped like it). */
-export type TensorSource = Pick<CheckpointReader, 'config' | 'generationConfig' | 'tensorInfo' | 'readFloat32'>;
+/** What loading needs of a checkpoint (a Checkpoint, or anything shaped like it). */
+export type TensorSource = Pick<Checkpoint, 'config' | 'generationConfig' | 'tensorInfo' | 'readFloat32'>;
 
 /** Tensor name -> the shape the architecture expects. */
 export type ExpectedShapes = Map<string, readonly number[]>;

@@ -2,7 +2,7 @@
 // (tokenizer_config.json's tokenizer_class, "Fast" dropped), built from files our checkpoint
 // reader already fetched and cached, so tokenizer and weights share one download path.
 import { AigridError } from '../../protocol/index.ts';
-import type { CheckpointReader } from './checkpoint/reader.ts';
+import type { Checkpoint } from './checkpoint/reader.ts';
 
 export interface ChatMessage {
   role: string;
@@ -37,7 +37,7 @@ export class Tokenizer {
   }
 
   /** Reads tokenizer.json and tokenizer_config.json next to the checkpoint. */
-  static async fromReader(reader: CheckpointReader, signal?: AbortSignal): Promise<Tokenizer> {
+  static async fromReader(reader: Checkpoint, signal?: AbortSignal): Promise<Tokenizer> {
     if (!reader.hasTokenizer) throw new AigridError('ERR_UNSUPPORTED_MODEL', 'the model has no tokenizer.json');
     const json = parseJson(await reader.readText('tokenizer.json', signal), 'tokenizer.json');
     const config = reader.hasTokenizerConfig

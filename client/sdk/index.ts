@@ -1,7 +1,7 @@
 // The SDK for pages: connect() with the browser's WebRTC, WebSocket, Cache API and WebGPU, and
 // identities kept in IndexedDB.
 import { browserIdentity } from '../mesh/browser-identity.ts';
-import { checkpointOpener, openCheckpoint } from '../model/checkpoint/index.ts';
+import { checkpointOpener, openModel } from '../model/checkpoint/index.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
 import type { Grid } from './grid.ts';
 
@@ -12,7 +12,7 @@ export function connect(options: ConnectOptions): Promise<Grid> {
     {
       kind: 'browser',
       mesh: {},
-      open: checkpointOpener(openCheckpoint, {}),
+      open: checkpointOpener(openModel, {}),
       gpu: async () => (typeof navigator !== 'undefined' && navigator.gpu ? navigator.gpu : undefined),
       backend: 'auto',
       agent: typeof navigator !== 'undefined' ? navigator.userAgent : undefined,

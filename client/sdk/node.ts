@@ -3,7 +3,7 @@
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { ephemeralIdentity } from '../../protocol/index.ts';
-import { openCheckpointNode } from '../model/checkpoint/node.ts';
+import { openModelNode } from '../model/checkpoint/node.ts';
 import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
 import type { Grid } from './grid.ts';
@@ -16,7 +16,7 @@ export function connect(options: ConnectOptions): Promise<Grid> {
     {
       kind: 'node',
       mesh: nodePlatform(),
-      open: checkpointOpener(openCheckpointNode, {}),
+      open: checkpointOpener(openModelNode, {}),
       gpu: () => nodeGpu().catch(() => undefined),
       backend: 'cpu',
       agent: `node ${process.version}`,

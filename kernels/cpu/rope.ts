@@ -6,10 +6,13 @@
  * config.json rope_scaling: `linear` divides every frequency by `factor`; `llama3` (Llama 3.1 and
  * later) divides the low frequencies (wavelength above originalMaxPositions / lowFreqFactor) by
  * `factor`, keeps the high ones (below originalMaxPositions / highFreqFactor), and blends between.
+ * `factors` divides each frequency by its own factor: how GGUF files carry Llama 3's scaling
+ * (llama.cpp's rope_freqs tensor).
  */
 export type RopeScaling =
   | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number }
+  | { type: 'factors'; factors: readonly number[] };
 
 const f = Math.fround;
 
@@ -21,6 +24,7 @@ export function ropeInvFreq(theta: number, headDim: number, scaling?: RopeScalin
     out[i] = 1 / f(Math.pow(f(theta), exponent));
   }
   if (scaling?.type === 'linear') for (let i = 0; i < out.length; i++) out[i] = f(out[i]! / scaling.factor);
+  if (scaling?.type === 'factors') for (let i = 0; i < out.length; i++) out[i] = f(out[i]! / scaling.factors[i]!);
   if (scaling?.type === 'llama3') {
     const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: old } = scaling;
     const [lowWavelen, highWavelen] = [old / low, old / high];

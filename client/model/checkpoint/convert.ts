@@ -14,11 +14,13 @@ export interface LoadedTensor {
 }
 
 export const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16'];
+/** GGUF's quantized types, which its reader dequantizes. */
+const GGUF_QUANTIZED: readonly string[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
 
 /** ERR_DTYPE_UNSUPPORTED, naming the tensor, unless the dtype converts to f32. */
-export function assertFloatDtype(name: string, dtype: SafetensorsDtype): void {
-  if (!FLOAT_DTYPES.includes(dtype)) {
-    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `tensor ${name} is ${dtype}; as floats only ${FLOAT_DTYPES.join(', ')} can be read`);
+export function assertFloatDtype(name: string, dtype: string): void {
+  if (!(FLOAT_DTYPES as readonly string[]).includes(dtype) && !GGUF_QUANTIZED.includes(dtype)) {
+    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `tensor ${name} is ${dtype}; as floats only ${FLOAT_DTYPES.join(', ')} (and GGUF's ${GGUF_QUANTIZED.join(', ')}) can be read`);
   }
 }
 

@@ -1,23 +1,30 @@
 // Which byte ranges to download for a set of tensors: one read per run of tensors that touch in a
 // file, so a layer's tensors usually arrive in one request, and never a byte of a tensor not asked for.
-import type { TensorEntry } from './safetensors.ts';
+/** Where one tensor's bytes lie in its file: [begin, end). */
+export interface ByteRange {
+  name: string;
+  begin: number;
+  end: number;
+}
 
 export interface PlannedRead {
   file: string;
   begin: number;
   end: number;
-  /** The tensors the range holds, in file order; together they cover [begin, end) exactly. */
-  tensors: TensorEntry[];
+  /** The tensors the range holds, in file order; with the gaps between them they cover [begin, end). */
+  tensors: ByteRange[];
 }
 
 /** Reads larger than this are split at tensor boundaries, so several can run at once. */
 export const DEFAULT_MAX_READ_BYTES = 64 * 1024 * 1024;
 
+/** `maxGap`: bytes between two tensors that one read may carry across (0: only tensors that touch). */
 export function planReads(
-  wanted: Iterable<{ file: string; entry: TensorEntry }>,
+  wanted: Iterable<{ file: string; entry: ByteRange }>,
   maxReadBytes = DEFAULT_MAX_READ_BYTES,
+  maxGap = 0,
 ): PlannedRead[] {
-  const byFile = new Map<string, Map<string, TensorEntry>>();
+  const byFile = new Map<string, Map<string, ByteRange>>();
   for (const { file, entry } of wanted) {
     let entries = byFile.get(file);
     if (!entries) byFile.set(file, (entries = new Map()));
@@ -28,7 +35,7 @@ export function planReads(
     const sorted = [...entries.values()].sort((a, b) => a.begin - b.begin);
     let current: PlannedRead | undefined;
     for (const entry of sorted) {
-      const fits = current && entry.begin === current.end && entry.end - current.begin <= maxReadBytes;
+      const fits = current && entry.begin >= current.end && entry.begin - current.end <= maxGap && entry.end - current.begin <= maxReadBytes;
       if (current && fits) {
         current.end = entry.end;
         current.tensors.push(entry);

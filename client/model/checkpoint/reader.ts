@@ -4,13 +4,16 @@ import { AigridError } from '../../../protocol/errors.ts';
 import { CachedRanges } from './cached-ranges.ts';
 import { assertFloatDtype, toFloat32, type LoadedTensor } from './convert.ts';
 import { HttpSource, type HttpSourceOptions } from './http-source.ts';
-import { planReads, runLimited, DEFAULT_MAX_READ_BYTES } from './plan.ts';
+import { DEFAULT_MAX_READ_BYTES } from './plan.ts';
+import { readRanges, type ReadProgress } from './read-ranges.ts';
 import { defaultBrowserCache, type RangeCache } from './range-cache.ts';
 import { readHeader } from './header.ts';
-import type { SafetensorsDtype, SafetensorsHeader, TensorEntry } from './safetensors.ts';
+import type { SafetensorsHeader, TensorEntry } from './safetensors.ts';
 import { resolveModelUrl, type ByteSource, type ModelUrlOptions } from './source.ts';
 import { parseIndex, parseJsonObject } from './json-files.ts';
 import { canonicalNames } from './renames.ts';
+import { isGgufRef, splitGgufRef } from '../../../protocol/ids.ts';
+import { GgufReader } from '../gguf/reader.ts';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -27,12 +30,7 @@ export interface OpenCheckpointOptions extends ModelUrlOptions, HttpSourceOption
   signal?: AbortSignal;
 }
 
-export interface ReadProgress {
-  bytesDone: number;
-  bytesTotal: number;
-  /** The file the latest bytes came from. */
-  file: string;
-}
+export type { ReadProgress };
 
 export interface ReadTensorsOptions {
   onProgress?: (progress: ReadProgress) => void;
@@ -41,7 +39,8 @@ export interface ReadTensorsOptions {
 
 export interface TensorInfo {
   name: string;
-  dtype: SafetensorsDtype;
+  /** A safetensors dtype, or a GGUF tensor's ggml type (Q8_0, Q4_K...). */
+  dtype: string;
   shape: number[];
   file: string;
   byteLength: number;
@@ -53,13 +52,36 @@ export interface FloatTensor {
   data: Float32Array;
 }
 
+/** What loading reads of a model, whatever its format (a safetensors folder, a GGUF file). */
+export interface Checkpoint {
+  /** config.json, or what a GGUF file's metadata says of it. */
+  readonly config: Record<string, unknown>;
+  readonly generationConfig: Record<string, unknown> | undefined;
+  readonly hasTokenizer: boolean;
+  readonly hasTokenizerConfig: boolean;
+  listTensors(): string[];
+  tensorInfo(names?: Iterable<string>, signal?: AbortSignal): Promise<TensorInfo[]>;
+  readText(file: string, signal?: AbortSignal): Promise<string>;
+  readFloat32(names: Iterable<string>, options?: ReadTensorsOptions): Promise<Map<string, FloatTensor>>;
+}
+
+/** A model folder of safetensors files. */
 export async function openCheckpoint(ref: string, options: OpenCheckpointOptions = {}): Promise<CheckpointReader> {
   const source = options.source ?? new HttpSource(resolveModelUrl(ref, options), options);
   const cache = options.cache === false ? undefined : (options.cache ?? defaultBrowserCache());
   return CheckpointReader.open(source, { ...options, cache: cache ?? false });
 }
 
-export class CheckpointReader {
+/** Any model reference: a folder of safetensors, or (a reference ending in .gguf) one GGUF file. */
+export async function openModel(ref: string, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
+  if (!isGgufRef(ref)) return openCheckpoint(ref, options);
+  const { folder, file } = splitGgufRef(ref);
+  const source = options.source ?? new HttpSource(resolveModelUrl(folder, options), options);
+  const cache = options.cache === false ? undefined : (options.cache ?? defaultBrowserCache());
+  return GgufReader.open(source, file, cache, options);
+}
+
+export class CheckpointReader implements Checkpoint {
   private readonly ranges: CachedRanges;
   private readonly headers = new Map<string, Promise<SafetensorsHeader>>();
   /** Canonical tensor name -> the name its file stores it under. */
@@ -158,52 +180,8 @@ export class CheckpointReader {
    * into that request's buffer.
    */
   async readTensors(names: Iterable<string>, options: ReadTensorsOptions = {}): Promise<Map<string, LoadedTensor>> {
-    const { onProgress } = options;
-    const unique = [...new Set(names)];
-    const entries = await this.entries(unique, options.signal);
-    const bytesTotal = entries.reduce((sum, { entry }) => sum + entry.end - entry.begin, 0);
-    let bytesDone = 0;
-    let last: ReadProgress | undefined;
-    const report = (file: string, n: number) => {
-      bytesDone += n;
-      last = { bytesDone, bytesTotal, file };
-      onProgress?.(last);
-    };
-
-    const data = new Map<string, Uint8Array>();
-    const missing: typeof entries = [];
-    await Promise.all(entries.map(async (item) => {
-      const hit = await this.ranges.cached(item.file, item.entry.begin, item.entry.end);
-      if (!hit) {
-        missing.push(item);
-        return;
-      }
-      data.set(item.entry.name, hit);
-      report(item.file, hit.byteLength);
-    }));
-
-    // One failed read stops the others rather than letting them download on for nothing.
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(options.signal?.reason);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) onAbort();
-    try {
-      await runLimited(planReads(missing, this.maxReadBytes), this.concurrency, stop, async (read) => {
-        const { bytes } = await this.ranges.download(read.file, read.begin, read.end, {
-          signal: stop.signal,
-          onBytes: (n) => report(read.file, n),
-        });
-        for (const t of read.tensors) {
-          const view = bytes.subarray(t.begin - read.begin, t.end - read.begin);
-          data.set(t.name, view);
-          await this.ranges.store(read.file, t.begin, t.end, view);
-        }
-      });
-    } finally {
-      options.signal?.removeEventListener('abort', onAbort);
-    }
-    if (entries.length && last?.bytesDone !== bytesTotal) onProgress?.({ bytesDone, bytesTotal, file: last?.file ?? entries[0]!.file });
-
+    const entries = await this.entries([...new Set(names)], options.signal);
+    const data = await readRanges(this.ranges, entries, { ...options, concurrency: this.concurrency, maxReadBytes: this.maxReadBytes });
     return new Map(entries.map(({ entry }) => [
       entry.name,
       { name: entry.name, dtype: entry.dtype, shape: entry.shape, bytes: data.get(entry.name)! },

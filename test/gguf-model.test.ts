@@ -1,0 +1,130 @@
+// GGUF files read as llama.cpp's converter writes them: every tensor comes back as the safetensors
+// checkpoint of the same weights holds it (q/k rows put back in order, experts cut out of their
+// stacks), the config the metadata implies is the model's, and the goldens hold when the model
+// runs from the file: F32 as closely as from safetensors, Q8_0 within its rounding.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBackend } from '../client/model/backend/select.ts';
+import type { Backend } from '../client/model/backend/types.ts';
+import { openModelNode } from '../client/model/checkpoint/node.ts';
+import type { Checkpoint } from '../client/model/checkpoint/reader.ts';
+import { parseConfig } from '../client/model/config.ts';
+import { Head } from '../client/model/head.ts';
+import { Shard } from '../client/model/shard.ts';
+import { fixtures, GOLDEN_STEPS, loadReference, ReferenceSession, topTwo, type FixtureSet, type ReferenceModel } from './fixtures/index.ts';
+import { GGUF_MODELS, ggufFixture } from './helpers/gguf-fixtures.ts';
+import { refConfigFromJson } from './fixtures/hf-config.ts';
+import { gpuContext, greedyRun, maxAbsDiff, openFixture } from './helpers/model-runtime.ts';
+
+/** As model-golden.test.ts: f32 rounding through random layers stays below ~2e-3. */
+const F32_TOLERANCE = 5e-3;
+/**
+ * Against the original weights, Q8_0 moves these random models' logits by up to 15% of a step's
+ * logit range (tiny-smollm2, one kv head); the bound is relative to that range.
+ */
+const Q8_RELATIVE = 0.25;
+
+let set: FixtureSet;
+beforeAll(async () => {
+  set = await fixtures();
+});
+
+function referenceSteps(ref: ReferenceModel, prompt: readonly number[], continuation: readonly number[]): Float64Array[] {
+  const session = new ReferenceSession(ref);
+  const steps = [session.append(prompt).at(-1)!];
+  for (const t of continuation.slice(0, -1)) steps.push(session.append([t])[0]!);
+  return steps;
+}
+
+describe.each(GGUF_MODELS)('%s from GGUF', (name) => {
+  let safetensors: Checkpoint;
+  let gguf: Checkpoint;
+  beforeAll(async () => {
+    safetensors = await openFixture(name);
+    gguf = await openModelNode(await ggufFixture(name, 'F32'));
+  });
+
+  it('holds every tensor of the checkpoint, with the same values (F32)', async () => {
+    const names = safetensors.listTensors().filter((n) => !(n === 'lm_head.weight' && !gguf.listTensors().includes(n)));
+    const want = await safetensors.readFloat32(names);
+    const got = await gguf.readFloat32(names);
+    for (const n of names) {
+      expect(got.get(n)!.shape, n).toEqual(want.get(n)!.shape);
+      expect(maxAbsDiff(got.get(n)!.data, want.get(n)!.data), n).toBe(0);
+    }
+  });
+
+  it('implies the config of the checkpoint', () => {
+    const a = parseConfig(safetensors.config);
+    const b = parseConfig(gguf.config);
+    // Mistral converts to the llama architecture, without its window (llama.cpp runs it in full).
+    if (name === 'tiny-mistral') {
+      expect([b.modelType, b.slidingWindow]).toEqual(['llama', undefined]);
+      b.modelType = a.modelType;
+    }
+    for (const key of ['family', 'modelType', 'vocabSize', 'hiddenSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'intermediateSize', 'tieWordEmbeddings', 'qkvBias', 'qkNorm', 'fusedProjections', 'moe'] as const) {
+      expect(b[key], key).toEqual(a[key]);
+    }
+    expect(b.ropeTheta).toBe(Math.fround(a.ropeTheta));
+    expect(b.normEps).toBe(Math.fround(a.normEps));
+  });
+});
+
+const BACKENDS = [
+  { kind: 'cpu' as const, models: GGUF_MODELS, presets: ['F32', 'Q8_0'] as const, prompts: [0, 1, 2, 3] },
+  { kind: 'webgpu' as const, models: ['tiny-llama', 'tiny-phi3', 'tiny-mixtral'], presets: ['F32', 'Q8_0'] as const, prompts: [1] },
+];
+
+describe.each(BACKENDS)('goldens from GGUF on the $kind backend', ({ kind, models, presets, prompts }) => {
+  let backend: Backend;
+  beforeAll(async () => {
+    backend = await createBackend(kind, kind === 'webgpu' ? { gpu: await gpuContext() } : {});
+  });
+  afterAll(() => backend?.destroy());
+
+  describe.each(models.flatMap((m) => presets.map((p) => [m, p] as const)))('%s %s', (name, preset) => {
+    let head: Head;
+    let shard: Shard;
+    let ref: ReferenceModel;
+    let original: ReferenceModel;
+    beforeAll(async () => {
+      const reader = await openModelNode(await ggufFixture(name, preset));
+      original = await loadReference(name);
+      // The float64 reference on the values and the config the file holds (Mistral's window, for
+      // one, is not in it: llama.cpp runs every layer in full), what the runtime must compute from it.
+      const values = await reader.readFloat32(original.weights.keys());
+      ref = { config: refConfigFromJson(reader.config), weights: new Map([...values].map(([n, t]) => [n, Float64Array.from(t.data)])) };
+      head = await Head.load(reader, { backend });
+      shard = await Shard.load(reader, { start: 0, end: head.config.numLayers, backend });
+    });
+    afterAll(() => {
+      shard?.destroy();
+      head?.destroy();
+    });
+
+    it.each(prompts)('golden prompt %i: greedy tokens, logits at every step', async (index) => {
+      const golden = set.models.find((m) => m.name === name)!.golden[index]!;
+      const run = await greedyRun(head, [shard], golden.ids, GOLDEN_STEPS, `gguf-${index}`);
+      const expected = referenceSteps(ref, golden.ids, run.tokens);
+      const worst = Math.max(...run.logits.map((l, s) => maxAbsDiff(l, expected[s]!)));
+      expect(worst).toBeLessThan(F32_TOLERANCE);
+      expect(run.tokens).toEqual(expected.map((l) => topTwo(l).id));
+      if (preset === 'F32') {
+        // The goldens' own model, but for Mistral's window: its prompt 3 runs past it.
+        if (name !== 'tiny-mistral') expect(run.tokens).toEqual(golden.greedy);
+        return;
+      }
+      // Against the original weights: close, and the same tokens wherever the original's top-2 gap
+      // is wider than twice the deviation (up to the first step where it is not).
+      const unquantized = referenceSteps(original, golden.ids, run.tokens);
+      for (let s = 0; s < run.tokens.length; s++) {
+        const l = unquantized[s]!;
+        const range = Math.max(...l) - Math.min(...l);
+        const deviation = maxAbsDiff(run.logits[s]!, l);
+        expect(deviation / range).toBeLessThan(Q8_RELATIVE);
+        const { id, gap } = topTwo(l);
+        if (gap <= 2 * deviation) break;
+        expect(run.tokens[s], `step ${s}`).toBe(id);
+      }
+    });
+  });
+});

@@ -1,0 +1,34 @@
+// GGUF files of the fixture models, written as llama.cpp's converter lays them out
+// (fixtures/gguf-writer.ts), from the same weights as their safetensors checkpoints.
+import { mkdir, readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readCheckpoint } from '../fixtures/checkpoint-files.ts';
+import { quantizeGgml } from '../fixtures/ggml-quantize.ts';
+import { writeGgufFile, type GgufPreset, type HfTensor } from '../fixtures/gguf-writer.ts';
+import { FIXTURE_DIR, fixtures, modelDir } from '../fixtures/index.ts';
+import type { GgmlType } from '../../kernels/ggml-quants.ts';
+
+/**
+ * The fixtures whose GGUF is the same model: Gemma's query scale and local-layer pattern are not
+ * in the file (llama.cpp infers them from the model's size), the fixtures' Llama 3 context is
+ * read from another key than the converter reads, and Qwen3-MoE's dense layer does not convert.
+ */
+export const GGUF_MODELS: readonly string[] = ['tiny-llama', 'tiny-qwen2', 'tiny-smollm2', 'tiny-qwen3', 'tiny-phi3', 'tiny-mistral', 'tiny-mixtral'];
+
+/** The path of `name` written in `preset` (made on first use, beside the fixtures). */
+export async function ggufFixture(name: string, preset: GgufPreset, tokenizer: Record<string, unknown> = {}): Promise<string> {
+  await fixtures();
+  const dir = join(FIXTURE_DIR, 'gguf');
+  const path = join(dir, `${name}-${preset}.gguf`);
+  if (await stat(path).then(() => true, () => false)) return path;
+  await mkdir(dir, { recursive: true });
+  const folder = modelDir(name);
+  const config = JSON.parse(await readFile(join(folder, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const tensors = new Map<string, HfTensor>();
+  for (const [key, t] of await readCheckpoint(folder)) tensors.set(key, { shape: t.shape, data: Float32Array.from(t.values) });
+  // Written aside and renamed, so test files that race for it never read half a file.
+  const partial = `${path}.${process.pid}.part`;
+  await writeGgufFile(partial, config, tensors, tokenizer, preset, (type, values) => quantizeGgml(type as GgmlType, values));
+  await rename(partial, path);
+  return path;
+}
