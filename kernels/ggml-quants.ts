@@ -171,3 +171,25 @@ export function dequantizeGgmlRows(type: number, bytes: Uint8Array, rows: number
   }
   return dequantizeGgml(type, bytes, rows * cols);
 }
+
+/** A GGML-quantized matrix [rows, cols] (out x in) as its file stores it: rows of whole blocks. */
+export interface GgmlBlocks {
+  type: GgmlType;
+  rows: number;
+  cols: number;
+  bytes: Uint8Array;
+}
+
+/** Bytes of one row of `cols` elements. */
+export function ggmlRowBytes(type: GgmlType, cols: number): number {
+  return ggmlByteLength(type, cols);
+}
+
+/** Rows [from, from + count) of a quantized matrix, sharing its bytes (rows are independent). */
+export function sliceGgmlRows(m: GgmlBlocks, from: number, count: number): GgmlBlocks {
+  if (!Number.isInteger(from) || !Number.isInteger(count) || from < 0 || count < 0 || from + count > m.rows) {
+    throw new AigridError('ERR_SHAPE_MISMATCH', `rows ${from}..${from + count} of a ${m.rows}-row ${ggmlTypeName(m.type)} matrix`);
+  }
+  const row = ggmlRowBytes(m.type, m.cols);
+  return { type: m.type, rows: count, cols: m.cols, bytes: m.bytes.subarray(from * row, (from + count) * row) };
+}
