@@ -3,6 +3,7 @@
 // https mirror) anywhere; plain http only on a server bound to loopback (a grid on one machine or
 // in tests) and under the prefixes the operator allows (e.g. the files `aigrid start` offers).
 import { AigridError, isHuggingFaceId, isLoopbackHost, type ModelSpec } from '../protocol/index.ts';
+import { isGgufRef, splitGgufRef } from '../protocol/ids.ts';
 
 export interface SourcePolicy {
   /** The server listens on loopback only. */
@@ -30,6 +31,8 @@ export function checkSource(spec: ModelSpec, policy: SourcePolicy): void {
     if (!allowedUrl(spec.source)) throw refuse('https URLs, Hugging Face ids and the prefixes the operator allows only');
     return;
   }
-  if (!isHuggingFaceId(spec.source)) throw refuse('neither a URL nor a Hugging Face id (org/name)');
+  // A GGUF file on the hub is named by its repository and its path there (org/name/dir/file.gguf).
+  const hubId = isGgufRef(spec.source) ? splitGgufRef(spec.source).folder : spec.source;
+  if (!isHuggingFaceId(hubId)) throw refuse('neither a URL nor a Hugging Face id (org/name) or a GGUF file in one (org/name/file.gguf)');
   if (spec.baseUrl !== undefined && !allowedUrl(spec.baseUrl)) throw refuse(`its mirror ${JSON.stringify(spec.baseUrl.slice(0, 200))} is not an allowed URL`);
 }

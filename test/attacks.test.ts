@@ -28,8 +28,9 @@ async function joinRaw(url: string, network: string, peerId: string, memoryBudge
 
 describe('the model-file server of aigrid serve / start', () => {
   let files: ModelFileServer;
+  let dir: string;
   beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'aigrid-files-'));
+    dir = mkdtempSync(join(tmpdir(), 'aigrid-files-'));
     mkdirSync(join(dir, 'model'));
     mkdirSync(join(dir, 'model', '.git'));
     writeFileSync(join(dir, 'model', 'config.json'), '{"ok":true}');
@@ -52,6 +53,16 @@ describe('the model-file server of aigrid serve / start', () => {
       const [status, body] = await get(path);
       expect([path, status]).toEqual([path, 404]);
       expect(body).not.toMatch(/SECRET|core|outside/);
+    }
+  });
+
+  it('serving one file of a folder (a local GGUF) serves that file alone', async () => {
+    const one = await startModelFileServer(join(dir, 'model'), 'one', '127.0.0.1', 0, 'config.json');
+    try {
+      expect((await fetch(`${one.url}/config.json`)).status).toBe(200);
+      for (const path of ['/', '/.env', '/other.gguf', '/config.json/', '/%2e%2e/outside.txt']) expect([path, (await fetch(one.url + path)).status]).toEqual([path, 404]);
+    } finally {
+      await one.close();
     }
   });
 });
@@ -330,8 +341,9 @@ describe('weight sources a network accepts', () => {
       // On a loopback server: https, hub ids, loopback http.
       expect(await answer(local.wsUrl, { source: 'https://models.example/m' })).toBe('accepted');
       expect(await answer(local.wsUrl, { source: 'org/name' })).toBe('accepted');
+      expect(await answer(local.wsUrl, { source: 'org/name-GGUF/q4/name-Q4_K_M.gguf' })).toBe('accepted');
       expect(await answer(local.wsUrl, { source: 'http://127.0.0.1:9/m' })).toBe('accepted');
-      for (const source of ['/etc', 'file:///etc/', 'http://10.0.0.1/m', 'ftp://x/m', '../m', 'https://user:pw@x/m']) {
+      for (const source of ['/etc', 'file:///etc/', 'http://10.0.0.1/m', 'ftp://x/m', '../m', 'https://user:pw@x/m', '/etc/m.gguf', 'org/name/../../m.gguf', 'file:///m.gguf']) {
         expect([source, await answer(local.wsUrl, { source })]).toEqual([source, 'ERR_INVALID_ARGUMENT']);
       }
       expect(await answer(local.wsUrl, { source: 'org/name', baseUrl: 'file:///' })).toBe('ERR_INVALID_ARGUMENT');

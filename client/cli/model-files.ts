@@ -12,8 +12,11 @@ const CORS_HEADERS = {
   'access-control-expose-headers': 'Content-Range, Content-Length, Accept-Ranges',
 };
 
-/** Answers requests under `prefix` (e.g. '/models/x') from `dir`; false for any other path. */
-export function modelFilesHandler(dir: string, prefix: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+/**
+ * Answers requests under `prefix` (e.g. '/models/x') from `dir`; false for any other path. With
+ * `only`, that one file of the folder and nothing else (a GGUF file among a person's downloads).
+ */
+export function modelFilesHandler(dir: string, prefix: string, only?: string): (req: IncomingMessage, res: ServerResponse) => boolean {
   const serve = sirv(dir, { dev: true, dotfiles: false, etag: true });
   const base = prefix.replace(/\/+$/, '');
   return (req, res) => {
@@ -29,7 +32,7 @@ export function modelFilesHandler(dir: string, prefix: string): (req: IncomingMe
       return true;
     }
     const path = url.slice(base.length).split('?')[0] || '/';
-    if (!servable(path)) {
+    if (!servable(path) || (only !== undefined && path !== `/${encodeURIComponent(only)}` && path !== `/${only}`)) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return true;
     }
@@ -62,10 +65,10 @@ export interface ModelFileServer {
   close(): Promise<void>;
 }
 
-/** A server of its own for one model folder (aigrid serve ./folder). */
-export async function startModelFileServer(dir: string, name: string, host = '127.0.0.1', port = 0): Promise<ModelFileServer> {
+/** A server of its own for one model folder (aigrid serve ./folder), or for one file of it (`only`). */
+export async function startModelFileServer(dir: string, name: string, host = '127.0.0.1', port = 0, only?: string): Promise<ModelFileServer> {
   const prefix = `/models/${encodeURIComponent(name)}`;
-  const handle = modelFilesHandler(dir, prefix);
+  const handle = modelFilesHandler(dir, prefix, only);
   const server = createServer((req, res) => {
     if (!handle(req, res)) res.writeHead(404).end();
   });

@@ -1,9 +1,11 @@
 // `aigrid serve MODEL`: makes a model available on a network and serves it from this process, with
 // a progress bar while its weights load and a live line of tokens/s. A local folder is offered to
-// the network over HTTP from this process, so other peers (pages included) can load their layers.
+// the network over HTTP from this process, so other peers (pages included) can load their layers;
+// so is a local GGUF file (that file alone).
 import { existsSync, statSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { isGgufRef } from '../../protocol/ids.ts';
 import { defaultModelId } from '../grid/model-spec.ts';
 import { connect, type ModelSpec } from '../sdk/node.ts';
 import { showLiveStatus } from './live-status.ts';
@@ -14,7 +16,9 @@ const USAGE = `Usage: aigrid serve MODEL [options]
 
 Make MODEL available on an AIGrid network and serve it from this process. MODEL is a Hugging Face
 id (org/name), the URL of a folder holding config.json and *.safetensors, or a local folder (this
-process then serves its files to the network over HTTP).
+process then serves its files to the network over HTTP); or one GGUF file: a hub path
+(org/name/file.gguf), its URL, or a local file (served alone, as a folder is). A GGUF file's
+quantized weights stay quantized (--dtype applies to its F32/F16 tensors).
 
 Options:
   --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
@@ -70,6 +74,11 @@ export async function runServeCommand(argv: string[]): Promise<void> {
     modelId ??= defaultModelId(basename(resolve(model)));
     files = await startModelFileServer(resolve(model), modelId, values.host);
     source = files.url;
+  } else if (isGgufRef(model) && existsSync(model) && statSync(model).isFile()) {
+    const name = basename(model);
+    modelId ??= defaultModelId(name.replace(/\.gguf$/i, ''));
+    files = await startModelFileServer(dirname(resolve(model)), modelId, values.host, 0, name);
+    source = `${files.url}/${encodeURIComponent(name)}`;
   }
   const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'serve'), peerIdentity: await identityOption(undefined, 'serve-peer') });
   try {

@@ -4,15 +4,20 @@
 // tries a local folder of the same name.
 import type { ModelSpec } from '../../protocol/index.ts';
 import { AigridError } from '../../protocol/index.ts';
-import { resolveModelUrl } from '../model/checkpoint/source.ts';
+import { isGgufRef, splitGgufRef } from '../../protocol/ids.ts';
+import { fileUrl, resolveModelUrl } from '../model/checkpoint/source.ts';
 
-/** The spec with its source resolved to an http(s) folder URL; ERR_INVALID_ARGUMENT otherwise. */
+/** The spec with its source resolved to an http(s) folder URL (a GGUF file's URL); ERR_INVALID_ARGUMENT otherwise. */
 export function remoteWeights(model: ModelSpec): ModelSpec {
   const refused = () =>
     new AigridError('ERR_INVALID_ARGUMENT', `${model.modelId}: weights from ${JSON.stringify(model.source.slice(0, 200))} are not an http(s) URL or a hub id with an http(s) mirror; a peer opens nothing else for the network`);
   let url: string;
   try {
-    url = resolveModelUrl(model.source, { baseUrl: model.baseUrl, revision: model.revision });
+    const options = { baseUrl: model.baseUrl, revision: model.revision };
+    if (isGgufRef(model.source)) {
+      const { folder, file } = splitGgufRef(model.source);
+      url = fileUrl(resolveModelUrl(folder, options), file);
+    } else url = resolveModelUrl(model.source, options);
   } catch {
     throw refused();
   }

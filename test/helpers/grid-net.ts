@@ -4,7 +4,7 @@ import { Mesh } from '../../client/mesh/index.ts';
 import { nodePlatform } from '../../client/mesh/node.ts';
 import { GridPeer, modelSpecFromConfig, RemoteChain, RemoteModel, explicitRoutes, type GridPeerOptions, type RemoteChainOptions, type RemoteModelOptions, type RouteOptions } from '../../client/grid/index.ts';
 import { checkpointOpener } from '../../client/model/checkpoint/opener.ts';
-import { openCheckpointNode } from '../../client/model/checkpoint/node.ts';
+import { openModelNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
 import { readConfig } from '../../client/model/shard.ts';
 import type { Capabilities, Hop, ModelSpec } from '../../protocol/index.ts';
@@ -81,7 +81,7 @@ export async function startGridNet(): Promise<GridNet> {
     spec,
     async peer(network, peerId, options = {}) {
       const mesh = await join(network, peerId);
-      const peer = new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openCheckpointNode, { cache: false }), ...options });
+      const peer = new GridPeer({ mesh, backend: 'cpu', open: checkpointOpener(openModelNode, { cache: false }), ...options });
       closers.push(peer);
       return peer;
     },
