@@ -1,5 +1,6 @@
 // A GGUF file served by the grid: peers load their layers from the file over HTTP Range and serve
 // it; the client, holding the head from the same file, gets the tokens one process computes from it.
+import { relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RemoteChain, signalingRoutes } from '../client/grid/index.ts';
 import { openModelNode } from '../client/model/checkpoint/node.ts';
@@ -7,6 +8,7 @@ import { Head } from '../client/model/head.ts';
 import { Shard } from '../client/model/shard.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import type { ModelCoverage } from '../protocol/index.ts';
+import { FIXTURE_DIR } from './fixtures/index.ts';
 import { ggufFixture } from './helpers/gguf-fixtures.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { greedyRun } from './helpers/model-runtime.ts';
@@ -33,7 +35,7 @@ afterAll(async () => {
 describe('a GGUF file on the grid', () => {
   it('peers serve a Q8_0 file token for token as one process', async () => {
     const base = await net.spec('tiny-llama');
-    const spec = { ...base, modelId: 'tiny-llama-q8', source: `${net.files.url}/gguf/tiny-llama-Q8_0.gguf`, replication: 2 };
+    const spec = { ...base, modelId: 'tiny-llama-q8', source: `${net.files.url}/${relative(FIXTURE_DIR, await ggufFixture('tiny-llama', 'Q8_0')).split(sep).join('/')}`, replication: 2 };
     let coverage: ModelCoverage | undefined;
     client.signaling.on('models', (models) => (coverage = models.find((m) => m.model.modelId === spec.modelId)));
     client.signaling.send({ type: 'serve', model: spec });

@@ -9,16 +9,19 @@ import { FIXTURE_DIR, fixtures, modelDir } from '../fixtures/index.ts';
 import type { GgmlType } from '../../kernels/ggml-quants.ts';
 
 /**
- * The fixtures whose GGUF is the same model: Gemma's query scale and local-layer pattern are not
- * in the file (llama.cpp infers them from the model's size), the fixtures' Llama 3 context is
- * read from another key than the converter reads, and Qwen3-MoE's dense layer does not convert.
+ * The fixtures whose GGUF is the same model (Mistral's but for its window, which the llama
+ * architecture lacks): Gemma's query scale and local-layer pattern are not in the file (llama.cpp
+ * infers them from the model's size) and the converter drops an untied Gemma head; Qwen3-MoE's
+ * dense layer does not convert at all.
  */
-export const GGUF_MODELS: readonly string[] = ['tiny-llama', 'tiny-qwen2', 'tiny-smollm2', 'tiny-qwen3', 'tiny-phi3', 'tiny-mistral', 'tiny-mixtral'];
+export const GGUF_MODELS: readonly string[] = ['tiny-llama', 'tiny-qwen2', 'tiny-smollm2', 'tiny-llama3', 'tiny-qwen3', 'tiny-phi3', 'tiny-mistral', 'tiny-mixtral'];
+/** Those read back tensor by tensor (Gemma's 1 + w norms undone), not run. */
+export const GGUF_TENSOR_MODELS: readonly string[] = [...GGUF_MODELS, 'tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
 
 /** The path of `name` written in `preset` (made on first use, beside the fixtures). */
 export async function ggufFixture(name: string, preset: GgufPreset, tokenizer: Record<string, unknown> = {}): Promise<string> {
-  await fixtures();
-  const dir = join(FIXTURE_DIR, 'gguf');
+  // One folder per fixture stamp: regenerated weights never meet files written from older ones.
+  const dir = join(FIXTURE_DIR, 'gguf', (await fixtures()).stamp.slice(0, 16));
   const path = join(dir, `${name}-${preset}.gguf`);
   if (await stat(path).then(() => true, () => false)) return path;
   await mkdir(dir, { recursive: true });
