@@ -172,6 +172,11 @@ export function dequantizeGgmlRows(type: number, bytes: Uint8Array, rows: number
   return dequantizeGgml(type, bytes, rows * cols);
 }
 
+/** The block-quantized types (not the float ones), which weights keep as they are stored. */
+export function isQuantizedGgml(type: number): boolean {
+  return type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q4_K || type === GGML_TYPE.Q6_K;
+}
+
 /** A GGML-quantized matrix [rows, cols] (out x in) as its file stores it: rows of whole blocks. */
 export interface GgmlBlocks {
   type: GgmlType;

@@ -10,7 +10,7 @@ import type { Backend, Table, Tensor, Weight, WeightDtype } from './backend/type
 import type { ModelConfig } from './config.ts';
 import { linearWeight, withUploads, type Uploads } from './layers/layer.ts';
 import { plusOne } from './layers/gemma.ts';
-import { checkTensors, ProgressTotal, readValues, take, type ExpectedShapes, type LoadProgress, type TensorSource } from './load-weights.ts';
+import { checkTensors, ProgressTotal, readValues, take, takeLinear, type ExpectedShapes, type LoadedValue, type LoadProgress, type TensorSource } from './load-weights.ts';
 import { checkRows, checkWeightDtype, readConfig } from './shard.ts';
 
 export interface HeadLoadOptions {
@@ -47,14 +47,14 @@ function headShapes(c: ModelConfig): ExpectedShapes {
   return shapes;
 }
 
-function upload(backend: Backend, c: ModelConfig, tensors: Map<string, Float32Array>, dtype: WeightDtype, uploads: Uploads): HeadWeights {
+function upload(backend: Backend, c: ModelConfig, tensors: Map<string, LoadedValue>, dtype: WeightDtype, uploads: Uploads): HeadWeights {
   const V = c.vocabSize;
   const H = c.hiddenSize;
   const gpt2 = c.family === 'gpt2';
   const tableDtype = dtype === 'f32' ? 'f32' : 'f16';
   const embedName = gpt2 ? 'wte.weight' : 'model.embed_tokens.weight';
   const headName = gpt2 || c.tieWordEmbeddings ? embedName : 'lm_head.weight';
-  const lmHead = uploads.add(linearWeight(backend, take(tensors, headName), V, H, dtype, headName));
+  const lmHead = uploads.add(linearWeight(backend, takeLinear(tensors, headName), V, H, dtype, headName));
   const tied = headName === embedName ? backend.tableOf(lmHead) : null;
   const tokens = tied ?? uploads.add(backend.table(take(tensors, embedName), [V, H], tableDtype, embedName));
   const vec = (name: string) => uploads.add(backend.constant(take(tensors, name), [H], name));

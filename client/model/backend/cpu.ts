@@ -3,6 +3,7 @@
 // the references' values in leaner loops. Weights hold the values the GPU would multiply
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
 import { AigridError } from '../../../protocol/index.ts';
+import { dequantizeGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { addWeightedRef, routeRef } from '../../../kernels/cpu/moe.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
@@ -235,6 +236,10 @@ export class CpuBackend implements Backend {
     const placed = placeWeight(storedWeights(data, shape[0], shape[1], dtype), shape[0], shape[1]);
     const weight: CpuWeight = { shape: [shape[0], shape[1]], dtype, values: placed.values, addr: placed.addr };
     return weight;
+  }
+
+  quantizedWeight(m: GgmlBlocks, label: string): Weight {
+    return this.weight(dequantizeGgml(m.type, m.bytes, m.rows * m.cols), [m.rows, m.cols], 'f32', label);
   }
 
   constant(data: Float32Array, shape: readonly number[], _label: string): Tensor {

@@ -2,6 +2,7 @@
 // runs on WebGPU (recorded into one command encoder) or on the CPU (eager, kernels/cpu references).
 import type { WeightDtype } from '../../../kernels/weights.ts';
 import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
+import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 
 export type { WeightDtype } from '../../../kernels/weights.ts';
 
@@ -99,6 +100,8 @@ export interface Backend {
   readonly description: string;
   /** A linear weight [N, K] from f32 values, stored (and on the CPU, rounded) as `dtype`. */
   weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, label: string): Weight;
+  /** A linear weight kept in a GGUF file's quantized blocks, dequantized by the kernels that read it. */
+  quantizedWeight(m: GgmlBlocks, label: string): Weight;
   /** An f32 constant kept as is (norm weights, biases). */
   constant(data: Float32Array, shape: readonly number[], label: string): Tensor;
   /** A lookup table [rows, width] stored as f32 or f16. */

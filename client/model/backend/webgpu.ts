@@ -2,6 +2,7 @@
 // kernels/kv-cache.ts, and each forward pass recorded into one command encoder, submitted once and
 // read back through one staging copy.
 import { AigridError } from '../../../protocol/index.ts';
+import { dequantizeGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { packF16 } from '../../../kernels/quant.ts';
@@ -37,6 +38,10 @@ export class WebGpuBackend implements Backend {
 
   table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', label: string): Table {
     return this.scopes.track(() => this.ctx.tensor(shape, dtype, dtype === 'f16' ? packF16(data) : data, label));
+  }
+
+  quantizedWeight(m: GgmlBlocks, label: string): Weight {
+    return this.weight(dequantizeGgml(m.type, m.bytes, m.rows * m.cols), [m.rows, m.cols], 'f32', label);
   }
 
   tableOf(weight: Weight): Table | null {

@@ -230,17 +230,24 @@ export function undoTransform(values: Float32Array, shape: number[], transform: 
     for (let i = 0; i < values.length; i++) values[i] = values[i]! - 1;
     return values;
   }
-  // Stored row h*d + 2i + j holds the original row h*d + j*(d/2) + i (d: the head width).
   const rows = shape[0]!;
   const cols = shape.length > 1 ? shape[1]! : 1;
-  const d = rows / transform.heads;
-  if (!Number.isInteger(d) || d % 2 !== 0) throw corrupt(`a q/k tensor of ${rows} rows does not split into ${transform.heads} heads of even width`);
-  const out = new Float32Array(values.length);
-  for (let h = 0; h < transform.heads; h++) {
+  return unpermuteRows(values, rows, cols, transform.heads);
+}
+
+/**
+ * LLaMA's q/k rows back in order: stored row h*d + 2i + j holds the original row h*d + j*(d/2) + i
+ * (d: the head width). Rows are whole units (`rowLength` values, or bytes of quantized blocks).
+ */
+export function unpermuteRows<T extends Float32Array | Uint8Array>(values: T, rows: number, rowLength: number, heads: number): T {
+  const d = rows / heads;
+  if (!Number.isInteger(d) || d % 2 !== 0) throw corrupt(`a q/k tensor of ${rows} rows does not split into ${heads} heads of even width`);
+  const out = new (values.constructor as new (n: number) => T)(values.length);
+  for (let h = 0; h < heads; h++) {
     for (let i = 0; i < d / 2; i++) {
       for (let j = 0; j < 2; j++) {
-        const from = (h * d + 2 * i + j) * cols;
-        out.set(values.subarray(from, from + cols), (h * d + j * (d / 2) + i) * cols);
+        const from = (h * d + 2 * i + j) * rowLength;
+        out.set(values.subarray(from, from + rowLength), (h * d + j * (d / 2) + i) * rowLength);
       }
     }
   }

@@ -3,7 +3,7 @@
 // tensor infos and values under the runtime's names, tokenizer files), so nothing past it knows
 // the format.
 import { AigridError } from '../../../protocol/errors.ts';
-import { GGML_BLOCK, dequantizeGgml, ggmlTypeName } from '../../../kernels/ggml-quants.ts';
+import { GGML_BLOCK, dequantizeGgml, ggmlRowBytes, ggmlTypeName, isQuantizedGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import { CachedRanges } from '../checkpoint/cached-ranges.ts';
 import { DEFAULT_MAX_READ_BYTES } from '../checkpoint/plan.ts';
 import { readRanges } from '../checkpoint/read-ranges.ts';
@@ -11,7 +11,7 @@ import type { FloatTensor, OpenCheckpointOptions, ReadTensorsOptions, TensorInfo
 import type { RangeCache } from '../checkpoint/range-cache.ts';
 import type { ByteSource } from '../checkpoint/source.ts';
 import { readGgufIndex, type GgufIndex } from './container.ts';
-import { configFromGguf, mapTensors, undoTransform, type MappedTensor } from './arch.ts';
+import { configFromGguf, mapTensors, undoTransform, unpermuteRows, type MappedTensor } from './arch.ts';
 import { tokenizerFilesFromGguf } from './tokenizer.ts';
 
 export class GgufReader {
@@ -81,6 +81,30 @@ export class GgufReader {
     return readRanges(this.ranges, entries, {
       ...options, concurrency: this.concurrency, maxReadBytes: this.maxReadBytes, maxGap: this.index.alignment,
     });
+  }
+
+  /** Whether a tensor is stored in a quantized block format (kept as blocks by the loader). */
+  isQuantized(name: string): boolean {
+    return isQuantizedGgml(this.entry(name).stored.type);
+  }
+
+  /** Quantized matrices as their blocks, rows put back in the runtime's order; refuses float tensors. */
+  async readQuantized(names: Iterable<string>, options: ReadTensorsOptions = {}): Promise<Map<string, GgmlBlocks>> {
+    const unique = [...new Set(names)];
+    for (const name of unique) {
+      if (!this.isQuantized(name)) throw new AigridError('ERR_INVALID_ARGUMENT', `tensor ${name} is not quantized; read it with readFloat32`);
+    }
+    const raw = await this.readRaw(unique, options);
+    const out = new Map<string, GgmlBlocks>();
+    for (const name of unique) {
+      const t = this.entry(name);
+      if (t.shape.length !== 2) throw new AigridError('ERR_SHAPE_MISMATCH', `quantized tensor ${name} is not a matrix`);
+      const [rows, cols] = t.shape as [number, number];
+      const type = t.stored.type;
+      const bytes = t.transform?.kind === 'unpermute' ? unpermuteRows(raw.get(name)!, rows, ggmlRowBytes(type, cols), t.transform.heads) : raw.get(name)!;
+      out.set(name, { type, rows, cols, bytes });
+    }
+    return out;
   }
 
   /** Values as f32, dequantized and with the converter's changes undone. */

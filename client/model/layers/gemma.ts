@@ -8,7 +8,7 @@
 // Gemma 3 norms q and k per head (norm_q, norm_k); Gemma 2 soft-caps the attention scores instead.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
-import { take, type ExpectedShapes } from '../load-weights.ts';
+import { take, takeLinear, type ExpectedShapes, type LoadedValue } from '../load-weights.ts';
 import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
 const NORMS = ['input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm'] as const;
@@ -55,11 +55,11 @@ class GemmaLayer implements Layer {
   private readonly down: Weight;
   private readonly window: number | undefined;
 
-  constructor(backend: Backend, private readonly c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
+  constructor(backend: Backend, private readonly c: ModelConfig, index: number, tensors: Map<string, LoadedValue>, dtype: WeightDtype, private readonly uploads: Uploads) {
     const p = `model.layers.${index}.`;
     const [H, I, hd] = [c.hiddenSize, c.intermediateSize, c.headDim];
     const [qDim, kvDim] = [c.numHeads * hd, c.numKvHeads * hd];
-    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, take(tensors, p + name), N, K, dtype, p + name));
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, takeLinear(tensors, p + name), N, K, dtype, p + name));
     const norm = (name: string, n: number) => this.uploads.add(backend.constant(plusOne(take(tensors, p + name)), [n], p + name));
     this.norm = Object.fromEntries(normsOf(c).map((n) => [n, norm(`${n}.weight`, H)]));
     this.q = w('self_attn.q_proj.weight', qDim, H);

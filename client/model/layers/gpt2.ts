@@ -4,7 +4,7 @@
 // into q, k and v there too. Learned positions are added by the head's embedding.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
-import { take, transpose, type ExpectedShapes } from '../load-weights.ts';
+import { take, transpose, type ExpectedShapes, type LoadedValue } from '../load-weights.ts';
 import { attend, linearWeight, withUploads, type Layer, type LayerArch, type PassKv, type Uploads } from './layer.ts';
 
 const prefix = (index: number) => `h.${index}.`;
@@ -46,7 +46,7 @@ class Gpt2Layer implements Layer {
   private readonly fcProj: Weight; // [H, I]
   private readonly fcProjBias: Tensor; // [H]
 
-  constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
+  constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, LoadedValue>, dtype: WeightDtype, private readonly uploads: Uploads) {
     this.c = c;
     const p = prefix(index);
     const H = c.hiddenSize;

@@ -4,7 +4,7 @@ import { AigridError } from '../../../protocol/index.ts';
 import { Q4_BLOCK } from '../../../kernels/quant.ts';
 import type { AttentionOptions, Backend, KvStore, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
-import type { ExpectedShapes } from '../load-weights.ts';
+import type { ExpectedShapes, LoadedValue } from '../load-weights.ts';
 
 /**
  * The caches a pass continues: one store for all T rows (one session), or one store per row (a
@@ -22,7 +22,7 @@ export interface LayerArch {
   /** Checkpoint tensors of layer `index` with the shapes the config implies. */
   shapes(config: ModelConfig, index: number): ExpectedShapes;
   /** Uploads the layer's weights (values as read, in checkpoint layout). */
-  create(backend: Backend, config: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype): Layer;
+  create(backend: Backend, config: ModelConfig, index: number, tensors: Map<string, LoadedValue>, dtype: WeightDtype): Layer;
 }
 
 /**
@@ -55,9 +55,14 @@ export function weightDtypeFor(dtype: WeightDtype, K: number): WeightDtype {
   return dtype === 'q4' && K % Q4_BLOCK !== 0 ? 'q8' : dtype;
 }
 
-/** Uploads a linear weight [N, K] in the requested dtype (or the closest one its shape allows). */
-export function linearWeight(backend: Backend, data: Float32Array, N: number, K: number, dtype: WeightDtype, label: string): Weight {
-  return backend.weight(data, [N, K], weightDtypeFor(dtype, K), label);
+/**
+ * Uploads a linear weight [N, K] in the requested dtype (or the closest one its shape allows); a
+ * quantized one keeps its own blocks.
+ */
+export function linearWeight(backend: Backend, data: LoadedValue, N: number, K: number, dtype: WeightDtype, label: string): Weight {
+  if (data instanceof Float32Array) return backend.weight(data, [N, K], weightDtypeFor(dtype, K), label);
+  if (data.rows !== N || data.cols !== K) throw new AigridError('ERR_SHAPE_MISMATCH', `${label}: [${data.rows}, ${data.cols}] blocks where [${N}, ${K}] is expected`);
+  return backend.quantizedWeight(data, label);
 }
 
 /** What a layer uploaded, so that a failed load or dispose() frees all of it. */

@@ -5,7 +5,8 @@
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
-import { take, type ExpectedShapes } from '../load-weights.ts';
+import { sliceGgmlRows } from '../../../kernels/ggml-quants.ts';
+import { take, takeLinear, type ExpectedShapes, type LoadedValue } from '../load-weights.ts';
 import { moeTensorNames } from '../arch/names.ts';
 import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
@@ -77,7 +78,7 @@ class LlamaLayer implements Layer {
   private readonly router?: Weight;
   private readonly experts: { gate: Weight; up: Weight; down: Weight }[] = [];
 
-  constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, Float32Array>, dtype: WeightDtype, private readonly uploads: Uploads) {
+  constructor(backend: Backend, c: ModelConfig, index: number, tensors: Map<string, LoadedValue>, dtype: WeightDtype, private readonly uploads: Uploads) {
     this.c = c;
     const p = prefix(index);
     const H = c.hiddenSize;
@@ -85,8 +86,11 @@ class LlamaLayer implements Layer {
     const kvDim = c.numKvHeads * c.headDim;
     const I = c.intermediateSize;
     // Phi-3's fused projections are row blocks: [q; k; v] and [gate; up].
-    const fused = (name: string, from: number, rows: number) => take(tensors, p + name).subarray(from * H, (from + rows) * H);
-    const rowsOf: Record<string, () => Float32Array> = c.fusedProjections
+    const fused = (name: string, from: number, rows: number): LoadedValue => {
+      const m = takeLinear(tensors, p + name);
+      return m instanceof Float32Array ? m.subarray(from * H, (from + rows) * H) : sliceGgmlRows(m, from, rows);
+    };
+    const rowsOf: Record<string, () => LoadedValue> = c.fusedProjections
       ? {
           'self_attn.q_proj.weight': () => fused('self_attn.qkv_proj.weight', 0, qDim),
           'self_attn.k_proj.weight': () => fused('self_attn.qkv_proj.weight', qDim, kvDim),
@@ -95,7 +99,7 @@ class LlamaLayer implements Layer {
           'mlp.up_proj.weight': () => fused('mlp.gate_up_proj.weight', I, I),
         }
       : {};
-    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, rowsOf[name]?.() ?? take(tensors, p + name), N, K, dtype, p + name));
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, rowsOf[name]?.() ?? takeLinear(tensors, p + name), N, K, dtype, p + name));
     const vec = (name: string, n: number) => this.uploads.add(backend.constant(take(tensors, p + name), [n], p + name));
     this.inputNorm = vec('input_layernorm.weight', H);
     this.q = w('self_attn.q_proj.weight', qDim, H);
