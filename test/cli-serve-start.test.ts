@@ -1,5 +1,6 @@
 // The commands a new user runs: `aigrid serve FOLDER` makes a local model available on a network
-// (its files served from that process) with a progress bar and a tokens/s line; `aigrid start`
+// (its files served from that process) with a progress bar and a tokens/s line, as does `aigrid
+// serve FILE.gguf` after printing its plan; `aigrid start`
 // (npm start) runs server, web app, gateway and a peer with the offline default model, and a chat
 // through its gateway answers at once.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,9 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openModelNode } from '../client/model/checkpoint/node.ts';
+import { Head } from '../client/model/head.ts';
+import { Shard } from '../client/model/shard.ts';
 import { connect } from '../client/sdk/node.ts';
 import { startSignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR, fixtures } from './fixtures/index.ts';
+import { ggufFixture } from './helpers/gguf-fixtures.ts';
+import { greedyRun } from './helpers/model-runtime.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../bin/aigrid.js', import.meta.url));
@@ -51,6 +57,37 @@ describe('aigrid serve', () => {
       expect(serve.output()).toMatch(/serving tiny-llama on network served/);
       expect(serve.output()).toMatch(/loading tiny-llama \[0, 4\) \[#+\] 100%/);
       await waitFor(() => /tok\/s · \d+ sessions · [1-9]\d* tokens served/.test(serve.output()), 15_000, 'a tokens/s line counting the tokens served');
+    } finally {
+      grid.close();
+      serve.child.kill('SIGINT');
+      await server.close();
+    }
+  });
+});
+
+describe('aigrid serve FILE.gguf', () => {
+  it('prints the plan first, serves the file alone and gives the tokens one process computes from it', async () => {
+    const path = await ggufFixture('tiny-llama', 'Q8_0');
+    const server = await startSignalingServer({});
+    const serve = aigrid(['serve', path, '--signal', server.wsUrl, '--network', 'gguf', '--memory-mb', '64', '--replication', '1', '--backend', 'cpu', '--model-id', 'tl-q8']);
+    const grid = await connect({ signal: server.wsUrl, network: 'gguf' });
+    try {
+      await waitFor(async () => (await grid.models.list()).data[0]?.health === 'ready', 30_000, 'the GGUF model ready').catch((err: Error) => {
+        throw new Error(`${err.message}; output: ${serve.output()}`);
+      });
+      const reader = await openModelNode(path);
+      const head = await Head.load(reader, { backend: 'cpu' });
+      const shard = await Shard.load(reader, { start: 0, end: 4, backend: 'cpu' });
+      const g = (await fixtures()).models.find((m) => m.name === 'tiny-llama')!.golden[0]!;
+      const alone = await greedyRun(head, [shard], g.ids, g.greedy.length, 'alone');
+      head.destroy();
+      shard.destroy();
+      const out = await grid.generate({ model: 'tl-q8', prompt: g.ids, maxTokens: g.greedy.length, temperature: 0, stopTokens: [] });
+      expect(out.tokens).toEqual(alone.tokens);
+      const output = serve.output();
+      expect(output).toMatch(/plan: tl-q8: 4 layers of [\d.]+ MB \(weights and a KV share\) \+ head [\d.]+ MB = [\d.]+ MB; 1 peer of 64 MB hold it \(4 layers each, replication 1\)/);
+      expect(output.indexOf('plan:')).toBeLessThan(output.indexOf('loading'));
+      expect(output).toMatch(/files at http:\/\/127\.0\.0\.1:\d+\/models\/tl-q8/);
     } finally {
       grid.close();
       serve.child.kill('SIGINT');

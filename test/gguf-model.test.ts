@@ -7,6 +7,7 @@ import { createBackend } from '../client/model/backend/select.ts';
 import type { Backend } from '../client/model/backend/types.ts';
 import { openModelNode } from '../client/model/checkpoint/node.ts';
 import type { Checkpoint } from '../client/model/checkpoint/reader.ts';
+import { checkSpecAgainst, modelSpecFromCheckpoint, modelSpecFromConfig, weightsPerLayer } from '../client/grid/model-spec.ts';
 import { parseConfig } from '../client/model/config.ts';
 import { ropeInvFreq } from '../kernels/cpu/rope.ts';
 import { Head } from '../client/model/head.ts';
@@ -138,5 +139,22 @@ describe.each(BACKENDS)('goldens from GGUF on the $kind backend', ({ kind, model
         expect(run.tokens[s], `step ${s}`).toBe(id);
       }
     });
+  });
+});
+
+describe('placement counts the bytes a GGUF file keeps quantized', () => {
+  it('a Q8_0 layer takes its blocks\' bytes (34 per 32 weights), not four per weight', async () => {
+    const reader = await openModelNode(await ggufFixture('tiny-llama', 'Q8_0'));
+    const config = parseConfig(reader.config);
+    const f32 = modelSpecFromConfig(config, { source: 'x' });
+    const q8 = modelSpecFromCheckpoint(reader, { source: 'x' });
+    const kv = 2048 * 2 * config.numKvHeads * config.headDim * 4;
+    const H = config.hiddenSize;
+    const matrices = weightsPerLayer(config) - 2 * H; // all but the two norms
+    expect(q8.layerBytes).toBe(Math.ceil((matrices / 32) * 34 + 2 * H * 4 + kv));
+    expect(f32.layerBytes).toBe(Math.ceil(weightsPerLayer(config) * 4 + kv));
+    // A peer checks a spec against the file: one that understates the quantized bytes is refused.
+    expect(() => checkSpecAgainst({ ...q8, layerBytes: q8.layerBytes - 1 }, reader)).toThrow(/needs/);
+    expect(() => checkSpecAgainst(q8, reader)).not.toThrow();
   });
 });

@@ -6,7 +6,10 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isGgufRef } from '../../protocol/ids.ts';
-import { defaultModelId } from '../grid/model-spec.ts';
+import { defaultModelId, modelSpecFromCheckpoint, storedBytesOf } from '../grid/model-spec.ts';
+import { openModelNode } from '../model/checkpoint/node.ts';
+import { readConfig } from '../model/shard.ts';
+import { describePlan, planServing } from './plan.ts';
 import { connect, type ModelSpec } from '../sdk/node.ts';
 import { showLiveStatus } from './live-status.ts';
 import { startModelFileServer, type ModelFileServer } from './model-files.ts';
@@ -79,6 +82,16 @@ export async function runServeCommand(argv: string[]): Promise<void> {
     modelId ??= defaultModelId(name.replace(/\.gguf$/i, ''));
     files = await startModelFileServer(dirname(resolve(model)), modelId, values.host, 0, name);
     source = `${files.url}/${encodeURIComponent(name)}`;
+  }
+  // The plan, from the model's config and index alone (nothing of the weights is read yet).
+  try {
+    const checkpoint = await openModelNode(source, { baseUrl: values['base-url'], revision: values.revision });
+    const spec = modelSpecFromCheckpoint(checkpoint, { source, modelId, replication, weightDtype: dtype, light: values.light, baseUrl: values['base-url'], revision: values.revision });
+    const plan = planServing(spec, readConfig(checkpoint), memoryBudgetMB, storedBytesOf(checkpoint));
+    console.log(describePlan(spec, plan, memoryBudgetMB));
+  } catch (err) {
+    await files?.close();
+    throw err;
   }
   const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'serve'), peerIdentity: await identityOption(undefined, 'serve-peer') });
   try {

@@ -28,26 +28,45 @@ export interface ModelSpecOptions {
  * projections, extra norms and a sparse layer's experts all count).
  */
 export function weightsPerLayer(c: ModelConfig): number {
+  return layerWeightBytes(c, () => 1);
+}
+
+/** Bytes of a tensor kept as its file stores it (a GGUF file's quantized blocks); undefined otherwise. */
+export type StoredBytes = (name: string) => number | undefined;
+
+/**
+ * Bytes of the largest layer's weights: each tensor at `perWeight` bytes a value, or at the bytes
+ * its file stores it in when it stays quantized.
+ */
+function layerWeightBytes(c: ModelConfig, perWeight: (name: string) => number, stored?: StoredBytes): number {
   const arch = layerArch(c);
   let most = 0;
   for (let l = 0; l < c.numLayers; l++) {
     let n = 0;
-    for (const shape of arch.shapes(c, l).values()) n += shape.reduce((a, b) => a * b, 1);
+    for (const [name, shape] of arch.shapes(c, l)) n += stored?.(name) ?? shape.reduce((a, b) => a * b, 1) * perWeight(name);
     most = Math.max(most, n);
   }
   return most;
 }
 
-/** Bytes of the Head as a peer loads it: token table, LM head (one matrix when tied), norms, GPT-2 positions. */
-export function headBytesOf(c: ModelConfig, dtype: ModelSpec['weightDtype']): number {
+/**
+ * Bytes of the Head as a peer loads it: token table, LM head (one matrix when tied), norms, GPT-2
+ * positions. A quantized LM head keeps its blocks; the table beside it is f16 (kernels read
+ * tables by row, so a quantized table is decoded at load).
+ */
+export function headBytesOf(c: ModelConfig, dtype: ModelSpec['weightDtype'], stored?: StoredBytes): number {
   const table = c.vocabSize * c.hiddenSize * (dtype === 'f32' ? 4 : 2);
-  const lmHead = c.vocabSize * c.hiddenSize * BYTES_PER_WEIGHT[dtype];
+  const headName = c.family === 'gpt2' ? 'wte.weight' : c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  const quantizedHead = stored?.(headName);
+  const lmHead = quantizedHead ?? c.vocabSize * c.hiddenSize * BYTES_PER_WEIGHT[dtype];
   const tied = c.family === 'gpt2' || c.tieWordEmbeddings;
   const positions = c.family === 'gpt2' ? c.maxPositions * c.hiddenSize * 4 : 0;
-  return Math.ceil((tied ? Math.max(table, lmHead) : table + lmHead) + positions + 2 * c.hiddenSize * 4);
+  const matrices = tied ? (quantizedHead === undefined ? Math.max(table, lmHead) : table + lmHead) : table + lmHead;
+  return Math.ceil(matrices + positions + 2 * c.hiddenSize * 4);
 }
 
-export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptions): ModelSpec {
+/** `stored`: the bytes of the tensors a GGUF file keeps quantized (placement counts those, not f32). */
+export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptions, stored?: StoredBytes): ModelSpec {
   const weightDtype = options.weightDtype ?? 'f32';
   const kvBytes = KV_TOKENS_PER_LAYER * 2 * config.numKvHeads * config.headDim * 4;
   const modelId = options.modelId ?? defaultModelId(options.source);
@@ -58,10 +77,10 @@ export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptio
     ...(options.revision ? { revision: options.revision } : {}),
     numLayers: config.numLayers,
     hiddenSize: config.hiddenSize,
-    layerBytes: Math.ceil(weightsPerLayer(config) * BYTES_PER_WEIGHT[weightDtype] + kvBytes),
+    layerBytes: Math.ceil(layerWeightBytes(config, () => BYTES_PER_WEIGHT[weightDtype], stored) + kvBytes),
     weightDtype,
     replication: options.replication ?? 2,
-    ...(options.light ? { light: true, headBytes: headBytesOf(config, weightDtype) } : {}),
+    ...(options.light ? { light: true, headBytes: headBytesOf(config, weightDtype, stored) } : {}),
     ...(options.notice ? { notice: options.notice } : {}),
   };
   const parsed = ModelSpecSchema.safeParse(spec);
@@ -74,7 +93,13 @@ export function modelSpecFromConfig(config: ModelConfig, options: ModelSpecOptio
 
 /** The spec of a checkpoint already opened (only its config is read). */
 export function modelSpecFromCheckpoint(checkpoint: TensorSource, options: ModelSpecOptions): ModelSpec {
-  return modelSpecFromConfig(readConfig(checkpoint), options);
+  return modelSpecFromConfig(readConfig(checkpoint), options, storedBytesOf(checkpoint));
+}
+
+/** The stored bytes of a checkpoint's quantized tensors, when it keeps any (GGUF). */
+export function storedBytesOf(checkpoint: TensorSource): StoredBytes | undefined {
+  const { quantizedBytes } = checkpoint;
+  return quantizedBytes && ((name) => quantizedBytes.call(checkpoint, name));
 }
 
 /** A model id from where the weights live: the hub id, or the last folder of a URL or path. */
@@ -98,7 +123,7 @@ export function checkSpecAgainst(spec: ModelSpec, checkpoint: TensorSource): voi
   if (config.numLayers !== spec.numLayers || config.hiddenSize !== spec.hiddenSize) {
     throw new AigridError('ERR_UNSUPPORTED_MODEL', `${spec.modelId}: the checkpoint has ${config.numLayers} layers of width ${config.hiddenSize}, the spec says ${spec.numLayers} of ${spec.hiddenSize}`);
   }
-  const honest = modelSpecFromConfig(config, { modelId: spec.modelId, source: spec.source, weightDtype: spec.weightDtype, light: spec.light });
+  const honest = modelSpecFromConfig(config, { modelId: spec.modelId, source: spec.source, weightDtype: spec.weightDtype, light: spec.light }, storedBytesOf(checkpoint));
   if (spec.layerBytes < honest.layerBytes) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `${spec.modelId}: the spec says a layer takes ${spec.layerBytes} bytes; its checkpoint needs ${honest.layerBytes} (${spec.weightDtype} weights and the KV share)`);
   }

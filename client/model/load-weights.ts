@@ -13,6 +13,8 @@ import type { Checkpoint, ReadProgress, ReadTensorsOptions } from './checkpoint/
  */
 export type TensorSource = Pick<Checkpoint, 'config' | 'generationConfig' | 'tensorInfo' | 'readFloat32'> & {
   isQuantized?(name: string): boolean;
+  /** Bytes a quantized tensor is stored in; undefined for a float one or an unknown name. */
+  quantizedBytes?(name: string): number | undefined;
   readQuantized?(names: Iterable<string>, options?: ReadTensorsOptions): Promise<Map<string, GgmlBlocks>>;
 };
 

@@ -88,6 +88,13 @@ export class GgufReader {
     return isQuantizedGgml(this.entry(name).stored.type);
   }
 
+  quantizedBytes(name: string): number | undefined {
+    const t = this.mapped.get(name);
+    if (!t || !isQuantizedGgml(t.stored.type)) return undefined;
+    const { begin, end } = this.range(t);
+    return end - begin;
+  }
+
   /** Quantized matrices as their blocks, rows put back in the runtime's order; refuses float tensors. */
   async readQuantized(names: Iterable<string>, options: ReadTensorsOptions = {}): Promise<Map<string, GgmlBlocks>> {
     const unique = [...new Set(names)];
