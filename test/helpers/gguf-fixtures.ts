@@ -28,7 +28,7 @@ export const GGUF_TENSOR_MODELS: readonly string[] = [...GGUF_MODELS, 'tiny-gemm
 function wordTokenizer(name: string): Record<string, unknown> {
   const vocab = buildVocab(MODEL_SPECS.find((s) => s.name === name)!);
   const id = (token: string | null) => (token === null ? undefined : vocab.ids.get(token));
-  return {
+  const meta: Record<string, unknown> = {
     'tokenizer.ggml.model': 'gpt2',
     'tokenizer.ggml.pre': 'default',
     'tokenizer.ggml.tokens': vocab.tokens,
@@ -40,6 +40,8 @@ function wordTokenizer(name: string): Record<string, unknown> {
     'tokenizer.ggml.add_bos_token': vocab.addBos,
     'tokenizer.chat_template': vocab.chatTemplate,
   };
+  // A vocabulary without a BOS (Qwen's) writes no BOS key, as the converter does.
+  return Object.fromEntries(Object.entries(meta).filter(([, v]) => v !== undefined));
 }
 
 function mergesOf(tokens: readonly string[], ids: ReadonlyMap<string, number>): string[] {
