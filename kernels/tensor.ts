@@ -6,9 +6,30 @@ import { AigridError } from '../protocol/index.ts';
  * adapter with unpack2x16float; native f16 arithmetic needs shader-f16). q8: int8 weights [N, K]
  * packed four per u32, rows padded to whole words, one f32 scale per row in `scales`. q4: 4-bit
  * weights [N, K] in blocks of 32 along K (value = (q - 8) * scale), one scale per block in `scales`.
- * u32 / i32: integer tensors (token ids, indices).
+ * q8_0 / q4_0 / q4_k / q6_k: GGML blocks in two planes (see GGML_PLANES and ggml-weights.ts); `buffer`
+ * holds the quants, `scales` the rest of each block. u32 / i32: integer tensors (token ids, indices).
  */
-export type DType = 'f32' | 'f16' | 'q8' | 'q4' | 'u32' | 'i32';
+export type DType = 'f32' | 'f16' | 'q8' | 'q4' | GgmlDType | 'u32' | 'i32';
+
+export type GgmlDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+
+/**
+ * A GGML block as uploaded, split losslessly into two planes: `quants` bytes (whole 16-byte
+ * vectors) in `buffer`, `meta` bytes in `scales`, per block of `elements` along a row.
+ * q8_0 / q4_0: the int8 / nibble quants, then the f16 scale d. q4_k: the 128 bytes of nibbles, then
+ * d, dmin and the 12 bytes of 6-bit scales and mins (the block's first 16 bytes). q6_k: ql, qh and
+ * the 16 int8 scales (the block's first 208 bytes), then d. Metas of 2 bytes pack two per word.
+ */
+export const GGML_PLANES: Readonly<Record<GgmlDType, { elements: number; quants: number; meta: number }>> = {
+  q8_0: { elements: 32, quants: 32, meta: 2 },
+  q4_0: { elements: 32, quants: 16, meta: 2 },
+  q4_k: { elements: 256, quants: 128, meta: 16 },
+  q6_k: { elements: 256, quants: 208, meta: 2 },
+};
+
+export function isGgmlDtype(dtype: string): dtype is GgmlDType {
+  return Object.hasOwn(GGML_PLANES, dtype);
+}
 
 export interface GpuTensor {
   readonly label: string;
@@ -49,6 +70,15 @@ export function dataBytes(shape: readonly number[], dtype: DType): number {
       const [rows, cols] = matrixDims(shape, dtype);
       if (cols % 32 !== 0) throw new AigridError('ERR_SHAPE_MISMATCH', `q4 needs K % 32 == 0, got K = ${cols}`);
       return rows * (cols / 32) * 16;
+    }
+    case 'q8_0':
+    case 'q4_0':
+    case 'q4_k':
+    case 'q6_k': {
+      const [rows, cols] = matrixDims(shape, dtype);
+      const plane = GGML_PLANES[dtype];
+      if (cols % plane.elements !== 0) throw new AigridError('ERR_SHAPE_MISMATCH', `${dtype} needs K % ${plane.elements} == 0, got K = ${cols}`);
+      return rows * (cols / plane.elements) * plane.quants;
     }
   }
 }

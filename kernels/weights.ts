@@ -4,10 +4,16 @@ import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { expectDtype, expectInteger, expectShape } from './guard.ts';
 import { Q4_BLOCK, packF16, quantizeQ4, quantizeQ8, type ScaleDtype } from './quant.ts';
-import type { DType, GpuTensor } from './tensor.ts';
+import { GGML_PLANES, isGgmlDtype, type DType, type GgmlDType, type GpuTensor } from './tensor.ts';
 
-export type WeightDtype = 'f32' | 'f16' | 'q8' | 'q4';
+/** Weights uploaded from f32 values (uploadWeight). */
+export type FloatWeightDtype = 'f32' | 'f16' | 'q8' | 'q4';
+/** Every weight on the GPU: the GGML ones come from a file's blocks (uploadGgmlWeight). */
+export type WeightDtype = FloatWeightDtype | GgmlDType;
+/** The dtypes a user may ask weights to be converted to. */
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ['f32', 'f16', 'q8', 'q4'];
+/** GGML block formats kept as the file stores them (dequantized inside the kernels). */
+export const GGML_WEIGHT_DTYPES: readonly GgmlDType[] = ['q8_0', 'q4_0', 'q4_k', 'q6_k'];
 
 /** Rows rowStart .. rowStart + rows of the weight, as one tensor [rows, K]. */
 export interface WeightPart {
@@ -31,7 +37,7 @@ export interface UploadWeightOptions {
   label?: string;
 }
 
-function isWeightDtype(dtype: DType): dtype is WeightDtype {
+function isWeightDtype(dtype: DType): dtype is FloatWeightDtype {
   return (WEIGHT_DTYPES as readonly string[]).includes(dtype);
 }
 
@@ -47,6 +53,14 @@ export function partBytes(dtype: WeightDtype, rows: number, K: number, scaleDtyp
       return Math.max(rows * Math.ceil(K / 4) * 4, scaleBytes(rows));
     case 'q4':
       return Math.max((rows * K) / 2, scaleBytes((rows * K) / Q4_BLOCK));
+    case 'q8_0':
+    case 'q4_0':
+    case 'q4_k':
+    case 'q6_k': {
+      const plane = GGML_PLANES[dtype];
+      const blocks = rows * Math.ceil(K / plane.elements);
+      return Math.max(blocks * plane.quants, Math.ceil((blocks * plane.meta) / 4) * 4);
+    }
   }
 }
 
@@ -68,18 +82,7 @@ export function uploadWeight(
   if (data.length !== N * K) throw new AigridError('ERR_SHAPE_MISMATCH', `${label}: ${data.length} values for [${N}, ${K}]`);
   if (dtype === 'q4' && K % Q4_BLOCK !== 0) throw new AigridError('ERR_SHAPE_MISMATCH', `${label}: q4 needs K % ${Q4_BLOCK} == 0, got K = ${K}`);
 
-  const { maxStorageBufferBindingSize, maxBufferSize } = ctx.limits;
-  let limitName = maxBufferSize < maxStorageBufferBindingSize ? 'maxBufferSize' : 'maxStorageBufferBindingSize';
-  let limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
-  if (options.maxBindingBytes !== undefined && options.maxBindingBytes < limit) {
-    limitName = 'maxBindingBytes';
-    limit = options.maxBindingBytes;
-  }
-  const rowsPerPart = fittingRows(dtype, N, K, scaleDtype, limit);
-  if (rowsPerPart === 0) {
-    throw new AigridError('ERR_GPU_LIMIT', `${label}: one row of [${N}, ${K}] ${dtype} needs ${partBytes(dtype, 1, K, scaleDtype)} bytes, over ${limitName} (${limit})`);
-  }
-
+  const rowsPerPart = partRows(ctx, dtype, N, K, { ...options, label, scaleDtype });
   const parts: WeightPart[] = [];
   for (let rowStart = 0; rowStart < N; rowStart += rowsPerPart) {
     const rows = Math.min(rowsPerPart, N - rowStart);
@@ -88,6 +91,23 @@ export function uploadWeight(
     parts.push({ tensor: uploadRows(ctx, rowsData, rows, K, dtype, scaleDtype, partLabel), rowStart, rows });
   }
   return { shape: [N, K], dtype, parts };
+}
+
+/** Rows per part so that no binding exceeds the adapter's limits or `maxBindingBytes`; ERR_GPU_LIMIT if one row does not fit. */
+export function partRows(ctx: GpuContext, dtype: WeightDtype, N: number, K: number, options: UploadWeightOptions & { label: string }): number {
+  const scaleDtype = options.scaleDtype ?? 'f32';
+  const { maxStorageBufferBindingSize, maxBufferSize } = ctx.limits;
+  let limitName = maxBufferSize < maxStorageBufferBindingSize ? 'maxBufferSize' : 'maxStorageBufferBindingSize';
+  let limit = Math.min(maxStorageBufferBindingSize, maxBufferSize);
+  if (options.maxBindingBytes !== undefined && options.maxBindingBytes < limit) {
+    limitName = 'maxBindingBytes';
+    limit = options.maxBindingBytes;
+  }
+  const rows = fittingRows(dtype, N, K, scaleDtype, limit);
+  if (rows === 0) {
+    throw new AigridError('ERR_GPU_LIMIT', `${options.label}: one row of [${N}, ${K}] ${dtype} needs ${partBytes(dtype, 1, K, scaleDtype)} bytes, over ${limitName} (${limit})`);
+  }
+  return rows;
 }
 
 /** The most rows (up to N) whose bindings all fit in `limit` bytes; 0 when one row does not. */
@@ -100,7 +120,7 @@ function fittingRows(dtype: WeightDtype, N: number, K: number, scaleDtype: Scale
   return rows;
 }
 
-function uploadRows(ctx: GpuContext, rows: Float32Array, N: number, K: number, dtype: WeightDtype, scaleDtype: ScaleDtype, label: string): GpuTensor {
+function uploadRows(ctx: GpuContext, rows: Float32Array, N: number, K: number, dtype: FloatWeightDtype, scaleDtype: ScaleDtype, label: string): GpuTensor {
   switch (dtype) {
     case 'f32':
       return ctx.tensor([N, K], 'f32', rows, label);
@@ -133,9 +153,9 @@ export interface LinearDims {
   col0: number;
 }
 
-/** Checks x, a weight tensor and out for out[:, col0 : col0 + N] = x · wᵀ. */
-export function checkLinear(op: string, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0: number): LinearDims {
-  expectDtype(op, 'w', w, WEIGHT_DTYPES);
+/** Checks x, a weight tensor of one of `dtypes` and out for out[:, col0 : col0 + N] = x · wᵀ. */
+export function checkLinear(op: string, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0: number, dtypes: readonly DType[] = WEIGHT_DTYPES): LinearDims {
+  expectDtype(op, 'w', w, dtypes);
   expectShape(op, 'w', w, [null, null]);
   const [N, K] = w.shape as [number, number];
   expectDtype(op, 'x', x, ['f32']);
@@ -150,6 +170,11 @@ export function checkLinear(op: string, x: GpuTensor, w: GpuTensor, out: GpuTens
   }
   if ((w.dtype === 'q8' || w.dtype === 'q4') && !w.scales) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: ${w.dtype} weight ${w.label} has no scales (create it with ctx.quantizedTensor)`);
+  }
+  if (isGgmlDtype(w.dtype)) {
+    const { elements } = GGML_PLANES[w.dtype];
+    if (K % elements !== 0) throw new AigridError('ERR_SHAPE_MISMATCH', `${op}: ${w.dtype} weight ${w.label} needs K % ${elements} == 0, got K = ${K}`);
+    if (!w.scales) throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: ${w.dtype} weight ${w.label} has no meta plane (upload it with uploadGgmlWeight)`);
   }
   if (out.buffer === x.buffer || out.buffer === w.buffer) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: out must not share a buffer with x or w`);

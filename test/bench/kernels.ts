@@ -4,9 +4,18 @@
 // Shapes are LLaMA-like [K -> N]; AIGRID_BENCH_M sets the prefill rows (default 64). While tuning,
 // AIGRID_BENCH_ONLY_MATVEC=1 skips prefill, AIGRID_BENCH_SHAPES=576x1536,2048x2048 (K x N) and
 // AIGRID_BENCH_DTYPES=f32,q8 pick a subset.
+// First, decode on weights in GGML block formats at [4096, 4096], in Node (Dawn: the machine's Vulkan
+// GPU, else SwiftShader): one line GGML {json} of weight GB/s per format; AIGRID_BENCH_GGML=0 skips it.
 import type { Page } from 'puppeteer-core';
 import { createServer, type Plugin } from 'vite';
-import type { DType } from '../../kernels/tensor.ts';
+import { GpuContext } from '../../kernels/context.ts';
+import { ggmlWeightBytes } from '../../kernels/ggml-linear.ts';
+import { GGML_TYPE } from '../../kernels/ggml-quants.ts';
+import { uploadGgmlWeight } from '../../kernels/ggml-weights.ts';
+import { LinearOp } from '../../kernels/linear.ts';
+import { nodeGpu } from '../../kernels/node-gpu.ts';
+import type { DType, GgmlDType } from '../../kernels/tensor.ts';
+import { quantizeGgml } from '../fixtures/ggml-quantize.ts';
 import { launchChromium, openPage } from '../helpers/chromium.ts';
 import { randomFloats } from '../kernels/check.ts';
 import { matmulModel } from './onnx-matmul.ts';
@@ -57,7 +66,49 @@ const geomean = (xs: number[]) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 
 const round = (x: number, d = 3) => Number(x.toFixed(d));
 const WEIGHT_BYTES: Record<string, number> = { f32: 4, f16: 2, q8: 1 + 1 / 256, q4: 0.5 + 4 / 32 };
 
+const GGML_FORMATS = [[GGML_TYPE.Q8_0, 'q8_0'], [GGML_TYPE.Q4_0, 'q4_0'], [GGML_TYPE.Q4_K, 'q4_k'], [GGML_TYPE.Q6_K, 'q6_k']] as const;
+
+/** Decode (M = 1) through LinearOp on GGML blocks: GB/s of the file's weight bytes per step. */
+async function ggmlMatvec(k = 4096, n = 4096): Promise<void> {
+  const ctx = await GpuContext.create({ gpu: await nodeGpu() });
+  try {
+    const values = weight(n, k);
+    const x = ctx.tensor([1, k], 'f32', new Float32Array(k).map((_, i) => Math.sin(i * 0.37)), 'x');
+    const out = ctx.tensor([1, n], 'f32', undefined, 'y');
+    const op = new LinearOp(ctx);
+    const table: Record<string, unknown>[] = [];
+    const gbps: Partial<Record<GgmlDType, number>> = {};
+    for (const [type, dtype] of GGML_FORMATS) {
+      const w = uploadGgmlWeight(ctx, { type, rows: n, cols: k, bytes: quantizeGgml(type, values) }, { label: dtype });
+      const step = () => {
+        const encoder = ctx.encoder();
+        op.run(encoder, x, w, out);
+        ctx.submit(encoder);
+      };
+      step(); // warm-up: pipeline and first allocations
+      await ctx.device.queue.onSubmittedWorkDone();
+      const t0 = performance.now();
+      for (let i = 0; i < ITERATIONS; i++) step();
+      await ctx.device.queue.onSubmittedWorkDone();
+      const ms = (performance.now() - t0) / ITERATIONS;
+      gbps[dtype] = round(ggmlWeightBytes(dtype, n, k) / (ms * 1e6), 2);
+      table.push({ shape: `1x${k}->${n}`, dtype, ms: round(ms), GBps: gbps[dtype] });
+      for (const part of w.parts) {
+        part.tensor.buffer.destroy();
+        part.tensor.scales?.destroy();
+      }
+    }
+    const adapter = `${ctx.adapter.vendor} ${ctx.adapter.architecture}`.trim();
+    console.log(`GGML decode in Node, adapter: ${adapter}; ${ITERATIONS} timed runs each after a warm-up`);
+    console.table(table);
+    console.log(`GGML ${JSON.stringify({ matvecGBps: gbps, adapter })}`);
+  } finally {
+    ctx.destroy();
+  }
+}
+
 async function main(): Promise<void> {
+  if (process.env.AIGRID_BENCH_GGML !== '0') await ggmlMatvec();
   const vite = await createServer({
     configFile: false,
     root: new URL('../..', import.meta.url).pathname,

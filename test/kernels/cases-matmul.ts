@@ -7,7 +7,7 @@ import { LinearOp } from '../../kernels/linear.ts';
 import { MatmulOp } from '../../kernels/matmul.ts';
 import { MatvecOp } from '../../kernels/matvec.ts';
 import { storedWeights, type ScaleDtype } from '../../kernels/quant.ts';
-import { partBytes, uploadWeight, type F16Mode, type GpuWeight, type WeightDtype } from '../../kernels/weights.ts';
+import { partBytes, uploadWeight, type F16Mode, type GpuWeight, type FloatWeightDtype as WeightDtype } from '../../kernels/weights.ts';
 import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
 
 export interface LinearCheck {

@@ -5,7 +5,7 @@ import { linearRef } from '../../kernels/cpu/matmul.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { MatvecOp, type MatvecKernel } from '../../kernels/matvec.ts';
 import { storedWeights, type ScaleDtype } from '../../kernels/quant.ts';
-import { partBytes, uploadWeight, type WeightDtype } from '../../kernels/weights.ts';
+import { partBytes, uploadWeight, type FloatWeightDtype as WeightDtype } from '../../kernels/weights.ts';
 import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
 import { checkShapes, freeWeight } from './cases-matmul.ts';
 

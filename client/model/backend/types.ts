@@ -1,10 +1,12 @@
 // What a layer needs from a compute backend, so that each architecture's layer is written once and
 // runs on WebGPU (recorded into one command encoder) or on the CPU (eager, kernels/cpu references).
-import type { WeightDtype } from '../../../kernels/weights.ts';
+import type { FloatWeightDtype as WeightDtype } from '../../../kernels/weights.ts';
+import type { GgmlDType } from '../../../kernels/tensor.ts';
 import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
 import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 
-export type { WeightDtype } from '../../../kernels/weights.ts';
+/** How a served model's weights are stored (a user's choice); GGUF blocks keep their own format. */
+export type { WeightDtype };
 
 export type BackendKind = 'webgpu' | 'cpu';
 
@@ -13,10 +15,10 @@ export interface Tensor {
   readonly shape: readonly number[];
 }
 
-/** A linear weight [N, K] (out x in), stored in `dtype`. */
+/** A linear weight [N, K] (out x in), stored in `dtype` (or a GGUF file's block format). */
 export interface Weight {
   readonly shape: readonly [number, number];
-  readonly dtype: WeightDtype;
+  readonly dtype: WeightDtype | GgmlDType;
 }
 
 /** A lookup table [rows, width] (token or position embeddings). */

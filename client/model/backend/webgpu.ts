@@ -2,7 +2,8 @@
 // kernels/kv-cache.ts, and each forward pass recorded into one command encoder, submitted once and
 // read back through one staging copy.
 import { AigridError } from '../../../protocol/index.ts';
-import { dequantizeGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import { uploadGgmlWeight } from '../../../kernels/ggml-weights.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { packF16 } from '../../../kernels/quant.ts';
@@ -41,7 +42,7 @@ export class WebGpuBackend implements Backend {
   }
 
   quantizedWeight(m: GgmlBlocks, label: string): Weight {
-    return this.weight(dequantizeGgml(m.type, m.bytes, m.rows * m.cols), [m.rows, m.cols], 'f32', label);
+    return this.scopes.track(() => uploadGgmlWeight(this.ctx, m, { label }));
   }
 
   tableOf(weight: Weight): Table | null {

@@ -1,0 +1,113 @@
+// Linear kernels on GGML-quantized weights (ggml-weights.ts), dequantized inside the shaders:
+// decode (one row of x) reads each weight byte once (ggml_matvec.wgsl), prefill dequantizes each
+// weight tile once into workgroup memory for the tiled product (ggml_matmul.wgsl + matmul.wgsl).
+import type { GpuContext } from './context.ts';
+import matvecCode from './ggml_matvec.wgsl?raw';
+import matmulSnippet from './ggml_matmul.wgsl?raw';
+import { elementGrid } from './grid.ts';
+import params from './linear-params.wgsl?raw';
+import { chooseTile } from './matmul.ts';
+import matmulBody from './matmul.wgsl?raw';
+import { floorPow2, isCpuAdapter, type MatvecKernel } from './matvec.ts';
+import { GGML_PLANES, type GgmlDType, type GpuTensor } from './tensor.ts';
+import { GGML_WEIGHT_DTYPES, checkLinear, linearParams } from './weights.ts';
+
+const MATVEC = params + matvecCode;
+// After the snippet, as matmul.ts does.
+const MATMUL = matmulSnippet + params + matmulBody;
+
+/** The FORMAT override of both shaders. */
+const FORMAT: Record<GgmlDType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k: 3 };
+
+/** Elements per unit of ggml_matvec.wgsl (one lane's step; fixed by each format's decoder there). */
+const UNIT: Record<GgmlDType, number> = { q8_0: 16, q4_0: 32, q4_k: 32, q6_k: 64 };
+
+/** Rows per thread group: independent weight loads per lane, and the same x for all (GPUs merge those loads). */
+const GPU_ROWS = 2;
+const CPU_ROWS = 4;
+
+/** Threads per workgroup of 'rows': a few SIMD lanes, so short weights still split over CPU threads. */
+const CPU_WG = 16;
+
+/** Rows per matmul thread (matmul.wgsl's 4 x 4 accumulators). */
+const BLOCK = 4;
+
+export interface GgmlMatvecOptions {
+  /** Default: 'rows' (whole rows per thread, no barriers) on CPU adapters, 'reduce' elsewhere. */
+  kernel?: MatvecKernel;
+}
+
+/** The tiled product of matmul.wgsl with the weight tile dequantized from GGML blocks. */
+export class GgmlMatmulOp {
+  constructor(private readonly ctx: GpuContext) {}
+
+  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0): void {
+    const dims = checkLinear('ggml-matmul', x, w, out, col0, GGML_WEIGHT_DTYPES);
+    if (dims.M === 0 || dims.N === 0) return;
+    const dtype = w.dtype as GgmlDType;
+    const tile = chooseTile(this.ctx.limits, dims.M, 4, isCpuAdapter(this.ctx.adapter));
+    const pipeline = this.ctx.pipeline(
+      { op: 'ggml-matmul', dtype, vector: BLOCK, workgroup: tile.wgM * tile.wgN },
+      MATMUL,
+      { WG_M: tile.wgM, WG_N: tile.wgN, BK: tile.bk, FORMAT: FORMAT[dtype] },
+    );
+    const buffers = [out.buffer, this.ctx.uniform(linearParams(dims, w)), x.buffer, w.buffer, w.scales!];
+    this.ctx.dispatch(encoder, pipeline, buffers, [Math.ceil(dims.N / (BLOCK * tile.wgN)), Math.ceil(dims.M / (BLOCK * tile.wgM))]);
+  }
+}
+
+/** out[:, col0 : col0 + N] = x · wᵀ for a GGML weight part w [N, K], x [M, K] f32 (one x row per workgroup layer). */
+export class GgmlMatvecOp {
+  readonly kernel: MatvecKernel;
+  private readonly workgroup: number;
+  private readonly empty: GgmlMatmulOp;
+
+  constructor(private readonly ctx: GpuContext, options: GgmlMatvecOptions = {}) {
+    this.empty = new GgmlMatmulOp(ctx);
+    this.kernel = options.kernel ?? (isCpuAdapter(ctx.adapter) ? 'rows' : 'reduce');
+    const { maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX } = ctx.limits;
+    const maxThreads = Math.min(maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX);
+    this.workgroup = floorPow2(Math.min(this.kernel === 'rows' ? CPU_WG : 256, maxThreads));
+  }
+
+  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0): void {
+    const dims = checkLinear('ggml-matvec', x, w, out, col0, GGML_WEIGHT_DTYPES);
+    if (dims.M === 0 || dims.N === 0) return;
+    if (dims.K === 0) return this.empty.run(encoder, x, w, out, col0); // zeros, without vector bindings of nothing
+    const dtype = w.dtype as GgmlDType;
+    const WG = this.workgroup;
+    const units = dims.K / UNIT[dtype];
+    // Rows: one thread per group. Reduce: about two units per lane, within the workgroup.
+    const TPR = this.kernel === 'rows' ? 1 : Math.max(8, Math.min(WG, floorPow2(Math.ceil(units / 2))));
+    const ROWS = this.kernel === 'rows' ? CPU_ROWS : GPU_ROWS;
+    const pipeline = this.ctx.pipeline(
+      { op: 'ggml-matvec', dtype, workgroup: WG, variant: `${this.kernel}/tpr${TPR}/rows${ROWS}` },
+      MATVEC,
+      { WG, TPR, ROWS, FORMAT: FORMAT[dtype] },
+    );
+    const buffers = [out.buffer, this.ctx.uniform(linearParams(dims, w)), x.buffer, w.buffer, w.scales!];
+    const [gx, gy] = elementGrid(Math.ceil(dims.N / ROWS), WG / TPR, this.ctx.limits.maxComputeWorkgroupsPerDimension);
+    this.ctx.dispatch(encoder, pipeline, buffers, [gx, gy, dims.M]);
+  }
+}
+
+/** One weight part: the matrix-vector kernel for one row of x (decode), the tiled product otherwise. */
+export class GgmlLinearOp {
+  readonly matvec: GgmlMatvecOp;
+  readonly matmul: GgmlMatmulOp;
+
+  constructor(ctx: GpuContext, options: GgmlMatvecOptions = {}) {
+    this.matvec = new GgmlMatvecOp(ctx, options);
+    this.matmul = new GgmlMatmulOp(ctx);
+  }
+
+  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0): void {
+    (x.shape[0] === 1 ? this.matvec : this.matmul).run(encoder, x, w, out, col0);
+  }
+}
+
+/** Bytes a decode step reads from a GGML weight [N, K] (both planes): the file's bytes. */
+export function ggmlWeightBytes(dtype: GgmlDType, N: number, K: number): number {
+  const plane = GGML_PLANES[dtype];
+  return (N * K * (plane.quants + plane.meta)) / plane.elements;
+}
