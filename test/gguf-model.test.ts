@@ -3,12 +3,15 @@
 // stacks), the config the metadata implies is the model's, and the goldens hold when the model
 // runs from the file: F32 as closely as from safetensors, Q8_0 within its rounding.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../client/model/backend/cpu.ts';
 import { createBackend } from '../client/model/backend/select.ts';
 import type { Backend } from '../client/model/backend/types.ts';
 import { openModelNode } from '../client/model/checkpoint/node.ts';
 import type { Checkpoint } from '../client/model/checkpoint/reader.ts';
 import { checkSpecAgainst, modelSpecFromCheckpoint, modelSpecFromConfig, weightsPerLayer } from '../client/grid/model-spec.ts';
 import { parseConfig } from '../client/model/config.ts';
+import type { GgufReader } from '../client/model/gguf/reader.ts';
+import { dequantizeGgml } from '../kernels/ggml-quants.ts';
 import { ropeInvFreq } from '../kernels/cpu/rope.ts';
 import { Head } from '../client/model/head.ts';
 import { Shard } from '../client/model/shard.ts';
@@ -156,5 +159,48 @@ describe('placement counts the bytes a GGUF file keeps quantized', () => {
     // A peer checks a spec against the file: one that understates the quantized bytes is refused.
     expect(() => checkSpecAgainst({ ...q8, layerBytes: q8.layerBytes - 1 }, reader)).toThrow(/needs/);
     expect(() => checkSpecAgainst(q8, reader)).not.toThrow();
+  });
+});
+
+describe('quantized weights stay in their blocks', () => {
+  it.each(['cpu', 'webgpu'] as const)('%s: a Q8_0 matrix is held as q8_0 and multiplies as its decoded values do', async (kind) => {
+    const backend = await createBackend(kind, kind === 'webgpu' ? { gpu: await gpuContext() } : {});
+    try {
+      const reader = (await openModelNode(await ggufFixture('tiny-llama', 'Q8_0'))) as GgufReader;
+      const name = 'model.layers.1.mlp.down_proj.weight';
+      const blocks = (await reader.readQuantized([name])).get(name)!;
+      const w = backend.quantizedWeight(blocks, name);
+      expect(w.dtype).toBe('q8_0');
+      const values = dequantizeGgml(blocks.type, blocks.bytes, blocks.rows * blocks.cols);
+      const x = Float32Array.from({ length: 3 * blocks.cols }, (_, i) => Math.sin(i * 0.37));
+      const out = await backend.run((ops) => ops.linear(ops.input(x, [3, blocks.cols]), w));
+      for (let m = 0; m < 3; m++) {
+        for (let n = 0; n < blocks.rows; n++) {
+          let want = 0;
+          for (let k = 0; k < blocks.cols; k++) want += x[m * blocks.cols + k]! * values[n * blocks.cols + k]!;
+          expect(Math.abs(out[m * blocks.rows + n]! - want)).toBeLessThan(1e-4);
+        }
+      }
+      backend.dispose(w);
+    } finally {
+      backend.destroy();
+    }
+  });
+
+  it('the CPU gives the same logits on one thread and on two (every call split)', async () => {
+    const path = await ggufFixture('tiny-llama3', 'Q8_0');
+    const logits: Float32Array[] = [];
+    for (const threads of [1, 2]) {
+      const backend = await CpuBackend.create({ threads, parallelThreshold: 0 });
+      const reader = await openModelNode(path);
+      const head = await Head.load(reader, { backend });
+      const shard = await Shard.load(reader, { start: 0, end: head.config.numLayers, backend });
+      const g = set.models.find((m) => m.name === 'tiny-llama3')!.golden[2]!;
+      logits.push(...(await greedyRun(head, [shard], g.ids, 4, `threads-${threads}`)).logits);
+      shard.destroy();
+      head.destroy();
+      backend.destroy();
+    }
+    for (let s = 0; s < 4; s++) expect(logits[s + 4]).toEqual(logits[s]);
   });
 });

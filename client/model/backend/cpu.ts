@@ -1,9 +1,12 @@
 // The CPU backend: kernels/cpu references run eagerly, except linear, which runs the fast kernels of
 // cpu-linear.ts (WebAssembly SIMD where available), and attention and the activations, which compute
 // the references' values in leaner loops. Weights hold the values the GPU would multiply
-// by (f16-rounded or dequantized, kept as f32), so both backends compute the same function.
+// by (f16-rounded or dequantized, kept as f32), so both backends compute the same function; a GGUF
+// file's quantized weights stay in their blocks and run through ggml-linear.ts (its kernels decode
+// the blocks exactly, on as many threads as the backend was made with).
 import { AigridError } from '../../../protocol/index.ts';
-import { dequantizeGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import { GGML_TYPE, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import type { GgmlDType } from '../../../kernels/tensor.ts';
 import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { addWeightedRef, routeRef } from '../../../kernels/cpu/moe.ts';
 import { embeddingRef } from '../../../kernels/cpu/embedding.ts';
@@ -13,6 +16,7 @@ import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
 import { attentionFast } from './cpu-attention.ts';
 import { gatherRows, linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
+import { GgmlCpuRuntime, type GgmlLinear } from './ggml-linear.ts';
 import { rowSize } from './rows.ts';
 import type { AttentionOptions, Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
 
@@ -24,6 +28,13 @@ export interface CpuWeight extends Weight, LinearWeight {
   /** [N, K] values as stored (in the SIMD heap, in the kernels' layout, when `addr` is not 0). */
   readonly values: Float32Array;
 }
+
+/** A GGUF weight kept in its blocks (ggml-linear.ts), its rows split across the runtime's threads. */
+interface CpuGgmlWeight extends Weight {
+  readonly ggml: GgmlLinear;
+}
+
+const GGML_DTYPES: Record<number, GgmlDType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q4_K]: 'q4_k', [GGML_TYPE.Q6_K]: 'q6_k' };
 
 /** A table that reads a weight's storage (tied embeddings): rows come through gatherRows. */
 interface WeightTable extends CpuTensor {
@@ -152,7 +163,8 @@ class CpuOps implements Ops {
     }
     if (released.has(w)) throw new AigridError('ERR_INVALID_ARGUMENT', 'linear: weight used after dispose()');
     const M = xs.length / K;
-    let out = linearFast(xs, M, K, w as CpuWeight, N);
+    const ggml = (w as Partial<CpuGgmlWeight>).ggml;
+    let out = ggml ? ggml.forward(xs, M) : linearFast(xs, M, K, w as CpuWeight, N);
     if (bias) out = addRef(out, f32(bias));
     return tensor(out, [M, N]);
   }
@@ -228,9 +240,27 @@ class CpuOps implements Ops {
   free(): void {}
 }
 
+export interface CpuBackendOptions {
+  /** Threads of the quantized (GGUF) linears; default: the cores available. */
+  threads?: number;
+  /** Multiply-adds below which a call stays on one thread (default 2^19). */
+  parallelThreshold?: number;
+}
+
 export class CpuBackend implements Backend {
   readonly kind = 'cpu' as const;
   readonly description = 'cpu';
+  private ggml: GgmlCpuRuntime | undefined;
+
+  /** A backend whose quantized linears run on `runtime` (made at first use, single-threaded, when absent). */
+  constructor(runtime?: GgmlCpuRuntime) {
+    this.ggml = runtime;
+  }
+
+  /** A backend with its quantized linears' worker threads started. */
+  static async create(options: CpuBackendOptions = {}): Promise<CpuBackend> {
+    return new CpuBackend(await GgmlCpuRuntime.create(options));
+  }
 
   weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, _label: string): Weight {
     const placed = placeWeight(storedWeights(data, shape[0], shape[1], dtype), shape[0], shape[1]);
@@ -238,8 +268,10 @@ export class CpuBackend implements Backend {
     return weight;
   }
 
-  quantizedWeight(m: GgmlBlocks, label: string): Weight {
-    return this.weight(dequantizeGgml(m.type, m.bytes, m.rows * m.cols), [m.rows, m.cols], 'f32', label);
+  quantizedWeight(m: GgmlBlocks, _label: string): Weight {
+    this.ggml ??= GgmlCpuRuntime.single();
+    const weight: CpuGgmlWeight = { shape: [m.rows, m.cols], dtype: GGML_DTYPES[m.type]!, ggml: this.ggml.place(m) };
+    return weight;
   }
 
   constant(data: Float32Array, shape: readonly number[], _label: string): Tensor {
@@ -276,6 +308,11 @@ export class CpuBackend implements Backend {
   }
 
   dispose(item: Weight | Tensor | Table): void {
+    const ggml = (item as Partial<CpuGgmlWeight>).ggml;
+    if (ggml) {
+      ggml.destroy();
+      return;
+    }
     const w = item as Partial<CpuWeight>;
     if (w.addr === undefined || released.has(item as Weight)) return;
     released.add(item as Weight);
@@ -283,5 +320,7 @@ export class CpuBackend implements Backend {
     if (!shared.has(item as Weight)) releaseWeight(w as CpuWeight);
   }
 
-  destroy(): void {}
+  destroy(): void {
+    this.ggml?.destroy();
+  }
 }

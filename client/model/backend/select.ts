@@ -11,23 +11,25 @@ export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
 export interface BackendOptions {
   /** A GPU (navigator.gpu, nodeGpu()) or a context already made on one. */
   gpu?: GPU | GpuContext;
+  /** CPU threads of quantized linears (default: the cores available). */
+  threads?: number;
 }
 
 export async function createBackend(choice: BackendChoice = 'auto', options: BackendOptions = {}): Promise<Backend> {
   if (choice !== 'auto' && choice !== 'webgpu' && choice !== 'cpu') {
     throw new AigridError('ERR_INVALID_ARGUMENT', `backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(choice)}`);
   }
-  if (choice === 'cpu') return new CpuBackend();
+  if (choice === 'cpu') return CpuBackend.create({ threads: options.threads });
   if (options.gpu instanceof GpuContext) return new WebGpuBackend(options.gpu, false);
   const gpu = options.gpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) {
     if (choice === 'webgpu') throw new AigridError('ERR_NO_WEBGPU', 'no GPU given and navigator.gpu is not available (in Node pass gpu: await nodeGpu())');
-    return new CpuBackend();
+    return CpuBackend.create({ threads: options.threads });
   }
   try {
     return new WebGpuBackend(await GpuContext.create({ gpu }), true);
   } catch (err) {
-    if (choice === 'auto' && err instanceof AigridError && err.code === 'ERR_NO_WEBGPU') return new CpuBackend();
+    if (choice === 'auto' && err instanceof AigridError && err.code === 'ERR_NO_WEBGPU') return CpuBackend.create({ threads: options.threads });
     throw err;
   }
 }
