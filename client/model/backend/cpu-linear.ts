@@ -15,71 +15,26 @@
 //   result is bit-identical to linearRef.
 import { AigridError } from '../../../protocol/index.ts';
 import { KERNELS, kernelName, linearModuleBytes } from './wasm-linear.ts';
+import { WasmHeap } from './wasm-heap.ts';
 
-const PAGE = 65536;
-const ALIGN = 64;
 /** Bytes of weight rows one tile holds: every row block reads a tile while it is in cache. */
 const TILE_BYTES = 128 * 1024;
 
 type Kernel = (x: number, w: number, out: number, N: number, K: number, blocks: number) => void;
 
-/** First-fit allocator over the shared memory; blocks are ALIGN-aligned, address 0 is never used. */
-class SimdHeap {
-  private readonly free: { addr: number; size: number }[] = [];
-  private readonly sizes = new Map<number, number>();
+/** The shared memory's allocator with the f32 kernels and the scratch of one call. */
+class SimdHeap extends WasmHeap {
   private readonly kernels = new Map<string, Kernel>();
   private scratch = 0;
   private scratchSize = 0;
 
-  constructor(
-    readonly memory: WebAssembly.Memory,
-    instance: WebAssembly.Instance,
-    private readonly maxPages: number,
-  ) {
+  constructor(memory: WebAssembly.Memory, instance: WebAssembly.Instance, maxPages: number) {
+    super(memory, maxPages);
     for (const [mb, nb] of KERNELS) this.kernels.set(kernelName(mb, nb), instance.exports[kernelName(mb, nb)] as Kernel);
-    this.free.push({ addr: ALIGN, size: memory.buffer.byteLength - ALIGN });
   }
 
   kernel(mb: number, nb: number): Kernel {
     return this.kernels.get(kernelName(mb, nb))!;
-  }
-
-  /** A block of at least `bytes`, or 0 when the memory cannot grow that far. */
-  alloc(bytes: number): number {
-    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    let i = this.free.findIndex((f) => f.size >= size);
-    if (i < 0) {
-      if (!this.grow(size)) return 0;
-      i = this.free.findIndex((f) => f.size >= size);
-      if (i < 0) return 0;
-    }
-    const block = this.free[i]!;
-    const addr = block.addr;
-    if (block.size === size) this.free.splice(i, 1);
-    else this.free[i] = { addr: addr + size, size: block.size - size };
-    this.sizes.set(addr, size);
-    return addr;
-  }
-
-  release(addr: number): void {
-    const size = this.sizes.get(addr);
-    if (size === undefined) return;
-    this.sizes.delete(addr);
-    let i = 0;
-    while (i < this.free.length && this.free[i]!.addr < addr) i++;
-    this.free.splice(i, 0, { addr, size });
-    // Merge with the following block, then with the preceding one.
-    const cur = this.free[i]!;
-    const after = this.free[i + 1];
-    if (after && cur.addr + cur.size === after.addr) {
-      cur.size += after.size;
-      this.free.splice(i + 1, 1);
-    }
-    const before = this.free[i - 1];
-    if (before && before.addr + before.size === cur.addr) {
-      before.size += cur.size;
-      this.free.splice(i, 1);
-    }
   }
 
   /** Scratch space for one call's x and output (reused across calls; everything here is synchronous). */
@@ -88,26 +43,8 @@ class SimdHeap {
     if (this.scratch) this.release(this.scratch);
     this.scratchSize = 0;
     this.scratch = this.alloc(Math.max(bytes, 64 * 1024));
-    if (this.scratch) this.scratchSize = this.sizes.get(this.scratch)!;
+    if (this.scratch) this.scratchSize = this.sizeOf(this.scratch)!;
     return this.scratch;
-  }
-
-  private grow(size: number): boolean {
-    const end = this.memory.buffer.byteLength;
-    const last = this.free[this.free.length - 1];
-    const tail = last && last.addr + last.size === end ? last.size : 0;
-    // Grow by what is missing, and at least 16 MiB or an eighth of the heap, so loads grow rarely.
-    const want = Math.max(size - tail, 16 << 20, end / 8);
-    const pages = Math.min(Math.ceil(want / PAGE), this.maxPages - end / PAGE);
-    if (pages * PAGE < size - tail) return false;
-    try {
-      this.memory.grow(pages);
-    } catch {
-      return false;
-    }
-    if (tail) last!.size += pages * PAGE;
-    else this.free.push({ addr: end, size: pages * PAGE });
-    return true;
   }
 }
 

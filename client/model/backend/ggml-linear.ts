@@ -10,7 +10,7 @@
 import { AigridError } from '../../../protocol/index.ts';
 import { checkGgmlInput, checkGgmlWeight, ggmlLinearRef, groupSums } from '../../../kernels/cpu/ggml-linear.ts';
 import type { GgmlBlocks, GgmlType } from '../../../kernels/ggml-quants.ts';
-import { WasmHeap } from './ggml-heap.ts';
+import { WasmHeap } from './wasm-heap.ts';
 import { LAYOUTS, kernelFormatOf, repackBlocks } from './ggml-layout.ts';
 import { KernelThreads, availableCores, canBlock } from './ggml-threads.ts';
 import { KERNEL_FORMATS, ggmlModuleBytes, runName, xsumBytesPerRow, type KernelFormat } from './ggml-wasm.ts';

@@ -1,30 +1,7 @@
 // A small WebAssembly assembler for the GGML kernels (ggml-wasm.ts): function bodies written op by
 // op into bytes, locals allocated as they are needed, and the module around them. No toolchain.
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n) byte |= 0x80;
-    out.push(byte);
-  } while (n);
-  return out;
-};
-
-const sleb = (n: number): number[] => {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(byte & 0x40)) || (n === -1 && byte & 0x40)) return [...out, byte];
-    out.push(byte | 0x80);
-  }
-};
-
-const name = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
-const vector = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+import { name, section, sleb, uleb, vector } from './wasm-bytes.ts';
 
 export const I32 = 0x7f, V128 = 0x7b;
 

@@ -1,6 +1,6 @@
-// First-fit allocation over a shared WebAssembly.Memory, for the quantized weights and scratch of
-// ggml-linear.ts (the same scheme as cpu-linear.ts's SIMD heap). Blocks are 64-byte aligned (a cache
-// line); address 0 is never handed out, so 0 means "no room".
+// First-fit allocation over a shared WebAssembly.Memory, for the weights and scratch of the CPU
+// kernels (cpu-linear.ts, ggml-linear.ts). Blocks are 64-byte aligned (a cache line); address 0 is
+// never handed out, so 0 means "no room".
 
 const PAGE = 65536;
 const ALIGN = 64;
@@ -18,6 +18,11 @@ export class WasmHeap {
     let total = 0;
     for (const size of this.sizes.values()) total += size;
     return total;
+  }
+
+  /** The size of a block handed out (rounded up from what was asked), or undefined. */
+  sizeOf(addr: number): number | undefined {
+    return this.sizes.get(addr);
   }
 
   /** A block of at least `bytes`, or 0 when the memory cannot grow that far. */
