@@ -1,10 +1,15 @@
-// out[t, h] = table[ids[t], h]: one thread per output element. An id at or past the vocabulary
-// writes zeros rather than reading past the table.
+// out[t, h] = table[ids[t], h] for the ids in one row part of the table: one thread per output
+// element, one dispatch per part. An id outside the part is left to the part that holds it; an id
+// at or past the whole vocabulary writes zeros (in the dispatch that has `zeros` set) rather than
+// reading past the table.
 
 struct Params {
-  n: u32,      // T * H
-  hidden: u32, // H
-  vocab: u32,  // V
+  n: u32,         // T * H
+  hidden: u32,    // H
+  row_start: u32, // first vocabulary row of this part
+  rows: u32,      // rows in this part
+  vocab: u32,     // V of the whole table
+  zeros: u32,     // 1: this dispatch writes the zero rows of ids >= vocab
 }
 
 override WG: u32 = 256;
@@ -24,10 +29,17 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   }
   let id = ids[i / params.hidden];
   if (id >= params.vocab) {
-    out[i] = 0.0;
+    if (params.zeros != 0u) {
+      out[i] = 0.0;
+    }
     return;
   }
-  let e = id * params.hidden + i % params.hidden;
+  // Unsigned: an id below row_start wraps past rows.
+  let row = id - params.row_start;
+  if (row >= params.rows) {
+    return;
+  }
+  let e = row * params.hidden + i % params.hidden;
   if (HALF) {
     out[i] = unpack2x16float(table[e >> 1u])[e & 1u];
   } else {

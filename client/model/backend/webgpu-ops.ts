@@ -2,6 +2,7 @@
 // on activation buffers from the pass's pool; views share their tensor's buffer.
 import { AigridError } from '../../../protocol/index.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
+import type { GpuTable } from '../../../kernels/embedding.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
 import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';
 import type { GpuWeight } from '../../../kernels/weights.ts';
@@ -168,7 +169,8 @@ export class WebGpuOps implements Ops {
 
   embedding(ids: Tensor, table: Table): Tensor {
     const idt = gpuTensor(ids);
-    const tt = gpuTensor(table, 'table');
+    // Tables from table() and tableOf() come in row parts; a plain tensor still serves.
+    const tt = 'parts' in table ? (table as GpuTable) : gpuTensor(table, 'table');
     const out = this.alloc([idt.shape[0]!, tt.shape[1]!], 'embedding');
     this.kernels.embedding.run(this.encoder, idt, tt, out);
     return out;

@@ -5,8 +5,8 @@ import { AigridError } from '../../../protocol/index.ts';
 import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import { uploadGgmlWeight } from '../../../kernels/ggml-weights.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
+import { uploadTable, type GpuTable } from '../../../kernels/embedding.ts';
 import { KvCache } from '../../../kernels/kv-cache.ts';
-import { packF16 } from '../../../kernels/quant.ts';
 import type { GpuTensor } from '../../../kernels/tensor.ts';
 import { uploadWeight, type GpuWeight } from '../../../kernels/weights.ts';
 import { PassBuffers } from './pool.ts';
@@ -15,6 +15,14 @@ import { GpuKernels } from './webgpu-kernels.ts';
 import { ErrorScopes } from './webgpu-scope.ts';
 import { gpuTensor, WebGpuOps } from './webgpu-ops.ts';
 
+export interface WebGpuBackendOptions {
+  /**
+   * Largest binding a lookup table's part may need (default and ceiling: the adapter's limits).
+   * Tables past it are split by rows; tests set it low to split the fixtures' small tables.
+   */
+  maxTableBindingBytes?: number;
+}
+
 export class WebGpuBackend implements Backend {
   readonly kind = 'webgpu' as const;
   readonly description: string;
@@ -22,7 +30,11 @@ export class WebGpuBackend implements Backend {
   private readonly scopes: ErrorScopes;
 
   /** `owned`: destroy() also destroys the context (it was created for this backend). */
-  constructor(readonly ctx: GpuContext, private readonly owned = false) {
+  constructor(
+    readonly ctx: GpuContext,
+    private readonly owned = false,
+    private readonly options: WebGpuBackendOptions = {},
+  ) {
     this.kernels = new GpuKernels(ctx);
     this.scopes = new ErrorScopes(ctx.device);
     const a = ctx.adapter;
@@ -38,7 +50,8 @@ export class WebGpuBackend implements Backend {
   }
 
   table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', label: string): Table {
-    return this.scopes.track(() => this.ctx.tensor(shape, dtype, dtype === 'f16' ? packF16(data) : data, label));
+    const maxBindingBytes = this.options.maxTableBindingBytes;
+    return this.scopes.track(() => uploadTable(this.ctx, data, shape, dtype, { maxBindingBytes, label }));
   }
 
   quantizedWeight(m: GgmlBlocks, label: string): Weight {
@@ -47,8 +60,10 @@ export class WebGpuBackend implements Backend {
 
   tableOf(weight: Weight): Table | null {
     const w = weight as GpuWeight;
-    if ((w.dtype !== 'f32' && w.dtype !== 'f16') || w.parts.length !== 1) return null;
-    return w.parts[0]!.tensor;
+    if (w.dtype !== 'f32' && w.dtype !== 'f16') return null;
+    // The weight's row parts are the table's: it shares their buffers (dispose the weight, not the table).
+    const table: GpuTable = { shape: w.shape, dtype: w.dtype, parts: w.parts };
+    return table;
   }
 
   kvBytes(options: KvStoreOptions): number {
@@ -106,8 +121,9 @@ export class WebGpuBackend implements Backend {
   }
 
   dispose(item: Weight | Tensor | Table): void {
+    // Weights and tables alike are row parts.
     if ('parts' in item) {
-      for (const part of (item as GpuWeight).parts) {
+      for (const part of (item as GpuWeight | GpuTable).parts) {
         part.tensor.buffer.destroy();
         part.tensor.scales?.destroy();
       }
