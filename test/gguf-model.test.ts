@@ -15,10 +15,10 @@ import { dequantizeGgml } from '../kernels/ggml-quants.ts';
 import { ropeInvFreq } from '../kernels/cpu/rope.ts';
 import { Head } from '../client/model/head.ts';
 import { Shard } from '../client/model/shard.ts';
-import { fixtures, GOLDEN_STEPS, loadReference, ReferenceSession, topTwo, type FixtureSet, type ReferenceModel } from './fixtures/index.ts';
+import { fixtures, GOLDEN_STEPS, loadReference, topTwo, type FixtureSet, type ReferenceModel } from './fixtures/index.ts';
 import { GGUF_MODELS, GGUF_TENSOR_MODELS, ggufFixture } from './helpers/gguf-fixtures.ts';
 import { refConfigFromJson } from './fixtures/hf-config.ts';
-import { gpuContext, greedyRun, maxAbsDiff, openFixture } from './helpers/model-runtime.ts';
+import { gpuContext, greedyRun, maxAbsDiff, openFixture, referenceSteps } from './helpers/model-runtime.ts';
 
 /** As model-golden.test.ts: f32 rounding through random layers stays below ~2e-3. */
 const F32_TOLERANCE = 5e-3;
@@ -32,13 +32,6 @@ let set: FixtureSet;
 beforeAll(async () => {
   set = await fixtures();
 });
-
-function referenceSteps(ref: ReferenceModel, prompt: readonly number[], continuation: readonly number[]): Float64Array[] {
-  const session = new ReferenceSession(ref);
-  const steps = [session.append(prompt).at(-1)!];
-  for (const t of continuation.slice(0, -1)) steps.push(session.append([t])[0]!);
-  return steps;
-}
 
 describe.each(GGUF_TENSOR_MODELS)('%s from GGUF', (name) => {
   let safetensors: Checkpoint;

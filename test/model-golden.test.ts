@@ -8,7 +8,7 @@ import { Head } from '../client/model/head.ts';
 import { Shard } from '../client/model/shard.ts';
 import type { FixtureSet, ReferenceModel } from './fixtures/index.ts';
 import { BASE_MODELS, fixtures, GOLDEN_STEPS, loadReference, ReferenceSession } from './fixtures/index.ts';
-import { gpuContext, greedyRun, maxAbsDiff, openFixture, runLayers } from './helpers/model-runtime.ts';
+import { gpuContext, greedyRun, maxAbsDiff, openFixture, referenceSteps, runLayers } from './helpers/model-runtime.ts';
 
 /** As in fixtures.test.ts: f32 rounding through random layers stays below ~2e-3; a real bug moves logits by units. */
 const LOGIT_TOLERANCE = 5e-3;
@@ -17,14 +17,6 @@ let set: FixtureSet;
 beforeAll(async () => {
   set = await fixtures();
 });
-
-/** Reference logits of each step of a greedy continuation. */
-function referenceSteps(ref: ReferenceModel, prompt: readonly number[], continuation: readonly number[]): Float64Array[] {
-  const session = new ReferenceSession(ref);
-  const steps = [session.append(prompt).at(-1)!];
-  for (const t of continuation.slice(0, -1)) steps.push(session.append([t])[0]!);
-  return steps;
-}
 
 // The CPU backend is fast enough for every golden prompt; SwiftShader takes two per model.
 const BACKENDS = [

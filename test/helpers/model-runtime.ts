@@ -8,7 +8,7 @@ import type { Shard } from '../../client/model/shard.ts';
 import { AigridError, type ErrorCode } from '../../protocol/index.ts';
 import { GpuContext } from '../../kernels/context.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
-import { modelDir } from '../fixtures/index.ts';
+import { modelDir, ReferenceSession, type ReferenceModel } from '../fixtures/index.ts';
 
 let shared: Promise<GpuContext> | undefined;
 
@@ -80,4 +80,12 @@ export async function failure(promise: Promise<unknown>, code: ErrorCode, ...tex
   expect((err as AigridError).code, (err as Error).message).toBe(code);
   for (const text of texts) expect((err as AigridError).message).toContain(text);
   return err as AigridError;
+}
+
+/** Reference logits of each step of a greedy continuation. */
+export function referenceSteps(ref: ReferenceModel, prompt: readonly number[], continuation: readonly number[]): Float64Array[] {
+  const session = new ReferenceSession(ref);
+  const steps = [session.append(prompt).at(-1)!];
+  for (const t of continuation.slice(0, -1)) steps.push(session.append([t])[0]!);
+  return steps;
 }
