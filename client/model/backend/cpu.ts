@@ -247,19 +247,32 @@ export interface CpuBackendOptions {
   parallelThreshold?: number;
 }
 
+/** One runtime per thread count for the whole process: its workers serve every backend made with it. */
+const sharedRuntimes = new Map<number | undefined, Promise<GgmlCpuRuntime>>();
+
 export class CpuBackend implements Backend {
   readonly kind = 'cpu' as const;
   readonly description = 'cpu';
   private ggml: GgmlCpuRuntime | undefined;
 
-  /** A backend whose quantized linears run on `runtime` (made at first use, single-threaded, when absent). */
-  constructor(runtime?: GgmlCpuRuntime) {
+  /**
+   * A backend whose quantized linears run on `runtime` (made at first use, single-threaded, when
+   * absent); `ownsRuntime`: destroy() ends its workers.
+   */
+  constructor(runtime?: GgmlCpuRuntime, private ownsRuntime = false) {
     this.ggml = runtime;
   }
 
-  /** A backend with its quantized linears' worker threads started. */
+  /** A backend with its quantized linears' worker threads started (shared by the backends of a process). */
   static async create(options: CpuBackendOptions = {}): Promise<CpuBackend> {
-    return new CpuBackend(await GgmlCpuRuntime.create(options));
+    if (options.parallelThreshold !== undefined) return new CpuBackend(await GgmlCpuRuntime.create(options), true);
+    let runtime = sharedRuntimes.get(options.threads);
+    if (!runtime) {
+      runtime = GgmlCpuRuntime.create({ threads: options.threads });
+      sharedRuntimes.set(options.threads, runtime);
+      runtime.catch(() => sharedRuntimes.delete(options.threads));
+    }
+    return new CpuBackend(await runtime);
   }
 
   weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, _label: string): Weight {
@@ -269,7 +282,10 @@ export class CpuBackend implements Backend {
   }
 
   quantizedWeight(m: GgmlBlocks, _label: string): Weight {
-    this.ggml ??= GgmlCpuRuntime.single();
+    if (!this.ggml) {
+      this.ggml = GgmlCpuRuntime.single();
+      this.ownsRuntime = true;
+    }
     const weight: CpuGgmlWeight = { shape: [m.rows, m.cols], dtype: GGML_DTYPES[m.type]!, ggml: this.ggml.place(m) };
     return weight;
   }
@@ -321,6 +337,6 @@ export class CpuBackend implements Backend {
   }
 
   destroy(): void {
-    this.ggml?.destroy();
+    if (this.ownsRuntime) this.ggml?.destroy();
   }
 }
