@@ -4,7 +4,7 @@ import combineCode from './attention-combine.wgsl?raw';
 import code from './attention.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { expectDtype, expectInteger, expectShape } from './guard.ts';
-import type { KvCache } from './kv-cache.ts';
+import type { KvCache, KvDtype } from './kv-cache.ts';
 import type { GpuTensor } from './tensor.ts';
 
 export interface AttentionOptions {
@@ -29,7 +29,9 @@ const MAX_SPLITS = 32;
 export class AttentionOp {
   readonly headDim: number;
   private readonly wg: number;
-  private readonly pipeline: GPUComputePipeline;
+  private readonly constants: Record<string, number>;
+  /** One variant per cache dtype, built when a cache of that dtype first comes. */
+  private readonly pipelines = new Map<KvDtype, GPUComputePipeline>();
   private readonly combine: GPUComputePipeline;
   /** Decode partials; reused by every run (passes run in order), grown when a run needs more. */
   private scratch: GPUBuffer | null = null;
@@ -56,15 +58,29 @@ export class AttentionOp {
     }
     this.headDim = headDim;
     this.wg = workgroupSize;
-    const key = { op: 'attention', dtype: 'f32', workgroup: workgroupSize, variant: `hd${headDim}` };
-    this.pipeline = ctx.pipeline(key, code, { WG: workgroupSize, HD: headDim, DG: dg, KG: kg, ACC: acc });
-    this.combine = ctx.pipeline({ ...key, op: 'attention-combine' }, combineCode, { WG: workgroupSize, HD: headDim });
+    this.constants = { WG: workgroupSize, HD: headDim, DG: dg, KG: kg, ACC: acc };
+    this.pipeline('f32');
+    const key = { op: 'attention-combine', dtype: 'f32', workgroup: workgroupSize, variant: `hd${headDim}` };
+    this.combine = ctx.pipeline(key, combineCode, { WG: workgroupSize, HD: headDim });
+  }
+
+  private pipeline(dtype: KvDtype): GPUComputePipeline {
+    let pipeline = this.pipelines.get(dtype);
+    if (!pipeline) {
+      const half = dtype === 'f16';
+      const key = { op: 'attention', dtype, workgroup: this.wg, variant: `hd${this.headDim}` };
+      const rw = half ? Math.ceil(this.headDim / 2) : this.headDim;
+      pipeline = this.ctx.pipeline(key, code, { ...this.constants, F16: half ? 1 : 0, RW: rw });
+      this.pipelines.set(dtype, pipeline);
+    }
+    return pipeline;
   }
 
   /**
    * out[t, h] = softmax over keys j <= startPos + t of (q[t, h] · K[h / group, j]) * scale, applied to
    * V[h / group, j], where startPos = cache.length - T: append the T tokens' k, v to the cache first.
-   * q, out: f32 [T, heads, headDim] with heads a multiple of cache.kvHeads.
+   * q, out: f32 [T, heads, headDim] with heads a multiple of cache.kvHeads. An f16 cache is read as
+   * the halves it holds, so the result is that of an f32 cache of the f16-rounded k, v.
    */
   run(encoder: GPUCommandEncoder, q: GpuTensor, cache: KvCache, out: GpuTensor, options: AttentionRunOptions = {}): void {
     cache.checkLive();
@@ -104,12 +120,13 @@ export class AttentionOp {
     new Float32Array(data, 36, 1)[0] = softcap;
     const params = this.ctx.uniform(new Uint32Array(data));
     const kv = [q.buffer, cache.k.buffer, cache.v.buffer];
+    const pipeline = this.pipeline(cache.dtype);
     if (splits === 1) {
-      this.ctx.dispatch(encoder, this.pipeline, [...kv, out.buffer, params], [heads, tokens, 1]);
+      this.ctx.dispatch(encoder, pipeline, [...kv, out.buffer, params], [heads, tokens, 1]);
       return;
     }
     const partials = this.partials(tokens * heads * splits * (this.headDim + 2) * 4);
-    this.ctx.dispatch(encoder, this.pipeline, [...kv, partials, params], [heads, tokens, splits]);
+    this.ctx.dispatch(encoder, pipeline, [...kv, partials, params], [heads, tokens, splits]);
     const combineParams = this.ctx.uniform(new Uint32Array([heads, splits]));
     this.ctx.dispatch(encoder, this.combine, [partials, out.buffer, combineParams], [heads, tokens]);
   }

@@ -4,6 +4,8 @@
 // softmax, so any context length runs in the same small shared memory.
 // With one split the workgroup writes the normalized output row; with several (decode) each writes
 // its partial (max, sum, unnormalized row) and attention-combine.wgsl merges them.
+// The cache is read as words (kv-cache.ts): f32 bits, or with F16 two halves per word, each row
+// padded to a whole word.
 
 struct Params {
   T: u32,
@@ -23,13 +25,15 @@ override HD: u32 = 64;   // head dim
 override DG: u32 = 64;   // dim lanes when weighting V: min(HD, WG)
 override KG: u32 = 1;    // key groups when weighting V: WG / DG
 override ACC: u32 = 64;  // KG * HD
+override F16: bool = false;  // the cache holds packed halves
+override RW: u32 = 64;   // words per cached row: HD, or ceil(HD / 2) with F16
 
 // Finite stand-in for -inf (WGSL does not promise infinities): exp(NEG_BIG - m) is 0.
 const NEG_BIG = -3.0e38;
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> kCache: array<f32>;
-@group(0) @binding(2) var<storage, read> vCache: array<f32>;
+@group(0) @binding(1) var<storage, read> kCache: array<u32>;
+@group(0) @binding(2) var<storage, read> vCache: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -37,6 +41,35 @@ var<workgroup> qs: array<f32, HD>;
 var<workgroup> ps: array<f32, WG>;
 var<workgroup> red: array<f32, WG>;
 var<workgroup> acc: array<f32, ACC>;
+
+// Element d of cached row `row` of V.
+fn vAt(row: u32, d: u32) -> f32 {
+  if (F16) {
+    return unpack2x16float(vCache[row * RW + d / 2u])[d & 1u];
+  }
+  return bitcast<f32>(vCache[row * RW + d]);
+}
+
+// qs · K[row]: one load per word, summed in d order either way.
+fn dotK(row: u32) -> f32 {
+  let base = row * RW;
+  var dot = 0.0;
+  if (F16) {
+    for (var w = 0u; w < HD / 2u; w++) {
+      let pair = unpack2x16float(kCache[base + w]);
+      dot += qs[2u * w] * pair.x;
+      dot += qs[2u * w + 1u] * pair.y;
+    }
+    if (HD % 2u == 1u) {
+      dot += qs[HD - 1u] * unpack2x16float(kCache[base + HD / 2u]).x;
+    }
+  } else {
+    for (var d = 0u; d < HD; d++) {
+      dot += qs[d] * bitcast<f32>(kCache[base + d]);
+    }
+  }
+  return dot;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -69,15 +102,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
     let key = base + lid;
     var score = NEG_BIG;
     if (key < k1) {
-      let kRow = (kvBase + key) * HD;
-      var dot = 0.0;
-      for (var d = 0u; d < HD; d++) {
-        dot += qs[d] * kCache[kRow + d];
-      }
+      let dot = dotK(kvBase + key);
       score = dot;
       if (params.softcap > 0.0) {
         // q was scaled on the way in, so dot is the scaled score the cap applies to.
-        score = params.softcap * tanh(dot / params.softcap);
+        // tanh is 1 in f32 from 9.1 on; the clamp keeps adapters that compute it through exp
+        // from inf / inf = NaN on large scores.
+        score = params.softcap * tanh(clamp(dot / params.softcap, -15.0, 15.0));
       }
     }
     red[lid] = score;
@@ -104,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       for (var d = lane; d < HD; d += DG) {
         var a = acc[g * HD + d] * alpha;
         for (var j = g; j < count; j += KG) {
-          a += ps[j] * vCache[(kvBase + base + j) * HD + d];
+          a += ps[j] * vAt(kvBase + base + j, d);
         }
         acc[g * HD + d] = a;
       }

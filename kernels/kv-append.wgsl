@@ -1,9 +1,12 @@
 // Copies T new rows of k and v ([T, kvHeads, headDim], token-major as projected) into the cache
 // ([kvHeads, maxSeq, headDim], head-major so one head's keys are contiguous for attention) at
-// positions start .. start + T - 1.
+// positions start .. start + T - 1. One thread per cache word: an f32 element, or with F16 a pair
+// of halves (each row padded to a whole word, so no two threads share one).
+// Values move as bits (u32 bindings): f32 is copied exactly, f16 rounded by toHalf, never by the
+// adapter's own conversion, whose rounding WGSL leaves open.
 
 struct Params {
-  n: u32,
+  n: u32,        // words to write: T * kvHeads * words per row
   kvHeads: u32,
   headDim: u32,
   maxSeq: u32,
@@ -11,12 +14,44 @@ struct Params {
 }
 
 override WG: u32 = 256;
+override F16: bool = false;
 
-@group(0) @binding(0) var<storage, read> kNew: array<f32>;
-@group(0) @binding(1) var<storage, read> vNew: array<f32>;
-@group(0) @binding(2) var<storage, read_write> kCache: array<f32>;
-@group(0) @binding(3) var<storage, read_write> vCache: array<f32>;
+@group(0) @binding(0) var<storage, read> kNew: array<u32>;
+@group(0) @binding(1) var<storage, read> vNew: array<u32>;
+@group(0) @binding(2) var<storage, read_write> kCache: array<u32>;
+@group(0) @binding(3) var<storage, read_write> vCache: array<u32>;
 @group(0) @binding(4) var<uniform> params: Params;
+
+// The f16 bits nearest to the f32 `bits` (ties to even, overflow to inf, NaN stays NaN), step for
+// step as f32ToF16 in protocol/f16.ts, so both backends store the same halves.
+fn toHalf(bits: u32) -> u32 {
+  let sign = (bits >> 16u) & 0x8000u;
+  let exp = i32((bits >> 23u) & 0xffu);
+  let mant = bits & 0x7fffffu;
+  if (exp == 255) {
+    return sign | 0x7c00u | select(0u, 0x200u | (mant >> 13u), mant != 0u);
+  }
+  let e = exp - 112;
+  if (e >= 31) {
+    return sign | 0x7c00u;
+  }
+  if (e >= 1) {
+    // A carry out of the mantissa rolls into the exponent (and up to inf), as it should.
+    let half = (u32(e) << 10u) | (mant >> 13u);
+    let rest = mant & 0x1fffu;
+    return sign | (half + select(0u, 1u, rest > 0x1000u || (rest == 0x1000u && (half & 1u) == 1u)));
+  }
+  // Subnormal or zero: the f16 unit is 2^-24.
+  let shift = u32(14 - e);
+  if (shift > 24u) {
+    return sign;
+  }
+  let sig = mant | 0x800000u;
+  let half = sig >> shift;
+  let rest = sig & ((1u << shift) - 1u);
+  let tie = 1u << (shift - 1u);
+  return sign | (half + select(0u, 1u, rest > tie || (rest == tie && (half & 1u) == 1u)));
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
@@ -24,11 +59,26 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
   if (i >= params.n) {
     return;
   }
-  let d = i % params.headDim;
-  let row = i / params.headDim;
+  // Words per cached row.
+  let rw = select(params.headDim, (params.headDim + 1u) / 2u, F16);
+  let w = i % rw;
+  let row = i / rw;
   let head = row % params.kvHeads;
   let t = row / params.kvHeads;
-  let dst = (head * params.maxSeq + params.start + t) * params.headDim + d;
-  kCache[dst] = kNew[i];
-  vCache[dst] = vNew[i];
+  let dst = (head * params.maxSeq + params.start + t) * rw + w;
+  if (!F16) {
+    kCache[dst] = kNew[i];
+    vCache[dst] = vNew[i];
+    return;
+  }
+  let d = 2u * w;
+  let src = row * params.headDim + d;
+  var k = toHalf(kNew[src]);
+  var v = toHalf(vNew[src]);
+  if (d + 1u < params.headDim) {
+    k |= toHalf(kNew[src + 1u]) << 16u;
+    v |= toHalf(vNew[src + 1u]) << 16u;
+  }
+  kCache[dst] = k;
+  vCache[dst] = v;
 }

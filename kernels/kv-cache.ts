@@ -8,22 +8,40 @@ import type { GpuTensor } from './tensor.ts';
 
 const WG = 256;
 
+/** How cached keys and values are stored: f32, or f16 (half the memory, values rounded on append). */
+export type KvDtype = 'f32' | 'f16';
+
 export interface KvCacheOptions {
   kvHeads: number;
   headDim: number;
   /** The model's context length: the most tokens the cache can hold. */
   maxSeq: number;
+  /** Default f32. */
+  dtype?: KvDtype;
   label?: string;
 }
 
+/** Words one cached row of one head takes: headDim f32s, or headDim halves padded to a whole word. */
+function rowWords(headDim: number, dtype: KvDtype): number {
+  return dtype === 'f16' ? Math.ceil(headDim / 2) : headDim;
+}
+
+/** GPU memory a cache of these dimensions holds (K and V), for budgeting before allocating. */
+export function kvCacheBytes(options: KvCacheOptions): number {
+  return 2 * options.kvHeads * options.maxSeq * rowWords(options.headDim, options.dtype ?? 'f32') * 4;
+}
+
 /**
- * K and V are f32 [kvHeads, maxSeq, headDim]: element (h, pos, d) at (h * maxSeq + pos) * headDim + d,
+ * K and V are [kvHeads, maxSeq, headDim]: element (h, pos, d) at (h * maxSeq + pos) * headDim + d,
  * so the keys one head attends over are contiguous. Rows 0 .. length - 1 hold the cached tokens.
+ * f16 packs two halves per u32 (tensor.ts's layout), each row padded to a whole word: an odd
+ * headDim stores headDim + 1 halves per row, the last one 0.
  */
 export class KvCache {
   readonly kvHeads: number;
   readonly headDim: number;
   readonly maxSeq: number;
+  readonly dtype: KvDtype;
   readonly k: GpuTensor;
   readonly v: GpuTensor;
   private cached = 0;
@@ -31,23 +49,27 @@ export class KvCache {
   private readonly pipeline: GPUComputePipeline;
 
   constructor(private readonly ctx: GpuContext, options: KvCacheOptions) {
-    const { kvHeads, headDim, maxSeq, label = 'kv-cache' } = options;
+    const { kvHeads, headDim, maxSeq, dtype = 'f32', label = 'kv-cache' } = options;
     expectInteger('kv-cache', 'kvHeads', kvHeads, 1);
     expectInteger('kv-cache', 'headDim', headDim, 1);
     expectInteger('kv-cache', 'maxSeq', maxSeq, 1);
+    if (dtype !== 'f32' && dtype !== 'f16') {
+      throw new AigridError('ERR_DTYPE_UNSUPPORTED', `kv-cache: dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
+    }
     this.kvHeads = kvHeads;
     this.headDim = headDim;
     this.maxSeq = maxSeq;
-    const shape = [kvHeads, maxSeq, headDim];
+    this.dtype = dtype;
+    const shape = [kvHeads, maxSeq, dtype === 'f16' ? 2 * rowWords(headDim, dtype) : headDim];
     // ctx.tensor refuses sizes beyond maxBufferSize / maxStorageBufferBindingSize with ERR_GPU_LIMIT.
-    this.k = ctx.tensor(shape, 'f32', undefined, `${label}.k`);
+    this.k = ctx.tensor(shape, dtype, undefined, `${label}.k`);
     try {
-      this.v = ctx.tensor(shape, 'f32', undefined, `${label}.v`);
+      this.v = ctx.tensor(shape, dtype, undefined, `${label}.v`);
     } catch (err) {
       this.k.buffer.destroy();
       throw err;
     }
-    this.pipeline = ctx.pipeline({ op: 'kv-append', dtype: 'f32', workgroup: WG }, code, { WG });
+    this.pipeline = ctx.pipeline({ op: 'kv-append', dtype, workgroup: WG }, code, { WG, F16: dtype === 'f16' ? 1 : 0 });
   }
 
   /** Tokens cached so far (positions 0 .. length - 1). */
@@ -62,7 +84,8 @@ export class KvCache {
 
   /**
    * Records the copy of T new rows (k, v: f32 [T, kvHeads, headDim], already rotated) to positions
-   * length .. length + T - 1 and advances length at once, so attention recorded next sees them.
+   * length .. length + T - 1 (rounded to the nearest f16, ties to even, in an f16 cache) and
+   * advances length at once, so attention recorded next sees them.
    */
   append(encoder: GPUCommandEncoder, k: GpuTensor, v: GpuTensor): void {
     this.checkLive();
@@ -78,7 +101,7 @@ export class KvCache {
       );
     }
     if (tokens === 0) return;
-    const n = tokens * this.kvHeads * this.headDim;
+    const n = tokens * this.kvHeads * rowWords(this.headDim, this.dtype);
     const params = this.ctx.uniform(new Uint32Array([n, this.kvHeads, this.headDim, this.maxSeq, this.cached]));
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     this.ctx.dispatch(encoder, this.pipeline, [k.buffer, v.buffer, this.k.buffer, this.v.buffer, params], grid);

@@ -3,7 +3,7 @@
 import { AigridError } from '../../protocol/index.ts';
 import { WEIGHT_DTYPES } from '../../kernels/weights.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';
-import type { Backend, KvStore, WeightDtype } from './backend/types.ts';
+import type { Backend, KvStore, KvStoreOptions, WeightDtype } from './backend/types.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { parseConfig, type ModelConfig } from './config.ts';
 import { KvSessions, type KvSession, type KvUsage } from './kv-sessions.ts';
@@ -24,6 +24,8 @@ export interface ShardLoadOptions {
   weightDtype?: WeightDtype;
   /** KV memory of all sessions together (default 1 GiB). */
   kvBudgetBytes?: number;
+  /** How sessions' keys and values are kept (default f32); f16 fits twice the tokens in the budget. */
+  kvDtype?: KvDtype;
   /** Tokens one session may hold (default min(max_position_embeddings, 2048)). */
   maxSessionTokens?: number;
   /** Who a session belongs to, so KV eviction is fair among clients (kv-sessions.ts). */
@@ -37,6 +39,14 @@ export function readConfig(source: TensorSource): ModelConfig {
   const config = parseConfig(source.config, source.generationConfig ?? {});
   checkRuntimeSupport(source.config, config);
   return config;
+}
+
+export type KvDtype = NonNullable<KvStoreOptions['dtype']>;
+
+export function checkKvDtype(dtype: KvDtype): void {
+  if (dtype !== 'f32' && dtype !== 'f16') {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `kvDtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
+  }
 }
 
 export function checkWeightDtype(dtype: WeightDtype): void {
@@ -80,11 +90,12 @@ export class Shard {
     private readonly ownsBackend: boolean,
     readonly weightDtype: WeightDtype,
     readonly maxSessionTokens: number,
+    readonly kvDtype: KvDtype,
     private readonly layers: Layer[],
     kvBudgetBytes: number,
     kvOwnerOf?: (sessionId: string) => string | undefined,
   ) {
-    const kvOptions = { kvHeads: config.numKvHeads, headDim: config.headDim, maxSeq: maxSessionTokens };
+    const kvOptions = { kvHeads: config.numKvHeads, headDim: config.headDim, maxSeq: maxSessionTokens, dtype: kvDtype };
     this.sessions = new KvSessions({
       ownerOf: kvOwnerOf,
       budgetBytes: kvBudgetBytes,
@@ -111,6 +122,8 @@ export class Shard {
     }
     const dtype = options.weightDtype ?? 'f32';
     checkWeightDtype(dtype);
+    const kvDtype = options.kvDtype ?? 'f32';
+    checkKvDtype(kvDtype);
     const maxSessionTokens = options.maxSessionTokens ?? Math.min(config.maxPositions, DEFAULT_MAX_SESSION_TOKENS);
     if (!Number.isInteger(maxSessionTokens) || maxSessionTokens < 1 || maxSessionTokens > config.maxPositions) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `maxSessionTokens must be an integer in [1, ${config.maxPositions}], got ${maxSessionTokens}`);
@@ -126,7 +139,7 @@ export class Shard {
     try {
       const kvBudgetBytes = options.kvBudgetBytes ?? DEFAULT_KV_BUDGET_BYTES;
       // Refuses a budget below one session before anything is uploaded.
-      const shard = new Shard(config, start, end, backend, owned, dtype, maxSessionTokens, layers, kvBudgetBytes, options.kvOwnerOf);
+      const shard = new Shard(config, start, end, backend, owned, dtype, maxSessionTokens, kvDtype, layers, kvBudgetBytes, options.kvOwnerOf);
       for (const [i, layerShapes] of shapes.entries()) {
         options.signal?.throwIfAborted();
         const tensors = await readValues(source, layerShapes.keys(), { signal: options.signal, onProgress: progress.forRead() });

@@ -3,14 +3,47 @@
 // per row and layer, so its speed counts: each f64 sum is a chain of dependent adds, so four keys'
 // dot products (and two keys' contributions to the output row) are computed side by side, each
 // still summed in attentionRef's order.
+// An f16 cache (Uint16Array halves) is widened into f32 scratch first, once per call rather than once
+// per query head reading it, so the loops below see only Float32Arrays and stay as fast.
+import { f16ToF32 } from '../../../protocol/index.ts';
 import { firstKey, softcap, type AttentionDims } from '../../../kernels/cpu/attention.ts';
 
 let scores = new Float64Array(256);
 const row = new Float64Array(1024);
 const qRow = new Float64Array(1024);
+let kWide = new Float32Array(0);
+let vWide = new Float32Array(0);
+/** The f32 value of every f16 bit pattern (256 KiB), made at the first f16 call. */
+let halfValues: Float32Array | undefined;
 
-/** attentionRef(q, k, v, dims), bit for bit. */
-export function attentionFast(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims): Float32Array {
+/**
+ * attentionRef(q, k, v, dims), bit for bit; k, v as Uint16Array hold f16 bit patterns, read as
+ * their values (so the result is attentionRef on the f16-rounded keys and values).
+ */
+export function attentionFast(q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array, dims: AttentionDims): Float32Array {
+  if (k instanceof Float32Array && v instanceof Float32Array) return attendF32(q, k, v, dims);
+  const length = (dims.startPos + dims.tokens) * dims.kvHeads * dims.headDim;
+  if (kWide.length < length) {
+    kWide = new Float32Array(2 * length);
+    vWide = new Float32Array(2 * length);
+  }
+  // Keys before the first query's window are never read.
+  const from = firstKey(dims.startPos + 1, dims.window) * dims.kvHeads * dims.headDim;
+  widen(k, kWide, from, length);
+  widen(v, vWide, from, length);
+  return attendF32(q, kWide, vWide, dims);
+}
+
+function widen(src: Float32Array | Uint16Array, dst: Float32Array, from: number, to: number): void {
+  if (src instanceof Float32Array) {
+    dst.set(src.subarray(from, to), from);
+    return;
+  }
+  const table = (halfValues ??= Float32Array.from({ length: 0x10000 }, (_, h) => f16ToF32(h)));
+  for (let i = from; i < to; i++) dst[i] = table[src[i]!]!;
+}
+
+function attendF32(q: Float32Array, k: Float32Array, v: Float32Array, dims: AttentionDims): Float32Array {
   const { tokens, heads, kvHeads, headDim: hd, startPos } = dims;
   if (hd > row.length) throw new RangeError(`attention: head dimension ${hd} above ${row.length}`);
   const scale = dims.scale ?? 1 / Math.sqrt(hd);

@@ -4,7 +4,7 @@
 // by (f16-rounded or dequantized, kept as f32), so both backends compute the same function; a GGUF
 // file's quantized weights stay in their blocks and run through ggml-linear.ts (its kernels decode
 // the blocks exactly, on as many threads as the backend was made with).
-import { AigridError } from '../../../protocol/index.ts';
+import { AigridError, f32ToF16 } from '../../../protocol/index.ts';
 import { GGML_TYPE, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import type { GgmlDType } from '../../../kernels/tensor.ts';
 import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
@@ -71,21 +71,28 @@ function u32(t: Tensor): Uint32Array {
  * The arrays grow as tokens come (doubling, up to maxSeq): most sessions are far shorter than
  * maxSeq, and zeroing maxSeq rows for every layer of every new session cost more than its prefill.
  * The memory budget still counts maxSeq (Backend.kvBytes), so growth never overdraws it.
+ * With dtype f16 they hold f16 bit patterns (rounded as the GPU cache rounds), half the memory.
  */
 export class CpuKvStore implements KvStore {
-  private kData = new Float32Array(0);
-  private vData = new Float32Array(0);
+  private kData: Float32Array | Uint16Array;
+  private vData: Float32Array | Uint16Array;
   private cached = 0;
 
-  constructor(readonly options: KvStoreOptions) {}
+  constructor(readonly options: KvStoreOptions) {
+    if (options.dtype !== undefined && options.dtype !== 'f32' && options.dtype !== 'f16') {
+      throw new AigridError('ERR_DTYPE_UNSUPPORTED', `kv: dtype must be f32 or f16, got ${JSON.stringify(options.dtype)}`);
+    }
+    this.kData = this.empty(0);
+    this.vData = this.empty(0);
+  }
 
-  /** The cached keys, [length, kvHeads, headDim]. */
-  get k(): Float32Array {
+  /** The cached keys, [length, kvHeads, headDim]: f32 values, or f16 bits with dtype f16. */
+  get k(): Float32Array | Uint16Array {
     return this.kData.subarray(0, this.cached * this.rowSize);
   }
 
-  /** The cached values, [length, kvHeads, headDim]. */
-  get v(): Float32Array {
+  /** The cached values, [length, kvHeads, headDim], stored as `k`. */
+  get v(): Float32Array | Uint16Array {
     return this.vData.subarray(0, this.cached * this.rowSize);
   }
 
@@ -101,6 +108,10 @@ export class CpuKvStore implements KvStore {
     return this.options.kvHeads * this.options.headDim;
   }
 
+  private empty(length: number): Float32Array | Uint16Array {
+    return this.options.dtype === 'f16' ? new Uint16Array(length) : new Float32Array(length);
+  }
+
   append(k: Float32Array, v: Float32Array): void {
     const row = this.rowSize;
     const tokens = k.length / row;
@@ -110,15 +121,15 @@ export class CpuKvStore implements KvStore {
     }
     if (length * row > this.kData.length) {
       const capacity = Math.min(this.options.maxSeq, Math.max(length, 2 * (this.kData.length / row), 64)) * row;
-      const grownK = new Float32Array(capacity);
-      const grownV = new Float32Array(capacity);
+      const grownK = this.empty(capacity);
+      const grownV = this.empty(capacity);
       grownK.set(this.k);
       grownV.set(this.v);
       this.kData = grownK;
       this.vData = grownV;
     }
-    this.kData.set(k, this.cached * row);
-    this.vData.set(v, this.cached * row);
+    put(this.kData, k, this.cached * row);
+    put(this.vData, v, this.cached * row);
     this.cached = length;
   }
 
@@ -130,6 +141,15 @@ export class CpuKvStore implements KvStore {
   }
 
   destroy(): void {}
+}
+
+/** Writes `values` at `offset`: as they are, or rounded to f16 bits (ties to even) in a Uint16Array. */
+function put(dst: Float32Array | Uint16Array, values: Float32Array, offset: number): void {
+  if (dst instanceof Float32Array) {
+    dst.set(values, offset);
+    return;
+  }
+  for (let i = 0; i < values.length; i++) dst[offset + i] = f32ToF16(values[i]!);
 }
 
 class CpuOps implements Ops {
@@ -307,7 +327,7 @@ export class CpuBackend implements Backend {
   }
 
   kvBytes(options: KvStoreOptions): number {
-    return 2 * options.maxSeq * options.kvHeads * options.headDim * 4;
+    return 2 * options.maxSeq * options.kvHeads * options.headDim * (options.dtype === 'f16' ? 2 : 4);
   }
 
   kvStore(options: KvStoreOptions): KvStore {

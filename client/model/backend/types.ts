@@ -41,6 +41,11 @@ export interface KvStoreOptions {
   headDim: number;
   /** The most tokens the store holds. */
   maxSeq: number;
+  /**
+   * How keys and values are kept (default f32). f16 halves the memory: they are rounded to the
+   * nearest f16 on append, and attention computes what it would on an f32 store of those values.
+   */
+  dtype?: 'f32' | 'f16';
   label?: string;
 }
 

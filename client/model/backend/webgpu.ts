@@ -6,7 +6,7 @@ import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import { uploadGgmlWeight } from '../../../kernels/ggml-weights.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { uploadTable, type GpuTable } from '../../../kernels/embedding.ts';
-import { KvCache } from '../../../kernels/kv-cache.ts';
+import { KvCache, kvCacheBytes } from '../../../kernels/kv-cache.ts';
 import type { GpuTensor } from '../../../kernels/tensor.ts';
 import { uploadWeight, type GpuWeight } from '../../../kernels/weights.ts';
 import { PassBuffers } from './pool.ts';
@@ -67,7 +67,7 @@ export class WebGpuBackend implements Backend {
   }
 
   kvBytes(options: KvStoreOptions): number {
-    return 2 * options.kvHeads * options.maxSeq * options.headDim * 4;
+    return kvCacheBytes(options);
   }
 
   /** Allocation errors surface in the pass that uses the store (create it inside run). */
