@@ -1,5 +1,6 @@
 // `aigrid peer`: a Node edge peer that joins a network and stays in the mesh.
 import { parseArgs } from 'node:util';
+import { CpuBackend } from '../model/backend/cpu.ts';
 import { GridPeer } from '../grid/index.ts';
 import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { openModelNode } from '../model/checkpoint/node.ts';
@@ -23,6 +24,8 @@ Options:
   --memory-mb N         memory budget offered to the network (default 1024)
   --max-connections N   most WebRTC links this peer keeps (default ${DEFAULT_MAX_PEER_CONNECTIONS})
   --backend B           webgpu, cpu or auto (default auto: WebGPU when Node has an adapter)
+  --kv-dtype D          keys and values cached as f32 or f16 (half the memory; default f32)
+  --threads N           CPU threads of quantized (GGUF) layers (default: every core)
   -h, --help            show this help
 `;
 
@@ -36,6 +39,8 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
       'memory-mb': { type: 'string', default: '1024' },
       'max-connections': { type: 'string', default: String(DEFAULT_MAX_PEER_CONNECTIONS) },
       backend: { type: 'string', default: 'auto' },
+      'kv-dtype': { type: 'string', default: 'f32' },
+      threads: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -49,6 +54,10 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     throw new Error('--max-connections must be >= 1 (see --help)');
   }
   const backend = backendOption(values.backend);
+  const kvDtype = values['kv-dtype'];
+  if (kvDtype !== 'f32' && kvDtype !== 'f16') throw new Error(`--kv-dtype must be f32 or f16, not ${kvDtype}`);
+  const threads = values.threads === undefined ? undefined : Number(values.threads);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new Error('--threads must be a whole number >= 1');
   // Without an adapter, 'auto' serves on the CPU; 'webgpu' insists and fails with ERR_NO_WEBGPU.
   const gpu = backend === 'cpu' ? undefined : await nodeGpu().catch((err: Error) => {
     if (backend === 'webgpu') throw err;
@@ -65,7 +74,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     maxConnections,
   });
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const grid = new GridPeer({ mesh, open: checkpointOpener(openModelNode, {}), backend: gpu ? 'webgpu' : 'cpu', gpu });
+  const grid = new GridPeer({ mesh, open: checkpointOpener(openModelNode, {}), backend: gpu ? 'webgpu' : await CpuBackend.create({ threads }), gpu, kvDtype });
   grid.on('status', (st) => log(`serving ${st.modelId} [${st.start}, ${st.end}): ${st.state}${st.detail ? ` (${st.detail})` : ''}`));
   grid.on('warning', (err) => log(`warning ${err.code}: ${err.message}`));
   mesh.on('state', (s) => log(`signaling ${s}`));

@@ -2,6 +2,7 @@
 // source, the serving state the coordinator hears about, and the count of tokens served. For light
 // sessions the first hop may also hold the embedding and the last the final norm and LM head.
 import { AigridError, type ModelSpec, type ServingState } from '../../protocol/index.ts';
+import type { KvDtype } from '../../kernels/kv-cache.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { checkpointOpener, openModel, type CheckpointOpener } from '../model/checkpoint/index.ts';
 import type { Backend } from '../model/backend/types.ts';
@@ -29,6 +30,8 @@ export interface ShardSettings {
   backend?: Backend | BackendChoice;
   gpu?: GPU | GpuContext;
   kvBudgetBytes?: number;
+  /** Keys and values in f32 (default) or f16 (half the memory: twice the sessions in a budget). */
+  kvDtype?: KvDtype;
   maxSessionTokens?: number;
   /** Who a session belongs to (its client), for fair KV eviction. */
   kvOwnerOf?: (sessionId: string) => string | undefined;
