@@ -56,7 +56,8 @@ function upload(backend: Backend, c: ModelConfig, tensors: Map<string, LoadedVal
   const headName = gpt2 || c.tieWordEmbeddings ? embedName : 'lm_head.weight';
   const lmHead = uploads.add(linearWeight(backend, takeLinear(tensors, headName), V, H, dtype, headName));
   const tied = headName === embedName ? backend.tableOf(lmHead) : null;
-  const tokens = tied ?? uploads.add(backend.table(take(tensors, embedName), [V, H], tableDtype, embedName));
+  const embed = takeLinear(tensors, embedName);
+  const tokens = tied ?? uploads.add(embed instanceof Float32Array ? backend.table(embed, [V, H], tableDtype, embedName) : backend.quantizedTable(embed, tableDtype, embedName));
   const vec = (name: string) => uploads.add(backend.constant(take(tensors, name), [H], name));
   // Gemma's final norm scales by (1 + w).
   if (c.gemma) return { tokens, norm: uploads.add(backend.constant(plusOne(take(tensors, 'model.norm.weight')), [H], 'model.norm.weight')), lmHead };

@@ -5,7 +5,7 @@
 // file's quantized weights stay in their blocks and run through ggml-linear.ts (its kernels decode
 // the blocks exactly, on as many threads as the backend was made with).
 import { AigridError, f32ToF16 } from '../../../protocol/index.ts';
-import { GGML_TYPE, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import { dequantizeGgml, GGML_TYPE, sliceGgmlRows, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import type { GgmlDType } from '../../../kernels/tensor.ts';
 import { gegluRef, gelu, silu } from '../../../kernels/cpu/activation.ts';
 import { addWeightedRef, routeRef } from '../../../kernels/cpu/moe.ts';
@@ -35,6 +35,11 @@ interface CpuGgmlWeight extends Weight {
 }
 
 const GGML_DTYPES: Record<number, GgmlDType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q4_K]: 'q4_k', [GGML_TYPE.Q6_K]: 'q6_k' };
+
+/** A table kept in its blocks: each looked-up row is decoded when asked for. */
+interface BlockTable extends Table {
+  readonly blocks: GgmlBlocks;
+}
 
 /** A table that reads a weight's storage (tied embeddings): rows come through gatherRows. */
 interface WeightTable extends CpuTensor {
@@ -152,6 +157,15 @@ function put(dst: Float32Array | Uint16Array, values: Float32Array, offset: numb
   for (let i = 0; i < values.length; i++) dst[offset + i] = f32ToF16(values[i]!);
 }
 
+/** Rows of a block table, decoded exactly; an id past the table gives a zero row, as embeddingRef does. */
+function gatherBlockRows(m: GgmlBlocks, ids: Uint32Array): Float32Array {
+  const out = new Float32Array(ids.length * m.cols);
+  ids.forEach((id, t) => {
+    if (id < m.rows) out.set(dequantizeGgml(m.type, sliceGgmlRows(m, id, 1).bytes, m.cols), t * m.cols);
+  });
+  return out;
+}
+
 class CpuOps implements Ops {
   input(data: Float32Array, shape: readonly number[]): Tensor {
     return tensor(data.slice(), shape);
@@ -254,6 +268,8 @@ class CpuOps implements Ops {
     const idList = u32(ids);
     const weight = (table as Partial<WeightTable>).weight;
     if (weight) return tensor(gatherRows(weight, rows, width, idList), [idList.length, width]);
+    const blocks = (table as Partial<BlockTable>).blocks;
+    if (blocks) return tensor(gatherBlockRows(blocks, idList), [idList.length, width]);
     return tensor(embeddingRef(idList, f32(table as CpuTensor), rows, width), [idList.length, width]);
   }
 
@@ -316,6 +332,11 @@ export class CpuBackend implements Backend {
 
   table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', _label: string): Table {
     return tensor(dtype === 'f16' ? roundF16Array(data) : data, shape);
+  }
+
+  quantizedTable(m: GgmlBlocks, _dtype: 'f32' | 'f16', _label: string): Table {
+    const table: BlockTable = { shape: [m.rows, m.cols], blocks: m };
+    return table;
   }
 
   tableOf(weight: Weight): Table | null {

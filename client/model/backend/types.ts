@@ -113,6 +113,11 @@ export interface Backend {
   constant(data: Float32Array, shape: readonly number[], label: string): Tensor;
   /** A lookup table [rows, width] stored as f32 or f16. */
   table(data: Float32Array, shape: readonly [number, number], dtype: 'f32' | 'f16', label: string): Table;
+  /**
+   * A lookup table kept in a GGUF file's blocks where the backend reads rows from them (the CPU:
+   * a 128k-token table in Q4_K is a quarter of its f16 size), else decoded to `dtype`.
+   */
+  quantizedTable(m: GgmlBlocks, dtype: 'f32' | 'f16', label: string): Table;
   /** The weight's own storage as a lookup table (tied embeddings), or null when its format cannot serve. */
   tableOf(weight: Weight): Table | null;
   /** Bytes a KV store of these dimensions holds (for budgeting before allocating). */

@@ -2,7 +2,7 @@
 // kernels/kv-cache.ts, and each forward pass recorded into one command encoder, submitted once and
 // read back through one staging copy.
 import { AigridError } from '../../../protocol/index.ts';
-import type { GgmlBlocks } from '../../../kernels/ggml-quants.ts';
+import { dequantizeGgml, type GgmlBlocks } from '../../../kernels/ggml-quants.ts';
 import { uploadGgmlWeight } from '../../../kernels/ggml-weights.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import { uploadTable, type GpuTable } from '../../../kernels/embedding.ts';
@@ -56,6 +56,10 @@ export class WebGpuBackend implements Backend {
 
   quantizedWeight(m: GgmlBlocks, label: string): Weight {
     return this.scopes.track(() => uploadGgmlWeight(this.ctx, m, { label }));
+  }
+
+  quantizedTable(m: GgmlBlocks, dtype: 'f32' | 'f16', label: string): Table {
+    return this.table(dequantizeGgml(m.type, m.bytes, m.rows * m.cols), [m.rows, m.cols], dtype, label);
   }
 
   tableOf(weight: Weight): Table | null {
