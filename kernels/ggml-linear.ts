@@ -17,10 +17,10 @@ const MATVEC = params + matvecCode;
 const MATMUL = matmulSnippet + params + matmulBody;
 
 /** The FORMAT override of both shaders. */
-const FORMAT: Record<GgmlDType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k: 3 };
+const FORMAT: Record<GgmlDType, number> = { q8_0: 0, q4_0: 1, q4_k: 2, q6_k: 3, q5_0: 4 };
 
 /** Elements per unit of ggml_matvec.wgsl (one lane's step; fixed by each format's decoder there). */
-const UNIT: Record<GgmlDType, number> = { q8_0: 16, q4_0: 32, q4_k: 32, q6_k: 64 };
+const UNIT: Record<GgmlDType, number> = { q8_0: 16, q4_0: 32, q5_0: 32, q4_k: 32, q6_k: 64 };
 
 /** Rows per thread group: independent weight loads per lane, and the same x for all (GPUs merge those loads). */
 const GPU_ROWS = 2;

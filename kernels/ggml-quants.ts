@@ -6,6 +6,8 @@
 // - Q8_0 (32 elements, 34 bytes): f16 scale d, then 32 int8 q; w = q * d.
 // - Q4_0 (32 elements, 18 bytes): f16 scale d, then 16 bytes of nibbles; byte j holds element j in its
 //   low nibble and element j + 16 in its high nibble; w = (nibble - 8) * d.
+// - Q5_0 (32 elements, 22 bytes): f16 scale d, 4 bytes qh, then 16 bytes of nibbles laid out as in
+//   Q4_0; bit j of qh (a little-endian u32) is the fifth bit of element j; w = ((nibble | bit << 4) - 16) * d.
 // - Q4_K (256 elements, 144 bytes): f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for the eight
 //   32-element sub-blocks, then 128 bytes of nibbles. Sub-block s has scale sc and min m:
 //   s < 4: sc = byte[s] & 63, m = byte[s + 4] & 63;
@@ -25,7 +27,7 @@
 import { AigridError } from '../protocol/errors.ts';
 import { f16ToF32 } from './quant.ts';
 
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
 
 export type GgmlType = (typeof GGML_TYPE)[keyof typeof GGML_TYPE];
 
@@ -33,6 +35,7 @@ export const GGML_BLOCK: Record<GgmlType, { elements: number; bytes: number }> =
   [GGML_TYPE.F32]: { elements: 1, bytes: 4 },
   [GGML_TYPE.F16]: { elements: 1, bytes: 2 },
   [GGML_TYPE.Q4_0]: { elements: 32, bytes: 18 },
+  [GGML_TYPE.Q5_0]: { elements: 32, bytes: 22 },
   [GGML_TYPE.Q8_0]: { elements: 32, bytes: 34 },
   [GGML_TYPE.Q4_K]: { elements: 256, bytes: 144 },
   [GGML_TYPE.Q6_K]: { elements: 256, bytes: 210 },
@@ -97,6 +100,18 @@ function dequantizeQ4_0(bytes: Uint8Array, out: Float32Array): void {
   }
 }
 
+function dequantizeQ5_0(bytes: Uint8Array, out: Float32Array): void {
+  for (let b = 0, at = 0; b < out.length; b += 32, at += 22) {
+    const d = f16At(bytes, at);
+    const qh = (bytes[at + 2]! | (bytes[at + 3]! << 8) | (bytes[at + 4]! << 16) | (bytes[at + 5]! << 24)) >>> 0;
+    for (let j = 0; j < 16; j++) {
+      const q = bytes[at + 6 + j]!;
+      out[b + j] = f32((((q & 0xf) | (((qh >>> j) & 1) << 4)) - 16) * d);
+      out[b + j + 16] = f32((((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16) * d);
+    }
+  }
+}
+
 function dequantizeQ4_K(bytes: Uint8Array, out: Float32Array): void {
   for (let b = 0, at = 0; b < out.length; b += 256, at += 144) {
     const d = f16At(bytes, at);
@@ -157,6 +172,7 @@ export function dequantizeGgml(type: number, bytes: Uint8Array, elements: number
     }
     case GGML_TYPE.Q8_0: dequantizeQ8_0(bytes, out); break;
     case GGML_TYPE.Q4_0: dequantizeQ4_0(bytes, out); break;
+    case GGML_TYPE.Q5_0: dequantizeQ5_0(bytes, out); break;
     case GGML_TYPE.Q4_K: dequantizeQ4_K(bytes, out); break;
     case GGML_TYPE.Q6_K: dequantizeQ6_K(bytes, out); break;
   }
@@ -174,7 +190,8 @@ export function dequantizeGgmlRows(type: number, bytes: Uint8Array, rows: number
 
 /** The block-quantized types (not the float ones), which weights keep as they are stored. */
 export function isQuantizedGgml(type: number): boolean {
-  return type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q4_K || type === GGML_TYPE.Q6_K;
+  return type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q5_0 || type === GGML_TYPE.Q4_K
+    || type === GGML_TYPE.Q6_K;
 }
 
 /** A GGML-quantized matrix [rows, cols] (out x in) as its file stores it: rows of whole blocks. */

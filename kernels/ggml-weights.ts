@@ -14,12 +14,13 @@ import { partRows, type GpuWeight, type WeightPart } from './weights.ts';
 const DTYPES: Partial<Record<GgmlType, GgmlDType>> = {
   [GGML_TYPE.Q8_0]: 'q8_0',
   [GGML_TYPE.Q4_0]: 'q4_0',
+  [GGML_TYPE.Q5_0]: 'q5_0',
   [GGML_TYPE.Q4_K]: 'q4_k',
   [GGML_TYPE.Q6_K]: 'q6_k',
 };
 
-/** Where the meta bytes sit in a file block: Q8_0, Q4_0 and Q4_K lead with them, Q6_K ends with d. */
-const META_FIRST: Record<GgmlDType, boolean> = { q8_0: true, q4_0: true, q4_k: true, q6_k: false };
+/** Where the meta bytes sit in a file block: Q8_0, Q4_0, Q5_0 and Q4_K lead with them, Q6_K ends with d. */
+const META_FIRST: Record<GgmlDType, boolean> = { q8_0: true, q4_0: true, q5_0: true, q4_k: true, q6_k: false };
 
 /** The kernels' dtype for a GGML type, or undefined when they do not read it (F32, F16, BF16). */
 export function ggmlDtype(type: number): GgmlDType | undefined {
@@ -37,7 +38,7 @@ export function uploadGgmlWeight(ctx: GpuContext, m: GgmlBlocks, options: Upload
   const label = options.label ?? 'weight';
   const dtype = ggmlDtype(m.type);
   if (!dtype) {
-    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `${label}: GGML ${ggmlTypeName(m.type)} has no GPU kernel; supported: Q8_0, Q4_0, Q4_K, Q6_K`);
+    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `${label}: GGML ${ggmlTypeName(m.type)} has no GPU kernel; supported: Q8_0, Q4_0, Q5_0, Q4_K, Q6_K`);
   }
   expectInteger('uploadGgmlWeight', 'rows', m.rows, 0);
   expectInteger('uploadGgmlWeight', 'cols', m.cols, 0);

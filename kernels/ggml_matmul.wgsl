@@ -11,9 +11,11 @@ override FORMAT: u32 = 0;
 const Q8_0 = 0u;
 const Q4_0 = 1u;
 const Q4_K = 2u;
+const Q5_0 = 4u;
 
 @group(0) @binding(3) var<storage, read> w: array<u32>;
-// The meta plane (`meta` is reserved in WGSL): f16 pairs of d (Q8_0, Q4_0, Q6_K), four words per block (Q4_K).
+// The meta plane (`meta` is reserved in WGSL): f16 pairs of d (Q8_0, Q4_0, Q6_K), four words per block (Q4_K),
+// three halves d, qh low, qh high per block (Q5_0).
 @group(0) @binding(4) var<storage, read> extra: array<u32>;
 
 const BYTES = vec4<u32>(0u, 8u, 16u, 24u);
@@ -37,6 +39,16 @@ fn q4_0_w4(b: u32, j: u32) -> vec4<f32> {
   let v = w[4u * b + (j % 16u) / 4u];
   let q = (vec4<u32>(v) >> (BYTES + 4u * (j / 16u))) & vec4<u32>(15u);
   return (vec4<f32>(q) - 8.0) * half_at(b);
+}
+
+fn q5_0_w4(b: u32, j: u32) -> vec4<f32> {
+  // Nibbles as Q4_0; bit j of qh (halves 3b + 1 and 3b + 2) is the fifth bit of element j.
+  let v = w[4u * b + (j % 16u) / 4u];
+  let q = (vec4<u32>(v) >> (BYTES + 4u * (j / 16u))) & vec4<u32>(15u);
+  let lo = (extra[(3u * b + 1u) >> 1u] >> (16u * ((3u * b + 1u) & 1u))) & 0xffffu;
+  let hi = (extra[(3u * b + 2u) >> 1u] >> (16u * ((3u * b + 2u) & 1u))) & 0xffffu;
+  let h = ((vec4<u32>(lo | (hi << 16u)) >> (vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u);
+  return (vec4<f32>(q | h) - 16.0) * half_at(3u * b);
 }
 
 fn q4_k_w4(b: u32, j: u32) -> vec4<f32> {
@@ -79,6 +91,7 @@ fn load_w4(n: u32, k: u32) -> vec4<f32> {
   switch FORMAT {
     case Q8_0: { return q8_0_w4(n * (params.K / 32u) + k / 32u, k % 32u); }
     case Q4_0: { return q4_0_w4(n * (params.K / 32u) + k / 32u, k % 32u); }
+    case Q5_0: { return q5_0_w4(n * (params.K / 32u) + k / 32u, k % 32u); }
     case Q4_K: { return q4_k_w4(n * (params.K / 256u) + k / 256u, k % 256u); }
     default: { return q6_k_w4(n * (params.K / 256u) + k / 256u, k % 256u); }
   }

@@ -21,12 +21,14 @@ const Q8_0 = 0u;
 const Q4_0 = 1u;
 const Q4_K = 2u;
 const Q6_K = 3u;
+const Q5_0 = 4u;
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
-// The meta plane (`meta` is reserved in WGSL): f16 pairs of d (Q8_0, Q4_0, Q6_K), four words per block (Q4_K).
+// The meta plane (`meta` is reserved in WGSL): f16 pairs of d (Q8_0, Q4_0, Q6_K), four words per block (Q4_K),
+// three halves d, qh low, qh high per block (Q5_0).
 @group(0) @binding(4) var<storage, read> extra: array<u32>;
 
 var<workgroup> partial: array<vec4<f32>, WG>;
@@ -72,6 +74,27 @@ fn unit_q4_0(xb: u32, wi: u32, u: u32) -> f32 {
   s += dot(x[i + 4u], nib4(q.x, 4u) - 8.0) + dot(x[i + 5u], nib4(q.y, 4u) - 8.0);
   s += dot(x[i + 6u], nib4(q.z, 4u) - 8.0) + dot(x[i + 7u], nib4(q.w, 4u) - 8.0);
   return s * half_at(wi);
+}
+
+fn u16_at(i: u32) -> u32 {
+  return (extra[i >> 1u] >> (16u * (i & 1u))) & 0xffffu;
+}
+
+// The fifth bits of elements e .. e + 3 from qh, in place (16 or 0).
+fn hi4(qh: u32, e: u32) -> vec4<f32> {
+  return vec4<f32>(((vec4<u32>(qh) >> (vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) << vec4<u32>(4u));
+}
+
+// Q5_0: a block; nibbles as Q4_0, bit e of qh the fifth bit of element e; w = (q - 16) * d.
+fn unit_q5_0(xb: u32, wi: u32, u: u32) -> f32 {
+  let q = w[wi];
+  let qh = u16_at(3u * wi + 1u) | (u16_at(3u * wi + 2u) << 16u);
+  let i = xb + 8u * u;
+  var s = dot(x[i], nib4(q.x, 0u) + hi4(qh, 0u) - 16.0) + dot(x[i + 1u], nib4(q.y, 0u) + hi4(qh, 4u) - 16.0);
+  s += dot(x[i + 2u], nib4(q.z, 0u) + hi4(qh, 8u) - 16.0) + dot(x[i + 3u], nib4(q.w, 0u) + hi4(qh, 12u) - 16.0);
+  s += dot(x[i + 4u], nib4(q.x, 4u) + hi4(qh, 16u) - 16.0) + dot(x[i + 5u], nib4(q.y, 4u) + hi4(qh, 20u) - 16.0);
+  s += dot(x[i + 6u], nib4(q.z, 4u) + hi4(qh, 24u) - 16.0) + dot(x[i + 7u], nib4(q.w, 4u) + hi4(qh, 28u) - 16.0);
+  return s * half_at(3u * wi);
 }
 
 // Q4_K scales and mins of sub-blocks 2g and 2g + 1 from the 12 packed bytes (extra words 1..3).
@@ -158,6 +181,7 @@ fn unit_dot(xb: u32, row: u32, u: u32, units: u32) -> f32 {
   switch FORMAT {
     case Q8_0: { return unit_q8_0(xb, wi, u); }
     case Q4_0: { return unit_q4_0(xb, wi, u); }
+    case Q5_0: { return unit_q5_0(xb, wi, u); }
     case Q4_K: { return unit_q4_k(xb, wi, u); }
     default: { return unit_q6_k(xb, wi, u); }
   }

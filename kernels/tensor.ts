@@ -6,12 +6,12 @@ import { AigridError } from '../protocol/index.ts';
  * adapter with unpack2x16float; native f16 arithmetic needs shader-f16). q8: int8 weights [N, K]
  * packed four per u32, rows padded to whole words, one f32 scale per row in `scales`. q4: 4-bit
  * weights [N, K] in blocks of 32 along K (value = (q - 8) * scale), one scale per block in `scales`.
- * q8_0 / q4_0 / q4_k / q6_k: GGML blocks in two planes (see GGML_PLANES and ggml-weights.ts); `buffer`
+ * q8_0 / q4_0 / q5_0 / q4_k / q6_k: GGML blocks in two planes (see GGML_PLANES and ggml-weights.ts); `buffer`
  * holds the quants, `scales` the rest of each block. u32 / i32: integer tensors (token ids, indices).
  */
 export type DType = 'f32' | 'f16' | 'q8' | 'q4' | GgmlDType | 'u32' | 'i32';
 
-export type GgmlDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+export type GgmlDType = 'q8_0' | 'q4_0' | 'q5_0' | 'q4_k' | 'q6_k';
 
 /**
  * A GGML block as uploaded, split losslessly into two planes: `quants` bytes (whole 16-byte
@@ -19,10 +19,14 @@ export type GgmlDType = 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
  * q8_0 / q4_0: the int8 / nibble quants, then the f16 scale d. q4_k: the 128 bytes of nibbles, then
  * d, dmin and the 12 bytes of 6-bit scales and mins (the block's first 16 bytes). q6_k: ql, qh and
  * the 16 int8 scales (the block's first 208 bytes), then d. Metas of 2 bytes pack two per word.
+ * q5_0: the 16 bytes of nibbles, then d and qh as the file has them (the block's first 6 bytes): the
+ * fifth bits stay beside d rather than costing the quants plane a second, mostly empty vector, and
+ * 6 bytes are three halves, so d is half 3b and qh halves 3b + 1 and 3b + 2 of the plane, all aligned.
  */
 export const GGML_PLANES: Readonly<Record<GgmlDType, { elements: number; quants: number; meta: number }>> = {
   q8_0: { elements: 32, quants: 32, meta: 2 },
   q4_0: { elements: 32, quants: 16, meta: 2 },
+  q5_0: { elements: 32, quants: 16, meta: 6 },
   q4_k: { elements: 256, quants: 128, meta: 16 },
   q6_k: { elements: 256, quants: 208, meta: 2 },
 };
@@ -73,6 +77,7 @@ export function dataBytes(shape: readonly number[], dtype: DType): number {
     }
     case 'q8_0':
     case 'q4_0':
+    case 'q5_0':
     case 'q4_k':
     case 'q6_k': {
       const [rows, cols] = matrixDims(shape, dtype);

@@ -13,7 +13,7 @@ export type WeightDtype = FloatWeightDtype | GgmlDType;
 /** The dtypes a user may ask weights to be converted to. */
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ['f32', 'f16', 'q8', 'q4'];
 /** GGML block formats kept as the file stores them (dequantized inside the kernels). */
-export const GGML_WEIGHT_DTYPES: readonly GgmlDType[] = ['q8_0', 'q4_0', 'q4_k', 'q6_k'];
+export const GGML_WEIGHT_DTYPES: readonly GgmlDType[] = ['q8_0', 'q4_0', 'q5_0', 'q4_k', 'q6_k'];
 
 /** Rows rowStart .. rowStart + rows of the weight, as one tensor [rows, K]. */
 export interface WeightPart {
@@ -55,6 +55,7 @@ export function partBytes(dtype: WeightDtype, rows: number, K: number, scaleDtyp
       return Math.max((rows * K) / 2, scaleBytes((rows * K) / Q4_BLOCK));
     case 'q8_0':
     case 'q4_0':
+    case 'q5_0':
     case 'q4_k':
     case 'q6_k': {
       const plane = GGML_PLANES[dtype];

@@ -10,7 +10,7 @@ import { AigridError } from '../protocol/errors.ts';
 import { quantizeGgml } from './fixtures/ggml-quantize.ts';
 import { mulberry32 } from './helpers/random.ts';
 
-const FORMATS: [string, GgmlType][] = [['Q8_0', GGML_TYPE.Q8_0], ['Q4_0', GGML_TYPE.Q4_0], ['Q4_K', GGML_TYPE.Q4_K], ['Q6_K', GGML_TYPE.Q6_K]];
+const FORMATS: [string, GgmlType][] = [['Q8_0', GGML_TYPE.Q8_0], ['Q4_0', GGML_TYPE.Q4_0], ['Q5_0', GGML_TYPE.Q5_0], ['Q4_K', GGML_TYPE.Q4_K], ['Q6_K', GGML_TYPE.Q6_K]];
 const BATCHES = [1, 2, 3, 4, 5, 9];
 
 function randomArray(rand: () => number, n: number, lo = -1, hi = 1): Float32Array {

@@ -47,7 +47,7 @@ describe('GGML formats: sizes and names', () => {
   it('has the block sizes of the file format', () => {
     expect(GGML_BLOCK).toEqual({
       0: { elements: 1, bytes: 4 }, 1: { elements: 1, bytes: 2 }, 30: { elements: 1, bytes: 2 },
-      8: { elements: 32, bytes: 34 }, 2: { elements: 32, bytes: 18 },
+      8: { elements: 32, bytes: 34 }, 2: { elements: 32, bytes: 18 }, 6: { elements: 32, bytes: 22 },
       12: { elements: 256, bytes: 144 }, 14: { elements: 256, bytes: 210 },
     });
     expect(ggmlByteLength(GGML_TYPE.F32, 3)).toBe(12);
@@ -55,16 +55,17 @@ describe('GGML formats: sizes and names', () => {
     expect(ggmlByteLength(GGML_TYPE.BF16, 5)).toBe(10);
     expect(ggmlByteLength(GGML_TYPE.Q8_0, 64)).toBe(68);
     expect(ggmlByteLength(GGML_TYPE.Q4_0, 96)).toBe(54);
+    expect(ggmlByteLength(GGML_TYPE.Q5_0, 576)).toBe(396); // one of SmolLM2-135M's 576-wide rows
     expect(ggmlByteLength(GGML_TYPE.Q4_K, 512)).toBe(288);
     expect(ggmlByteLength(GGML_TYPE.Q6_K, 768)).toBe(630);
     expect(ggmlByteLength(GGML_TYPE.Q6_K, 0)).toBe(0);
   });
 
   it('names the types it knows and only those', () => {
-    expect(ALL_TYPES.map(ggmlTypeName)).toEqual(['F32', 'F16', 'Q4_0', 'Q8_0', 'Q4_K', 'Q6_K', 'BF16']);
+    expect(ALL_TYPES.map(ggmlTypeName)).toEqual(['F32', 'F16', 'Q4_0', 'Q5_0', 'Q8_0', 'Q4_K', 'Q6_K', 'BF16']);
     expect(ggmlTypeName(3)).toBe('type 3');
     for (const type of ALL_TYPES) expect(isSupportedGgmlType(type)).toBe(true);
-    for (const type of [3, 6, 10, 13, 15, 31, -1, 1.5]) expect(isSupportedGgmlType(type)).toBe(false);
+    for (const type of [3, 7, 10, 13, 15, 31, -1, 1.5]) expect(isSupportedGgmlType(type)).toBe(false);
   });
 
   it('rejects partial blocks and unknown types with the named errors', () => {
@@ -73,7 +74,8 @@ describe('GGML formats: sizes and names', () => {
     expectError(() => ggmlByteLength(GGML_TYPE.F32, -4), 'ERR_SHAPE_MISMATCH');
     expectError(() => ggmlByteLength(GGML_TYPE.F32, 2.5), 'ERR_SHAPE_MISMATCH');
     expectError(() => ggmlByteLength(11, 256), 'ERR_DTYPE_UNSUPPORTED', 'type 11');
-    expectError(() => dequantizeGgml(6, new Uint8Array(22), 32), 'ERR_DTYPE_UNSUPPORTED', 'type 6');
+    expectError(() => dequantizeGgml(7, new Uint8Array(24), 32), 'ERR_DTYPE_UNSUPPORTED', 'type 7');
+    expectError(() => dequantizeGgml(GGML_TYPE.Q5_0, new Uint8Array(18), 32), 'ERR_SHAPE_MISMATCH', '22');
     expectError(() => dequantizeGgml(GGML_TYPE.Q4_0, new Uint8Array(17), 32), 'ERR_SHAPE_MISMATCH', '18');
     expectError(() => dequantizeGgml(GGML_TYPE.Q6_K, new Uint8Array(211), 256), 'ERR_SHAPE_MISMATCH');
     expectError(() => dequantizeGgml(GGML_TYPE.F16, new Uint8Array(8), 3), 'ERR_SHAPE_MISMATCH');
@@ -113,6 +115,35 @@ describe('GGML formats: hand-built blocks', () => {
       ...Array.from({ length: 16 }, (_, j) => (7 - j) * 0.25),
     ];
     expect(Array.from(dequantizeGgml(GGML_TYPE.Q4_0, block, 32))).toEqual(want);
+  });
+
+  it('Q5_0: qh bit j is the fifth bit of element j; nibbles as Q4_0; offset by 16', () => {
+    const block = new Uint8Array(22);
+    block.set(F16_HALF, 0);
+    // qh = 0x80018001 little-endian: the high bits of elements 0, 15, 16 and 31.
+    block.set([0x01, 0x80, 0x01, 0x80], 2);
+    for (let j = 0; j < 16; j++) block[6 + j] = j | ((15 - j) << 4);
+    const want = [
+      ...Array.from({ length: 16 }, (_, j) => (j - 16) * 0.5),
+      ...Array.from({ length: 16 }, (_, j) => (15 - j - 16) * 0.5),
+    ];
+    for (const e of [0, 15, 16, 31]) want[e]! += 8; // 16 * d
+    expect(want.slice(0, 2)).toEqual([0, -7.5]);
+    expect([want[15], want[16], want[31]]).toEqual([7.5, 7.5, 0]);
+    expect(Array.from(dequantizeGgml(GGML_TYPE.Q5_0, block, 32))).toEqual(want);
+  });
+
+  it('Q5_0: every element reads its 5-bit code, extremes included', () => {
+    const codes = Array.from({ length: 32 }, (_, e) => (e * 13 + 7) & 31);
+    const block = new Uint8Array(22);
+    block.set(F16_ONE, 0);
+    let qh = 0;
+    for (let e = 0; e < 32; e++) {
+      block[6 + (e & 15)]! |= (codes[e]! & 15) << (e < 16 ? 0 : 4);
+      qh |= (codes[e]! >> 4) << e;
+    }
+    new DataView(block.buffer).setUint32(2, qh >>> 0, true);
+    expect(Array.from(dequantizeGgml(GGML_TYPE.Q5_0, block, 32))).toEqual(codes.map((q) => q - 16));
   });
 
   // Sub-block scales and mins, chosen so that sub-blocks 4..7 need the top two bits.
@@ -184,6 +215,7 @@ describe('GGML formats: hand-built blocks', () => {
   const DECODED: [GgmlType, string][] = [
     [GGML_TYPE.Q8_0, '5556a1f21527366b0d64f1fcdda2850767babce8c5dee3b52829f4006b0a0335'],
     [GGML_TYPE.Q4_0, 'cdd32e6cd29de9b6d879048baaac4bdca69b9eb1fccd0b5a23ab9fb4b215b43f'],
+    [GGML_TYPE.Q5_0, '5cf06af6e7f4ff9b0578ef15a7abed9fdad0faf0c83b2a6720e3be9822f65ff2'],
     [GGML_TYPE.Q4_K, 'ca87497030b9dfa9930f1bef0580b02a13af6fdf3011af039d88ba0db97e38c5'],
     [GGML_TYPE.Q6_K, 'db1f42c449c5cbda256fee5c117f631bd532dcd9c57241709a1e939ebdf321d6'],
   ];
@@ -251,6 +283,7 @@ describe('GGML formats: quantizers', () => {
     [GGML_TYPE.BF16]: '25ce550498f3c19aae7a966fb4a4c1d469da9ca7493a2d6d4ea6d3eeea2b4995',
     [GGML_TYPE.Q8_0]: 'e5f8ab48409a76d06311cfddeafe942554412e78b37b617e1ada110654de4672',
     [GGML_TYPE.Q4_0]: '087ba803c11468e9191c0f40ed9763ca3735600f3c0eb5708b2c074a72dcfa9f',
+    [GGML_TYPE.Q5_0]: 'cf296697987aa7baf704670a950285fc7a01fdabd6c037b0414c469f6e52db6f',
     [GGML_TYPE.Q4_K]: '2131f807bcb317384f90fb8e328413174d5157f983e690afb4481659b908b8d5',
     [GGML_TYPE.Q6_K]: 'da1b6b4d3df5282445de235e0361d7ad00c2d8f5896e6f3c718f2eb0741a5242',
   };
@@ -287,8 +320,11 @@ describe('GGML formats: quantizers', () => {
     for (const type of ALL_TYPES) {
       const n = GGML_BLOCK[type].elements;
       const bytes = quantizeGgml(type, new Float32Array(n));
-      // Q4_0 divides the zero maximum by -8: its scale is -0 (0x8000) and every nibble the level 8.
-      const want = type === GGML_TYPE.Q4_0 ? [0x00, 0x80, ...new Array(16).fill(0x88)] : new Array(bytes.length).fill(0);
+      // Q4_0 and Q5_0 divide the zero maximum by -8 / -16: the scale is -0 (0x8000) and every code
+      // the middle level, 8 (nibbles 0x88) / 16 (nibble 0, every qh bit set).
+      const want = type === GGML_TYPE.Q4_0 ? [0x00, 0x80, ...new Array(16).fill(0x88)]
+        : type === GGML_TYPE.Q5_0 ? [0x00, 0x80, 0xff, 0xff, 0xff, 0xff, ...new Array(16).fill(0)]
+        : new Array(bytes.length).fill(0);
       expect([ggmlTypeName(type), ...bytes]).toEqual([ggmlTypeName(type), ...want]);
       expect(dequantizeGgml(type, bytes, n).every((v) => v === 0)).toBe(true);
     }
@@ -336,6 +372,43 @@ describe('GGML formats: quantizers', () => {
         expect(Math.abs(y[32 * b + j]! - v)).toBeLessThanOrEqual(step * (1 + 2 ** -8) + 8 * d * 2 ** -11);
       }
     }
+  });
+
+  it('Q5_0 maps the signed extreme to level -16 and sets the fifth bit from level 16 up', () => {
+    const x = new Float32Array(32);
+    x.set([16, -15.5, 0.5, -0.5, 3.2, -16]); // max is 16: d = -1, so 16 - x is the code before clamping
+    x[16] = -15.49;
+    x[31] = 1;
+    const bytes = quantizeGgml(GGML_TYPE.Q5_0, x);
+    expect([...bytes.subarray(0, 2)]).toEqual([0x00, 0xbc]); // -1
+    const qh = new DataView(bytes.buffer).getUint32(2, true);
+    const code = (e: number): number => ((e < 16 ? bytes[6 + e]! & 15 : bytes[6 + e - 16]! >> 4) | (((qh >>> e) & 1) << 4));
+    // 16 -> 0; -15.5 -> 31.5 truncates to 31; 0.5 -> 16 (rounds half up); -0.5 -> 17; 3.2 -> 13;
+    // -16 -> 32 clamps to 31; -15.49 -> 31; 1 -> 15.
+    expect([0, 1, 2, 3, 4, 5, 16, 31].map(code)).toEqual([0, 31, 16, 17, 13, 31, 31, 15]);
+    // d is negative, so the middle level decodes to -0.
+    expect(Array.from(dequantizeGgml(GGML_TYPE.Q5_0, bytes, 32).subarray(0, 6))).toEqual([16, -15, -0, -1, 3, -15]);
+  });
+
+  it('Q5_0 stays within half a step, one step for the clamped extreme', () => {
+    const x = uniform(15, 32 * 64).map((v, i) => v * (1 + (i >> 5)));
+    const bytes = quantizeGgml(GGML_TYPE.Q5_0, x);
+    const y = dequantizeGgml(GGML_TYPE.Q5_0, bytes, x.length);
+    let sumSq = 0, sumX2 = 0;
+    for (let b = 0; b < 64; b++) {
+      const d = Math.abs(f16At(bytes, 22 * b));
+      for (let j = 0; j < 32; j++) {
+        const v = x[32 * b + j]!;
+        // Level +16 does not exist: a value opposite in sign to the extreme and as large lands on +15.
+        const step = Math.abs(v) > 15.5 * d ? d : d / 2;
+        const err = Math.abs(y[32 * b + j]! - v);
+        expect(err).toBeLessThanOrEqual(step * (1 + 2 ** -8) + 16 * d * 2 ** -11);
+        sumSq += err * err;
+        sumX2 += v * v;
+      }
+    }
+    // Twice the levels of Q4_0: relative RMS error about 1 / (16 sqrt 3) of the block maximum.
+    expect(Math.sqrt(sumSq / sumX2)).toBeLessThan(0.05);
   });
 
   it('Q4_K: unclamped levels within half a sub-block step; overall error bounded', () => {

@@ -71,9 +71,9 @@ describe('damaged and hostile files', () => {
     await failure(openModelNode(await file('proto.gguf', tinyFile({ arch: '__proto__' }))), 'ERR_UNSUPPORTED_MODEL', '__proto__');
   });
 
-  it('a tensor type it does not read (Q5_0) is ERR_DTYPE_UNSUPPORTED naming the tensor', async () => {
-    const q5: GgufTensorToWrite = { name: 'blk.0.attn_q.weight', shape: [32, 32], type: 6, data: new Uint8Array(32 * 22) };
-    await failure(openModelNode(await file('q5.gguf', tinyFile({ tensors: [q5] }))), 'ERR_DTYPE_UNSUPPORTED', 'blk.0.attn_q.weight', 'type 6');
+  it('a tensor type it does not read (Q5_1) is ERR_DTYPE_UNSUPPORTED naming the tensor', async () => {
+    const q5: GgufTensorToWrite = { name: 'blk.0.attn_q.weight', shape: [32, 32], type: 7, data: new Uint8Array(32 * 24) };
+    await failure(openModelNode(await file('q5.gguf', tinyFile({ tensors: [q5] }))), 'ERR_DTYPE_UNSUPPORTED', 'blk.0.attn_q.weight', 'type 7');
   });
 
   it('rows that are not whole blocks, and overlapping tensors, are refused', async () => {

@@ -105,7 +105,7 @@ export class ProgressTotal {
 function checkScales(name: string, m: GgmlBlocks): void {
   const { bytes } = m;
   // Where each block keeps its f16 scales: [block bytes, offsets of its halves].
-  const layout: Record<number, [number, number[]]> = { 8: [34, [0]], 2: [18, [0]], 12: [144, [0, 2]], 14: [210, [208]] };
+  const layout: Record<number, [number, number[]]> = { 8: [34, [0]], 2: [18, [0]], 6: [22, [0]], 12: [144, [0, 2]], 14: [210, [208]] };
   const [size, offsets] = layout[m.type] ?? [0, []];
   for (let at = 0; size && at < bytes.byteLength; at += size) {
     for (const o of offsets) {

@@ -2,8 +2,9 @@
 // order of the CPU backend's SIMD kernels (client/model/backend/ggml-wasm.ts), so that they can be
 // checked bit for bit; it is also their fallback where WebAssembly SIMD is missing.
 //
-// The weights of a row fall into scale groups: 32 elements in Q8_0, Q4_0 and Q4_K (one per block or
-// sub-block), 16 in Q6_K. Every group has integer weights q (Q4_0: nibble - 8, Q6_K: q - 32) and a
+// The weights of a row fall into scale groups: 32 elements in Q8_0, Q4_0, Q5_0 and Q4_K (one per block
+// or sub-block), 16 in Q6_K. Every group has integer weights q (Q4_0: nibble - 8, Q5_0: its 5-bit code
+// - 16, Q6_K: q - 32) and a
 // scale (Q6_K: f32(d * sc); Q4_K also a min: w = f32(d * sc) * q - f32(dmin * m)). In f32 throughout:
 //   per group, lanes l = 0..3: partial_l = sum over v of q[4v + l] * x[4v + l] (v in order),
 //     Q4_K: xsum_l = sum over v of x[4v + l] likewise; term_l = partial_l * scale - xsum_l * min,
@@ -54,6 +55,16 @@ function rowGroups(type: number, bytes: Uint8Array, K: number): RowGroups {
         for (let j = 0; j < 16; j++) {
           q[b + j] = (bytes[at + 2 + j]! & 0xf) - 8;
           q[b + j + 16] = (bytes[at + 2 + j]! >> 4) - 8;
+        }
+        group(b, f16At(bytes, at));
+      }
+      break;
+    case GGML_TYPE.Q5_0:
+      for (let b = 0, at = 0; b < K; b += 32, at += 22) {
+        const qh = (bytes[at + 2]! | (bytes[at + 3]! << 8) | (bytes[at + 4]! << 16) | (bytes[at + 5]! << 24)) >>> 0;
+        for (let j = 0; j < 16; j++) {
+          q[b + j] = ((bytes[at + 6 + j]! & 0xf) | (((qh >>> j) & 1) << 4)) - 16;
+          q[b + j + 16] = ((bytes[at + 6 + j]! >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16;
         }
         group(b, f16At(bytes, at));
       }
@@ -109,8 +120,9 @@ export function groupSums(x: Float32Array, offset: number, K: number): Float32Ar
 
 /** Throws unless `w` is a matrix of a format with kernels, holding `rows` rows of whole blocks. */
 export function checkGgmlWeight(w: GgmlBlocks): void {
-  if (w.type !== GGML_TYPE.Q8_0 && w.type !== GGML_TYPE.Q4_0 && w.type !== GGML_TYPE.Q4_K && w.type !== GGML_TYPE.Q6_K) {
-    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `ggml linear: GGML ${ggmlTypeName(w.type)} has no kernel; supported: Q8_0, Q4_0, Q4_K, Q6_K`);
+  const types: number[] = [GGML_TYPE.Q8_0, GGML_TYPE.Q4_0, GGML_TYPE.Q5_0, GGML_TYPE.Q4_K, GGML_TYPE.Q6_K];
+  if (!types.includes(w.type)) {
+    throw new AigridError('ERR_DTYPE_UNSUPPORTED', `ggml linear: GGML ${ggmlTypeName(w.type)} has no kernel; supported: Q8_0, Q4_0, Q5_0, Q4_K, Q6_K`);
   }
   const rowBytes = ggmlRowBytes(w.type, w.cols); // throws unless cols is whole blocks
   if (!Number.isSafeInteger(w.rows) || w.rows < 0 || w.bytes.byteLength !== w.rows * rowBytes) {

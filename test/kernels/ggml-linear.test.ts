@@ -18,6 +18,7 @@ import { mulberry32 } from '../helpers/random.ts';
 const FORMATS: [GgmlType, GgmlDType][] = [
   [GGML_TYPE.Q8_0, 'q8_0'],
   [GGML_TYPE.Q4_0, 'q4_0'],
+  [GGML_TYPE.Q5_0, 'q5_0'],
   [GGML_TYPE.Q4_K, 'q4_k'],
   [GGML_TYPE.Q6_K, 'q6_k'],
 ];
@@ -30,7 +31,8 @@ const TOL = 1e-4;
 const SHAPES: [number, number, number][] = [
   [1, 256, 1], [1, 256, 7], [1, 512, 33], [1, 4096, 5], [2, 256, 9], [5, 512, 17], [17, 256, 13], [64, 512, 37], [5, 4096, 3],
 ];
-// Q8_0 and Q4_0 blocks are 32: one block, and an odd count (rows start mid-word in the scale plane).
+// Q8_0, Q4_0 and Q5_0 blocks are 32: one block, and an odd count (rows start mid-word in the scale plane;
+// Q5_0's 6-byte metas put qh across words too).
 const SMALL_SHAPES: [number, number, number][] = [[1, 32, 3], [3, 96, 11]];
 
 let ctx: GpuContext;
@@ -163,7 +165,7 @@ describe('GGML planes', () => {
 describe('GGML linear kernels on WebGPU', () => {
   for (const [type, dtype] of FORMATS) {
     it(`${dtype}: LinearOp on seeded shapes (decode and prefill) matches x · dequantize(W)ᵀ`, async () => {
-      const shapes = type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 ? [...SMALL_SHAPES, ...SHAPES] : SHAPES;
+      const shapes = type === GGML_TYPE.Q8_0 || type === GGML_TYPE.Q4_0 || type === GGML_TYPE.Q5_0 ? [...SMALL_SHAPES, ...SHAPES] : SHAPES;
       const run = linear();
       for (const [i, [M, K, N]] of shapes.entries()) {
         const m = quantized(type, N, K, 100 + i);

@@ -34,7 +34,7 @@ interface CpuGgmlWeight extends Weight {
   readonly ggml: GgmlLinear;
 }
 
-const GGML_DTYPES: Record<number, GgmlDType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q4_K]: 'q4_k', [GGML_TYPE.Q6_K]: 'q6_k' };
+const GGML_DTYPES: Record<number, GgmlDType> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q5_0]: 'q5_0', [GGML_TYPE.Q4_K]: 'q4_k', [GGML_TYPE.Q6_K]: 'q6_k' };
 
 /** A table kept in its blocks: each looked-up row is decoded when asked for. */
 interface BlockTable extends Table {

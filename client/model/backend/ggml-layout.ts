@@ -9,12 +9,14 @@
 // - Q8_0 (36 bytes): f32 d, 32 int8 q.
 // - Q4_0 (20 bytes): f32 d, 16 bytes of nibbles XOR 0x88, so each nibble reads as q - 8 in 4-bit
 //   two's complement and needs no subtraction.
+// - Q5_0 (24 bytes): f32 d, the 4 bytes of qh, the 16 bytes of nibbles, as in the file. qh leads so
+//   that one 16-byte load from it stays inside the block.
 // - Q4_K (152 bytes): f32 d, f32 dmin, the 8 six-bit scales and the 8 mins as bytes, 128 bytes of
 //   nibbles as in the file.
 // - Q6_K (212 bytes): f32 d, 16 int8 scales, 128 bytes ql, 64 bytes qh, as in the file.
 // The scales are f32 because WebAssembly has no f16 conversion: decoding one bit by bit would add
 // about ten scalar operations to every block; the 6-bit Q4_K scales are bytes for the same reason. That makes
-// blocks 1 to 11% larger than the file's (Q6_K 1%, Q8_0 6%, Q4_K 6%, Q4_0 11%).
+// blocks 1 to 11% larger than the file's (Q6_K 1%, Q8_0 6%, Q4_K 6%, Q5_0 9%, Q4_0 11%).
 import { GGML_TYPE, q4kScaleMin, type GgmlType } from '../../../kernels/ggml-quants.ts';
 import { f16ToF32 } from '../../../kernels/quant.ts';
 import type { KernelFormat } from './ggml-wasm.ts';
@@ -45,6 +47,13 @@ export const LAYOUTS: Record<KernelFormat, GgmlLayout> = {
     repack(src, from, dst, view, to) {
       view.setFloat32(to, f16At(src, from), true);
       for (let j = 0; j < 16; j++) dst[to + 4 + j] = src[from + 2 + j]! ^ 0x88;
+    },
+  },
+  q5_0: {
+    type: GGML_TYPE.Q5_0, blockElements: 32, fileBlockBytes: 22, blockBytes: 24,
+    repack(src, from, dst, view, to) {
+      view.setFloat32(to, f16At(src, from), true);
+      dst.set(src.subarray(from + 2, from + 22), to + 4);
     },
   },
   q4_k: {

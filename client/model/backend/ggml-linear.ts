@@ -1,5 +1,5 @@
 // The CPU backend's linear over GGML-quantized weights: out [M, N] = x [M, K] · wᵀ for w [N, K] as a
-// GGUF file stores it (Q8_0, Q4_0, Q4_K, Q6_K), with f32 activations. Decode is memory-bound, and
+// GGUF file stores it (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), with f32 activations. Decode is memory-bound, and
 // these weights are 4 to 7 times smaller than f32, so they are never expanded: a runtime keeps them
 // repacked block for block (ggml-layout.ts) in one shared WebAssembly memory, and the SIMD kernels
 // (ggml-wasm.ts) dequantize each block in registers. Rows of one call are split across worker

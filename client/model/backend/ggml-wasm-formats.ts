@@ -1,4 +1,4 @@
-// The block decoders of the four GGML formats, each the body of a KernelWriter loop
+// The block decoders of the five GGML formats, each the body of a KernelWriter loop
 // (ggml-wasm-kernel.ts) over the repacked blocks of ggml-layout.ts.
 //
 // Quant bytes are unpacked with byte masks and 16-bit shifts into vectors of sixteen integers, one
@@ -36,6 +36,36 @@ function q4_0Kernel(MB: number): FunctionBody {
     f.get(k.wk).load(4).set(bytes);
     f.get(bytes).i32Const(4).simd(SIMD.i16x8Shl).i8x16Const(0xf0).simd(SIMD.and).set(lo);
     f.get(bytes).i8x16Const(0xf0).simd(SIMD.and).set(hi);
+    k.groupPartials(0, 8, (v) => k.widen(v < 4 ? lo : hi, v % 4, true));
+    k.accumulate();
+  });
+}
+
+/** Q5_0 [f32 d][u32 qh][16 bytes of nibbles]: one group of 32. */
+function q5_0Kernel(MB: number): FunctionBody {
+  const k = new KernelWriter(MB), f = k.f;
+  const qh = f.v128(), bytes = f.v128(), lo = f.v128(), hi = f.v128();
+  // Byte e of a vector takes bit e % 8 of qh byte `first + e / 8`: masked, it is 0 or m = 2^(e % 8),
+  // and subtracting m - 128 leaves bit 7 = the fifth bit, whatever m is.
+  const bit = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+  const bias = bit.map((m) => (m - 128) & 0xff);
+  const fifthBits = (first: number) => {
+    const lanes = [...new Array(8).fill(first), ...new Array(8).fill(first + 1)];
+    f.get(qh).v128Const(lanes).simd(SIMD.swizzle).v128Const(bit).simd(SIMD.and).v128Const(bias).simd(SIMD.i8x16Sub);
+    f.i8x16Const(0x80).simd(SIMD.and);
+  };
+  return k.finish(LAYOUTS.q5_0, 0, () => {
+    // Each element becomes the signed byte (q - 16) * 8: its nibble three bits up, the fifth bit at
+    // bit 7, flipped (subtracting 16 * 8 = 128); widened that is (q - 16) * 2^27.
+    f.get(k.wk).loadSplatF32(0).f32x4Const(2 ** -27).simd(SIMD.f32x4Mul).set(k.scale);
+    f.get(k.wk).load(4).set(qh); // qh, then nibbles not used here
+    f.get(k.wk).load(8).set(bytes);
+    f.get(bytes).i32Const(3).simd(SIMD.i16x8Shl).i8x16Const(0x78).simd(SIMD.and);
+    fifthBits(0);
+    f.simd(SIMD.or).i8x16Const(0x80).simd(SIMD.xor).set(lo);
+    f.get(bytes).i32Const(1).simd(SIMD.i16x8ShrU).i8x16Const(0x78).simd(SIMD.and);
+    fifthBits(2);
+    f.simd(SIMD.or).i8x16Const(0x80).simd(SIMD.xor).set(hi);
     k.groupPartials(0, 8, (v) => k.widen(v < 4 ? lo : hi, v % 4, true));
     k.accumulate();
   });
@@ -126,4 +156,4 @@ function q6_kKernel(MB: number): FunctionBody {
 }
 
 /** The kernel writers, by format: each takes the number of x rows (1..4). */
-export const FORMAT_KERNELS = { q8_0: q8_0Kernel, q4_0: q4_0Kernel, q4_k: q4_kKernel, q6_k: q6_kKernel } as const;
+export const FORMAT_KERNELS = { q8_0: q8_0Kernel, q4_0: q4_0Kernel, q5_0: q5_0Kernel, q4_k: q4_kKernel, q6_k: q6_kKernel } as const;

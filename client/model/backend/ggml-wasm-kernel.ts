@@ -1,4 +1,4 @@
-// What every GGML kernel shares (ggml-wasm-formats.ts writes the four formats with it): the loops
+// What every GGML kernel shares (ggml-wasm-formats.ts writes the five formats with it): the loops
 // over weight rows and their blocks, the widening of quant bytes to f32, the per-group partial sums
 // and the final lane sum, in the order kernels/cpu/ggml-linear.ts defines.
 //

@@ -17,7 +17,7 @@ import { KERNEL_PARAMS } from './ggml-wasm-kernel.ts';
 import { LAYOUTS, type GgmlLayout } from './ggml-layout.ts';
 
 /** The formats the module has kernels for, in export order. */
-export const KERNEL_FORMATS = ['q8_0', 'q4_0', 'q4_k', 'q6_k'] as const;
+export const KERNEL_FORMATS = ['q8_0', 'q4_0', 'q5_0', 'q4_k', 'q6_k'] as const;
 export type KernelFormat = (typeof KERNEL_FORMATS)[number];
 
 export const runName = (format: KernelFormat) => `run_${format}`;

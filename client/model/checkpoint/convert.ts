@@ -15,7 +15,7 @@ export interface LoadedTensor {
 
 export const FLOAT_DTYPES: readonly SafetensorsDtype[] = ['F32', 'F16', 'BF16'];
 /** GGUF's quantized types, which its reader dequantizes. */
-const GGUF_QUANTIZED: readonly string[] = ['Q8_0', 'Q4_0', 'Q4_K', 'Q6_K'];
+const GGUF_QUANTIZED: readonly string[] = ['Q8_0', 'Q4_0', 'Q5_0', 'Q4_K', 'Q6_K'];
 
 /** ERR_DTYPE_UNSUPPORTED, naming the tensor, unless the dtype converts to f32. */
 export function assertFloatDtype(name: string, dtype: string): void {

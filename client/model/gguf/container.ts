@@ -65,7 +65,7 @@ export async function readGgufIndex(ranges: CachedRanges, file: string, signal?:
     const name = info.name;
     if (tensors.has(name)) throw corrupt(`tensor ${name} is listed twice`);
     if (!isSupportedGgmlType(info.dtype)) {
-      throw new AigridError('ERR_DTYPE_UNSUPPORTED', `${url}: tensor ${name} is ${ggmlTypeName(info.dtype)}; read are F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K`);
+      throw new AigridError('ERR_DTYPE_UNSUPPORTED', `${url}: tensor ${name} is ${ggmlTypeName(info.dtype)}; read are F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K and Q6_K`);
     }
     const dims = info.shape.map(Number);
     if (dims.length === 0 || dims.some((d) => !Number.isSafeInteger(d) || d <= 0)) throw corrupt(`tensor ${name} has shape [${info.shape.join(', ')}]`);
