@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { f32ToF16 } from '../../kernels/quant.ts';
 import { byteChars } from '../fixtures/bpe-tokenizers.ts';
 import {
-  GGML_TYPE, GGUF_DEFAULT_ALIGNMENT, GGUF_VALUE_TYPE, LLAMA_FILE_TYPE, ggmlByteSize, ggufTensorsFromCheckpoint, ggufTypeFor, tokenizerKvs,
-  type GgufKv, type GgufScalar, type GgufScalarType, type GgufTypeContext,
+  GGML_TYPE, GGUF_DEFAULT_ALIGNMENT, LLAMA_FILE_TYPE, encodeGgufHeader, ggmlByteSize, ggufTensorsFromCheckpoint, ggufTypeFor, tokenizerKvs,
+  type GgufKv, type GgufTypeContext,
 } from '../fixtures/gguf-writer.ts';
 
 export const BENCH_DIR = fileURLToPath(new URL('../.fixtures/bench/', import.meta.url));
@@ -285,78 +285,10 @@ function streamTensor(t: PlannedTensor, seed: number, formats: (name: string) =>
 
 // ---- the container, streamed ----
 
-const utf8 = new TextEncoder();
-
-/** The header (kvs and tensor infos) as gguf-writer.ts encodes it, but without the tensor data. */
-class HeaderBytes {
-  private buf = new Uint8Array(1 << 16);
-  private view = new DataView(this.buf.buffer);
-  length = 0;
-  /** The offset of `n` more bytes, growing the buffer (zeroed) as needed. */
-  private room(n: number): number {
-    if (this.length + n > this.buf.length) {
-      const next = new Uint8Array(Math.max(this.buf.length * 2, this.length + n));
-      next.set(this.buf.subarray(0, this.length));
-      this.buf = next;
-      this.view = new DataView(next.buffer);
-    }
-    this.length += n;
-    return this.length - n;
-  }
-  u32(v: number): void { const at = this.room(4); this.view.setUint32(at, v, true); }
-  u64(v: number): void { const at = this.room(8); this.view.setBigUint64(at, BigInt(v), true); }
-  string(s: string): void {
-    const b = utf8.encode(s);
-    this.u64(b.length);
-    const at = this.room(b.length); // before buf is read: room() may replace it
-    this.buf.set(b, at);
-  }
-  scalar(type: GgufScalarType, v: GgufScalar): void {
-    switch (type) {
-      case 'string': return this.string(v as string);
-      case 'u32': return this.u32(v as number);
-      case 'i32': { const at = this.room(4); return this.view.setInt32(at, v as number, true); }
-      case 'f32': { const at = this.room(4); return this.view.setFloat32(at, v as number, true); }
-      case 'bool': { const at = this.room(1); return this.view.setUint8(at, v ? 1 : 0); }
-      case 'u64': return this.u64(Number(v));
-      default: throw new Error(`header: kv type ${type} is not written here`);
-    }
-  }
-  kv(kv: GgufKv): void {
-    this.string(kv.key);
-    this.u32(GGUF_VALUE_TYPE[kv.type]);
-    if (kv.type !== 'array') return this.scalar(kv.type, kv.value);
-    this.u32(GGUF_VALUE_TYPE[kv.itemType]);
-    this.u64(kv.value.length);
-    for (const item of kv.value) this.scalar(kv.itemType, item);
-  }
-  padTo(alignment: number): void {
-    this.room((alignment - (this.length % alignment)) % alignment);
-  }
-  result(): Uint8Array {
-    return this.buf.subarray(0, this.length);
-  }
-}
-
 /** Header, then each tensor streamed and padded to the alignment (the layout of encodeGguf). */
 function writeContainer(path: string, metadata: readonly GgufKv[], tensors: readonly PlannedTensor[], seed: number): void {
   const align = GGUF_DEFAULT_ALIGNMENT;
-  const h = new HeaderBytes();
-  h.u32(0x46554747); // "GGUF" read as a little-endian u32
-  h.u32(3);
-  h.u64(tensors.length);
-  h.u64(metadata.length);
-  for (const kv of metadata) h.kv(kv);
-  let offset = 0;
-  for (const t of tensors) {
-    h.string(t.name);
-    h.u32(t.shape.length);
-    for (const d of t.shape) h.u64(d);
-    h.u32(t.type);
-    h.u64(offset);
-    offset += Math.ceil(ggmlByteSize(t.type, t.shape) / align) * align;
-  }
-  h.padTo(align);
+  const header = encodeGgufHeader(metadata, tensors, align);
   const layers = blockFormats(seed, SIGMA);
   const heads = blockFormats(seed, HEAD_SIGMA);
   const formats = (name: string) => (isHead(name) ? heads : layers);
@@ -367,7 +299,7 @@ function writeContainer(path: string, metadata: readonly GgufKv[], tensors: read
       for (let at = 0; at < b.length;) at += writeSync(fd, b, at, b.length - at);
       written += b.length;
     };
-    write(h.result());
+    write(header);
     const zeros = new Uint8Array(align);
     for (const t of tensors) {
       streamTensor(t, seed, formats, write);
