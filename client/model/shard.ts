@@ -240,11 +240,6 @@ export class Shard {
     if (found === 'evicted' && first !== 0) {
       throw new AigridError('ERR_SESSION_EVICTED', `session ${sessionId}'s KV cache was evicted to make room; replay its tokens from position 0`);
     }
-    // A session this shard has no cache of (its layers were reloaded since, or it began elsewhere)
-    // is as good as evicted: its client replays rather than giving up the route.
-    if (found === undefined && first !== 0) {
-      throw new AigridError('ERR_SESSION_EVICTED', `shard: session ${sessionId} has no cache here (positions[0] = ${first}, expected 0); replay its tokens from position 0`);
-    }
     for (let t = 0; t < T; t++) {
       if (positions[t] !== cached + t) {
         const why = typeof found === 'object' ? `the session has ${cached} cached tokens` : `session ${sessionId} has no cache here, so it starts at 0`;
