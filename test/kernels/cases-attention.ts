@@ -3,6 +3,7 @@ import type { GpuContext } from '../../kernels/context.ts';
 import { attentionRef } from '../../kernels/cpu/attention.ts';
 import { KvCache } from '../../kernels/kv-cache.ts';
 import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
+import { prefillAndDecode } from './attention-steps.ts';
 
 interface Combo {
   heads: number;
@@ -112,33 +113,14 @@ export const CASES: KernelCase[] = [
       const k = randomFloats(400, n * rowLen);
       const v = randomFloats(401, n * rowLen);
       const q = randomFloats(402, n * qLen);
-      // A small tile so the steps cross from one key split to several.
-      const op = new AttentionOp(ctx, { headDim, workgroupSize: 16 });
-      const whole = new KvCache(ctx, { kvHeads, headDim, maxSeq: n });
-      const stepwise = new KvCache(ctx, { kvHeads, headDim, maxSeq: n });
-      const prefill = ctx.tensor([n, heads, headDim], 'f32');
-      const decoded = ctx.tensor([n, heads, headDim], 'f32');
-      const step = ctx.tensor([1, heads, headDim], 'f32');
-      submit(ctx, (e) => {
-        whole.append(e, ctx.tensor([n, kvHeads, headDim], 'f32', k), ctx.tensor([n, kvHeads, headDim], 'f32', v));
-        op.run(e, ctx.tensor([n, heads, headDim], 'f32', q), whole, prefill);
-        for (let t = 0; t < n; t++) {
-          const row = (data: Float32Array, len: number) => data.subarray(t * len, (t + 1) * len);
-          stepwise.append(e, ctx.tensor([1, kvHeads, headDim], 'f32', row(k, rowLen)), ctx.tensor([1, kvHeads, headDim], 'f32', row(v, rowLen)));
-          op.run(e, ctx.tensor([1, heads, headDim], 'f32', row(q, qLen)), stepwise, step);
-          e.copyBufferToBuffer(step.buffer, 0, decoded.buffer, t * qLen * 4, qLen * 4);
-        }
-      });
+      const run = await prefillAndDecode(ctx, { heads, kvHeads, headDim, n }, k, v, q);
       const want = attentionRef(q, k, v, { tokens: n, heads, kvHeads, headDim, startPos: 0 });
-      const got = await ctx.read(decoded);
       const outcome = all([
-        allclose(got, await ctx.read(prefill), TOL.f32.atol, TOL.f32.rtol),
-        allclose(got, want, TOL.f32.atol, TOL.f32.rtol),
-        { ok: stepwise.length === n, detail: `length ${stepwise.length}` },
+        allclose(run.decoded, run.prefill, TOL.f32.atol, TOL.f32.rtol),
+        allclose(run.decoded, want, TOL.f32.atol, TOL.f32.rtol),
+        { ok: run.stepwise.length === n, detail: `length ${run.stepwise.length}` },
       ]);
-      whole.destroy();
-      stepwise.destroy();
-      op.destroy();
+      run.destroy();
       return outcome;
     },
   },
