@@ -38,7 +38,7 @@ import {
 } from '../../protocol/index.ts';
 import type { Assignment } from './assignment.ts';
 import { DecodeBatcher } from './decode-batcher.ts';
-import type { HopSession, HopSessions, StageInput, StageOutput } from './hop-sessions.ts';
+import type { HopSession, HopSessions, OutputFrame, StageInput, StageOutput } from './hop-sessions.ts';
 import { FrameRetention } from './retention.ts';
 
 export interface HopServerHooks {
@@ -190,14 +190,17 @@ export class HopServer {
     }
     session.touch();
     const { hidden: _w, ...pass } = header;
-    session.run(input, header.startPos, header.tokens, this.batcher).then(
-      async (out) => (await verified) && this.passOn(session, pass, out, digest),
+    const output = Promise.all([session.run(input, header.startPos, header.tokens, this.batcher), verified]).then(
+      ([out, holds]) => (holds ? out : null),
       (err: unknown) => {
         refuse(errorCode(err), `${this.mesh.peerId} hop ${index} [${stage.start}, ${stage.end}): ${errorMessage(err)}`);
         // An evicted session has nothing left here; the client replays on a new one.
         if (errorCode(err) === 'ERR_SESSION_EVICTED') session.release();
+        return null;
       },
     );
+    // Passed on now, while frames are in arrival order; sent once ready, in that order.
+    this.passOn(session, pass, output, digest);
   }
 
   onRelease(from: string, payload: Uint8Array): void {
@@ -269,24 +272,31 @@ export class HopServer {
   }
 
   /** Sends a stage's output on: to the next hop, or to the client (naming the route's whole layer range). */
-  private passOn(session: HopSession, header: PassHeader, out: StageOutput, input: Promise<Uint8Array>): void {
+  private passOn(session: HopSession, header: PassHeader, output: Promise<StageOutput | null>, input: Promise<Uint8Array>): void {
     const { setup } = session;
     const next = session.next;
     const T = header.tokens;
     if (!next) {
       const routeHeader = { ...header, layerStart: setup.hops[0]!.start, layerEnd: setup.hops.at(-1)!.end };
-      const frame = 'logits' in out ? encodeLogits(routeHeader, out.logits) : encodeHidden(routeHeader, out.hidden, T, out.hidden.length / T);
-      const type = 'logits' in out ? ServingFrame.logits : ServingFrame.result;
-      const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, (leaf) =>
-        this.mesh.send(setup.client, ServingFrame.signed, wrapSigned(type, encodeControl(leaf), frame)),
+      const frame = output.then((out): OutputFrame | null => {
+        if (!out) return null;
+        if ('logits' in out) return { type: ServingFrame.logits, bytes: encodeLogits(routeHeader, out.logits) };
+        return { type: ServingFrame.result, bytes: encodeHidden(routeHeader, out.hidden, T, out.hidden.length / T) };
+      });
+      const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, (leaf, f) =>
+        this.mesh.send(setup.client, ServingFrame.signed, wrapSigned(f.type, encodeControl(leaf), f.bytes)),
       );
       sent.catch(() => session.release());
       return;
     }
-    const hidden = (out as { hidden: Float32Array }).hidden; // only the last stage runs the head
-    const forward = encodeHidden({ ...header, hop: session.index + 1, layerStart: next.start, layerEnd: next.end }, hidden, T, hidden.length / T);
-    const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, forward, (leaf) =>
-      this.mesh.send(next.peerId, ServingFrame.signed, wrapSigned(ServingFrame.forward, encodeControl(leaf), forward)),
+    const nextHeader = { ...header, hop: session.index + 1, layerStart: next.start, layerEnd: next.end };
+    const frame = output.then((out): OutputFrame | null => {
+      if (!out) return null;
+      const hidden = (out as { hidden: Float32Array }).hidden; // only the last stage runs the head
+      return { type: ServingFrame.forward, bytes: encodeHidden(nextHeader, hidden, T, hidden.length / T) };
+    });
+    const sent = session.sendSigned(this.mesh.identity, this.mesh.network, header.requestId, input, frame, (leaf, f) =>
+      this.mesh.send(next.peerId, ServingFrame.signed, wrapSigned(f.type, encodeControl(leaf), f.bytes)),
     );
     sent.catch((err: unknown) =>
       this.fail(setup.client, {

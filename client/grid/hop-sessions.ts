@@ -10,6 +10,11 @@ import { AigridError, contentRoot, signLeaf, type Identity, type SessionSetup, t
 export type StageInput = { ids: Uint32Array } | { hidden: Float32Array };
 /** What leaves it: the last token's logits [V] when it runs the head, hidden states [T, H] otherwise. */
 export type StageOutput = { logits: Float32Array } | { hidden: Float32Array };
+/** An encoded output and the serving frame type it goes out as. */
+export interface OutputFrame {
+  type: number;
+  bytes: Uint8Array;
+}
 
 export class HopSession {
   lastUsed = Date.now();
@@ -57,14 +62,16 @@ export class HopSession {
   }
 
   /**
-   * Sends an output on in order with the session's earlier ones, each after its signed leaf: what
-   * this stage was given (`input`, a content digest) and what it answers.
+   * Sends one input's output on, after its signed leaf (what this stage was given, `input`, a
+   * content digest, and what it answers). Called when the input arrives, so outputs leave in the
+   * order their inputs came even when a later one is ready first (a shorter pass, or its sender's
+   * leaf checked sooner); `output` resolves to null when nothing is to be sent.
    */
-  sendSigned(identity: Identity, network: string, requestId: number, input: Promise<Uint8Array>, output: Uint8Array, send: (leaf: SignedLeaf) => Promise<void>): Promise<void> {
+  sendSigned(identity: Identity, network: string, requestId: number, input: Promise<Uint8Array>, output: Promise<OutputFrame | null>, send: (leaf: SignedLeaf, frame: OutputFrame) => Promise<void>): Promise<void> {
     const { modelId, sessionId, client } = this.setup;
     const { start, end } = this.stage;
-    const leaf = Promise.all([input, contentRoot(output)]).then(([i, o]) => signLeaf(identity, { network, modelId, sessionId, client, start, end, requestId }, i, o));
-    const sent = Promise.all([leaf, this.sending]).then(([l]) => send(l));
+    const leaf = Promise.all([input, output]).then(async ([i, o]) => o && signLeaf(identity, { network, modelId, sessionId, client, start, end, requestId }, i, await contentRoot(o.bytes)));
+    const sent = Promise.all([leaf, output, this.sending]).then(([l, o]) => (l && o ? send(l, o) : undefined));
     this.sending = sent.catch(() => {});
     return sent;
   }
