@@ -2,6 +2,8 @@
 // checkpoint of the same weights holds it (q/k rows put back in order, experts cut out of their
 // stacks), the config the metadata implies is the model's, and the goldens hold when the model
 // runs from the file: F32 as closely as from safetensors, Q8_0 and Q4_K_M within their rounding.
+// Where llama.cpp reads a checkpoint's file as another model (Gemma's head and query scale,
+// Mistral's window), the goldens are the float64 reference's on the checkpoint as it reads it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../client/model/backend/cpu.ts';
 import { createBackend } from '../client/model/backend/select.ts';
@@ -16,7 +18,7 @@ import { ropeInvFreq } from '../kernels/cpu/rope.ts';
 import { Head } from '../client/model/head.ts';
 import { Shard } from '../client/model/shard.ts';
 import { fixtures, GOLDEN_STEPS, loadReference, topTwo, type FixtureSet, type ReferenceModel } from './fixtures/index.ts';
-import { GGUF_MODELS, GGUF_TENSOR_MODELS, ggufFixture } from './helpers/gguf-fixtures.ts';
+import { GGUF_MODELS, GGUF_TENSOR_MODELS, ggufFixture, llamaCppReference } from './helpers/gguf-fixtures.ts';
 import { refConfigFromJson } from './fixtures/hf-config.ts';
 import { gpuContext, greedyRun, maxAbsDiff, openFixture, referenceSteps } from './helpers/model-runtime.ts';
 
@@ -82,7 +84,7 @@ describe.each(GGUF_TENSOR_MODELS)('%s from GGUF', (name) => {
 
 const BACKENDS = [
   { kind: 'cpu' as const, models: GGUF_MODELS, presets: ['F32', 'Q8_0'] as const, prompts: [0, 1, 2, 3] },
-  { kind: 'webgpu' as const, models: ['tiny-llama', 'tiny-phi3', 'tiny-mixtral'], presets: ['F32', 'Q8_0'] as const, prompts: [1] },
+  { kind: 'webgpu' as const, models: ['tiny-llama', 'tiny-phi3', 'tiny-mixtral', 'tiny-gemma2', 'tiny-gemma3', 'tiny-qwen3-moe-sparse'], presets: ['F32', 'Q8_0'] as const, prompts: [1] },
   // Q4_K_M on 64-wide rows: Q5_0 (Q4_K's fallback) and Q8_0 (Q6_K's), as in SmolLM2-135M's hub file.
   { kind: 'cpu' as const, models: ['tiny-llama'], presets: ['Q4_K_M'] as const, prompts: [0, 1, 2, 3] },
   { kind: 'webgpu' as const, models: ['tiny-llama'], presets: ['Q4_K_M'] as const, prompts: [1] },
@@ -102,9 +104,11 @@ describe.each(BACKENDS)('goldens from GGUF on the $kind backend', ({ kind, model
     let original: ReferenceModel;
     beforeAll(async () => {
       const reader = await openModelNode(await ggufFixture(name, preset));
-      original = await loadReference(name);
-      // The float64 reference on the values and the config the file holds (Mistral's window, for
-      // one, is not in it: llama.cpp runs every layer in full), what the runtime must compute from it.
+      // The checkpoint as llama.cpp runs its GGUF (Gemma's query scale and head, Mistral without
+      // its window: helpers/gguf-fixtures.ts), stated apart from the reader.
+      original = await llamaCppReference(name);
+      // The float64 reference on the values and the config the file holds: what the runtime must
+      // compute from it.
       const values = await reader.readFloat32(original.weights.keys());
       ref = { config: refConfigFromJson(reader.config), weights: new Map([...values].map(([n, t]) => [n, Float64Array.from(t.data)])) };
       head = await Head.load(reader, { backend });
@@ -116,15 +120,18 @@ describe.each(BACKENDS)('goldens from GGUF on the $kind backend', ({ kind, model
     });
 
     it.each(prompts)('golden prompt %i: greedy tokens, logits at every step', async (index) => {
-      const golden = set.models.find((m) => m.name === name)!.golden[index]!;
+      const golden = set.models.find((m) => m.name === name.replace(/-sparse$/, ''))!.golden[index]!;
       const run = await greedyRun(head, [shard], golden.ids, GOLDEN_STEPS, `gguf-${index}`);
       const expected = referenceSteps(ref, golden.ids, run.tokens);
       const worst = Math.max(...run.logits.map((l, s) => maxAbsDiff(l, expected[s]!)));
       expect(worst).toBeLessThan(F32_TOLERANCE);
       expect(run.tokens).toEqual(expected.map((l) => topTwo(l).id));
       if (preset === 'F32') {
-        // The goldens' own model, but for Mistral's window: its prompt 3 runs past it.
-        if (name !== 'tiny-mistral') expect(run.tokens).toEqual(golden.greedy);
+        // The checkpoint's own model as llama.cpp reads it, and the goldens' where that is the same.
+        const steps = referenceSteps(original, golden.ids, run.tokens);
+        expect(Math.max(...run.logits.map((l, s) => maxAbsDiff(l, steps[s]!)))).toBeLessThan(F32_TOLERANCE);
+        expect(run.tokens).toEqual(steps.map((l) => topTwo(l).id));
+        if (!/gemma|mistral|sparse/.test(name)) expect(run.tokens).toEqual(golden.greedy);
         return;
       }
       // Against the original weights: close, and the same tokens wherever the original's top-2 gap
