@@ -49,6 +49,8 @@ export const ERROR_HINTS = {
   ERR_FETCH_FAILED: 'A download failed; check the URL, the network and that the server supports Range requests.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
+  ERR_OVERLOADED: 'The gateway has as many requests running and waiting as it takes; retry after the seconds its Retry-After header says (its operator can raise --max-concurrent or --max-queue).',
+  ERR_DEADLINE_EXCEEDED: 'The request did not finish within the gateway\'s deadline (--request-timeout); ask for fewer tokens, or retry when the grid is less busy.',
   ERR_UNKNOWN_CODE: 'A peer or server reported an error code this version does not know (it may be newer); the message carries its words.',
   ERR_BAD_EVIDENCE: 'An accusation whose evidence does not hold (a signature, proof, digest or ticket fails); the accuser\'s reports are ignored for an hour.',
   ERR_INCONCLUSIVE: 'The evidence is genuine but does not put one hop in a clear minority of three runs; nothing is counted.',

@@ -114,6 +114,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private routes = new Map<number, RouteWaiter>();
   /** The server's public key from its last welcome: it signs route tickets. */
   serverKey: string | undefined;
+  /** The server's limits from its last welcome (messages per second it takes from this connection). */
+  limits: Welcome['limits'] | undefined;
   /** The `models` ask in flight, shared by callers at the same time. */
   private listing: Promise<ModelCoverage[]> | null = null;
   capabilities: Capabilities;
@@ -356,6 +358,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       case 'welcome':
         this.attempt = 0;
         this.serverKey = msg.serverKey;
+        this.limits = msg.limits;
         this.heartbeatMs = msg.heartbeatMs;
         this.setState('open');
         this.startKeepAlive();

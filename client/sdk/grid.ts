@@ -188,6 +188,20 @@ export class Grid {
     this.mesh.close();
   }
 
+  /**
+   * Lets go of the client side of a model (tokenizer, head, routes) kept for requests, so the next
+   * request opens it afresh from the network's current spec (after the model's spec changed, or to
+   * free what an unused model holds). It is closed once `drained` settles: requests still running
+   * on it finish first.
+   */
+  releaseModel(modelId: string, drained: Promise<unknown> = Promise.resolve()): void {
+    const client = this.clients.get(modelId);
+    if (!client) return;
+    this.clients.delete(modelId);
+    const close = () => client.then((c) => c.close(), () => {});
+    drained.then(close, close);
+  }
+
   private async chatCompletion(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletion | Stream<ChatCompletionChunk>> {
     const sampling = samplingOf(params);
     const messages = textMessages(params.messages);
