@@ -1,66 +1,54 @@
-// The OpenAI-compatible routes over a Grid: GET /v1/models, GET /v1/models/:id,
-// POST /v1/chat/completions and POST /v1/completions. The handler takes every request under /v1
+// The OpenAI-compatible API over a Grid, as one request handler. It takes every request under /v1
 // and answers false for the rest, so it mounts beside other routes (the signaling server's mount).
-// Whatever arrives, it answers once or closes the connection; nothing thrown escapes it.
+// Whatever arrives, it answers once or closes the connection; nothing thrown escapes it. Each
+// request has a deadline; close() stops taking requests and lets running ones finish for a grace
+// period before ending them with a clear error.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Grid } from '../sdk/grid.ts';
-import type { ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk, Stream } from '../sdk/types.ts';
+import { originAllowed } from '../../protocol/index.ts';
+import { Admission } from './admission.ts';
 import { bearerCheck } from './auth.ts';
-import { ClientGone, readJsonBody } from './body.ts';
-import { ApiError, apiErrorOf } from './errors.ts';
-import { chatParams, completionParams } from './params.ts';
-import { sendError, sendJson, sendPreflight } from './respond.ts';
-import { sendSse } from './sse.ts';
-import { originAllowed, type AllowedOrigins } from '../../protocol/index.ts';
+import { ClientGone } from './body.ts';
+import { ApiError } from './errors.ts';
+import { ModelDirectory } from './models.ts';
+import { Pacer, routeRate } from './pacer.ts';
+import { sendError, sendPreflight } from './respond.ts';
+import { endedWith, routeOf, toApiError, type Context, type GatewayGrid, type Shared } from './routes.ts';
+import { settingsOf, type GatewayOptions } from './settings.ts';
 
-/** What the gateway uses of a Grid (any object with these works, e.g. a wrapper that counts). */
-export type GatewayGrid = Pick<Grid, 'models' | 'chat' | 'completions'>;
+export type { GatewayGrid } from './routes.ts';
+export type { GatewayOptions } from './settings.ts';
 
-export interface GatewayOptions {
-  /** When set, every request needs `Authorization: Bearer <apiKey>` (preflights excepted). */
-  apiKey?: string;
-  /** Largest request body (default 1 MiB); larger ones are answered 413. */
-  maxBodyBytes?: number;
-  /** Longest a request body may take to arrive (default 30 s); slower ones are answered 408. */
-  bodyTimeoutMs?: number;
-  /** Longest a stream waits on a client that reads nothing (default 60 s); then it is dropped. */
-  writeTimeoutMs?: number;
-  /** Where failures that are the gateway's own (500s) are told. */
-  log?: (line: string) => void;
-  /** Page origins allowed besides loopback pages and extensions (protocol/origins.ts); `*` for any. */
-  allowedOrigins?: AllowedOrigins;
-  /** Whether the server it is mounted on listens on loopback only (default true: the strict rule). */
-  loopbackBound?: boolean;
-}
+export type GatewayHandler = ((req: IncomingMessage, res: ServerResponse) => boolean) & {
+  /**
+   * Stops taking requests (new ones, and those still waiting for a turn, are answered 503
+   * ERR_SERVER_SHUTDOWN); running ones get `graceMs` (default the shutdownGraceMs option) to
+   * finish, then end with ERR_SERVER_SHUTDOWN. Resolves when every request has been answered.
+   */
+  close(graceMs?: number): Promise<void>;
+};
 
-type Reply = ChatCompletion | Completion | Stream<ChatCompletionChunk> | Stream<CompletionChunk>;
-
-export type GatewayHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
-
-interface Route {
-  methods: string[];
-  run: (ctx: Context) => Promise<void>;
-}
-
-interface Context {
-  req: IncomingMessage;
-  res: ServerResponse;
-  grid: GatewayGrid;
-  /** Aborted when the client goes away before its answer is complete. */
-  signal: AbortSignal;
-  options: Required<Omit<GatewayOptions, 'apiKey' | 'allowedOrigins' | 'loopbackBound'>>;
-  modelId?: string;
-}
+/** Most generations started back to back before the pacer's rate applies. */
+const MAX_BURST = 8;
+/** After the grace, how long ended requests get to write their error before their sockets are cut. */
+const FINAL_WRITE_MS = 2_000;
 
 export function createGatewayHandler(grid: GatewayGrid, options: GatewayOptions = {}): GatewayHandler {
-  const settings = {
-    maxBodyBytes: options.maxBodyBytes ?? 1 << 20,
-    bodyTimeoutMs: options.bodyTimeoutMs ?? 30_000,
-    writeTimeoutMs: options.writeTimeoutMs ?? 60_000,
-    log: options.log ?? (() => {}),
-  };
+  const settings = settingsOf(options);
   const authorize = bearerCheck(options.apiKey);
-  return (req, res) => {
+  const rate = () => settings.routesPerSecond ?? routeRate(grid.mesh?.signaling.limits?.messagesPerSecond);
+  const shared: Shared = {
+    grid,
+    settings,
+    admission: new Admission(settings),
+    models: new ModelDirectory(grid, { listTtlMs: settings.modelListTtlMs, idleMs: settings.modelIdleMs, maxModels: settings.maxModels }),
+    pacer: new Pacer(rate, () => Math.max(1, Math.min(MAX_BURST, Math.floor(rate() / 2)))),
+  };
+  /** Requests not yet answered, with what ends each; bounded by the connections the HTTP server holds. */
+  const open = new Map<Context, AbortController>();
+  const whenEmpty: (() => void)[] = [];
+  let closing: Promise<void> | null = null;
+
+  const handler = (req: IncomingMessage, res: ServerResponse): boolean => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path !== '/v1' && !path.startsWith('/v1/')) return false;
     const origin = req.headers.origin;
@@ -68,15 +56,64 @@ export function createGatewayHandler(grid: GatewayGrid, options: GatewayOptions 
       refuseOrigin(res, origin!);
       return true;
     }
+    if (closing) {
+      sendError(res, shuttingDown());
+      return true;
+    }
     const controller = new AbortController();
-    // A response closed before it finished means the client left: stop its generation on the peers.
+    const ctx: Context = { req, res, shared, signal: controller.signal };
+    open.set(ctx, controller);
+    const deadline = setTimeout(() => {
+      const ms = settings.requestTimeoutMs;
+      end(ctx, controller, new ApiError(504, `The request did not finish within the gateway's deadline of ${ms} ms.`, 'ERR_DEADLINE_EXCEEDED'));
+    }, settings.requestTimeoutMs);
     res.on('close', () => {
-      if (!res.writableFinished) controller.abort();
+      clearTimeout(deadline);
+      // A response closed before it finished means the client left: stop its generation on the peers.
+      if (!res.writableFinished) controller.abort(new ClientGone('the client closed the connection'));
+      open.delete(ctx);
+      if (open.size === 0) for (const done of whenEmpty.splice(0)) done();
     });
-    const ctx: Context = { req, res, grid, signal: controller.signal, options: settings };
     handle(ctx, path, authorize).catch((err: unknown) => answerError(ctx, err));
     return true;
   };
+
+  const drained = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (open.size === 0) return resolve();
+      const timer = setTimeout(resolve, ms);
+      whenEmpty.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+
+  handler.close = (graceMs = settings.shutdownGraceMs) =>
+    (closing ??= (async () => {
+      shared.admission.close(shuttingDown());
+      shared.models.close();
+      await drained(graceMs);
+      const late = new ApiError(503, `The gateway shut down; this request was still running ${graceMs} ms after it began to.`, 'ERR_SERVER_SHUTDOWN', null, { 'Retry-After': '5' });
+      for (const [ctx, controller] of open) end(ctx, controller, late);
+      shared.pacer.close(late);
+      await drained(FINAL_WRITE_MS);
+      for (const ctx of open.keys()) ctx.res.destroy();
+    })());
+  return handler;
+}
+
+function shuttingDown(): ApiError {
+  return new ApiError(503, 'The gateway is shutting down and takes no more requests.', 'ERR_SERVER_SHUTDOWN', null, { 'Retry-After': '5', Connection: 'close' });
+}
+
+/**
+ * Ends a request the gateway gives up on: whatever it awaits rejects with `error` (every wait goes
+ * through its signal), the SDK stops its generation on the peers, and the request answers `error`
+ * (as an HTTP error before a stream began, as its last event after).
+ */
+function end(ctx: Context, controller: AbortController, error: ApiError): void {
+  if (ctx.res.writableEnded || ctx.res.destroyed) return;
+  controller.abort(error);
 }
 
 async function handle(ctx: Context, path: string, authorize: (req: IncomingMessage) => void): Promise<void> {
@@ -93,71 +130,15 @@ async function handle(ctx: Context, path: string, authorize: (req: IncomingMessa
   await route.run(ctx);
 }
 
-function routeOf(ctx: Context, path: string): Route | null {
-  if (path === '/v1/models') return { methods: ['GET', 'HEAD'], run: listModels };
-  if (path.startsWith('/v1/models/')) {
-    // Ids may hold a slash (Hugging Face ids): clients send it encoded or not.
-    ctx.modelId = decodePart(path.slice('/v1/models/'.length));
-    return { methods: ['GET', 'HEAD'], run: retrieveModel };
-  }
-  if (path === '/v1/chat/completions') return { methods: ['POST'], run: chatCompletions };
-  if (path === '/v1/completions') return { methods: ['POST'], run: completions };
-  return null;
-}
-
-async function listModels({ res, grid }: Context): Promise<void> {
-  sendJson(res, 200, await grid.models.list());
-}
-
-async function retrieveModel({ res, grid, modelId }: Context): Promise<void> {
-  sendJson(res, 200, await grid.models.retrieve(modelId ?? ''));
-}
-
-async function chatCompletions(ctx: Context): Promise<void> {
-  const params = chatParams(await body(ctx));
-  const reply = await ctx.grid.chat.completions.create(params, { signal: ctx.signal });
-  await answer(ctx, reply);
-}
-
-async function completions(ctx: Context): Promise<void> {
-  const params = completionParams(await body(ctx));
-  const reply = await ctx.grid.completions.create(params, { signal: ctx.signal });
-  await answer(ctx, reply);
-}
-
-function body(ctx: Context): Promise<unknown> {
-  return readJsonBody(ctx.req, { maxBytes: ctx.options.maxBodyBytes, timeoutMs: ctx.options.bodyTimeoutMs });
-}
-
-/** A whole reply as JSON, a streamed one (it has a controller) as server-sent events. */
-async function answer(ctx: Context, reply: Reply): Promise<void> {
-  if (!('controller' in reply)) return sendJson(ctx.res, 200, reply);
-  await sendSse(ctx.res, reply, {
-    writeTimeoutMs: ctx.options.writeTimeoutMs,
-    onError: (err) => (ctx.signal.aborted ? null : toApiError(ctx, err)),
-  });
-}
-
 function answerError(ctx: Context, err: unknown): void {
-  const { res } = ctx;
-  if (err instanceof ClientGone || ctx.signal.aborted || res.destroyed) return void res.destroy();
-  const error = toApiError(ctx, err);
-  if (res.headersSent) return void res.destroy();
+  const { res, req } = ctx;
+  const ended = endedWith(ctx);
+  if (!ended && (err instanceof ClientGone || ctx.signal.aborted || res.destroyed)) return void res.destroy();
+  const error = ended ?? toApiError(ctx, err);
+  if (res.headersSent || res.destroyed) return void res.destroy();
+  // The rest of a body still arriving would have to be read to find where the next request starts.
+  if (!req.complete) res.setHeader('Connection', 'close');
   sendError(res, error);
-}
-
-function toApiError(ctx: Context, err: unknown): ApiError {
-  const { error, internal } = apiErrorOf(err);
-  if (internal) ctx.options.log(`gateway: ${ctx.req.method} ${ctx.req.url?.slice(0, 200)} failed: ${(err as Error)?.stack ?? String(err)}`);
-  return error;
-}
-
-function decodePart(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    return part;
-  }
 }
 
 /** A page of a foreign origin: refused before anything runs, and without CORS headers, so it reads nothing. */

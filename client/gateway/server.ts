@@ -19,8 +19,12 @@ export interface Gateway {
   /** The base URL OpenAI clients take, e.g. http://127.0.0.1:8788/v1. */
   url: string;
   port: number;
-  /** Stops listening and drops open connections (their generations are aborted). */
-  close(): Promise<void>;
+  /**
+   * Shuts down gracefully: new requests are answered 503 ERR_SERVER_SHUTDOWN, running ones get
+   * `graceMs` (default the shutdownGraceMs option) to finish and then end with that error; then it
+   * stops listening and drops the connections left. Safe twice.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startGateway(options: StartGatewayOptions): Promise<Gateway> {
@@ -46,10 +50,14 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
   return {
     url: `http://${hostPart}:${bound}/v1`,
     port: bound,
-    close: () =>
-      (closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      })),
+    // Listening goes on through the grace period, so clients hear 503 rather than a refused connection.
+    close: (graceMs) =>
+      (closing ??= handle.close(graceMs).then(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      )),
   };
 }

@@ -3,6 +3,7 @@
 // The status line waits for the first chunk that carries text or an ending, so a request that
 // fails before generating anything (no route, prompt too long) still gets its HTTP error status.
 import type { ServerResponse } from 'node:http';
+import { untilAborted } from './abort.ts';
 import type { ApiError } from './errors.ts';
 import { CORS_HEADERS, sendError } from './respond.ts';
 
@@ -14,6 +15,8 @@ interface ChunkLike {
 export interface SseOptions {
   /** Longest wait for a client that reads nothing while its socket buffer is full. */
   writeTimeoutMs: number;
+  /** Ends the stream where it is (the gateway's deadline or shutdown): onError hears the signal's reason. */
+  signal: AbortSignal;
   /** The error to answer with (before the first event as an HTTP error, after it as an event), or null to just close. */
   onError: (err: unknown) => ApiError | null;
 }
@@ -33,16 +36,21 @@ export async function sendSse(res: ServerResponse, chunks: AsyncIterable<ChunkLi
     if (!res.headersSent) res.writeHead(200, SSE_HEADERS);
     for (const c of held.splice(0)) await write(res, event(c), options.writeTimeoutMs);
   };
+  const iterator = chunks[Symbol.asyncIterator]();
   try {
-    for await (const chunk of chunks) {
-      if (res.destroyed) return;
-      held.push(chunk);
-      if (res.headersSent || carries(chunk)) await flush();
+    // Each wait for a chunk also ends on the signal, so a generation that stalls cannot hold the stream past it.
+    for (;;) {
+      const step = await untilAborted(iterator.next(), options.signal);
+      if (step.done) break;
+      if (res.destroyed) return void stop(iterator);
+      held.push(step.value);
+      if (res.headersSent || carries(step.value)) await flush();
     }
     await flush();
     await write(res, 'data: [DONE]\n\n', options.writeTimeoutMs);
     res.end();
   } catch (err) {
+    stop(iterator);
     if (err instanceof ClientLost) return void res.destroy();
     if (res.destroyed) return;
     const error = options.onError(err);
@@ -50,6 +58,11 @@ export async function sendSse(res: ServerResponse, chunks: AsyncIterable<ChunkLi
     if (!res.headersSent) return sendError(res, error);
     res.end(event(error.body()));
   }
+}
+
+/** Ends the generation behind a stream we stop reading (the SDK's stream stops on every peer). */
+function stop(iterator: AsyncIterator<unknown>): void {
+  iterator.return?.().catch(() => {});
 }
 
 function carries(chunk: ChunkLike): boolean {
