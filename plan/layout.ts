@@ -129,11 +129,14 @@ export function addCoverage(cov: number[], r: LayerRange, delta = 1): void {
  */
 export function extendToTarget(slots: readonly Slot[], ranges: Map<string, LayerRange>, cov: number[], target: number): void {
   const n = cov.length;
-  const ordered = [...slots].sort(bySpeed);
+  // Sorted when first needed: when every layer already meets the target (the usual case in a
+  // large network) the sort of every slot is skipped.
+  let ordered: Slot[] | undefined;
   for (let level = 0; level < target; level++) {
     for (let l = 0; l < n; l++) {
       while (cov[l]! <= level) {
         let pick: { slot: Slot; next: LayerRange; cost: number } | null = null;
+        ordered ??= [...slots].sort(bySpeed);
         for (const slot of ordered) {
           const r = ranges.get(slot.peerId);
           if (!r || (l >= r.start && l < r.end)) continue;
