@@ -6,23 +6,34 @@
 // prefill: a 128-token prompt to its first token. Medians of AIGRID_BENCH_RUNS runs (default 3).
 // On the SmolLM2 shape in Q8_0, also @huggingface/transformers (onnxruntime-node) on an ONNX export
 // of the same weights, dequantized to f32. Each runs with 1 and 2 threads; ratios are ours / llama.cpp at the same thread count (RESULT: at
-// every core). Last line: RESULT {json}, geometric means over the shapes (null where not measured).
+// every core). Then, in one Chromium page served cross-origin isolated (edge-page-run.ts,
+// edge-page.ts), the same decode and prefill of our CPU backend (WebAssembly SIMD kernels and
+// worker threads, in a worker, the file over HTTP Range requests) against @wllama/wllama 2.3.7
+// (llama.cpp compiled to WebAssembly, its multi-thread build) on the SmolLM2 shape's files, each
+// type, 1 and 2 threads, with how many greedy tokens the two share.
+// Last line: RESULT {json}, geometric means over the shapes (null where not measured);
+// pageDecodeVsWllama: ours / wllama decode in the page, geometric mean over the types, at the highest
+// thread count both ran.
 // Environment: AIGRID_BENCH_SHAPES (comma list of smollm2-135m, llama3.2-1b), AIGRID_BENCH_TYPES
-// (Q8_0, Q4_K_M), AIGRID_BENCH_RUNS, AIGRID_BENCH_DECODE (32), AIGRID_BENCH_PREFILL (128).
-// node-llama-cpp is not a dependency of the project: it is installed on first use into
-// test/.fixtures/bench/llama-cpp (scripts off, so nothing is downloaded or built beyond the npm
-// packages), leaving the project's node_modules and lockfile alone.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// (Q8_0, Q4_K_M), AIGRID_BENCH_RUNS, AIGRID_BENCH_DECODE (32), AIGRID_BENCH_PREFILL (128),
+// AIGRID_BENCH_PAGE=0 (no page comparison).
+// node-llama-cpp and @wllama/wllama are not dependencies of the project: each is installed on first
+// use into test/.fixtures/bench/llama-cpp and test/.fixtures/bench/wllama (bench-packages.ts; scripts
+// off, so nothing is downloaded or built beyond the npm packages), leaving the project's
+// node_modules and lockfile alone.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { openModelNode } from '../../client/model/checkpoint/node.ts';
 import { CpuBackend } from '../../client/model/backend/cpu.ts';
 import { Head } from '../../client/model/head.ts';
 import { Shard } from '../../client/model/shard.ts';
 import { refConfigFromJson } from '../fixtures/hf-config.ts';
 import { llamaOnnx } from '../fixtures/onnx-llama.ts';
+import { installOnFirstUse } from './bench-packages.ts';
+import { agreement, geomean, measureTurns, pressureNote, round, type Runner } from './edge-measure.ts';
+import type { PageBenchResult } from './edge-page-run.ts';
 import { BENCH_DIR, randomGguf, type LlamaShape, type RandomGgufType } from './gguf-random.ts';
 
 export const LLAMA_CPP_VERSION = '3.21.1';
@@ -59,45 +70,25 @@ interface NodeLlamaCpp {
   getLlama(options: { gpu: false; build: 'never'; logLevel: string }): Promise<Llama>;
 }
 
-function installedVersion(dir: string): string | undefined {
-  const pkg = join(dir, 'node_modules', 'node-llama-cpp', 'package.json');
-  return existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version : undefined;
-}
-
 /** llama.cpp's CPU build through node-llama-cpp, installed on first use (the project's copy when it has this version). */
 export async function loadLlamaCpp(log: (line: string) => void): Promise<Llama> {
-  const root = fileURLToPath(new URL('../..', import.meta.url));
-  let dir = installedVersion(root) === LLAMA_CPP_VERSION ? root : LLAMA_CPP_PREFIX;
-  if (installedVersion(dir) !== LLAMA_CPP_VERSION) {
-    dir = LLAMA_CPP_PREFIX;
-    // Only the binary package of this platform: the CUDA and Vulkan ones are hundreds of MB.
-    const platform = { linux: 'linux', darwin: 'mac', win32: 'win' }[process.platform as string];
-    const binary = platform && process.arch === 'x64' ? `@node-llama-cpp/${platform}-x64@${LLAMA_CPP_VERSION}` : undefined;
-    const args = ['install', '--prefix', dir, '--no-save', '--no-audit', '--no-fund', '--ignore-scripts', ...(binary ? ['--omit=optional', binary] : []), `node-llama-cpp@${LLAMA_CPP_VERSION}`];
-    log(`installing node-llama-cpp ${LLAMA_CPP_VERSION} into ${dir} (npm ${args.join(' ')}) ...`);
-    const npm = spawnSync('npm', args, { stdio: 'inherit', shell: process.platform === 'win32' });
-    if (npm.status !== 0 || installedVersion(dir) !== LLAMA_CPP_VERSION) {
-      throw new Error(`could not install node-llama-cpp ${LLAMA_CPP_VERSION}; install it by hand: npm i --no-save node-llama-cpp@${LLAMA_CPP_VERSION}`);
-    }
-  }
+  // Only the binary package of this platform: the CUDA and Vulkan ones are hundreds of MB.
+  const platform = { linux: 'linux', darwin: 'mac', win32: 'win' }[process.platform as string];
+  const binary = platform && process.arch === 'x64' ? `@node-llama-cpp/${platform}-x64@${LLAMA_CPP_VERSION}` : undefined;
+  const dir = installOnFirstUse(
+    { name: 'node-llama-cpp', version: LLAMA_CPP_VERSION, prefix: LLAMA_CPP_PREFIX, preferProject: true, extraArgs: binary ? ['--omit=optional', binary] : [] },
+    log,
+  );
   const entry = pathToFileURL(join(dir, 'node_modules', 'node-llama-cpp', 'dist', 'index.js')).href;
   const mod = (await import(entry)) as NodeLlamaCpp;
   // Its prebuilt binary only: never a download or a build from source.
   return mod.getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 }
 
-// ---- runners: greedy generation with a timestamp per token ----
+// ---- runners ----
 
-export interface Generation {
-  tokens: number[];
-  /** at[0]: start; at[i + 1]: when token i was chosen. */
-  at: number[];
-}
-
-export interface Runner {
-  generate(prompt: readonly number[], newTokens: number): Promise<Generation>;
-  close(): Promise<void>;
-}
+// The measurement helpers live in edge-measure.ts (the page comparison uses them too); large.ts imports them from here.
+export { agreement, cpuPressure, geomean, measureTurns, median, pressureNote, promptIds, round, type Figures, type Generation, type Runner } from './edge-measure.ts';
 
 function argmax(values: Float32Array): number {
   let best = 0;
@@ -239,81 +230,6 @@ export async function transformersRunner(path: string, threads: number): Promise
   };
 }
 
-// ---- measurement ----
-
-/**
- * The share of the last 10 s in which runnable tasks waited for a CPU (Linux PSI), as a percentage;
- * undefined elsewhere. Other work on the machine hurts multi-threaded runs most: each step waits
- * at a barrier for its slowest thread.
- */
-export function cpuPressure(): number | undefined {
-  try {
-    const m = /^some avg10=([\d.]+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A warning line when other processes compete for the CPU (figures with 2+ threads suffer most). */
-export function pressureNote(when: string): string {
-  const p = cpuPressure();
-  if (p === undefined) return `${when}: CPU pressure unknown (no /proc/pressure/cpu)`;
-  return `${when}: CPU pressure ${p.toFixed(0)}% (tasks waiting for a core)${p > 20 ? ' — the machine is busy with other work: multi-threaded figures are unreliable' : ''}`;
-}
-
-export const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-export const geomean = (xs: readonly number[]): number | null => (xs.length ? Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length) : null);
-export const round = (x: number | null | undefined, d = 2): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(d)));
-
-/** Prompt ids spread over the vocabulary below the special tokens (the same for every runner). */
-export const promptIds = (n: number, vocab: number, salt = 0): number[] => Array.from({ length: n }, (_, i) => (7 + (i + salt) * 7919) % (vocab - 8));
-
-export interface Figures {
-  decodeTokS: number;
-  prefillTokS: number;
-  /** CPU time over wall time while decoding: the cores the runner kept busy. */
-  decodeCores: number;
-  tokens: number[];
-}
-
-/**
- * Decode tok/s (the tokens after the first, over their span) and prefill tok/s (prompt to first
- * token) of each runner, medians of `runs`. The runners take turns run by run, so load from
- * elsewhere on the machine falls on all of them alike.
- */
-export async function measureTurns(runners: readonly Runner[], vocab: number, runs: number, decode: number, prefill: number): Promise<Figures[]> {
-  const shortPrompt = promptIds(16, vocab);
-  for (const runner of runners) await runner.generate(shortPrompt, 2); // warm-up: first-pass allocations, JIT, threads
-  const decodes = runners.map((): number[] => []);
-  const cores = runners.map((): number[] => []);
-  const prefills = runners.map((): number[] => []);
-  const tokens = runners.map((): number[] => []);
-  for (let r = 0; r < runs; r++) {
-    for (const [i, runner] of runners.entries()) {
-      const cpu = process.cpuUsage();
-      const g = await runner.generate(shortPrompt, decode + 1);
-      const used = process.cpuUsage(cpu);
-      decodes[i]!.push(decode / ((g.at.at(-1)! - g.at[1]!) / 1000));
-      cores[i]!.push((used.user + used.system) / 1000 / (g.at.at(-1)! - g.at[0]!));
-      tokens[i] = g.tokens;
-      const p = await runner.generate(promptIds(prefill, vocab, 1 + r), 1);
-      prefills[i]!.push(prefill / ((p.at[1]! - p.at[0]!) / 1000));
-    }
-  }
-  return runners.map((_, i) => ({ decodeTokS: median(decodes[i]!), prefillTokS: median(prefills[i]!), decodeCores: median(cores[i]!), tokens: tokens[i]! }));
-}
-
-/** How many leading tokens two greedy runs share (quantized dot products differ, so they part at some point). */
-const agreement = (a: readonly number[], b: readonly number[]) => {
-  let n = 0;
-  while (n < a.length && n < b.length && a[n] === b[n]) n++;
-  return n;
-};
-
 interface Row {
   shape: string;
   type: RandomGgufType;
@@ -411,10 +327,39 @@ async function main(): Promise<void> {
   }
   await llama.dispose();
 
+  // In a Chromium page: ours against wllama on the SmolLM2 shape's files.
+  // Loaded here, not at the top: it brings vite and puppeteer, which large.ts (importing this file) does not need.
+  const { runPageBench, WLLAMA_VERSION } = await import('./edge-page-run.ts');
+  let page: PageBenchResult | undefined;
+  let pageNote = '';
+  if (process.env.AIGRID_BENCH_PAGE === '0') pageNote = 'skipped (AIGRID_BENCH_PAGE=0)';
+  else if (!shapes.includes(SMOLLM2_135M)) pageNote = 'not measured (it runs on the SmolLM2 shape only)';
+  else {
+    try {
+      page = await runPageBench({
+        shape: SMOLLM2_135M.name, files: types.map((type) => ({ type, path: randomGguf(SMOLLM2_135M, type, { log }), vocab: SMOLLM2_135M.vocab })),
+        threadCounts, runs, decode, prefill, log,
+      });
+    } catch (err) {
+      pageNote = `failed: ${(err as Error).message.split('\n')[0]!.slice(0, 300)}`;
+    }
+  }
+  // The highest thread count at which both ran, and the ratio there per type.
+  const pageThreads = page && page.decodeRatios.size ? Math.max(...page.decodeRatios.keys()) : undefined;
+  const pageRatios = pageThreads ? [...page!.decodeRatios.get(pageThreads)!.values()] : [];
+
   console.log('');
   console.table(rows);
+  if (page?.rows.length) console.table(page.rows);
   if (!rows.some((r) => r.runner.startsWith('transformers.js'))) log('transformers.js (onnxruntime CPU): not measured (it runs on the SmolLM2 shape in Q8_0 only)');
-  log('@wllama/wllama in Chromium: not measured');
+  if (pageNote) log(`@wllama/wllama in Chromium: ${pageNote}`);
+  else if (!pageRatios.length) log('@wllama/wllama in Chromium: no type ran on both sides');
+  else {
+    if (!page!.crossOriginIsolated) log('@wllama/wllama in Chromium: the page was not cross-origin isolated (single-threaded, no SIMD shared memory): figures are not representative');
+    for (const [threads, byType] of [...page!.decodeRatios].sort((a, b) => a[0] - b[0])) {
+      log(`ours / wllama ${WLLAMA_VERSION} in Chromium with ${threads} thread(s), decode: ${[...byType].map(([type, r]) => `${type} ${r.toFixed(3)}`).join(', ')}`);
+    }
+  }
   log(pressureNote('after'));
   log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   const at = (threads: number) => ({
@@ -424,7 +369,8 @@ async function main(): Promise<void> {
   });
   for (const threads of threadCounts) log(`ours / llama.cpp with ${threads} thread(s), geometric means over the shapes: ${JSON.stringify(at(threads))}`);
   // The headline: both sides on every core.
-  const result = { ...at(Math.max(...threadCounts)), pageDecodeVsWllama: null };
+  // pageDecodeVsWllama: ours / wllama decode in the page, geometric mean over the types, at the highest thread count both ran.
+  const result = { ...at(Math.max(...threadCounts)), pageDecodeVsWllama: round(geomean(pageRatios), 3) };
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
