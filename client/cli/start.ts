@@ -17,6 +17,7 @@ import { startSignalingServer } from '../../signaling/server.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
 import { softwareAdapter } from './software-gpu.ts';
+import { GATEWAY_LIMITS_FLAGS, gatewayLimitsOf } from './gateway.ts';
 import { backendOption, identityOption, memoryOption, originsOption, portOption } from './options.ts';
 
 export const HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
@@ -43,6 +44,8 @@ Options:
   --allowed-origins O web pages allowed to use the server (/signal and /v1) besides loopback pages
                       and extensions: a comma-separated list of origins, or * for any (env
                       AIGRID_ALLOWED_ORIGINS; default none)
+  --max-concurrent, --max-queue, --request-timeout, --shutdown-grace, --routes-per-second,
+  --max-models, --model-idle   the gateway's limits, as for aigrid gateway (see its --help)
   -h, --help          show this help
 `;
 
@@ -59,6 +62,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       backend: { type: 'string', default: 'auto' },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
       'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
+      ...GATEWAY_LIMITS_FLAGS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -81,7 +85,8 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   const grid = await connect({ signal: server.wsUrl, network: values.network, identity: await identityOption(undefined, 'start'), peerIdentity: values['no-peer'] ? undefined : await identityOption(undefined, 'start-peer') });
-  mounts.push(createGatewayHandler(grid, { apiKey: values['api-key'], allowedOrigins, loopbackBound: isLoopbackAddress(values.host!) }));
+  const gateway = createGatewayHandler(grid, { apiKey: values['api-key'], allowedOrigins, loopbackBound: isLoopbackAddress(values.host!), ...gatewayLimitsOf(values) });
+  mounts.push(gateway);
 
   let stopDisplay = () => {};
   let served = 'no model (--no-peer)';
@@ -111,8 +116,11 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       process.off('SIGTERM', stop);
       console.log(`${signal}: stopping`);
       stopDisplay();
-      grid.close();
-      server.close().then(done, done);
+      // The gateway's running requests get its grace period before the grid and server close.
+      void gateway.close().finally(() => {
+        grid.close();
+        server.close().then(done, done);
+      });
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

@@ -152,6 +152,11 @@ export class Mutator {
     const rounds = 1 + this.int(3);
     for (let r = 0; r < rounds; r++) v = this.valueOnce(v);
     let text = this.serialize(v);
+    if (text.length > 3 * 2 ** 20) {
+      // Enough to pass any size limit; more only costs time.
+      this.steps.push(`cut from ${text.length} to 3 MiB`);
+      text = text.slice(0, 3 * 2 ** 20);
+    }
     const tail = this.int(10);
     if (tail === 0) {
       const bytes = this.bytes(new TextEncoder().encode(text));
