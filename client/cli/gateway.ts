@@ -1,12 +1,25 @@
 // `aigrid gateway`: joins a network as a client and answers OpenAI's HTTP API over it, so any
 // OpenAI client (set its base URL to the one printed) uses the models the network serves.
 import { parseArgs } from 'node:util';
-import { startGateway } from '../gateway/index.ts';
+import { startGateway, type GatewayOptions } from '../gateway/index.ts';
+import { settingsOf } from '../gateway/settings.ts';
 import { connect } from '../sdk/node.ts';
 import { isLoopbackAddress } from '../../protocol/index.ts';
 import { identityOption, originsOption, portOption } from './options.ts';
 
 export const DEFAULT_GATEWAY_PORT = 8788;
+
+/** The gateway's limits as flags; `aigrid start` takes the same ones for its gateway. */
+export const GATEWAY_LIMITS_USAGE = `  --max-concurrent N   completions generating at once (default 16)
+  --max-queue N        completions waiting for a turn (default 64); more are answered 429 with Retry-After
+  --request-timeout S  longest a request may take, waiting included, in seconds (default 120);
+                       then 504, or an error event on a stream
+  --shutdown-grace S   on SIGINT/SIGTERM, seconds running requests get to finish (default 10)
+  --routes-per-second R  generations started per second (default: below the signaling server's
+                       route and message rates, read from its welcome)
+  --max-models N       models whose client side (tokenizer, head, routes) is kept (default 8)
+  --model-idle S       seconds after which an unused model's client side is let go (default 600)
+`;
 
 const USAGE = `Usage: aigrid gateway [options]
 
@@ -24,8 +37,40 @@ Options:
                     default none: anyone who can reach the port may use the network)
   --allowed-origins O  web pages allowed to call it besides loopback pages and extensions: a
                     comma-separated list of origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
-  -h, --help        show this help
+${GATEWAY_LIMITS_USAGE}  -h, --help        show this help
 `;
+
+export const GATEWAY_LIMITS_FLAGS = {
+  'max-concurrent': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'shutdown-grace': { type: 'string' },
+  'routes-per-second': { type: 'string' },
+  'max-models': { type: 'string' },
+  'model-idle': { type: 'string' },
+} as const;
+
+type LimitsFlags = Partial<Record<keyof typeof GATEWAY_LIMITS_FLAGS, string>>;
+
+/** The flags given, as gateway options (the gateway checks their ranges and names the option). */
+export function gatewayLimitsOf(values: LimitsFlags): GatewayOptions {
+  const options: GatewayOptions = {};
+  const num = (flag: keyof LimitsFlags, scale = 1): number | undefined => {
+    const text = values[flag];
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isFinite(value)) throw new Error(`--${flag} must be a number, not ${JSON.stringify(text)} (see --help)`);
+    return value * scale;
+  };
+  options.maxConcurrent = num('max-concurrent');
+  options.maxQueued = num('max-queue');
+  options.requestTimeoutMs = num('request-timeout', 1000);
+  options.shutdownGraceMs = num('shutdown-grace', 1000);
+  options.routesPerSecond = num('routes-per-second');
+  options.maxModels = num('max-models');
+  options.modelIdleMs = num('model-idle', 1000);
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+}
 
 export async function runGatewayCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -37,6 +82,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
       port: { type: 'string', default: process.env.AIGRID_GATEWAY_PORT ?? String(DEFAULT_GATEWAY_PORT) },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
       'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
+      ...GATEWAY_LIMITS_FLAGS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -47,19 +93,25 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
   const port = portOption(values.port);
   const apiKey = values['api-key'] || undefined;
   const allowedOrigins = originsOption(values['allowed-origins']);
+  const limits = gatewayLimitsOf(values);
+  settingsOf(limits); // a value out of range is refused before joining the network
   const log = (line: string) => process.stdout.write(`${line}\n`);
   const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'gateway') });
   let gateway;
   try {
     const loopbackBound = isLoopbackAddress(values.host!);
-    gateway = await startGateway({ grid, host: values.host, port, apiKey, allowedOrigins, loopbackBound, log: (line) => process.stderr.write(`${line}\n`) });
+    gateway = await startGateway({ grid, host: values.host, port, apiKey, allowedOrigins, loopbackBound, ...limits, log: (line) => process.stderr.write(`${line}\n`) });
   } catch (err) {
     grid.close();
     throw err;
   }
+  // Requests running get the grace period to finish; the grid closes after them.
   const stop = () => {
-    grid.close();
-    void gateway.close().finally(() => process.exit(0));
+    log('stopping: running requests get the grace period to finish');
+    void gateway.close().finally(() => {
+      grid.close();
+      process.exit(0);
+    });
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
