@@ -16,6 +16,35 @@ Run "aigrid <command> --help" for a command's options.
 `;
 
 const [command, ...args] = process.argv.slice(2);
+
+// Process-level safety for every command. A promise rejected with no handler is one request's or
+// one connection's failure (a reply to a closed socket, a timer after a close): it is logged with
+// the command and the stack, and the process keeps serving everyone else, since Node's default
+// would end a signaling server, a gateway or a peer (and every peer and request on it) for it.
+// An uncaught exception is logged the same way and the long-running commands also keep going: our
+// handlers keep their state per connection or per request, so one that threw leaves the others
+// whole, and a process that stays up serves everyone else. What is not safe is a process stuck
+// in a loop of failures, so more than MAX_UNCAUGHT in a minute ends it (exit code 70) for its
+// supervisor to restart; the short commands (id, help) have nothing to keep up and end at once.
+const LONG_RUNNING = new Set(['signal', 'peer', 'serve', 'gateway', 'start']);
+const MAX_UNCAUGHT = 10;
+const uncaughtAt = [];
+const report = (what, err) => {
+  const detail = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+  process.stderr.write(`${new Date().toISOString()} aigrid ${command ?? ''}: ${what}: ${detail}\n`);
+};
+process.on('unhandledRejection', (reason) => report('unhandled rejection (the process keeps running)', reason));
+process.on('uncaughtException', (err) => {
+  const now = Date.now();
+  uncaughtAt.push(now);
+  while (uncaughtAt[0] < now - 60_000) uncaughtAt.shift();
+  if (!LONG_RUNNING.has(command) || uncaughtAt.length > MAX_UNCAUGHT) {
+    report(`uncaught exception (${uncaughtAt.length} in the last minute; exiting)`, err);
+    process.exit(70);
+  }
+  report('uncaught exception (the process keeps running)', err);
+});
+
 try {
   if (command === 'signal') {
     const { runSignalCommand } = await import('../signaling/main.ts');
