@@ -23,26 +23,28 @@ export interface Sampling extends SamplingValues {
 }
 
 const bad = (field: string, why: string) => new AigridError('ERR_INVALID_ARGUMENT', `${field} ${why}`);
+/** A received value as a message shows it: String() of a deeply nested array recurses past the stack. */
+const shown = (v: unknown) => (typeof v === 'object' && v !== null ? (Array.isArray(v) ? 'an array' : 'an object') : String(v).slice(0, 100));
 
 export function samplingOf(params: SamplingParams): Sampling {
   if (typeof params.model !== 'string' || !params.model) throw bad('model', 'must name a model served on the network (see models.list())');
   const maxTokens = params.max_completion_tokens ?? params.max_tokens ?? DEFAULT_MAX_TOKENS;
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw bad('max_tokens', `must be a positive integer, got ${String(maxTokens)}`);
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw bad('max_tokens', `must be a positive integer, got ${shown(maxTokens)}`);
   const temperature = params.temperature ?? 1;
-  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2)) throw bad('temperature', `must be in [0, 2], got ${String(temperature)}`);
+  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 2)) throw bad('temperature', `must be in [0, 2], got ${shown(temperature)}`);
   const topP = params.top_p ?? 1;
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw bad('top_p', `must be in (0, 1], got ${String(topP)}`);
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw bad('top_p', `must be in (0, 1], got ${shown(topP)}`);
   const topK = params.top_k ?? 0;
-  if (!Number.isInteger(topK) || topK < 0) throw bad('top_k', `must be an integer >= 0, got ${String(topK)}`);
+  if (!Number.isInteger(topK) || topK < 0) throw bad('top_k', `must be an integer >= 0, got ${shown(topK)}`);
   const penalty = params.repetition_penalty ?? 1;
-  if (typeof penalty !== 'number' || !(penalty > 0) || !Number.isFinite(penalty)) throw bad('repetition_penalty', `must be a number > 0, got ${String(penalty)}`);
+  if (typeof penalty !== 'number' || !(penalty > 0) || !Number.isFinite(penalty)) throw bad('repetition_penalty', `must be a number > 0, got ${shown(penalty)}`);
   for (const field of ['presence_penalty', 'frequency_penalty'] as const) {
     const v = params[field];
     if (v !== undefined && v !== null && v !== 0) throw bad(field, 'is not supported (only 0); use repetition_penalty');
   }
   if (params.n !== undefined && params.n !== null && params.n !== 1) throw bad('n', 'must be 1; send several requests for several replies');
   const seed = params.seed ?? (temperature === 0 ? 0 : Math.floor(Math.random() * 0x1_0000_0000));
-  if (!Number.isInteger(seed)) throw bad('seed', `must be an integer, got ${String(seed)}`);
+  if (!Number.isInteger(seed)) throw bad('seed', `must be an integer, got ${shown(seed)}`);
   const stop = params.stop ?? [];
   const stops = typeof stop === 'string' ? [stop] : stop;
   if (!Array.isArray(stops) || stops.length > MAX_STOPS || stops.some((s) => typeof s !== 'string' || s.length === 0)) {
