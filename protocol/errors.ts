@@ -12,6 +12,8 @@ export const ERROR_HINTS = {
   ERR_BAD_SIGNATURE: 'The hello was not signed by the key it names over this connection\'s challenge (forged or replayed); sign the challenge the server just sent.',
   ERR_IDENTITY_MISMATCH: 'The peer id is not the one derived from the public key; use peerIdOf(publicKey).',
   ERR_REPLACED: 'Another connection joined with this identity and took over; run each process with its own identity (aigrid peer --identity FILE).',
+  ERR_DATA_IN_USE: 'Another running signaling server holds this data folder; give each its own (aigrid signal --data DIR).',
+  ERR_DATA_CORRUPT: 'A file in the data folder cannot be read back; it is left as it is: move it away (or restore a backup) to start.',
   ERR_IDENTITY_IN_USE: 'Another running process holds this identity file; give this one its own (aigrid peer --identity FILE, or AIGRID_STATE_DIR for any command).',
   ERR_ALREADY_JOINED: 'A connection joins one network once; open another connection for another network.',
   ERR_UNKNOWN_TARGET: 'The target peer is not in this network (it may have left).',

@@ -61,9 +61,17 @@ export interface CoordinatorOptions {
   publishEveryMs?: number;
   /** Membership changes arriving within this long are re-placed together (default 20 ms). */
   replanDelayMs?: number;
+  /**
+   * Networks whose models were restored after a restart: their placements stand for
+   * `recoveryMs` (default 15 s) while the peers come back and report, and are re-placed after.
+   */
+  restored?: readonly string[];
+  recoveryMs?: number;
 }
 
 export const DEFAULT_FAILED_PEER_MS = 60_000;
+/** Long enough for peers to notice a restart and reconnect (their backoff starts under a second). */
+export const DEFAULT_RECOVERY_MS = 15_000;
 const DEFAULT_PUBLISH_EVERY_MS = 50;
 const DEFAULT_REPLAN_DELAY_MS = 20;
 
@@ -89,9 +97,31 @@ export class Coordinator {
   private readonly held = new Map<string, PendingPublish>();
   /** A re-placement gathering the membership changes of a network. */
   private readonly changes = new Map<string, Promise<void>>();
+  /** Restored networks whose stored placements stand until the recovery ends. */
+  private readonly recovering = new Set<string>();
+  private recoveryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryServingStore();
+    for (const network of opts.restored ?? []) this.recovering.add(network);
+    if (this.recovering.size === 0) return;
+    // Peers that did not come back by then are re-placed like any that left.
+    this.recoveryTimer = setTimeout(() => {
+      const networks = [...this.recovering];
+      this.recovering.clear();
+      for (const network of networks) void this.changed(network).catch((err: unknown) => opts.log(`${network}: re-placement after recovery failed: ${String(err)}`));
+    }, opts.recoveryMs ?? DEFAULT_RECOVERY_MS);
+    this.recoveryTimer.unref();
+  }
+
+  /** Whether a restored network's placements still stand while its peers come back. */
+  recovers(network: string): boolean {
+    return this.recovering.has(network);
+  }
+
+  /** Stops the recovery timer (the server closes). */
+  close(): void {
+    clearTimeout(this.recoveryTimer);
   }
 
   /**
@@ -274,7 +304,7 @@ export class Coordinator {
   private replanAll(network: string): Promise<void> {
     return this.exclusive(network, async () => {
       const models = await this.store.get(network);
-      if (models.length === 0) return;
+      if (models.length === 0 || this.recovering.has(network)) return;
       if ((await this.opts.registry.count(network)) === 0) {
         // Nobody is left to serve or ask: forget the network rather than keep its models forever.
         await this.store.delete(network);
@@ -324,6 +354,13 @@ export class Coordinator {
     const members = new Set(budget.keys());
     for (const model of models) {
       const { spec } = model;
+      if (this.recovering.has(network) && model.placement) {
+        // Restored: the peers that held it hold it still, and hear their range again on return.
+        const held = resend === undefined ? undefined : model.placement.assignments.get(resend);
+        if (held) this.opts.send(network, resend!, { type: 'assign', model: spec, start: held.start, end: held.end });
+        for (const [peerId, r] of model.placement.assignments) if (budget.has(peerId)) budget.set(peerId, budget.get(peerId)! - rangeBytes(spec, r) / BYTES_PER_MB);
+        continue;
+      }
       const now = Date.now();
       for (const [peerId, until] of model.failed ?? []) if (until <= now) model.failed!.delete(peerId);
       const planPeers = smallRangesForNewcomers(

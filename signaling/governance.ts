@@ -2,7 +2,8 @@
 // owner is the one the server's operator named (--owner), else the first peer that joined the
 // network when it was created. The owner may list the peers that may serve new models (the
 // default is anyone) and may change or withdraw any model; a model's own server may change or
-// withdraw that model. Rules live as long as the network has members, like its models.
+// withdraw that model. Rules live as long as the network has members, like its models, and
+// outlive a restart in the data folder (else the first peer back would own the network).
 import type { Servers, Sources } from '../protocol/index.ts';
 
 export interface NetworkRules {
@@ -15,13 +16,30 @@ export interface NetworkRules {
 export class Governance {
   private readonly rules = new Map<string, NetworkRules>();
 
-  /** `owner`: the operator's key, owner of every network on this server. */
-  constructor(private readonly owner?: string) {}
+  /**
+   * `owner`: the operator's key, owner of every network on this server. `restored`: the rules
+   * kept before a restart. `onChange` is called after every change.
+   */
+  constructor(
+    private readonly owner?: string,
+    restored: Record<string, NetworkRules> = {},
+    private readonly onChange: () => void = () => {},
+  ) {
+    for (const [network, rules] of Object.entries(restored)) this.rules.set(network, { ...rules, owner: owner ?? rules.owner });
+  }
+
+  /** Every network's rules, as the data folder keeps them. */
+  all(): Record<string, NetworkRules> {
+    return Object.fromEntries(this.rules);
+  }
 
   /** A peer joined `network`: the network's rules, made now when it is new. */
   joined(network: string, peerId: string): NetworkRules {
     let rules = this.rules.get(network);
-    if (!rules) this.rules.set(network, (rules = { owner: this.owner ?? peerId, servers: 'anyone', sources: 'server' }));
+    if (!rules) {
+      this.rules.set(network, (rules = { owner: this.owner ?? peerId, servers: 'anyone', sources: 'server' }));
+      this.onChange();
+    }
     return rules;
   }
 
@@ -51,6 +69,7 @@ export class Governance {
     if (!rules) return undefined;
     if (policy.servers !== undefined) rules.servers = Array.isArray(policy.servers) ? [...new Set(policy.servers)] : policy.servers;
     if (policy.sources !== undefined) rules.sources = Array.isArray(policy.sources) ? [...new Set(policy.sources)] : policy.sources;
+    this.onChange();
     return rules;
   }
 
@@ -66,6 +85,6 @@ export class Governance {
 
   /** The network's last member left. */
   forget(network: string): void {
-    this.rules.delete(network);
+    if (this.rules.delete(network)) this.onChange();
   }
 }

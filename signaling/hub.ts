@@ -31,12 +31,15 @@ import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
-import type { ServingStore } from './serving-store.ts';
+import type { DataDir, StoredNetwork } from './data-dir.ts';
+import { MemoryServingStore } from './serving-store.ts';
 
 export interface HubOptions {
   store: RegistryStore;
-  /** What the networks serve; in memory when not given. */
-  serving?: ServingStore;
+  /** Where served models, network rules and reputations outlive a restart; memory only without. */
+  data?: DataDir;
+  /** How long restored placements stand while their peers come back (Coordinator's recoveryMs). */
+  recoveryMs?: number;
   heartbeatMs: number;
   maxPeersPerNetwork: number;
   maxConnectionsPerIp: number;
@@ -65,22 +68,39 @@ export class Hub {
   private readonly offers = new OfferBook();
   private readonly coordinator: Coordinator;
   private readonly governance: Governance;
-  private readonly reputation = new Reputation();
+  private readonly reputation: Reputation;
+  private readonly served: MemoryServingStore;
   private stopping = false;
 
   constructor(private readonly opts: HubOptions) {
-    this.governance = new Governance(opts.owner);
+    const { data } = opts;
+    const restored = data?.restored.networks ?? {};
+    const saveServing = () => data?.saveServing(() => this.storedNetworks());
+    const rules = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
+    this.governance = new Governance(opts.owner, rules, saveServing);
+    this.reputation = new Reputation(data?.restored.reputation, () => data?.saveReputation(() => this.reputation.records()));
+    this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
     this.coordinator = new Coordinator({
       governance: this.governance,
       reputation: this.reputation,
       registry: opts.store,
-      store: opts.serving,
+      store: this.served,
+      restored: Object.entries(restored).filter(([, n]) => n.models.length > 0).map(([network]) => network),
+      recoveryMs: opts.recoveryMs,
       send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
       broadcast: (network, message) => this.broadcast(network, message),
       sources: opts.sources,
       signTicket: (fields) => signTicket(opts.serverKey, fields),
       log: opts.log,
     });
+  }
+
+  /** What the data folder keeps of each network: its rules and served models. */
+  private storedNetworks(): Record<string, StoredNetwork> {
+    const models = this.served.stored();
+    const rules = this.governance.all();
+    const names = new Set([...Object.keys(models), ...Object.keys(rules)]);
+    return Object.fromEntries([...names].map((network) => [network, { ...(rules[network] ? { rules: rules[network] } : {}), models: models[network] ?? [] }]));
   }
 
   /** Per-model coverage of a network, for the HTTP view. */
@@ -163,6 +183,7 @@ export class Hub {
   /** Tells every joined peer the server stops, closes all sockets, and waits briefly for them. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    this.coordinator.close();
     const all = [...this.connections];
     const closed = all.map((c) => new Promise<void>((resolve) => (c.closed ? resolve() : c.ws.once('close', () => resolve()))));
     for (const conn of all) {
@@ -413,7 +434,8 @@ export class Hub {
       peers.delete(peer.peerId);
       if (peers.size === 0) {
         this.members.delete(network);
-        if (reason !== 'replaced') this.governance.forget(network);
+        // Rules outlive a server stopping, and a restored network whose peers are still coming back.
+        if (reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) this.governance.forget(network);
       }
     }
     this.offers.forget(network, peer.peerId);

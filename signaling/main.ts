@@ -2,6 +2,8 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AigridError, parseAllowedOrigins, PeerIdSchema } from '../protocol/index.ts';
+import { join } from 'node:path';
+import { defaultStateDir } from '../protocol/state-files.ts';
 import { startSignalingServer } from './server.ts';
 
 const USAGE = `Usage: aigrid signal [options]
@@ -21,6 +23,10 @@ Options:
   --owner <peer id>     the peer id (of your key) that owns every network here: it alone sets who
                         may serve, and may change or withdraw any model (env AIGRID_OWNER;
                         default: each network's first peer)
+  --data <dir>          where served models, network rules, reputations and the ticket key
+                        outlive a restart (env AIGRID_DATA; default signal/ in the state folder,
+                        AIGRID_STATE_DIR or ~/.local/state/aigrid); one server per folder
+  --in-memory           keep nothing on disk: a restart forgets every network
   -h, --help            show this help
 `;
 
@@ -40,6 +46,8 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       'allowed-origins': { type: 'string' },
       'allowed-sources': { type: 'string' },
       owner: { type: 'string' },
+      data: { type: 'string' },
+      'in-memory': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -60,9 +68,10 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     allowedOrigins: allowed ? parseAllowedOrigins(allowed) : undefined,
     allowedSources: listOption(values['allowed-sources'] ?? env.AIGRID_ALLOWED_SOURCES),
     owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
+    dataDir: values['in-memory'] ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
-  console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})`);
+  console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})${server.dataDir ? `, data in ${server.dataDir}` : ', nothing kept on disk'}`);
 
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {

@@ -48,6 +48,19 @@ export class Reputation {
   /** Clients that sent forged evidence -> until when their reports are ignored. */
   private readonly forgers = new Map<string, number>();
 
+  /** `restored`: the records kept before a restart. `onChange` is called after a record changes. */
+  constructor(
+    restored: Record<string, KeyRecord> = {},
+    private readonly onChange: () => void = () => {},
+  ) {
+    for (const [peerId, r] of Object.entries(restored).slice(-MAX_KEYS)) this.keys.set(peerId, { ...r });
+  }
+
+  /** Every key's record, as the data folder keeps them. */
+  records(): Record<string, KeyRecord> {
+    return Object.fromEntries(this.keys);
+  }
+
   of(peerId: string): KeyRecord {
     return this.keys.get(peerId) ?? { verified: 0, wrong: 0, timeouts: 0 };
   }
@@ -101,6 +114,7 @@ export class Reputation {
       else r.timeouts++;
       counted++;
     }
+    if (counted) this.onChange();
     return counted;
   }
 
@@ -111,6 +125,7 @@ export class Reputation {
     if (now - (this.counted.get(key) ?? -Infinity) < BLAME_WINDOW_MS) return false;
     this.remember(key, now);
     this.entry(peerId).wrong++;
+    this.onChange();
     return true;
   }
 

@@ -20,7 +20,7 @@ import { createHttpHandler, type HttpMount } from './http.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
-import type { ServingStore } from './serving-store.ts';
+import { DataDir } from './data-dir.ts';
 
 export const SIGNAL_PATH = '/signal';
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
@@ -40,8 +40,13 @@ export interface SignalingServerOptions {
   /** The built web app; without it, pages answer 404 with a hint to build. */
   staticDir?: string;
   store?: RegistryStore;
-  /** What the networks serve (models, placements, readiness); in memory when not given. */
-  serving?: ServingStore;
+  /**
+   * A folder where served models, network rules, reputations and the ticket key outlive a restart
+   * (data-dir.ts); without it the server keeps them in memory only.
+   */
+  dataDir?: string;
+  /** How long a restarted server keeps restored placements while their peers come back (default 15 s). */
+  recoveryMs?: number;
   /**
    * More HTTP routes on the same port, tried before the server's own: answers true when it took
    * the request (e.g. `aigrid start` mounts the OpenAI gateway on /v1). The server imports none.
@@ -66,6 +71,8 @@ export interface SignalingServer {
   httpUrl: string;
   wsUrl: string;
   port: number;
+  /** The data folder, when the server keeps its state on disk. */
+  dataDir?: string;
   /** Tells peers the server stops (leave reason 'shutdown'), closes every socket and the port. */
   close(): Promise<void>;
 }
@@ -85,11 +92,14 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const loopbackBound = isLoopbackAddress(host);
   const sources: SourcePolicy = { loopbackBound, allowed: options.allowedSources ?? [] };
   const store = options.store ?? new MemoryRegistry();
+  const data = options.dataDir === undefined ? undefined : await DataDir.open(options.dataDir, log);
   const hub = new Hub({
     store,
-    // A fresh key per start: tickets last minutes, and peers learn the key anew in each welcome.
-    serverKey: ephemeralIdentity(),
-    serving: options.serving,
+    // Kept in the data folder, so tickets and the key peers learned survive a restart; else a
+    // fresh key per start (tickets last minutes, and peers learn the key anew in each welcome).
+    serverKey: data?.serverKey ?? ephemeralIdentity(),
+    data,
+    recoveryMs: options.recoveryMs,
     heartbeatMs,
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),
     maxFrameBytes,
@@ -127,6 +137,9 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
       http.off('error', reject);
       resolve();
     });
+  }).catch(async (err: unknown) => {
+    await data?.close(); // the folder is free for the next attempt
+    throw err;
   });
   http.on('error', (err) => log(`http server error: ${err.message}`));
   const timer = setInterval(() => hub.tick(), heartbeatMs);
@@ -141,10 +154,12 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     httpUrl: `http://${hostPart}:${bound}`,
     wsUrl: `ws://${hostPart}:${bound}${SIGNAL_PATH}`,
     port: bound,
+    dataDir: data?.dir,
     close: () =>
       (closing ??= (async () => {
         clearInterval(timer);
         await hub.shutdown();
+        await data?.close();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         await new Promise<void>((resolve) => {
           http.close(() => resolve());

@@ -1,8 +1,11 @@
 // Where the coordinator keeps what each network serves: the models, their placements, and what
-// each assigned peer last reported. In memory here; like RegistryStore, the interface is the seam
-// for a store shared by several signaling processes.
+// each assigned peer last reported. In memory, told to a data folder (data-dir.ts) on each change
+// when the server has one; like RegistryStore, the interface is the seam for a store shared by
+// several signaling processes.
 import type { Placement } from '../plan/index.ts';
+import { coverageOf } from '../plan/layout.ts';
 import type { ModelSpec, ServingState } from '../protocol/index.ts';
+import type { StoredModel } from './data-dir.ts';
 
 export interface PeerServing {
   state: ServingState;
@@ -33,6 +36,19 @@ export interface ServingStore {
 export class MemoryServingStore implements ServingStore {
   private readonly byNetwork = new Map<string, ServedModel[]>();
 
+  /** `onChange`: called after every set or delete (the data folder writes the new state). */
+  constructor(
+    restored: Record<string, StoredModel[]> = {},
+    private readonly onChange: () => void = () => {},
+  ) {
+    for (const [network, models] of Object.entries(restored)) if (models.length) this.byNetwork.set(network, models.map(servedFromStored));
+  }
+
+  /** Every network's models as the data folder keeps them (placements, not readiness). */
+  stored(): Record<string, StoredModel[]> {
+    return Object.fromEntries([...this.byNetwork].map(([network, models]) => [network, models.map(storedFromServed)]));
+  }
+
   async get(network: string): Promise<ServedModel[]> {
     return this.byNetwork.get(network) ?? [];
   }
@@ -40,9 +56,25 @@ export class MemoryServingStore implements ServingStore {
   async set(network: string, models: ServedModel[]): Promise<void> {
     if (models.length === 0) this.byNetwork.delete(network);
     else this.byNetwork.set(network, models);
+    this.onChange();
   }
 
   async delete(network: string): Promise<void> {
     this.byNetwork.delete(network);
+    this.onChange();
   }
+}
+
+function storedFromServed({ spec, owner, placement }: ServedModel): StoredModel {
+  return { spec, owner, assignments: [...(placement?.assignments ?? [])].map(([peerId, r]) => [peerId, r.start, r.end]) };
+}
+
+/** A model as it was before a restart: its placement as stored, every holder loading until it reports. */
+function servedFromStored({ spec, owner, assignments }: StoredModel): ServedModel {
+  // Ordered by peerId, as placement keeps them.
+  const kept = assignments.filter(([, start, end]) => start < end && end <= spec.numLayers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const ranges = new Map(kept.map(([peerId, start, end]) => [peerId, { start, end }]));
+  const coverage = coverageOf(spec.numLayers, ranges.values());
+  const placement: Placement | null = ranges.size ? { model: spec, assignments: ranges, coverage, replication: Math.min(...coverage) } : null;
+  return { spec, owner, placement, status: new Map() };
 }

@@ -5,7 +5,7 @@
 // (random weights, said loudly) served from this process under /models/.
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGatewayHandler } from '../gateway/index.ts';
@@ -13,6 +13,7 @@ import { defaultModelId } from '../grid/model-spec.ts';
 import { DEFAULT_HF_BASE_URL } from '../model/checkpoint/source.ts';
 import { connect, type ServeOptions } from '../sdk/node.ts';
 import { isLoopbackAddress } from '../../protocol/index.ts';
+import { defaultStateDir } from '../../protocol/state-files.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
@@ -40,6 +41,10 @@ Options:
   --no-peer           run no built-in peer (and serve no default model)
   --backend B         the built-in peer's backend: webgpu, cpu or auto (default auto: a hardware
                       GPU when Node has one, else the CPU)
+  --data DIR          where the server keeps served models, network rules and reputations across
+                      restarts (env AIGRID_DATA; default start/ in the state folder, AIGRID_STATE_DIR
+                      or ~/.local/state/aigrid)
+  --in-memory         keep nothing on disk
   --api-key K         require this bearer token on /v1 (env AIGRID_API_KEY)
   --allowed-origins O web pages allowed to use the server (/signal and /v1) besides loopback pages
                       and extensions: a comma-separated list of origins, or * for any (env
@@ -59,6 +64,8 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       model: { type: 'string', default: process.env.AIGRID_MODEL },
       'memory-mb': { type: 'string', default: '2048' },
       'no-peer': { type: 'boolean', default: false },
+      data: { type: 'string', default: process.env.AIGRID_DATA },
+      'in-memory': { type: 'boolean', default: false },
       backend: { type: 'string', default: 'auto' },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
       'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
@@ -82,6 +89,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     staticDir: resolve(ROOT, 'dist/app'),
     mount: (req, res) => mounts.some((m) => m(req, res)),
     allowedOrigins,
+    dataDir: values['in-memory'] ? undefined : (values.data ?? join(defaultStateDir(), 'start')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
   const grid = await connect({ signal: server.wsUrl, network: values.network, identity: await identityOption(undefined, 'start'), peerIdentity: values['no-peer'] ? undefined : await identityOption(undefined, 'start-peer') });

@@ -2,17 +2,12 @@
 // owner only, so a peer restarted on the same machine keeps its id, its models and its history.
 // A lock file beside it stops a second live process from using the same key: the two would
 // take the identity from each other at the server.
-import { rmSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { AigridError, fromBase64Url, identityFromSeed, toBase64Url, type Identity } from '../../protocol/index.ts';
+import { defaultStateDir, holderName, lockFile, unlockFile } from '../../protocol/state-files.ts';
 
-/** Where the CLI keeps its key files: AIGRID_STATE_DIR, else $XDG_STATE_HOME/aigrid, else ~/.local/state/aigrid. */
-export function defaultStateDir(): string {
-  if (process.env.AIGRID_STATE_DIR) return process.env.AIGRID_STATE_DIR;
-  return join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'aigrid');
-}
+export { defaultStateDir };
 
 /** The key file a CLI command uses when not given --identity. */
 export function defaultIdentityFile(role: string): string {
@@ -28,8 +23,6 @@ interface KeyFile {
   x: string;
 }
 
-const held = new Set<string>();
-
 /**
  * Loads the identity in `path`, creating the file (mode 0600, its folder 0700) when it does not
  * exist. Throws ERR_IDENTITY_IN_USE while another live process (or this one) holds it, and
@@ -37,11 +30,11 @@ const held = new Set<string>();
  */
 export async function loadIdentityFile(path: string): Promise<Identity> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await lock(path);
+  await lockFile(path, inUse(path));
   try {
     return identityFromSeed(await readOrCreateSeed(path));
   } catch (err) {
-    await unlock(path);
+    await unlockFile(path);
     throw err;
   }
 }
@@ -70,50 +63,6 @@ async function readOrCreateSeed(path: string): Promise<Uint8Array> {
   return stored;
 }
 
-async function lock(path: string): Promise<void> {
-  const lockPath = `${path}.lock`;
-  if (held.has(path)) throw inUse(path, process.pid);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(lockPath, 'wx', 0o600);
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      held.add(path);
-      process.once('exit', () => rmLockSync(lockPath));
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) throw inUse(path, pid);
-    await rm(lockPath, { force: true }); // left by a process that died
-  }
-  throw inUse(path, undefined);
-}
-
-async function unlock(path: string): Promise<void> {
-  held.delete(path);
-  await rm(`${path}.lock`, { force: true });
-}
-
-function rmLockSync(lockPath: string): void {
-  try {
-    rmSync(lockPath, { force: true });
-  } catch {
-    // exiting anyway
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function inUse(path: string, pid: number | undefined): AigridError {
-  const who = pid === process.pid ? 'this process' : pid ? `process ${pid}` : 'another process';
-  return new AigridError('ERR_IDENTITY_IN_USE', `identity file ${path} is in use by ${who}; give each running peer its own (--identity FILE)`);
+function inUse(path: string): (pid: number | undefined) => AigridError {
+  return (pid) => new AigridError('ERR_IDENTITY_IN_USE', `identity file ${path} is in use by ${holderName(pid)}; give each running peer its own (--identity FILE)`);
 }

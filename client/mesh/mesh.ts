@@ -279,7 +279,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
 
   private onWelcome(welcome: Extract<ServerMessage, { type: 'welcome' }>): void {
     const present = new Set(welcome.peers.map((p) => p.peerId));
-    for (const id of [...this.directory.keys()]) if (!present.has(id)) this.onLeave(id, 'closed');
+    // After a reconnect (a restarted server, say) the others may not be back yet: an open link
+    // proves its peer alive, so it stays until it fails itself or the peer's leave is announced.
+    for (const id of [...this.directory.keys()]) if (!present.has(id) && !this.links.get(id)?.open) this.onLeave(id, 'closed');
     for (const peer of welcome.peers) this.directory.set(peer.peerId, peer);
     this.emit('peers', this.peers());
     if (this.options.autoConnect === false) return;
