@@ -109,7 +109,7 @@ class RawConnection {
         headers[name] = line.slice(colon + 1).trim();
       }
       if (status >= 100 && status < 200) continue;
-      let body = Buffer.alloc(0);
+      let body: Buffer = Buffer.alloc(0);
       if (!head && status !== 204 && status !== 304) {
         if (headers['transfer-encoding'] === 'chunked') body = await this.chunked(deadline);
         else if (headers['content-length'] !== undefined) {
@@ -336,7 +336,7 @@ describe('fuzz: gateway HTTP API', () => {
         }
         conn.socket.write(req.bytes);
         tally.sent++;
-        let res: Response;
+        let res!: Response;
         try {
           res = await conn.response(req.head, ANSWER_MS);
         } catch (err) {
