@@ -318,6 +318,7 @@ describe('OpenAI-compatible gateway', () => {
     const help = await promisify(execFile)(process.execPath, [BIN, 'gateway', '--help']);
     expect(help.stdout).toContain('Usage: aigrid gateway');
     expect(help.stdout).toContain('--api-key K');
+    for (const flag of ['--max-concurrent N', '--max-queue N', '--request-timeout S', '--shutdown-grace S']) expect(help.stdout).toContain(flag);
     const child = spawn(process.execPath, [BIN, 'gateway', '--signal', net.server.wsUrl, '--network', NETWORK, '--port', '0'], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, AIGRID_STATE_DIR: mkdtempSync(join(tmpdir(), 'aigrid-state-')) },
