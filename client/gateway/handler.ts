@@ -93,7 +93,7 @@ export function createGatewayHandler(grid: GatewayGrid, options: GatewayOptions 
       shared.admission.close(shuttingDown());
       shared.models.close();
       await drained(graceMs);
-      const late = new ApiError(503, `The gateway shut down; this request was still running ${graceMs} ms after it began to.`, 'ERR_SERVER_SHUTDOWN', null, { 'Retry-After': '5' });
+      const late = new ApiError(503, `The gateway shut down; this request was still running when its grace period of ${graceMs} ms ended.`, 'ERR_SERVER_SHUTDOWN', null, { 'Retry-After': '5' });
       for (const [ctx, controller] of open) end(ctx, controller, late);
       shared.pacer.close(late);
       await drained(FINAL_WRITE_MS);
