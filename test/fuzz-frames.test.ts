@@ -39,6 +39,7 @@ import {
   SessionSetupSchema,
   SignedLeafSchema,
   signLeaf,
+  signTicket,
   unwrapSigned,
   wrapSigned,
   type ErrorCode,
@@ -84,6 +85,8 @@ const prev = testIdentity('fuzz-prev');
 const hop = testIdentity('fuzz-hop');
 const next = testIdentity('fuzz-next');
 const stranger = testIdentity('fuzz-stranger');
+/** The key a coordinator signs route tickets with. */
+const coordinator = testIdentity('fuzz-coordinator');
 const MODEL = 'tiny-llama';
 const H = 64;
 
@@ -256,15 +259,17 @@ describe('fuzz: peer frame decoders', () => {
 async function hopServer() {
   const sent: { to: string; type: number; payload: Uint8Array }[] = [];
   let sends = 0;
+  const byType: Record<number, number> = {};
   const warnings: unknown[] = [];
   const listeners: ((s: { to: string; type: number; payload: Uint8Array }) => void)[] = [];
   const mesh = {
     peerId: hop.peerId,
     network: 'net',
     identity: hop,
-    signaling: { serverKey: undefined },
+    signaling: { serverKey: coordinator.publicKey },
     send: async (to: string, type: number, payload: Uint8Array) => {
       sends++;
+      byType[type] = (byType[type] ?? 0) + 1;
       const s = { to, type, payload };
       sent.push(s);
       if (sent.length > 256) sent.shift();
@@ -281,12 +286,13 @@ async function hopServer() {
   const assignment = new Assignment(spec, 0, 4, checkpointOpener(openModelNode, { cache: false }), { backend: 'cpu' }, () => {}, { embed: true, head: true });
   await assignment.ready;
   const sessions = new HopSessions(60_000);
-  const server = new HopServer(mesh, sessions, { assignmentOf: (id) => (id === MODEL ? assignment : undefined), warn: (err) => warnings.push(err) }, { perClient: 64, total: 256 });
+  const server = new HopServer(mesh, sessions, { assignmentOf: (id) => (id === MODEL ? assignment : undefined), warn: (err) => warnings.push(err) }, { perClient: 512, total: 512 });
   return {
     server,
     sessions,
     assignment,
     sent,
+    byType,
     warnings,
     get sends() {
       return sends;
@@ -344,6 +350,12 @@ describe('fuzz: a HopServer on a real shard', () => {
       if (kind === 'setup') {
         const fresh = { kind: m.pick(kinds), sessionId: sid(rand), pos: 0 };
         const setup = routes[fresh.kind]!(fresh.sessionId);
+        // Now and then the range is the coordinator's: the setup carries its ticket, checked before the session opens.
+        hs.assignment.ticketed = m.chance(0.25);
+        if (hs.assignment.ticketed) {
+          const hops = setup.hops.map(({ peerId, start, end }) => ({ peerId, start, end }));
+          setup.ticket = await signTicket(coordinator, { network: 'net', modelId: MODEL, client: client.peerId, hops, expires: Date.now() + 60_000 });
+        }
         const text = mutate ? m.json(setup) : JSON.stringify(setup);
         input = typeof text === 'string' ? new TextEncoder().encode(text) : text;
         if (!mutate) live.push(fresh);
@@ -432,9 +444,10 @@ describe('fuzz: a HopServer on a real shard', () => {
       }
     }
     for (const w of hs.warnings) expect(w).toBeInstanceOf(AigridError);
-    expect(hs.sessions.size).toBeLessThanOrEqual(256);
+    expect(hs.sessions.size).toBeLessThanOrEqual(512);
 
     // Still serving: a new light session gets its logits.
+    hs.assignment.ticketed = false;
     const sessionId = 'feedfacefeedface';
     const setup = routes.light!(sessionId);
     const acked = hs.waitSend((s) => s.type === ServingFrame.session && s.to === client.peerId && decodeControl(SessionSetupSchema, s.payload, 'session').sessionId === sessionId, 5000);
@@ -449,8 +462,10 @@ describe('fuzz: a HopServer on a real shard', () => {
     expect(decodeLogits(out.payload).logits.length).toBe(256);
 
     const grown = (await settledHeap()) - heap;
-    console.log(`hop server: ${HOP_CASES} cases in ${(performance.now() - started).toFixed(0)} ms, ${hs.sends} sends, heap ${(grown / 2 ** 20).toFixed(1)} MiB after; ${JSON.stringify(Object.fromEntries(stats))}`);
+    console.log(`hop server: ${HOP_CASES} cases in ${(performance.now() - started).toFixed(0)} ms, ${hs.sends} sends ${JSON.stringify(hs.byType)}, heap ${(grown / 2 ** 20).toFixed(1)} MiB after; ${JSON.stringify(Object.fromEntries(stats))}`);
     expect(grown).toBeLessThan(96 * 2 ** 20);
     expect(stats.get('input') ?? 0).toBeGreaterThan(HOP_CASES / 20);
+    // Every path ran: acks, outputs passed on or returned, refusals.
+    for (const type of [ServingFrame.session, ServingFrame.signed, ServingFrame.fail]) expect(hs.byType[type] ?? 0, `sends of type ${type}`).toBeGreaterThan(50);
   });
 });
