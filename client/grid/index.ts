@@ -5,10 +5,10 @@ export { GridPeer, DEFAULT_SESSION_IDLE_MS, DEFAULT_STATUS_INTERVAL_MS, type Gri
 export { type HeadParts, type ShardSettings } from './assignment.ts';
 export { RemoteChain, type RemoteChainOptions } from './client.ts';
 export { RemoteModel, type RemoteModelOptions } from './remote-model.ts';
-export { DEFAULT_CHUNK_TOKENS, MIN_CHUNK_TOKENS, type FailoverEvent, type RouteOptions } from './route-runner.ts';
+export { DEFAULT_CHUNK_TOKENS, DEFAULT_ROUTE_WAIT_MS, MIN_CHUNK_TOKENS, type FailoverEvent, type RouteOptions, type RouteWaitEvent } from './route-runner.ts';
 export { RouteFailure } from './remote-session.ts';
 export { difference, majority } from '../../protocol/index.ts';
 export { Verifier, type CheckEvent, type PeerVerdict, type VerifyOptions } from './verifier.ts';
-export { explicitRoutes, meshRoutes, PeerLatency, signalingRoutes, type RouteSource } from './routes.ts';
+export { explicitRoutes, layersLoading, meshRoutes, PeerLatency, signalingRoutes, type LayerRange, type RouteSource } from './routes.ts';
 export { DecodeBatcher, type BatchStats } from './decode-batcher.ts';
 export { defaultModelId, modelSpecFromCheckpoint, modelSpecFromConfig, weightsPerLayer, type ModelSpecOptions } from './model-spec.ts';

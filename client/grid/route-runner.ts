@@ -4,6 +4,8 @@
 // and replays the inputs: the new hops rebuild their KV caches from exactly the values the old ones
 // saw, so greedy output does not change. RemoteChain (hidden states in and out) and RemoteModel
 // (token ids in, logits out) are the two shapes built on it (subclasses that give the shape).
+// A route refused because peers assigned the missing layers are still loading them (a replacement
+// that just joined) is asked for again with backoff, for a bounded time, instead of failing.
 import type { Mesh } from '../mesh/mesh.ts';
 import {
   AigridError,
@@ -26,7 +28,7 @@ import {
 import { generate, type GenerateOptions, type GenerateResult, type TokenModel } from '../model/generate.ts';
 import { RemoteSession, RouteFailure, type SessionRows } from './remote-session.ts';
 import type { Route } from '../mesh/signaling-client.ts';
-import type { RouteSource } from './routes.ts';
+import type { LayerRange, RouteSource } from './routes.ts';
 import { Verifier, type Replayed, type VerifyOptions } from './verifier.ts';
 import { EvidenceKeeper } from './evidence-keeper.ts';
 import { gatherAccusation, type RunRef } from './accuser.ts';
@@ -34,6 +36,11 @@ import { gatherAccusation, type RunRef } from './accuser.ts';
 export const DEFAULT_CHUNK_TOKENS = 64;
 /** Fewer tokens per prefill frame would waste each hop's per-frame overhead. */
 export const MIN_CHUNK_TOKENS = 16;
+/** Longest wait for peers still loading the layers of a route asked for (see RouteOptions.routeWaitMs). */
+export const DEFAULT_ROUTE_WAIT_MS = 30_000;
+/** The first pause before a route is asked for again; pauses double up to the longest. */
+const ROUTE_WAIT_FIRST_MS = 200;
+const ROUTE_WAIT_LONGEST_MS = 2_000;
 
 export interface RouteOptions {
   mesh: Mesh;
@@ -50,6 +57,14 @@ export interface RouteOptions {
   /** How long a failed peer stays excluded from routes (default 60 s). */
   badPeerMs?: number;
   onFailover?: (event: FailoverEvent) => void;
+  /**
+   * Longest wait, per route asked for, while the route source answers ERR_NO_ROUTE but says the
+   * peers assigned the missing layers are still loading them (default 30 s; 0: never wait). A
+   * layer no peer is assigned fails at once.
+   */
+  routeWaitMs?: number;
+  /** Each pause before a route (or a spot-check's replacement hop) is asked for again. */
+  onRouteWait?: (event: RouteWaitEvent) => void;
   /** Spot-checks of finished sessions (with a route source that can replace a hop); none when not given. */
   verify?: VerifyOptions;
 }
@@ -62,6 +77,17 @@ export interface FailoverEvent {
   blame?: string;
   /** Rows the next route must replay. */
   replayTokens: number;
+}
+
+export interface RouteWaitEvent {
+  /** The refusal waited on. */
+  error: AigridError;
+  /** Time since the first ask, in ms. */
+  waitedMs: number;
+  /** The pause before the next ask, in ms. */
+  pauseMs: number;
+  /** The layers asked for: the whole model, or a replaced hop's. */
+  range?: LayerRange;
 }
 
 /** What makes one shape differ from the other: the inputs' width and type, and the stage roles. */
@@ -100,6 +126,8 @@ export abstract class RouteRunner {
   private readonly keeper: EvidenceKeeper;
   /** Set by close(): sessions released then are not checked (nothing would hear the replays). */
   private closing = false;
+  /** Wakes the route waits in progress (close() ends them). */
+  private readonly wakers = new Set<() => void>();
   private readonly chunkTokens: number;
   private readonly detach: () => void;
 
@@ -116,7 +144,12 @@ export abstract class RouteRunner {
     const { replacing } = options.routes;
     if (options.verify && replacing) {
       const replay = (route: Route, rows: SessionRows, ends: readonly number[]) => this.replay(route, rows, ends);
-      this.verifier = new Verifier({ replacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), {
+      // A replacement hop may be loading too: its layers are those of the hop it replaces.
+      const patientReplacing = (route: readonly Hop[], peer: string, exclude: readonly string[]) => {
+        const hop = route.find((h) => h.peerId === peer);
+        return this.patiently(() => replacing(route, peer, exclude), hop && { start: hop.start, end: hop.end });
+      };
+      this.verifier = new Verifier({ replacing: patientReplacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), {
         accuse: (accused, runs, requestId) => this.accuse(accused, runs, requestId),
         settled: (ids) => ids.forEach((id) => this.keeper.forget(id)),
         ...options.verify,
@@ -290,11 +323,58 @@ export abstract class RouteRunner {
     for (const id of [...this.sessions.keys()]) this.release(id);
     // Spot-check replays still running end now rather than at their timeout.
     for (const remote of [...this.remotes.values()]) remote.fail(new RouteFailure('ERR_ABORTED', 'the client closed'));
+    for (const wake of [...this.wakers]) wake();
     this.detach();
   }
 
   private async openRemote(): Promise<RemoteSession> {
-    return this.openOn(await this.options.routes(this.badPeers()));
+    return this.openOn(await this.patiently(() => this.options.routes(this.badPeers())));
+  }
+
+  /**
+   * Asks for a route, and asks again (pauses from 200 ms doubling to 2 s, jittered) while it is
+   * refused ERR_NO_ROUTE and the source says peers assigned the missing layers are still loading
+   * them, for at most routeWaitMs in all. Any other refusal, or one with a layer nobody is
+   * assigned, is answered at once; one that outlasts the wait says how long it waited.
+   */
+  private async patiently(ask: () => Promise<Route>, range?: LayerRange): Promise<Route> {
+    const { loading } = this.options.routes;
+    const limit = this.options.routeWaitMs ?? DEFAULT_ROUTE_WAIT_MS;
+    const started = Date.now();
+    let pause = ROUTE_WAIT_FIRST_MS;
+    for (let asked = 1; ; asked++) {
+      try {
+        return await ask();
+      } catch (err) {
+        if (!loading || !(err instanceof AigridError) || err.code !== 'ERR_NO_ROUTE' || this.closing) throw err;
+        const waitedMs = Date.now() - started;
+        const left = limit - waitedMs;
+        const stillLoading = left > 0 && (await loading(range).catch(() => false));
+        if (!stillLoading) {
+          if (asked === 1) throw err;
+          const why = left > 0 ? 'until no peer was loading them' : 'for peers loading the layers';
+          throw new AigridError('ERR_NO_ROUTE', `${err.message} (asked ${asked} times over ${waitedMs} ms, waiting ${why})`, { cause: err });
+        }
+        const pauseMs = Math.round(Math.min(pause * (0.75 + Math.random() / 2), left));
+        this.options.onRouteWait?.({ error: err, waitedMs, pauseMs, ...(range ? { range } : {}) });
+        await this.sleep(pauseMs);
+        if (this.closing) throw new AigridError('ERR_ABORTED', `the client closed while waiting for a route (${err.message})`);
+        pause = Math.min(pause * 2, ROUTE_WAIT_LONGEST_MS);
+      }
+    }
+  }
+
+  /** A pause that close() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.wakers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.wakers.add(wake);
+    });
   }
 
   private async openOn(route: Route): Promise<RemoteSession> {

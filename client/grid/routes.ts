@@ -2,7 +2,7 @@
 // alternatives. Either way a failed peer is excluded from the next route asked for.
 import type { Mesh } from '../mesh/mesh.ts';
 import type { Route, SignalingClient } from '../mesh/signaling-client.ts';
-import { AigridError, describeRoute, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop } from '../../protocol/index.ts';
+import { AigridError, describeRoute, MAX_LATENCY_ENTRIES, MAX_LATENCY_MS, type Hop, type ModelCoverage } from '../../protocol/index.ts';
 
 /**
  * A chain of hops covering the model that avoids the excluded peers (with the coordinator's ticket
@@ -14,7 +14,39 @@ export type RouteSource = ((exclude: readonly string[]) => Promise<Route>) & {
    * of `exclude`). Only a source that can ask the coordinator has it.
    */
   replacing?: (route: readonly Hop[], peer: string, exclude: readonly string[]) => Promise<Route>;
+  /**
+   * After a refusal with ERR_NO_ROUTE: whether asking again soon may succeed because peers assigned
+   * the layers of `range` (default: the whole model) are still loading them. False when some layer
+   * has no assigned peer at all. Only a source that sees the coordinator's coverage has it.
+   */
+  loading?: (range?: LayerRange) => Promise<boolean>;
 };
+
+export interface LayerRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Whether a model's coverage says peers are still loading some of `range`'s layers while every one
+ * of them has an assigned peer: each layer is assigned to at least one peer, and some layer has
+ * fewer ready peers than assigned ones. A route the coordinator could not give may come once they
+ * are ready; with a layer nobody is assigned (memory short, model withdrawn), none will.
+ */
+export function layersLoading(coverage: ModelCoverage | undefined, range?: LayerRange): boolean {
+  if (!coverage) return false;
+  const { assigned, ready } = coverage;
+  const start = Math.max(0, range?.start ?? 0);
+  const end = Math.min(assigned.length, range?.end ?? assigned.length);
+  if (end <= start) return false;
+  let loading = false;
+  for (let l = start; l < end; l++) {
+    const a = assigned[l] ?? 0;
+    if (a === 0) return false;
+    if ((ready[l] ?? 0) < a) loading = true;
+  }
+  return loading;
+}
 
 /** The first of the given routes that avoids every excluded peer. */
 export function explicitRoutes(routes: readonly (readonly Hop[])[]): RouteSource {
@@ -141,6 +173,7 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
   };
   source.replacing = (route, peer, exclude) =>
     patiently(() => signaling.requestRoute(modelId, { around: route.map(({ peerId, start, end }) => ({ peerId, start, end })), replace: peer, exclude: [...exclude].slice(0, 64), timeoutMs }));
+  source.loading = async (range) => layersLoading((await signaling.listModels(timeoutMs)).find((m) => m.model.modelId === modelId), range);
   return source;
 }
 
