@@ -332,9 +332,11 @@ describe('fuzz: signaling server', () => {
 
     stop = true;
     await pinger;
-    // Still working: a newcomer joins the network and hears the watcher; the watcher still pongs.
+    // Still working: a newcomer joins the network and its offer reaches the watcher; the watcher still pongs.
     const late = await TestClient.join(server.wsUrl, 'fuzz-late', NETWORK);
-    expect(late.all('welcome')[0]!.peers.map((p) => p.peerId)).toContain(watcherId);
+    const offer = { type: 'offer', sdp: 'v=0 after the fuzz' } as const;
+    late.send({ type: 'signal', to: watcherId, data: offer });
+    expect((await watcher.next('signal', (m) => m.from === idOf('fuzz-late'), 5000)).data).toEqual(offer);
     watcher.send({ type: 'ping', id: 1 });
     await watcher.next('pong', (m) => m.id === 1, PONG_MS);
     await late.close();
