@@ -13,3 +13,4 @@ export * from './tickets.ts';
 export * from './agreement.ts';
 export * from './evidence.ts';
 export * from './accusation.ts';
+export * from './ice.ts';

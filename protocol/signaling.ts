@@ -22,6 +22,7 @@ import {
 } from './serving.ts';
 import { ServerKeySchema } from './tickets.ts';
 import { AccusationSchema } from './accusation.ts';
+import { IceServerSchema, IceTransportPolicySchema, MAX_ICE_SERVERS } from './ice.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -108,6 +109,10 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     heartbeatMs: z.number().int().positive(),
     /** The network's owner: it sets who may serve, and may change or withdraw any model. */
     owner: PeerIdSchema.optional(),
+    /** ICE servers for this peer's links (TURN ones with credentials minted for it; ice.ts). */
+    iceServers: z.array(IceServerSchema).max(MAX_ICE_SERVERS).optional(),
+    /** 'relay': the server's operator makes every link go through a TURN relay. */
+    iceTransportPolicy: IceTransportPolicySchema.optional(),
     limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
     /** The server's public key: it signs the route tickets hops check. */
     serverKey: ServerKeySchema.optional(),

@@ -32,6 +32,7 @@ import type { SourcePolicy } from './sources.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
 import type { DataDir, StoredNetwork } from './data-dir.ts';
+import type { WelcomeIce } from './ice.ts';
 import { MemoryServingStore } from './serving-store.ts';
 
 export interface HubOptions {
@@ -53,6 +54,8 @@ export interface HubOptions {
   owner?: string;
   /** The key that signs route tickets; its public half goes out in every welcome. */
   serverKey: Identity;
+  /** The ICE servers (with credentials minted for the peer) and policy each welcome carries. */
+  ice?: (peerId: string) => WelcomeIce;
   log: (line: string) => void;
 }
 
@@ -355,6 +358,7 @@ export class Hub {
       owner: rules.owner,
       limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
       serverKey: this.opts.serverKey.publicKey,
+      ...this.opts.ice?.(peerId),
     });
     this.broadcast(network, { type: 'join', peer }, conn);
     this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);

@@ -21,6 +21,7 @@ import type { SourcePolicy } from './sources.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import { DataDir } from './data-dir.ts';
+import { iceForPeers, type IceOptions } from './ice.ts';
 
 export const SIGNAL_PATH = '/signal';
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
@@ -64,6 +65,8 @@ export interface SignalingServerOptions {
   allowedSources?: readonly string[];
   /** The peer id (of a key) that owns every network on this server; else each network's first peer. */
   owner?: string;
+  /** STUN/TURN servers handed to every peer in its welcome, TURN credentials minted per peer (ice.ts). */
+  ice?: IceOptions;
   log?: (line: string) => void;
 }
 
@@ -89,6 +92,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     throw new AigridError('ERR_INVALID_ARGUMENT', `maxFrameBytes may not exceed ${HARD_SIGNAL_FRAME_BYTES}`);
   }
   const log = options.log ?? (() => {});
+  const ice = iceForPeers(options.ice); // a bad URL or a missing secret is refused before anything starts
   const loopbackBound = isLoopbackAddress(host);
   const sources: SourcePolicy = { loopbackBound, allowed: options.allowedSources ?? [] };
   const store = options.store ?? new MemoryRegistry();
@@ -108,6 +112,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     messagesPerSecond: positive('messagesPerSecond', options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND),
     sources,
     owner: options.owner,
+    ice,
     log,
   });
 

@@ -30,7 +30,13 @@ export interface MeshOptions extends MeshPlatform {
   /** Open links to peers already in the network when we join (up to maxConnections). */
   autoConnect?: boolean;
   connectTimeoutMs?: number;
+  /**
+   * ICE servers of this peer's own; they come before those the signaling server hands out in its
+   * welcome (STUN/TURN with fresh credentials), and both are used.
+   */
   iceServers?: RTCIceServer[];
+  /** 'relay' makes every link go through TURN; the server's welcome can also ask for it. */
+  iceTransportPolicy?: RTCIceTransportPolicy;
   maxFrameBytes?: number;
   /**
    * Links that carried no frame for this long are closed (default 2 min); at the link cap, the
@@ -82,6 +88,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   private readonly holds = new Map<string, number>();
   private readonly idleLinkMs: number;
   private readonly sweeper: ReturnType<typeof setInterval>;
+  /** ICE servers and policy from the server's latest welcome (credentials renewed by each). */
+  private serverIce: Pick<Extract<ServerMessage, { type: 'welcome' }>, 'iceServers' | 'iceTransportPolicy'> = {};
   private closed = false;
 
   constructor(private readonly options: MeshOptions) {
@@ -218,7 +226,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       remoteId: peerId,
       initiator,
       wrtc: this.options.wrtc,
-      iceServers: this.options.iceServers,
+      iceServers: [...(this.options.iceServers ?? []), ...(this.serverIce.iceServers ?? [])],
+      iceTransportPolicy: this.options.iceTransportPolicy === 'relay' || this.serverIce.iceTransportPolicy === 'relay' ? 'relay' : this.options.iceTransportPolicy,
       connectTimeoutMs: this.options.connectTimeoutMs,
       maxFrameBytes: this.options.maxFrameBytes,
     });
@@ -278,6 +287,7 @@ export class Mesh extends EventEmitter<MeshEvents> {
   }
 
   private onWelcome(welcome: Extract<ServerMessage, { type: 'welcome' }>): void {
+    this.serverIce = { iceServers: welcome.iceServers, iceTransportPolicy: welcome.iceTransportPolicy };
     const present = new Set(welcome.peers.map((p) => p.peerId));
     // After a reconnect (a restarted server, say) the others may not be back yet: an open link
     // proves its peer alive, so it stays until it fails itself or the peer's leave is announced.

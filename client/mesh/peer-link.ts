@@ -28,6 +28,8 @@ export interface PeerLinkOptions {
   wrtc?: WrtcImplementation;
   /** ICE servers; none by default, so no outside host is ever contacted. */
   iceServers?: RTCIceServer[];
+  /** 'relay': only TURN relay candidates; a link that gathers none fails at once (ERR_CONNECTION_FAILED). */
+  iceTransportPolicy?: RTCIceTransportPolicy;
   connectTimeoutMs?: number;
   maxFrameBytes?: number;
 }
@@ -74,6 +76,7 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   private _opened = false;
   private answered = false;
   private _closed = false;
+  private relayGathered = false;
   /** Bytes per channel message: the negotiated max message size, capped (see limits.ts). */
   chunkBytes = DEFAULT_CHUNK_BYTES;
 
@@ -86,10 +89,21 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
       initiator: options.initiator,
       trickle: true,
       wrtc: options.wrtc as SimplePeer.Options['wrtc'],
-      config: { iceServers: options.iceServers ?? [] },
+      config: { iceServers: options.iceServers ?? [], ...(options.iceTransportPolicy ? { iceTransportPolicy: options.iceTransportPolicy } : {}) },
       channelConfig: { ordered: true },
     });
-    this.peer.on('signal', (data) => this.emit('signal', data as SignalData));
+    this.peer.on('signal', (data) => {
+      if (data.type === 'candidate' && / typ relay( |$)/.test(data.candidate?.candidate ?? '')) this.relayGathered = true;
+      this.emit('signal', data as SignalData);
+    });
+    if (options.iceTransportPolicy === 'relay') {
+      // Gathering ended without a relay candidate: the TURN server refused the credentials
+      // (expired, or minted with another secret) or did not answer, and nothing else may be used.
+      this.peer.once('_iceComplete', () => {
+        if (this.relayGathered || this._open) return;
+        this.destroy(new AigridError('ERR_CONNECTION_FAILED', `no relay candidate for the link to ${this.remoteId}: ICE is relay-only and the TURN server refused the credentials or did not answer`));
+      });
+    }
     this.peer.on('connect', () => this.onConnect());
     this.peer.on('data', (chunk: Uint8Array) => this.onChunk(chunk));
     this.peer.on('error', (err: Error & { code?: string }) =>
@@ -119,6 +133,26 @@ export class PeerLink extends EventEmitter<PeerLinkEvents> {
   /** Bytes queued in the data channel, not yet sent. */
   get bufferedAmount(): number {
     return this.peer.bufferSize;
+  }
+
+  /**
+   * The candidate types of the pair the link selected ('host', 'srflx', 'prflx' or 'relay' on
+   * each side), from the connection's stats; undefined before a pair is selected.
+   */
+  async candidateTypes(): Promise<{ local: string; remote: string } | undefined> {
+    const pc = (this.peer as unknown as { _pc?: RTCPeerConnection })._pc;
+    if (!pc || this._closed) return undefined;
+    const stats: { type: string; id: string; [k: string]: unknown }[] = [];
+    (await pc.getStats()).forEach((s: { type: string; id: string }) => stats.push(s));
+    const byId = new Map(stats.map((s) => [s.id, s]));
+    const transport = stats.find((s) => s.type === 'transport' && typeof s.selectedCandidatePairId === 'string');
+    const pair =
+      (transport && byId.get(transport.selectedCandidatePairId as string)) ??
+      stats.find((s) => s.type === 'candidate-pair' && s.state === 'succeeded' && (s.nominated || s.selected));
+    if (!pair) return undefined;
+    const local = byId.get(pair.localCandidateId as string)?.candidateType;
+    const remote = byId.get(pair.remoteCandidateId as string)?.candidateType;
+    return typeof local === 'string' && typeof remote === 'string' ? { local, remote } : undefined;
   }
 
   /** Feeds signaling data from the remote peer (offer, answer, candidates). */

@@ -1,0 +1,77 @@
+// The ICE servers a signaling server hands its peers in each welcome. TURN credentials are minted
+// per peer from a secret shared with the TURN server, in the scheme coturn checks with
+// `use-auth-secret` / `static-auth-secret` (the TURN REST API): username `<expiry unix seconds>:<peerId>`,
+// credential base64(HMAC-SHA1(secret, username)). Each welcome mints fresh ones, so a reconnect
+// renews them.
+import { createHmac } from 'node:crypto';
+import {
+  AigridError,
+  isTurnUrl,
+  MAX_ICE_SERVERS,
+  parseIceUrl,
+  type IceServer,
+  type IceTransportPolicy,
+} from '../protocol/index.ts';
+
+/** How long minted TURN credentials stay valid by default (12 h). */
+export const DEFAULT_TURN_LIFETIME_S = 12 * 60 * 60;
+const MAX_TURN_LIFETIME_S = 30 * 24 * 60 * 60;
+
+export interface IceOptions {
+  /** STUN and TURN URLs (stun:, stuns:, turn:, turns:). */
+  servers?: readonly string[];
+  /** The secret the TURN server checks credentials with (coturn's static-auth-secret). */
+  turnSecret?: string;
+  /** Seconds minted credentials are valid (default 12 h). */
+  turnLifetimeS?: number;
+  /** Every peer relays everything through TURN (iceTransportPolicy 'relay'). */
+  relayOnly?: boolean;
+}
+
+/** What a welcome carries about ICE: absent fields when the operator configured none. */
+export interface WelcomeIce {
+  iceServers?: IceServer[];
+  iceTransportPolicy?: IceTransportPolicy;
+}
+
+/** coturn's REST API credential for `peerId`, valid until `expiresAt` (unix seconds). */
+export function turnCredential(secret: string, peerId: string, expiresAt: number): { username: string; credential: string } {
+  const username = `${Math.floor(expiresAt)}:${peerId}`;
+  return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
+}
+
+/**
+ * Checks the operator's ICE options (ERR_INVALID_ARGUMENT naming the problem) and returns what
+ * each welcome carries for a peer, with fresh credentials; undefined when nothing is configured.
+ */
+export function iceForPeers(options: IceOptions = {}): ((peerId: string, nowMs?: number) => WelcomeIce) | undefined {
+  const urls = [...new Set(options.servers ?? [])];
+  const parsed = urls.map((url) => ({ url, parts: parseIceUrl(url) }));
+  const stun = parsed.filter((u) => !isTurnUrl(u.parts)).map((u) => u.url);
+  const turn = parsed.filter((u) => isTurnUrl(u.parts)).map((u) => u.url);
+  if (stun.length > MAX_ICE_SERVERS || turn.length > MAX_ICE_SERVERS) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `at most ${MAX_ICE_SERVERS} STUN and ${MAX_ICE_SERVERS} TURN URLs, got ${stun.length} and ${turn.length}`);
+  }
+  const secret = options.turnSecret;
+  if (turn.length > 0 && !secret) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `TURN URLs (${turn[0]}) need the secret the TURN server shares (--turn-secret or AIGRID_TURN_SECRET)`);
+  }
+  if (secret !== undefined && turn.length === 0) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', 'a TURN secret was given without a turn: or turns: URL (--ice-server) to use it with');
+  }
+  if (options.relayOnly && turn.length === 0) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', 'relay-only ICE needs a TURN server: add --ice-server turn:HOST:PORT and --turn-secret');
+  }
+  const lifetimeS = options.turnLifetimeS ?? DEFAULT_TURN_LIFETIME_S;
+  if (!Number.isInteger(lifetimeS) || lifetimeS < 60 || lifetimeS > MAX_TURN_LIFETIME_S) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `the TURN credential lifetime must be whole seconds in 60..${MAX_TURN_LIFETIME_S}, got ${lifetimeS}`);
+  }
+  if (urls.length === 0 && !options.relayOnly) return undefined;
+  const policy: IceTransportPolicy | undefined = options.relayOnly ? 'relay' : undefined;
+  return (peerId, nowMs = Date.now()) => {
+    const iceServers: IceServer[] = [];
+    if (stun.length > 0) iceServers.push({ urls: stun });
+    if (turn.length > 0) iceServers.push({ urls: turn, ...turnCredential(secret!, peerId, Math.floor(nowMs / 1000) + lifetimeS) });
+    return { iceServers, ...(policy ? { iceTransportPolicy: policy } : {}) };
+  };
+}
