@@ -21,7 +21,16 @@ export function opensAsAccusation(bytes: Uint8Array): boolean {
 }
 
 export const DEFAULT_HEARTBEAT_MS = 5_000;
-export const DEFAULT_MAX_PEERS_PER_NETWORK = 256;
+/** One process holds a network of this many (each member costs about 30 KB of server memory). */
+export const DEFAULT_MAX_PEERS_PER_NETWORK = 10_000;
+/**
+ * Networks up to this size keep a complete directory: every member is told of every join,
+ * update and leave. Larger ones do not (that is quadratic): members look up the peers they need,
+ * and hear only about the peers they were told of.
+ */
+export const DEFAULT_FULL_DIRECTORY_PEERS = 64;
+/** Peers one `lookup` may ask for. */
+export const MAX_LOOKUP_PEERS = 64;
 export const DEFAULT_MAX_CONNECTIONS_PER_IP = 32;
 export const DEFAULT_MESSAGES_PER_SECOND = 50;
 
@@ -58,6 +67,7 @@ export const TYPE_RATE_LIMITS = {
   withdraw: [2, 4],
   policy: [2, 4],
   verdict: [10, 20],
+  lookup: [20, 40],
   accuse: [0.2, 3],
   status: [10, 20],
   route: [25, 50],

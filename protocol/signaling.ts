@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { ErrorCode } from './errors.ts';
 import { NetworkSchema, PeerIdSchema } from './ids.ts';
 import { helloPayload, NonceSchema, PublicKeySchema, SignatureSchema, toBase64Url, type Identity } from './identity.ts';
-import { MAX_SIGNAL_FRAME_BYTES, PROTOCOL_VERSION } from './limits.ts';
+import { MAX_LOOKUP_PEERS, MAX_SIGNAL_FRAME_BYTES, PROTOCOL_VERSION } from './limits.ts';
 import {
   AssignMessageSchema,
   ModelsMessageSchema,
@@ -84,6 +84,8 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('signal'), to: PeerIdSchema, data: SignalDataSchema }),
   z.object({ type: z.literal('decline'), to: PeerIdSchema, reason: shortText }),
   z.object({ type: z.literal('ping'), id: z.number().int().nonnegative() }),
+  /** Asks for the directory entries of these peers (answered with `peers`): a large network's welcome lists none. */
+  z.object({ type: z.literal('lookup'), id: z.number().int().nonnegative(), peerIds: z.array(PeerIdSchema).min(1).max(MAX_LOOKUP_PEERS) }),
   ServeMessageSchema,
   StatusMessageSchema,
   RouteRequestSchema,
@@ -116,7 +118,14 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
     limits: z.object({ maxFrameBytes: z.number().int(), messagesPerSecond: z.number() }),
     /** The server's public key: it signs the route tickets hops check. */
     serverKey: ServerKeySchema.optional(),
+    /**
+     * How many peers the network has, and whether `peers` lists them all. A large network's does
+     * not: its members look up the peers they need (`lookup`) and hear only about those.
+     */
+    directory: z.object({ total: z.number().int().nonnegative(), complete: z.boolean() }).optional(),
   }),
+  /** The answer to `lookup` `id`: those of the peers asked that are in the network. */
+  z.object({ type: z.literal('peers'), id: z.number().int().nonnegative(), peers: z.array(PeerInfoSchema).max(MAX_LOOKUP_PEERS) }),
   z.object({ type: z.literal('join'), peer: PeerInfoSchema }),
   z.object({ type: z.literal('update'), peer: PeerInfoSchema }),
   z.object({ type: z.literal('leave'), peerId: PeerIdSchema, reason: LeaveReasonSchema }),

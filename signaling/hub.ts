@@ -29,6 +29,7 @@ import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
 import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
+import { Directory } from './directory.ts';
 import { OfferBook } from './glare.ts';
 import type { RegistryStore } from './registry.ts';
 import type { DataDir, StoredNetwork } from './data-dir.ts';
@@ -52,6 +53,8 @@ export interface HubOptions {
   sources: SourcePolicy;
   /** The peer id that owns every network; else each network's first peer does. */
   owner?: string;
+  /** Networks up to this size keep a complete directory (every join announced to all); larger ones are looked up. */
+  fullDirectoryPeers: number;
   /** The key that signs route tickets; its public half goes out in every welcome. */
   serverKey: Identity;
   /** The ICE servers (with credentials minted for the peer) and policy each welcome carries. */
@@ -69,6 +72,7 @@ export class Hub {
   private readonly members = new Map<string, Map<string, Connection>>();
   private readonly perIp = new Map<string, number>();
   private readonly offers = new OfferBook();
+  private readonly directory = new Directory();
   private readonly coordinator: Coordinator;
   private readonly governance: Governance;
   private readonly reputation: Reputation;
@@ -252,7 +256,13 @@ export class Hub {
       case 'status':
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'route':
-        return this.coordinator.route(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+        return this.coordinator.route(conn.network, conn.peer.peerId, msg, (m) => {
+          // The client links to its hops: it hears if one of them leaves.
+          if (m.type === 'route') for (const hop of m.hops) this.directory.note(conn, hop.peerId);
+          conn.send(m);
+        });
+      case 'lookup':
+        return this.lookup(conn, msg);
       case 'models':
         return this.answerModels(conn);
       case 'withdraw':
@@ -347,7 +357,12 @@ export class Hub {
     conn.network = network;
     const rules = this.governance.joined(network, peerId);
     await this.opts.store.add(network, peer);
-    const others = (await this.opts.store.list(network)).filter((p) => p.peerId !== peerId);
+    const total = await this.opts.store.count(network);
+    const complete = total <= this.opts.fullDirectoryPeers;
+    // A large network's directory is looked up, not sent: a welcome to each of n peers listing
+    // the others would cost n^2.
+    const others = complete ? (await this.opts.store.list(network)).filter((p) => p.peerId !== peerId) : [];
+    for (const other of others) this.directory.note(conn, other.peerId);
     conn.send({
       type: 'welcome',
       protocolVersion: PROTOCOL_VERSION,
@@ -359,9 +374,10 @@ export class Hub {
       limits: { maxFrameBytes: this.opts.maxFrameBytes, messagesPerSecond: this.opts.messagesPerSecond },
       serverKey: this.opts.serverKey.publicKey,
       ...this.opts.ice?.(peerId),
+      directory: { total: total - 1, complete },
     });
-    this.broadcast(network, { type: 'join', peer }, conn);
-    this.opts.log(`${conn.label} joined (${others.length + 1} in network)`);
+    if (complete) this.announce(peers.values(), { type: 'join', peer }, conn);
+    this.opts.log(`${conn.label} joined (${total} in network)`);
     await this.coordinator.joined(network, peerId);
   }
 
@@ -392,7 +408,7 @@ export class Hub {
     const next: PeerInfo = { ...peer, capabilities: msg.capabilities };
     conn.peer = next;
     await this.opts.store.add(conn.network, next);
-    this.broadcast(conn.network, { type: 'update', peer: next }, conn);
+    this.tell(this.directory.audience(conn.network, next.peerId), { type: 'update', peer: next });
     await this.coordinator.changed(conn.network);
   }
 
@@ -408,6 +424,8 @@ export class Hub {
     } else if (msg.data.type === 'answer') {
       this.offers.answered(conn.network, from, msg.to);
     }
+    // The target links to the sender: it hears if the sender leaves.
+    this.directory.note(target, from);
     target.send({ type: 'signal', from, data: msg.data });
   }
 
@@ -443,13 +461,43 @@ export class Hub {
       }
     }
     this.offers.forget(network, peer.peerId);
-    if (!this.stopping) this.broadcast(network, { type: 'leave', peerId: peer.peerId, reason });
+    if (!this.stopping) this.tell(this.directory.audience(network, peer.peerId), { type: 'leave', peerId: peer.peerId, reason });
+    this.directory.forgetPeer(network, peer.peerId);
+    this.directory.forgetConnection(conn);
     this.opts.log(`${network}/${peer.peerId} left (${reason})`);
     // Skip the store when a new socket of the same peer took over (its entry is the live one).
     if (this.members.get(network)?.has(peer.peerId)) return;
     await this.opts.store.remove(network, peer.peerId);
     // A replaced peer is saying hello again right now: its layers stay where they are.
     if (!this.stopping && reason !== 'replaced') await this.coordinator.changed(network);
+  }
+
+  /** Answers a lookup with those of the peers asked that are in the network; the asker hears of them from now on. */
+  private lookup(conn: Connection, msg: Msg<'lookup'>): void {
+    const members = this.members.get(conn.network);
+    const found: PeerInfo[] = [];
+    for (const peerId of new Set(msg.peerIds)) {
+      const peer = members?.get(peerId)?.peer;
+      if (!peer || peerId === conn.peer?.peerId) continue;
+      this.directory.note(conn, peerId);
+      found.push(peer);
+    }
+    conn.send({ type: 'peers', id: msg.id, peers: found });
+  }
+
+  /** Tells every member of `to` (but `except`) of a new peer; each hears of it from now on. */
+  private announce(to: Iterable<Connection>, message: ServerMessage & { type: 'join' }, except: Connection): void {
+    const text = JSON.stringify(message);
+    for (const conn of to) {
+      if (conn === except || !conn.peer) continue;
+      this.directory.note(conn, message.peer.peerId);
+      conn.sendText(text);
+    }
+  }
+
+  private tell(to: Iterable<Connection>, message: ServerMessage): void {
+    const text = JSON.stringify(message);
+    for (const conn of to) if (conn.peer) conn.sendText(text);
   }
 
   private broadcast(network: string, message: ServerMessage, except?: Connection): void {

@@ -7,6 +7,7 @@ import {
   AigridError,
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_MAX_CONNECTIONS_PER_IP,
+  DEFAULT_FULL_DIRECTORY_PEERS,
   DEFAULT_MAX_PEERS_PER_NETWORK,
   DEFAULT_MESSAGES_PER_SECOND,
   HARD_SIGNAL_FRAME_BYTES,
@@ -34,6 +35,8 @@ export interface SignalingServerOptions {
   /** Close sockets that have not said hello after this long (default 10 s). */
   helloTimeoutMs?: number;
   maxPeersPerNetwork?: number;
+  /** Networks up to this size keep a complete directory; larger ones are looked up (default 64). */
+  fullDirectoryPeers?: number;
   maxConnectionsPerIp?: number;
   messagesPerSecond?: number;
   /** Frames above this (up to HARD_SIGNAL_FRAME_BYTES) are answered ERR_FRAME_TOO_LARGE and dropped. */
@@ -108,6 +111,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),
     maxFrameBytes,
     maxPeersPerNetwork: positive('maxPeersPerNetwork', options.maxPeersPerNetwork ?? DEFAULT_MAX_PEERS_PER_NETWORK),
+    fullDirectoryPeers: options.fullDirectoryPeers ?? DEFAULT_FULL_DIRECTORY_PEERS,
     maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp ?? DEFAULT_MAX_CONNECTIONS_PER_IP),
     messagesPerSecond: positive('messagesPerSecond', options.messagesPerSecond ?? DEFAULT_MESSAGES_PER_SECOND),
     sources,

@@ -80,6 +80,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
   readonly signaling: SignalingClient;
   readonly maxConnections: number;
   private readonly directory = new Map<string, PeerInfo>();
+  /** Lookups at the server in flight, one per peer id (bounded by the server's lookup rate). */
+  private readonly lookups = new Map<string, Promise<PeerInfo[]>>();
   private readonly links = new Map<string, PeerLink>();
   private readonly waiters = new Map<string, Waiter[]>();
   /** When each link last carried a frame (either way). */
@@ -157,14 +159,15 @@ export class Mesh extends EventEmitter<MeshEvents> {
     return new Mesh({ ...this.options, identity, capabilities });
   }
 
-  /** Opens (or reuses) a link to a peer in the directory. */
+  /**
+   * Opens (or reuses) a link to a peer of the network. A peer not in the directory (a large
+   * network's welcome lists nobody) is looked up at the server first.
+   */
   connect(peerId: string): Promise<PeerLink> {
     if (this.closed) return Promise.reject(new AigridError('ERR_PEER_CLOSED', 'the mesh is closed'));
     const existing = this.links.get(peerId);
     if (existing?.open) return Promise.resolve(existing);
-    if (!this.directory.has(peerId)) {
-      return Promise.reject(new AigridError('ERR_UNKNOWN_TARGET', `peer ${peerId} is not in network ${this.network}`));
-    }
+    if (!existing && !this.directory.has(peerId)) return this.lookUp(peerId).then(() => this.connect(peerId));
     const waiting = new Promise<PeerLink>((resolve, reject) => {
       const list = this.waiters.get(peerId) ?? [];
       list.push({ resolve, reject });
@@ -178,6 +181,19 @@ export class Mesh extends EventEmitter<MeshEvents> {
       }
     }
     return waiting;
+  }
+
+  /** Adds a peer to the directory from the server; ERR_UNKNOWN_TARGET when it is not in the network. */
+  private async lookUp(peerId: string): Promise<void> {
+    let pending = this.lookups.get(peerId);
+    if (!pending) {
+      pending = this.signaling.lookup([peerId]).finally(() => this.lookups.delete(peerId));
+      this.lookups.set(peerId, pending);
+    }
+    const found = (await pending).find((p) => p.peerId === peerId);
+    if (this.closed) throw new AigridError('ERR_PEER_CLOSED', 'the mesh is closed');
+    if (!found) throw new AigridError('ERR_UNKNOWN_TARGET', `peer ${peerId} is not in network ${this.network}`);
+    if (!this.directory.has(peerId)) this.setPeer(found);
   }
 
   /** Sends one frame to a connected peer (connecting first if needed). */

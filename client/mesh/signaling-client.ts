@@ -110,6 +110,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private pings = new Map<number, { start: number; resolve: (ms: number) => void }>();
   private nextRouteId = 1;
   private nextAccusationId = 1;
+  private nextLookupId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
   /** The server's public key from its last welcome: it signs route tickets. */
@@ -229,6 +230,15 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   /** Sets who may serve new models on the network and from where (its owner only); resolves with the rules now. */
   setPolicy(policy: { servers?: Servers; sources?: Sources }, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Policy> {
     return this.ask({ type: 'policy', ...policy }, (m) => (m.type === 'policy' ? m : undefined), 'policy answer', timeoutMs);
+  }
+
+  /**
+   * The directory entries of these peers (at most MAX_LOOKUP_PEERS), from the server: those in the
+   * network. A large network's welcome lists nobody; its members look up the peers they need.
+   */
+  lookup(peerIds: readonly string[], timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<PeerInfo[]> {
+    const id = this.nextLookupId++;
+    return this.ask({ type: 'lookup', id, peerIds: [...peerIds] }, (m) => (m.type === 'peers' && m.id === id ? m.peers : undefined), 'peer lookup', timeoutMs);
   }
 
   /** Sends an accusation's evidence to the coordinator; resolves with its judgement. */

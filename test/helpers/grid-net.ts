@@ -8,7 +8,7 @@ import { openModelNode } from '../../client/model/checkpoint/node.ts';
 import { Head } from '../../client/model/head.ts';
 import { readConfig } from '../../client/model/shard.ts';
 import type { Capabilities, Hop, ModelSpec } from '../../protocol/index.ts';
-import { startSignalingServer, type SignalingServer } from '../../signaling/server.ts';
+import { startSignalingServer, type SignalingServer, type SignalingServerOptions } from '../../signaling/server.ts';
 import { FIXTURE_DIR, fixtures, type FixtureModel } from '../fixtures/index.ts';
 import { openFixture } from './model-runtime.ts';
 import { startRangeServer, type RangeServer } from './range-server.ts';
@@ -36,8 +36,8 @@ export interface GridNet {
   close(): Promise<void>;
 }
 
-export async function startGridNet(): Promise<GridNet> {
-  const server = await startSignalingServer({ heartbeatMs: 1000 });
+export async function startGridNet(options: SignalingServerOptions = {}): Promise<GridNet> {
+  const server = await startSignalingServer({ heartbeatMs: 1000, ...options });
   const files = await startRangeServer(FIXTURE_DIR);
   const meshes: Mesh[] = [];
   const closers: { close(): void }[] = [];
