@@ -75,3 +75,41 @@ export function iceForPeers(options: IceOptions = {}): ((peerId: string, nowMs?:
     return { iceServers, ...(policy ? { iceTransportPolicy: policy } : {}) };
   };
 }
+
+/** The command-line flags of the ICE options, shared by `aigrid signal` and `aigrid start`. */
+export const ICE_FLAGS = {
+  'ice-server': { type: 'string', multiple: true },
+  'turn-secret': { type: 'string' },
+  'turn-lifetime': { type: 'string' },
+  'ice-relay-only': { type: 'boolean' },
+} as const;
+
+export const ICE_USAGE = `  --ice-server <url>    a STUN or TURN server for the peers' links, handed to each in its welcome
+                        (repeatable): stun:HOST:PORT, turn:HOST:PORT?transport=udp|tcp, turns:...
+                        (env AIGRID_ICE_SERVERS, comma-separated; default none: LAN links only)
+  --turn-secret <s>     the TURN server's shared secret (coturn: use-auth-secret,
+                        static-auth-secret=<s>); each welcome carries credentials minted from it
+                        (env AIGRID_TURN_SECRET, better than the command line others can read)
+  --turn-lifetime <s>   seconds a minted credential stays valid (default ${DEFAULT_TURN_LIFETIME_S}); a peer gets
+                        fresh ones each time it connects
+  --ice-relay-only      every link goes through the TURN server (iceTransportPolicy relay): peers
+                        see relay addresses only, never each other's
+`;
+
+/** The ICE options from those flags and the environment (checked when the server starts). */
+export function iceOptionsOf(
+  values: { 'ice-server'?: string[]; 'turn-secret'?: string; 'turn-lifetime'?: string; 'ice-relay-only'?: boolean },
+  env: NodeJS.ProcessEnv = process.env,
+): IceOptions {
+  const fromEnv = env.AIGRID_ICE_SERVERS?.split(',').map((s) => s.trim()).filter(Boolean) ?? [];
+  const lifetime = values['turn-lifetime'];
+  if (lifetime !== undefined && !/^\d+$/.test(lifetime.trim())) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `--turn-lifetime must be whole seconds, got ${JSON.stringify(lifetime.slice(0, 40))}`);
+  }
+  return {
+    servers: values['ice-server']?.length ? values['ice-server'] : fromEnv,
+    turnSecret: values['turn-secret'] ?? (env.AIGRID_TURN_SECRET || undefined),
+    turnLifetimeS: lifetime === undefined ? undefined : Number(lifetime),
+    relayOnly: values['ice-relay-only'] ?? false,
+  };
+}

@@ -5,6 +5,7 @@ import { AigridError, parseAllowedOrigins, PeerIdSchema } from '../protocol/inde
 import { join } from 'node:path';
 import { defaultStateDir } from '../protocol/state-files.ts';
 import { startSignalingServer } from './server.ts';
+import { ICE_FLAGS, ICE_USAGE, iceOptionsOf } from './ice.ts';
 
 const USAGE = `Usage: aigrid signal [options]
 
@@ -20,7 +21,7 @@ Options:
                         comma-separated origins, or * for any (env AIGRID_ALLOWED_ORIGINS)
   --allowed-sources <p> URL prefixes served models may load weights from, besides https URLs and
                         hub ids (comma-separated; env AIGRID_ALLOWED_SOURCES)
-  --owner <peer id>     the peer id (of your key) that owns every network here: it alone sets who
+${ICE_USAGE}  --owner <peer id>     the peer id (of your key) that owns every network here: it alone sets who
                         may serve, and may change or withdraw any model (env AIGRID_OWNER;
                         default: each network's first peer)
   --data <dir>          where served models, network rules, reputations and the ticket key
@@ -45,6 +46,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       static: { type: 'string' },
       'allowed-origins': { type: 'string' },
       'allowed-sources': { type: 'string' },
+      ...ICE_FLAGS,
       owner: { type: 'string' },
       data: { type: 'string' },
       'in-memory': { type: 'boolean' },
@@ -67,6 +69,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     staticDir: values.static ?? DEFAULT_STATIC_DIR,
     allowedOrigins: allowed ? parseAllowedOrigins(allowed) : undefined,
     allowedSources: listOption(values['allowed-sources'] ?? env.AIGRID_ALLOWED_SOURCES),
+    ice: iceOptionsOf(values, env),
     owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
     dataDir: values['in-memory'] ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),

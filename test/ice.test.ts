@@ -1,6 +1,8 @@
 // ICE options of the signaling server: URL validation, the TURN REST API credentials coturn checks
 // (use-auth-secret), and the welcome that hands each peer its servers with fresh credentials.
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AigridError, parseIceUrl, parseServerMessage } from '../protocol/index.ts';
 import { DEFAULT_TURN_LIFETIME_S, iceForPeers, turnCredential } from '../signaling/ice.ts';
@@ -136,4 +138,53 @@ describe('the welcome', () => {
     expect(parseServerMessage(JSON.stringify({ ...withIce, iceServers: [{ urls: ['http://x'] }] }))).toMatchObject({ ok: false, code: 'ERR_INVALID_MESSAGE' });
     await c.close();
   });
+});
+
+describe('aigrid signal', () => {
+  const BIN = fileURLToPath(new URL('../bin/aigrid.js', import.meta.url));
+  /** Runs `aigrid signal` with args; resolves when it prints where it listens, or with how it exited. */
+  function run(args: string[], env: Record<string, string> = {}) {
+    const child = spawn(process.execPath, [BIN, 'signal', '--in-memory', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<{ code: number | null; err: string }>((resolve) => child.once('exit', (code) => resolve({ code, err })));
+    const listening = new Promise<string>((resolve) =>
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = / \((ws:\/\/[^)]+)\)/.exec(out);
+        if (m) resolve(m[1]!);
+      }),
+    );
+    return { child, exited, listening };
+  }
+
+  it('refuses a bad ICE option at start with the named error', async () => {
+    const bad = await run(['--ice-server', 'turn:bad host', '--turn-secret', 'k']).exited;
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/ERR_INVALID_ARGUMENT: ICE server "turn:bad host"/);
+    const noSecret = await run(['--ice-server', 'turn:127.0.0.1:3478']).exited;
+    expect(noSecret.err).toMatch(/ERR_INVALID_ARGUMENT: .*--turn-secret or AIGRID_TURN_SECRET/);
+  }, 30_000);
+
+  it('hands out the servers of its flags, with the secret from the environment', async () => {
+    const { child, listening, exited } = run(['--ice-server', 'stun:127.0.0.1:3478', '--ice-server', 'turn:127.0.0.1:3478?transport=tcp', '--turn-lifetime', '120', '--ice-relay-only'], { AIGRID_TURN_SECRET: 'from-env' });
+    try {
+      const url = await Promise.race([listening, exited.then((e) => Promise.reject(new Error(`exited: ${e.err}`)))]);
+      const c = await TestClient.join(url, 'peer-d', 'cli');
+      const welcome = c.all('welcome')[0]!;
+      const peerId = testIdentity('peer-d').peerId;
+      expect(welcome.iceTransportPolicy).toBe('relay');
+      expect(welcome.iceServers![0]).toEqual({ urls: ['stun:127.0.0.1:3478'] });
+      const turn = welcome.iceServers![1]!;
+      expect(turn.urls).toEqual(['turn:127.0.0.1:3478?transport=tcp']);
+      const expiry = Number(turn.username!.split(':')[0]);
+      expect(Math.abs(expiry - (Date.now() / 1000 + 120))).toBeLessThan(5);
+      expect(turn.credential).toBe(turnCredential('from-env', peerId, expiry).credential);
+      await c.close();
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 30_000);
 });

@@ -15,6 +15,7 @@ import { connect, type ServeOptions } from '../sdk/node.ts';
 import { isLoopbackAddress } from '../../protocol/index.ts';
 import { defaultStateDir } from '../../protocol/state-files.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
+import { ICE_FLAGS, ICE_USAGE, iceOptionsOf } from '../../signaling/ice.ts';
 import { showLiveStatus } from './live-status.ts';
 import { modelFilesHandler } from './model-files.ts';
 import { softwareAdapter } from './software-gpu.ts';
@@ -49,7 +50,7 @@ Options:
   --allowed-origins O web pages allowed to use the server (/signal and /v1) besides loopback pages
                       and extensions: a comma-separated list of origins, or * for any (env
                       AIGRID_ALLOWED_ORIGINS; default none)
-  --max-concurrent, --max-queue, --request-timeout, --shutdown-grace, --routes-per-second,
+${ICE_USAGE}  --max-concurrent, --max-queue, --request-timeout, --shutdown-grace, --routes-per-second,
   --max-models, --model-idle   the gateway's limits, as for aigrid gateway (see its --help)
   -h, --help          show this help
 `;
@@ -69,6 +70,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       backend: { type: 'string', default: 'auto' },
       'api-key': { type: 'string', default: process.env.AIGRID_API_KEY },
       'allowed-origins': { type: 'string', default: process.env.AIGRID_ALLOWED_ORIGINS },
+      ...ICE_FLAGS,
       ...GATEWAY_LIMITS_FLAGS,
       help: { type: 'boolean', short: 'h' },
     },
@@ -89,6 +91,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     staticDir: resolve(ROOT, 'dist/app'),
     mount: (req, res) => mounts.some((m) => m(req, res)),
     allowedOrigins,
+    ice: iceOptionsOf(values),
     dataDir: values['in-memory'] ? undefined : (values.data ?? join(defaultStateDir(), 'start')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
