@@ -5,7 +5,7 @@
 // real coordinator whose peers load their layers slowly.
 import { EventEmitter } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { layersLoading, RemoteChain, RemoteModel, signalingRoutes, type RouteSource, type RouteWaitEvent } from '../client/grid/index.ts';
+import { layerOutlook, RemoteChain, RemoteModel, signalingRoutes, type LayerOutlook, type RouteSource, type RouteWaitEvent } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import type { Route } from '../client/mesh/signaling-client.ts';
 import { AigridError, ServingFrame, type ModelCoverage } from '../protocol/index.ts';
@@ -15,12 +15,13 @@ import { waitFor } from './helpers/wait.ts';
 const MB = 1024 * 1024;
 
 /** Just what a RouteRunner uses of a mesh; every send is recorded and refused (no peer is there). */
-function standInMesh(): { mesh: Mesh; sent: { to: string; type: number }[] } {
+function standInMesh(): { mesh: Mesh; sent: { to: string; type: number }[]; signaling: EventEmitter } {
   const sent: { to: string; type: number }[] = [];
   const events = new EventEmitter();
+  const signaling = new EventEmitter();
   const mesh = Object.assign(events, {
     peerId: 'the-client',
-    signaling: new EventEmitter(),
+    signaling,
     hold: () => () => {},
     link: () => undefined,
     send: (to: string, type: number) => {
@@ -28,20 +29,20 @@ function standInMesh(): { mesh: Mesh; sent: { to: string; type: number }[] } {
       return Promise.reject(new Error('no such peer here'));
     },
   });
-  return { mesh: mesh as unknown as Mesh, sent };
+  return { mesh: mesh as unknown as Mesh, sent, signaling };
 }
 
 /** A route source refused ERR_NO_ROUTE `refusals` times, then answering a one-hop route. */
-function source(refusals: number, loading: boolean | (() => boolean)): RouteSource & { asked: number; checked: number } {
+function source(refusals: number, outlook: LayerOutlook | (() => LayerOutlook)): RouteSource & { asked: number; checked: number } {
   const state = { asked: 0, checked: 0 };
   const routes = (async (): Promise<Route> => {
     state.asked++;
     if (state.asked <= refusals) throw new AigridError('ERR_NO_ROUTE', `route ${state.asked}: no ready peer holds layers 3 of model m (3 of 4 assigned peers ready)`);
     return { hops: [{ peerId: 'peer-x', start: 0, end: 4 }] };
-  }) as RouteSource & { asked: number; checked: number };
-  routes.loading = async () => {
+  }) as unknown as RouteSource & { asked: number; checked: number };
+  routes.outlook = async () => {
     state.checked++;
-    return typeof loading === 'function' ? loading() : loading;
+    return typeof outlook === 'function' ? outlook() : outlook;
   };
   return Object.defineProperties(routes, {
     asked: { get: () => state.asked },
@@ -50,41 +51,57 @@ function source(refusals: number, loading: boolean | (() => boolean)): RouteSour
 }
 
 function model(routes: RouteSource, options: { routeWaitMs?: number } = {}) {
-  const { mesh, sent } = standInMesh();
+  const { mesh, sent, signaling } = standInMesh();
   const waits: RouteWaitEvent[] = [];
   const runner = new RemoteModel({ mesh, modelId: 'm', numLayers: 4, hiddenSize: 8, vocabSize: 16, routes, maxFailovers: 0, onRouteWait: (e) => waits.push(e), ...options });
   const step = () => runner.step(new Uint32Array([1, 2]), new Uint32Array([0, 1]), 's');
-  return { runner, step, sent, waits };
+  return { runner, step, sent, waits, signaling };
 }
 
 describe('the decision from coverage', () => {
   const coverage = (assigned: number[], ready: number[]): ModelCoverage => ({ model: {} as ModelCoverage['model'], assigned, ready });
   it('waits only when every layer is assigned and some assigned peer is not ready', () => {
-    expect(layersLoading(coverage([2, 2, 2, 2], [1, 1, 1, 0]))).toBe(true); // a replacement loads layer 3
-    expect(layersLoading(coverage([2, 2, 2, 2], [2, 2, 2, 2]))).toBe(false); // all ready: the refusal is ours (exclusions)
-    expect(layersLoading(coverage([2, 2, 2, 0], [1, 1, 1, 0]))).toBe(false); // nobody is assigned layer 3
-    expect(layersLoading(coverage([0, 0], [0, 0]))).toBe(false); // no placement (memory short)
-    expect(layersLoading(undefined)).toBe(false); // not served (withdrawn)
+    expect(layerOutlook(coverage([2, 2, 2, 2], [1, 1, 1, 0]))).toBe('loading'); // a replacement loads layer 3
+    expect(layerOutlook(coverage([2, 2, 2, 2], [2, 2, 2, 2]))).toBe('ready'); // the refusal was for our exclusions
+    expect(layerOutlook(coverage([2, 2, 2, 0], [1, 1, 1, 0]))).toBe('unserved'); // nobody is assigned layer 3
+    expect(layerOutlook(coverage([0, 0], [0, 0]))).toBe('unserved'); // no placement (memory short)
+    expect(layerOutlook(undefined)).toBe('unserved'); // not served (withdrawn)
     // A replaced hop's layers alone.
-    expect(layersLoading(coverage([2, 2, 1, 1], [1, 2, 1, 1]), { start: 2, end: 4 })).toBe(false);
-    expect(layersLoading(coverage([2, 2, 1, 1], [1, 2, 1, 1]), { start: 0, end: 2 })).toBe(true);
-    expect(layersLoading(coverage([2, 2, 0, 1], [1, 2, 0, 1]), { start: 0, end: 2 })).toBe(true);
+    expect(layerOutlook(coverage([2, 2, 1, 1], [1, 2, 1, 1]), { start: 2, end: 4 })).toBe('ready');
+    expect(layerOutlook(coverage([2, 2, 1, 1], [1, 2, 1, 1]), { start: 0, end: 2 })).toBe('loading');
+    expect(layerOutlook(coverage([2, 2, 0, 1], [1, 2, 0, 1]), { start: 0, end: 2 })).toBe('loading');
   });
 });
 
 describe('RouteRunner waiting for loading peers', () => {
-  it('fails at once when no peer is loading the missing layers', async () => {
-    const routes = source(Infinity, false);
+  it('fails at once when a layer has no assigned peer', async () => {
+    const routes = source(Infinity, 'unserved');
     const { runner, step, waits } = model(routes);
     const t0 = Date.now();
-    await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringMatching(/^route 1: no ready peer holds layers 3/) });
+    await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringMatching(/^route 1: no ready peer holds layers 3[^(]*\([^(]*$/) });
     expect(Date.now() - t0).toBeLessThan(150);
     expect([routes.asked, routes.checked, waits.length]).toEqual([1, 1, 0]);
     runner.close();
   });
 
+  it('asks once more at once when every assigned peer is ready (they may have become ready since)', async () => {
+    const late = source(1, 'ready');
+    const first = model(late);
+    await expect(first.step()).rejects.toMatchObject({ code: 'ERR_PEER_CLOSED' }); // the route came; the stand-in has no peer
+    expect([late.asked, first.waits.length]).toEqual([2, 0]);
+    first.runner.close();
+    // Refused again: the exclusions are the client's own, and waiting would not help.
+    const ours = source(Infinity, 'ready');
+    const second = model(ours);
+    const t0 = Date.now();
+    await expect(second.step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringMatching(/^route 2: [^(]*\([^(]*$/) });
+    expect(Date.now() - t0).toBeLessThan(150);
+    expect([ours.asked, ours.checked, second.waits.length]).toEqual([2, 1, 0]);
+    second.runner.close();
+  });
+
   it('asks again with growing pauses while the layers load, then takes the route', async () => {
-    const routes = source(3, true);
+    const routes = source(3, 'loading');
     const { runner, step, sent, waits } = model(routes);
     // The route came on the fourth ask: the runner set the session up on it (refused here: no peer).
     await expect(step()).rejects.toMatchObject({ code: 'ERR_PEER_CLOSED', message: expect.stringContaining('setting up peer-x') });
@@ -98,7 +115,7 @@ describe('RouteRunner waiting for loading peers', () => {
   });
 
   it('gives up after routeWaitMs, saying how long it waited', async () => {
-    const routes = source(Infinity, true);
+    const routes = source(Infinity, 'loading');
     const { runner, step, waits } = model(routes, { routeWaitMs: 700 });
     const t0 = Date.now();
     await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringMatching(/asked \d+ times over \d+ ms, waiting for peers loading the layers/) });
@@ -110,31 +127,44 @@ describe('RouteRunner waiting for loading peers', () => {
     runner.close();
   });
 
-  it('stops waiting when the layers are no longer being loaded (e.g. their peer left)', async () => {
+  it('stops waiting when a layer is left with no peer assigned (its peer left, memory is short)', async () => {
     let checks = 0;
-    const routes = source(Infinity, () => ++checks < 3);
+    const routes = source(Infinity, () => (++checks < 3 ? 'loading' : 'unserved'));
     const { runner, step, waits } = model(routes);
-    await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringContaining('waiting until no peer was loading them') });
+    await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE', message: expect.stringContaining('waiting until some layer had no peer assigned') });
     expect([routes.asked, waits.length]).toEqual([3, 2]);
     runner.close();
   });
 
   it('never waits with routeWaitMs 0, nor for a source that cannot tell (explicit routes)', async () => {
-    const routes = source(Infinity, true);
+    const routes = source(Infinity, 'loading');
     const { runner, step, waits } = model(routes, { routeWaitMs: 0 });
     await expect(step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE' });
     expect([routes.asked, waits.length]).toEqual([1, 0]);
     runner.close();
-    const blind = source(Infinity, true);
-    delete blind.loading;
+    const blind = source(Infinity, 'loading');
+    delete blind.outlook;
     const other = model(blind);
     await expect(other.step()).rejects.toMatchObject({ code: 'ERR_NO_ROUTE' });
     expect([blind.asked, other.waits.length]).toEqual([1, 0]);
     other.runner.close();
   });
 
+  it('asks again at once when the coordinator broadcasts the models (a peer became ready)', async () => {
+    const routes = source(1, 'loading');
+    const { runner, step, waits, signaling } = model(routes);
+    const running = step();
+    await waitFor(() => waits.length > 0, 2000, 'a wait');
+    const t0 = Date.now();
+    signaling.emit('models', []);
+    await expect(running).rejects.toMatchObject({ code: 'ERR_PEER_CLOSED' }); // the route came; the stand-in has no peer
+    expect(Date.now() - t0).toBeLessThan(100);
+    expect(routes.asked).toBe(2);
+    runner.close();
+  });
+
   it('ends a wait when the client closes', async () => {
-    const routes = source(Infinity, true);
+    const routes = source(Infinity, 'loading');
     const { runner, step, waits } = model(routes);
     const running = step();
     await waitFor(() => waits.length > 0, 2000, 'a wait');

@@ -9,6 +9,6 @@ export { DEFAULT_CHUNK_TOKENS, DEFAULT_ROUTE_WAIT_MS, MIN_CHUNK_TOKENS, type Fai
 export { RouteFailure } from './remote-session.ts';
 export { difference, majority } from '../../protocol/index.ts';
 export { Verifier, type CheckEvent, type PeerVerdict, type VerifyOptions } from './verifier.ts';
-export { explicitRoutes, layersLoading, meshRoutes, PeerLatency, signalingRoutes, type LayerRange, type RouteSource } from './routes.ts';
+export { explicitRoutes, layerOutlook, meshRoutes, PeerLatency, signalingRoutes, type LayerOutlook, type LayerRange, type RouteSource } from './routes.ts';
 export { DecodeBatcher, type BatchStats } from './decode-batcher.ts';
 export { defaultModelId, modelSpecFromCheckpoint, modelSpecFromConfig, weightsPerLayer, type ModelSpecOptions } from './model-spec.ts';

@@ -84,7 +84,7 @@ export interface RouteWaitEvent {
   error: AigridError;
   /** Time since the first ask, in ms. */
   waitedMs: number;
-  /** The pause before the next ask, in ms. */
+  /** The longest pause before the next ask, in ms (a `models` broadcast ends it sooner). */
   pauseMs: number;
   /** The layers asked for: the whole model, or a replaced hop's. */
   range?: LayerRange;
@@ -126,7 +126,7 @@ export abstract class RouteRunner {
   private readonly keeper: EvidenceKeeper;
   /** Set by close(): sessions released then are not checked (nothing would hear the replays). */
   private closing = false;
-  /** Wakes the route waits in progress (close() ends them). */
+  /** Wakes the route waits in progress (close() ends them; a `models` broadcast asks again). */
   private readonly wakers = new Set<() => void>();
   private readonly chunkTokens: number;
   private readonly detach: () => void;
@@ -157,13 +157,17 @@ export abstract class RouteRunner {
     }
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onGone = (peerId: string) => this.peerGone(peerId);
+    // The coordinator broadcasts the models when readiness changes: a route waited for may be there.
+    const onModels = () => this.wake();
     this.mesh.on('frame', onFrame);
     this.mesh.on('disconnect', onGone);
     this.mesh.signaling.on('leave', onGone);
+    this.mesh.signaling.on('models', onModels);
     this.detach = () => {
       this.mesh.off('frame', onFrame);
       this.mesh.off('disconnect', onGone);
       this.mesh.signaling.off('leave', onGone);
+      this.mesh.signaling.off('models', onModels);
     };
   }
 
@@ -323,7 +327,7 @@ export abstract class RouteRunner {
     for (const id of [...this.sessions.keys()]) this.release(id);
     // Spot-check replays still running end now rather than at their timeout.
     for (const remote of [...this.remotes.values()]) remote.fail(new RouteFailure('ERR_ABORTED', 'the client closed'));
-    for (const wake of [...this.wakers]) wake();
+    this.wake();
     this.detach();
   }
 
@@ -332,31 +336,38 @@ export abstract class RouteRunner {
   }
 
   /**
-   * Asks for a route, and asks again (pauses from 200 ms doubling to 2 s, jittered) while it is
+   * Asks for a route, and asks again (pauses from 200 ms doubling to 2 s, jittered, cut short by a
+   * `models` broadcast, which the coordinator sends when a peer becomes ready) while it is
    * refused ERR_NO_ROUTE and the source says peers assigned the missing layers are still loading
-   * them, for at most routeWaitMs in all. Any other refusal, or one with a layer nobody is
-   * assigned, is answered at once; one that outlasts the wait says how long it waited.
+   * them, for at most routeWaitMs in all. When every assigned peer is ready (the refusal was for our
+   * exclusions, or they became ready since it) it asks once more at once. Any other refusal, or one
+   * with a layer nobody is assigned, is answered at once; one that outlasts the wait says so.
    */
   private async patiently(ask: () => Promise<Route>, range?: LayerRange): Promise<Route> {
-    const { loading } = this.options.routes;
+    const { outlook } = this.options.routes;
     const limit = this.options.routeWaitMs ?? DEFAULT_ROUTE_WAIT_MS;
     const started = Date.now();
     let pause = ROUTE_WAIT_FIRST_MS;
+    let pauses = 0;
+    let lastChance = false;
     for (let asked = 1; ; asked++) {
       try {
         return await ask();
       } catch (err) {
-        if (!loading || !(err instanceof AigridError) || err.code !== 'ERR_NO_ROUTE' || this.closing) throw err;
+        if (!outlook || limit <= 0 || !(err instanceof AigridError) || err.code !== 'ERR_NO_ROUTE' || this.closing) throw err;
         const waitedMs = Date.now() - started;
         const left = limit - waitedMs;
-        const stillLoading = left > 0 && (await loading(range).catch(() => false));
-        if (!stillLoading) {
-          if (asked === 1) throw err;
-          const why = left > 0 ? 'until no peer was loading them' : 'for peers loading the layers';
-          throw new AigridError('ERR_NO_ROUTE', `${err.message} (asked ${asked} times over ${waitedMs} ms, waiting ${why})`, { cause: err });
+        if (left <= 0) return this.waitedInVain(err, asked, waitedMs, pauses, 'for peers loading the layers');
+        if (lastChance) return this.waitedInVain(err, asked, waitedMs, pauses, 'until every peer assigned them was ready');
+        const now = await outlook(range).catch(() => 'unserved' as const);
+        if (now === 'ready') {
+          lastChance = true;
+          continue;
         }
+        if (now === 'unserved') return this.waitedInVain(err, asked, waitedMs, pauses, 'until some layer had no peer assigned');
         const pauseMs = Math.round(Math.min(pause * (0.75 + Math.random() / 2), left));
         this.options.onRouteWait?.({ error: err, waitedMs, pauseMs, ...(range ? { range } : {}) });
+        pauses++;
         await this.sleep(pauseMs);
         if (this.closing) throw new AigridError('ERR_ABORTED', `the client closed while waiting for a route (${err.message})`);
         pause = Math.min(pause * 2, ROUTE_WAIT_LONGEST_MS);
@@ -364,7 +375,18 @@ export abstract class RouteRunner {
     }
   }
 
-  /** A pause that close() cuts short. */
+  /** The last refusal of a route waited for; it says how long the wait was, if there was one. */
+  private waitedInVain(err: AigridError, asked: number, waitedMs: number, pauses: number, why: string): never {
+    if (pauses === 0) throw err;
+    throw new AigridError('ERR_NO_ROUTE', `${err.message} (asked ${asked} times over ${waitedMs} ms, waiting ${why})`, { cause: err });
+  }
+
+  /** Ends the route waits' pauses now. */
+  private wake(): void {
+    for (const wake of [...this.wakers]) wake();
+  }
+
+  /** A pause that close() and a `models` broadcast cut short. */
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const wake = () => {

@@ -15,37 +15,39 @@ export type RouteSource = ((exclude: readonly string[]) => Promise<Route>) & {
    */
   replacing?: (route: readonly Hop[], peer: string, exclude: readonly string[]) => Promise<Route>;
   /**
-   * After a refusal with ERR_NO_ROUTE: whether asking again soon may succeed because peers assigned
-   * the layers of `range` (default: the whole model) are still loading them. False when some layer
-   * has no assigned peer at all. Only a source that sees the coordinator's coverage has it.
+   * After a refusal with ERR_NO_ROUTE: where the layers of `range` (default: the whole model) stand
+   * now (see layerOutlook). Only a source that sees the coordinator's coverage has it.
    */
-  loading?: (range?: LayerRange) => Promise<boolean>;
+  outlook?: (range?: LayerRange) => Promise<LayerOutlook>;
 };
+
+/**
+ * 'unserved': some layer has no assigned peer (memory short, model withdrawn): no route will come
+ * by waiting. 'loading': every layer is assigned and some assigned peer is not ready yet: a route
+ * may come once it is. 'ready': every assigned peer is ready: the refusal came from the asker's own
+ * exclusions, or from peers that became ready since.
+ */
+export type LayerOutlook = 'unserved' | 'loading' | 'ready';
 
 export interface LayerRange {
   start: number;
   end: number;
 }
 
-/**
- * Whether a model's coverage says peers are still loading some of `range`'s layers while every one
- * of them has an assigned peer: each layer is assigned to at least one peer, and some layer has
- * fewer ready peers than assigned ones. A route the coordinator could not give may come once they
- * are ready; with a layer nobody is assigned (memory short, model withdrawn), none will.
- */
-export function layersLoading(coverage: ModelCoverage | undefined, range?: LayerRange): boolean {
-  if (!coverage) return false;
+/** The outlook of `range`'s layers by a model's coverage (assigned and ready peers per layer). */
+export function layerOutlook(coverage: ModelCoverage | undefined, range?: LayerRange): LayerOutlook {
+  if (!coverage) return 'unserved';
   const { assigned, ready } = coverage;
   const start = Math.max(0, range?.start ?? 0);
   const end = Math.min(assigned.length, range?.end ?? assigned.length);
-  if (end <= start) return false;
-  let loading = false;
+  if (end <= start) return 'unserved';
+  let outlook: LayerOutlook = 'ready';
   for (let l = start; l < end; l++) {
     const a = assigned[l] ?? 0;
-    if (a === 0) return false;
-    if ((ready[l] ?? 0) < a) loading = true;
+    if (a === 0) return 'unserved';
+    if ((ready[l] ?? 0) < a) outlook = 'loading';
   }
-  return loading;
+  return outlook;
 }
 
 /** The first of the given routes that avoids every excluded peer. */
@@ -173,7 +175,7 @@ export function signalingRoutes(signaling: SignalingClient, modelId: string, opt
   };
   source.replacing = (route, peer, exclude) =>
     patiently(() => signaling.requestRoute(modelId, { around: route.map(({ peerId, start, end }) => ({ peerId, start, end })), replace: peer, exclude: [...exclude].slice(0, 64), timeoutMs }));
-  source.loading = async (range) => layersLoading((await signaling.listModels(timeoutMs)).find((m) => m.model.modelId === modelId), range);
+  source.outlook = async (range) => layerOutlook((await signaling.listModels(timeoutMs)).find((m) => m.model.modelId === modelId), range);
   return source;
 }
 
