@@ -28,6 +28,7 @@ ${ICE_USAGE}  --owner <peer id>     the peer id (of your key) that owns every ne
                         outlive a restart (env AIGRID_DATA; default signal/ in the state folder,
                         AIGRID_STATE_DIR or ~/.local/state/aigrid); one server per folder
   --in-memory           keep nothing on disk: a restart forgets every network
+  --max-peers <n>       peers one network may hold (env AIGRID_MAX_PEERS; default 10000)
   -h, --help            show this help
 `;
 
@@ -50,6 +51,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       owner: { type: 'string' },
       data: { type: 'string' },
       'in-memory': { type: 'boolean' },
+      'max-peers': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -61,6 +63,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
   const host = values.host ?? env.AIGRID_HOST ?? '127.0.0.1';
   const port = integer('--port', values.port ?? env.AIGRID_PORT ?? env.PORT ?? '8787');
   const allowed = values['allowed-origins'] ?? env.AIGRID_ALLOWED_ORIGINS;
+  const maxPeers = values['max-peers'] ?? env.AIGRID_MAX_PEERS;
   const heartbeatMs = values['heartbeat-ms'] === undefined ? undefined : integer('--heartbeat-ms', values['heartbeat-ms']);
   const server = await startSignalingServer({
     host,
@@ -71,6 +74,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     allowedSources: listOption(values['allowed-sources'] ?? env.AIGRID_ALLOWED_SOURCES),
     ice: iceOptionsOf(values, env),
     owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
+    maxPeersPerNetwork: maxPeers === undefined ? undefined : integer('--max-peers', maxPeers),
     dataDir: values['in-memory'] ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
