@@ -29,6 +29,9 @@ ${ICE_USAGE}  --owner <peer id>     the peer id (of your key) that owns every ne
                         AIGRID_STATE_DIR or ~/.local/state/aigrid); one server per folder
   --in-memory           keep nothing on disk: a restart forgets every network
   --max-peers <n>       peers one network may hold (env AIGRID_MAX_PEERS; default 10000)
+  --trusted-proxy <ip>  a reverse proxy in front of the server (repeatable; env
+                        AIGRID_TRUSTED_PROXIES, comma-separated): its connections are counted
+                        per client address from X-Forwarded-For
   -h, --help            show this help
 `;
 
@@ -52,6 +55,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       data: { type: 'string' },
       'in-memory': { type: 'boolean' },
       'max-peers': { type: 'string' },
+      'trusted-proxy': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,6 +79,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     ice: iceOptionsOf(values, env),
     owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
     maxPeersPerNetwork: maxPeers === undefined ? undefined : integer('--max-peers', maxPeers),
+    trustedProxies: values['trusted-proxy'] ?? listOption(env.AIGRID_TRUSTED_PROXIES),
     dataDir: values['in-memory'] ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });

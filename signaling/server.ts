@@ -1,7 +1,7 @@
 // The signaling server: one HTTP server for health, registry API and the web app, with the
 // WebSocket endpoint /signal on the same port.
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import {
   AigridError,
@@ -17,11 +17,13 @@ import {
   originAllowed,
   type AllowedOrigins,
 } from '../protocol/index.ts';
+import { clientAddress } from './client-address.ts';
 import { createHttpHandler, type HttpMount } from './http.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import { DataDir } from './data-dir.ts';
+import { RedisCluster } from './redis-cluster.ts';
 import { iceForPeers, type IceOptions } from './ice.ts';
 
 export const SIGNAL_PATH = '/signal';
@@ -49,6 +51,13 @@ export interface SignalingServerOptions {
    * (data-dir.ts); without it the server keeps them in memory only.
    */
   dataDir?: string;
+  /**
+   * A Redis URL: this process is one of several serving the same networks, sharing their state
+   * there (redis-cluster.ts) instead of a data folder.
+   */
+  redis?: string;
+  /** With `redis`: how long a dead process's leases and peers last (default 5 s). */
+  redisLeaseMs?: number;
   /** How long a restarted server keeps restored placements while their peers come back (default 15 s). */
   recoveryMs?: number;
   /**
@@ -66,6 +75,11 @@ export interface SignalingServerOptions {
    * plain http on loopback hosts when the server itself is bound to loopback).
    */
   allowedSources?: readonly string[];
+  /**
+   * Addresses of reverse proxies in front of the server: connections through them are counted
+   * under the client address they name in X-Forwarded-For (see client-address.ts).
+   */
+  trustedProxies?: readonly string[];
   /** The peer id (of a key) that owns every network on this server; else each network's first peer. */
   owner?: string;
   /** STUN/TURN servers handed to every peer in its welcome, TURN credentials minted per peer (ice.ts). */
@@ -79,6 +93,8 @@ export interface SignalingServer {
   port: number;
   /** The data folder, when the server keeps its state on disk. */
   dataDir?: string;
+  /** With `redis`: this process's id among the deployment's processes. */
+  processId?: string;
   /** Tells peers the server stops (leave reason 'shutdown'), closes every socket and the port. */
   close(): Promise<void>;
 }
@@ -95,17 +111,23 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     throw new AigridError('ERR_INVALID_ARGUMENT', `maxFrameBytes may not exceed ${HARD_SIGNAL_FRAME_BYTES}`);
   }
   const log = options.log ?? (() => {});
+  for (const proxy of options.trustedProxies ?? []) {
+    if (!isIP(proxy)) throw new AigridError('ERR_INVALID_ARGUMENT', `a trusted proxy is an IP address, got ${JSON.stringify(proxy.slice(0, 80))}`);
+  }
+  const trustedProxies = new Set(options.trustedProxies ?? []);
   const ice = iceForPeers(options.ice); // a bad URL or a missing secret is refused before anything starts
   const loopbackBound = isLoopbackAddress(host);
   const sources: SourcePolicy = { loopbackBound, allowed: options.allowedSources ?? [] };
-  const store = options.store ?? new MemoryRegistry();
-  const data = options.dataDir === undefined ? undefined : await DataDir.open(options.dataDir, log);
+  const cluster = options.redis === undefined ? undefined : await RedisCluster.open({ url: options.redis, leaseMs: options.redisLeaseMs, log });
+  const store = options.store ?? cluster?.registry ?? new MemoryRegistry();
+  const data = options.dataDir === undefined || cluster ? undefined : await DataDir.open(options.dataDir, log);
   const hub = new Hub({
     store,
     // Kept in the data folder, so tickets and the key peers learned survive a restart; else a
     // fresh key per start (tickets last minutes, and peers learn the key anew in each welcome).
-    serverKey: data?.serverKey ?? ephemeralIdentity(),
+    serverKey: cluster?.serverKey ?? data?.serverKey ?? ephemeralIdentity(),
     data,
+    cluster,
     recoveryMs: options.recoveryMs,
     heartbeatMs,
     helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS),
@@ -137,7 +159,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
       done(false, 403, 'ERR_PERMISSION_DENIED: this origin may not use the signaling server (see --allowed-origins)');
     },
   });
-  wss.on('connection', (ws, req) => hub.accept(ws, req.socket.remoteAddress));
+  wss.on('connection', (ws, req) => hub.accept(ws, clientAddress(req, trustedProxies)));
   wss.on('error', (err) => log(`websocket server error: ${err.message}`));
 
   await new Promise<void>((resolve, reject) => {
@@ -148,6 +170,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     });
   }).catch(async (err: unknown) => {
     await data?.close(); // the folder is free for the next attempt
+    await cluster?.close();
     throw err;
   });
   http.on('error', (err) => log(`http server error: ${err.message}`));
@@ -164,11 +187,13 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     wsUrl: `ws://${hostPart}:${bound}${SIGNAL_PATH}`,
     port: bound,
     dataDir: data?.dir,
+    processId: cluster?.id,
     close: () =>
       (closing ??= (async () => {
         clearInterval(timer);
         await hub.shutdown();
         await data?.close();
+        await cluster?.close();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         await new Promise<void>((resolve) => {
           http.close(() => resolve());
