@@ -100,6 +100,7 @@ export class Coordinator {
   /** Restored networks whose stored placements stand until the recovery ends. */
   private readonly recovering = new Set<string>();
   private recoveryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly recoveries = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryServingStore();
@@ -119,9 +120,24 @@ export class Coordinator {
     return this.recovering.has(network);
   }
 
-  /** Stops the recovery timer (the server closes). */
+  /** Stops the recovery timers (the server closes). */
   close(): void {
     clearTimeout(this.recoveryTimer);
+    for (const timer of this.recoveries) clearTimeout(timer);
+  }
+
+  /**
+   * This process took over a network whose placements another process made (a shared store,
+   * redis-cluster.ts): they stand for recoveryMs while the peers come back, as after a restart.
+   */
+  recover(network: string): void {
+    this.recovering.add(network);
+    const timer = setTimeout(() => {
+      this.recoveries.delete(timer);
+      if (this.recovering.delete(network)) void this.changed(network).catch((err: unknown) => this.opts.log(`${network}: re-placement after recovery failed: ${String(err)}`));
+    }, this.opts.recoveryMs ?? DEFAULT_RECOVERY_MS);
+    timer.unref();
+    this.recoveries.add(timer);
   }
 
   /**

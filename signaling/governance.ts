@@ -83,6 +83,15 @@ export class Governance {
     return undefined;
   }
 
+  /**
+   * The rules another signaling process of the same deployment wrote (redis-cluster.ts); none
+   * forgets them. Not reported to onChange: they are already shared.
+   */
+  load(network: string, rules: NetworkRules | undefined): void {
+    if (rules) this.rules.set(network, { ...rules, owner: this.owner ?? rules.owner });
+    else this.rules.delete(network);
+  }
+
   /** The network's last member left. */
   forget(network: string): void {
     if (this.rules.delete(network)) this.onChange();

@@ -35,11 +35,18 @@ import type { RegistryStore } from './registry.ts';
 import type { DataDir, StoredNetwork } from './data-dir.ts';
 import type { WelcomeIce } from './ice.ts';
 import { MemoryServingStore } from './serving-store.ts';
+import type { ClusterHost, CoordinatorApi, RedisCluster } from './redis-cluster.ts';
 
 export interface HubOptions {
   store: RegistryStore;
   /** Where served models, network rules and reputations outlive a restart; memory only without. */
   data?: DataDir;
+  /**
+   * Several signaling processes on one Redis (redis-cluster.ts): the registry, serving store,
+   * rules, reputations and ticket key are shared there, and sockets of other processes are
+   * reached through it. Takes the data folder's place.
+   */
+  cluster?: RedisCluster;
   /** How long restored placements stand while their peers come back (Coordinator's recoveryMs). */
   recoveryMs?: number;
   heartbeatMs: number;
@@ -73,33 +80,84 @@ export class Hub {
   private readonly perIp = new Map<string, number>();
   private readonly offers = new OfferBook();
   private readonly directory = new Directory();
-  private readonly coordinator: Coordinator;
+  private readonly coordinator: CoordinatorApi;
+  private readonly cluster: RedisCluster | undefined;
   private readonly governance: Governance;
   private readonly reputation: Reputation;
   private readonly served: MemoryServingStore;
   private stopping = false;
 
   constructor(private readonly opts: HubOptions) {
-    const { data } = opts;
+    const { data, cluster } = opts;
+    this.cluster = cluster;
     const restored = data?.restored.networks ?? {};
     const saveServing = () => data?.saveServing(() => this.storedNetworks());
-    const rules = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
-    this.governance = new Governance(opts.owner, rules, saveServing);
-    this.reputation = new Reputation(data?.restored.reputation, () => data?.saveReputation(() => this.reputation.records()));
+    const rules = cluster?.restoredRules ?? Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
+    this.governance = new Governance(opts.owner, rules, cluster ? () => cluster.rulesChanged() : saveServing);
+    this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
-    this.coordinator = new Coordinator({
+    const coordinator = new Coordinator({
       governance: this.governance,
       reputation: this.reputation,
       registry: opts.store,
-      store: this.served,
+      store: cluster?.serving ?? this.served,
       restored: Object.entries(restored).filter(([, n]) => n.models.length > 0).map(([network]) => network),
       recoveryMs: opts.recoveryMs,
-      send: (network, peerId, message) => this.members.get(network)?.get(peerId)?.send(message),
-      broadcast: (network, message) => this.broadcast(network, message),
+      send: (network, peerId, message) => {
+        if (cluster) void cluster.send(network, peerId, message).catch((err: unknown) => opts.log(`${network}/${peerId}: ${message.type} not sent: ${String(err)}`));
+        else this.members.get(network)?.get(peerId)?.send(message);
+      },
+      broadcast: (network, message) => {
+        this.broadcast(network, message);
+        cluster?.broadcast(network, message);
+      },
       sources: opts.sources,
       signTicket: (fields) => signTicket(opts.serverKey, fields),
       log: opts.log,
     });
+    this.coordinator = cluster ? cluster.attach(this.clusterHost(coordinator)) : coordinator;
+  }
+
+  /** What the cluster may do with this process's sockets: deliver, tell, announce, replace. */
+  private clusterHost(coordinator: Coordinator): ClusterHost {
+    const local = (network: string, peerId: string) => {
+      const conn = this.members.get(network)?.get(peerId);
+      return conn?.peer ? conn : undefined;
+    };
+    return {
+      coordinator,
+      governance: this.governance,
+      reputation: this.reputation,
+      deliver: (network, peerId, message) => {
+        const conn = local(network, peerId);
+        if (!conn) return false;
+        // The receiver links to a signal's sender and to a route's hops: it hears if they leave.
+        if (message.type === 'signal') this.directory.note(conn, message.from);
+        if (message.type === 'route') for (const hop of message.hops) this.directory.note(conn, hop.peerId);
+        conn.send(message);
+        return true;
+      },
+      tell: (network, peerId, message) => {
+        this.tell(this.directory.audience(network, peerId), message);
+        if (message.type === 'leave') this.directory.forgetPeer(network, peerId);
+      },
+      announce: (network, peer) => {
+        const peers = this.members.get(network);
+        if (peers) this.announce(peers.values(), { type: 'join', peer }, undefined);
+      },
+      broadcast: (network, message) => this.broadcast(network, message),
+      replace: (network, peerId) => {
+        const old = local(network, peerId);
+        if (!old) return;
+        old.enqueue(async () => {
+          this.opts.log(`${old.label} reconnected to another signaling process; replacing its socket here`);
+          await this.detach(old, 'replaced');
+          old.error('ERR_REPLACED', `another connection joined as ${network}/${peerId}`);
+          old.close(4001, 'replaced');
+        });
+      },
+      local: () => [...this.members].flatMap(([network, peers]) => [...peers.keys()].map((peerId): [string, string] => [network, peerId])),
+    };
   }
 
   /** What the data folder keeps of each network: its rules and served models. */
@@ -270,6 +328,8 @@ export class Hub {
       case 'policy':
         return this.setPolicy(conn, conn.peer.peerId, msg);
       case 'verdict':
+        // Counted where the client's routes were handed out (another process's coordinator, maybe).
+        if (this.cluster) return this.cluster.verdict(conn.network, conn.peer.peerId, msg.verdicts);
         this.reputation.record(conn.peer.peerId, msg.verdicts);
         return;
       case 'accuse':
@@ -349,6 +409,9 @@ export class Hub {
       old.error('ERR_REPLACED', `another connection joined as ${network}/${peerId}`);
       old.close(4001, 'replaced');
     }
+    // Held here from now on; a socket of this id on another process is replaced.
+    await this.cluster?.claim(network, peerId);
+    if (!conn.open) return;
     const peer: PeerInfo = { peerId, capabilities: msg.capabilities, joinedAt: Date.now() };
     let peers = this.members.get(network);
     if (!peers) this.members.set(network, (peers = new Map()));
@@ -377,6 +440,7 @@ export class Hub {
       directory: { total: total - 1, complete },
     });
     if (complete) this.announce(peers.values(), { type: 'join', peer }, conn);
+    if (complete) await this.cluster?.joined(network, peer);
     this.opts.log(`${conn.label} joined (${total} in network)`);
     await this.coordinator.joined(network, peerId);
   }
@@ -409,13 +473,17 @@ export class Hub {
     conn.peer = next;
     await this.opts.store.add(conn.network, next);
     this.tell(this.directory.audience(conn.network, next.peerId), { type: 'update', peer: next });
+    await this.cluster?.updated(conn.network, next);
     await this.coordinator.changed(conn.network);
   }
 
-  private signal(conn: Connection, peer: PeerInfo, msg: Msg<'signal'>): void {
+  private async signal(conn: Connection, peer: PeerInfo, msg: Msg<'signal'>): Promise<void> {
+    const from = peer.peerId;
+    // A peer on another process: relayed there. Crossing offers between processes are settled by
+    // the peers' own glare rule (mesh.ts), the same one the server applies here.
+    if (await this.relayed(conn, msg.to, { type: 'signal', from, data: msg.data }, 'signal')) return;
     const target = this.target(conn, msg.to, 'signal');
     if (!target) return;
-    const from = peer.peerId;
     if (msg.data.type === 'offer') {
       const verdict = this.offers.offer(conn.network, from, msg.to);
       if (!verdict.relay) return conn.send({ type: 'glare', peerId: msg.to });
@@ -429,12 +497,23 @@ export class Hub {
     target.send({ type: 'signal', from, data: msg.data });
   }
 
-  private decline(conn: Connection, peer: PeerInfo, msg: Msg<'decline'>): void {
+  private async decline(conn: Connection, peer: PeerInfo, msg: Msg<'decline'>): Promise<void> {
+    if (await this.relayed(conn, msg.to, { type: 'decline', from: peer.peerId, reason: msg.reason }, 'decline')) return;
     const target = this.target(conn, msg.to, 'decline');
     if (!target) return;
     // A decline settles the offer it answers, like an answer does.
     this.offers.answered(conn.network, peer.peerId, msg.to);
     target.send({ type: 'decline', from: peer.peerId, reason: msg.reason });
+  }
+
+  /** Sends to a member held by another process; false when the target is here (or nowhere: refused by target()). */
+  private async relayed(conn: Connection, to: string, message: ServerMessage, ref: string): Promise<boolean> {
+    if (!this.cluster || this.members.get(conn.network)?.has(to) || to === conn.peer?.peerId) return false;
+    if (!(await this.cluster.send(conn.network, to, message))) {
+      conn.error('ERR_UNKNOWN_TARGET', `peer ${to} is not in network ${conn.network}`, ref);
+      return true;
+    }
+    return true;
   }
 
   private target(conn: Connection, to: string, ref: string): Connection | undefined {
@@ -457,27 +536,35 @@ export class Hub {
       if (peers.size === 0) {
         this.members.delete(network);
         // Rules outlive a server stopping, and a restored network whose peers are still coming back.
-        if (reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) this.governance.forget(network);
+        // With several processes, the network's rules go when its last member anywhere leaves (cluster.left).
+        if (!this.cluster && reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) this.governance.forget(network);
       }
     }
     this.offers.forget(network, peer.peerId);
-    if (!this.stopping) this.tell(this.directory.audience(network, peer.peerId), { type: 'leave', peerId: peer.peerId, reason });
+    const leave: ServerMessage = { type: 'leave', peerId: peer.peerId, reason };
+    if (!this.stopping) this.tell(this.directory.audience(network, peer.peerId), leave);
     this.directory.forgetPeer(network, peer.peerId);
     this.directory.forgetConnection(conn);
     this.opts.log(`${network}/${peer.peerId} left (${reason})`);
     // Skip the store when a new socket of the same peer took over (its entry is the live one).
     if (this.members.get(network)?.has(peer.peerId)) return;
-    await this.opts.store.remove(network, peer.peerId);
+    if (this.cluster) {
+      // Another process holds the peer now (or this one stops): its entry stays.
+      if (!(await this.cluster.left(network, peer.peerId, leave, this.stopping))) return;
+    } else {
+      await this.opts.store.remove(network, peer.peerId);
+    }
     // A replaced peer is saying hello again right now: its layers stay where they are.
     if (!this.stopping && reason !== 'replaced') await this.coordinator.changed(network);
   }
 
   /** Answers a lookup with those of the peers asked that are in the network; the asker hears of them from now on. */
-  private lookup(conn: Connection, msg: Msg<'lookup'>): void {
+  private async lookup(conn: Connection, msg: Msg<'lookup'>): Promise<void> {
     const members = this.members.get(conn.network);
     const found: PeerInfo[] = [];
     for (const peerId of new Set(msg.peerIds)) {
-      const peer = members?.get(peerId)?.peer;
+      // Members of other processes are in the shared registry.
+      const peer = members?.get(peerId)?.peer ?? (this.cluster && peerId !== conn.peer?.peerId ? await this.opts.store.get(conn.network, peerId) : undefined);
       if (!peer || peerId === conn.peer?.peerId) continue;
       this.directory.note(conn, peerId);
       found.push(peer);
@@ -486,7 +573,7 @@ export class Hub {
   }
 
   /** Tells every member of `to` (but `except`) of a new peer; each hears of it from now on. */
-  private announce(to: Iterable<Connection>, message: ServerMessage & { type: 'join' }, except: Connection): void {
+  private announce(to: Iterable<Connection>, message: ServerMessage & { type: 'join' }, except: Connection | undefined): void {
     const text = JSON.stringify(message);
     for (const conn of to) {
       if (conn === except || !conn.peer) continue;

@@ -61,6 +61,15 @@ export class Reputation {
     return Object.fromEntries(this.keys);
   }
 
+  /** Records as another signaling process of the deployment counted them (redis-cluster.ts); not reported to onChange. */
+  load(records: Record<string, KeyRecord>): void {
+    for (const [peerId, r] of Object.entries(records)) {
+      this.keys.delete(peerId);
+      this.keys.set(peerId, { ...r });
+      if (this.keys.size > MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
+    }
+  }
+
   of(peerId: string): KeyRecord {
     return this.keys.get(peerId) ?? { verified: 0, wrong: 0, timeouts: 0 };
   }
