@@ -28,6 +28,8 @@ ${ICE_USAGE}  --owner <peer id>     the peer id (of your key) that owns every ne
                         outlive a restart (env AIGRID_DATA; default signal/ in the state folder,
                         AIGRID_STATE_DIR or ~/.local/state/aigrid); one server per folder
   --in-memory           keep nothing on disk: a restart forgets every network
+  --redis <url>         one of several signaling processes for the same networks: state shared in
+                        this Redis (redis://host:port), no data folder (env AIGRID_REDIS)
   --max-peers <n>       peers one network may hold (env AIGRID_MAX_PEERS; default 10000)
   --trusted-proxy <ip>  a reverse proxy in front of the server (repeatable; env
                         AIGRID_TRUSTED_PROXIES, comma-separated): its connections are counted
@@ -54,6 +56,7 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
       owner: { type: 'string' },
       data: { type: 'string' },
       'in-memory': { type: 'boolean' },
+      redis: { type: 'string' },
       'max-peers': { type: 'string' },
       'trusted-proxy': { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
@@ -80,10 +83,11 @@ export async function runSignalCommand(argv: string[]): Promise<void> {
     owner: ownerOption(values.owner ?? env.AIGRID_OWNER),
     maxPeersPerNetwork: maxPeers === undefined ? undefined : integer('--max-peers', maxPeers),
     trustedProxies: values['trusted-proxy'] ?? listOption(env.AIGRID_TRUSTED_PROXIES),
-    dataDir: values['in-memory'] ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
+    redis: values.redis ?? (env.AIGRID_REDIS || undefined),
+    dataDir: values['in-memory'] || values.redis || env.AIGRID_REDIS ? undefined : (values.data ?? env.AIGRID_DATA ?? join(defaultStateDir(), 'signal')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
   });
-  console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})${server.dataDir ? `, data in ${server.dataDir}` : ', nothing kept on disk'}`);
+  console.log(`AIGrid signaling on ${server.httpUrl} (${server.wsUrl})${server.processId ? `, state in Redis (process ${server.processId})` : server.dataDir ? `, data in ${server.dataDir}` : ', nothing kept on disk'}`);
 
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
