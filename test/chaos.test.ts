@@ -22,7 +22,8 @@ import { waitFor } from './helpers/wait.ts';
 const BIN = fileURLToPath(new URL('../bin/aigrid.js', import.meta.url));
 const NETWORK = 'chaos';
 const MB = 1024 * 1024;
-const SEED = 15_07;
+/** Which steps and peers die; AIGRID_CHAOS_SEED=N replays another run. */
+const SEED = Number(process.env.AIGRID_CHAOS_SEED ?? 1507);
 const GENERATIONS = 20;
 /** Peers offer room for two of tiny-llama's four layers (1 MB each here): four peers hold two copies. */
 const PEERS = 4;
@@ -101,11 +102,14 @@ describe('chaos', () => {
     const rand = mulberry32(SEED);
     const rows: { gen: number; step: number; victim: string; failovers: number; waits: number; waitedMs: number; ms: number }[] = [];
     const generationsStarted = performance.now();
+    let pacedMs = 0;
     for (let gen = 0; gen < GENERATIONS; gen++) {
       const g = goldens[gen % goldens.length]!;
       // Replication 2 survives one loss at a time: the last replacement has joined and been given
       // its layers (it may well be loading them still) before the next peer dies.
+      const paced = performance.now();
       await waitFor(() => live().every((p) => p.state), 30_000, 'the replacement joined and was assigned layers');
+      pacedMs += performance.now() - paced;
       const killAt = Math.floor(rand() * (g.greedy.length - 1));
       const pick = rand();
       const sessionId = `chaos-${gen}`;
@@ -147,9 +151,9 @@ describe('chaos', () => {
     const lines = rows.map((r) => `  gen ${String(r.gen).padStart(2)}: killed ${r.victim} at step ${String(r.step).padStart(2)}; ${r.failovers} failover(s), ${r.waits} route wait(s)${r.waits ? ` (last ask after ${r.waitedMs} ms)` : ''}; ${r.ms} ms`);
     console.log(
       [
-        `chaos: ${GENERATIONS} generations, ${GENERATIONS} peers killed, ${started.length} peer processes in all`,
+        `chaos (seed ${SEED}): ${GENERATIONS} generations, ${GENERATIONS} peers killed, ${started.length} peer processes in all`,
         ...lines,
-        `  failovers ${total('failovers')}, route waits ${total('waits')} in ${rows.filter((r) => r.waits).length} generations (${total('waitedMs')} ms), setup ${Math.round(setupMs)} ms, generations ${Math.round(generationsMs)} ms, slowest ${Math.max(...rows.map((r) => r.ms))} ms`,
+        `  failovers ${total('failovers')}, route waits ${total('waits')} in ${rows.filter((r) => r.waits).length} generations (${total('waitedMs')} ms), setup ${Math.round(setupMs)} ms, generations ${Math.round(generationsMs)} ms (${Math.round(pacedMs)} of them waiting for replacements to join), slowest ${Math.max(...rows.map((r) => r.ms))} ms`,
       ].join('\n'),
     );
     // Each kill fails its generation over at least once; none needs many routes or long waits.

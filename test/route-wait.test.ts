@@ -4,7 +4,7 @@
 // runs on the real RouteRunner over a stand-in mesh and route source, then end to end through a
 // real coordinator whose peers load their layers slowly.
 import { EventEmitter } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { layerOutlook, RemoteChain, RemoteModel, signalingRoutes, type LayerOutlook, type RouteSource, type RouteWaitEvent } from '../client/grid/index.ts';
 import type { Mesh } from '../client/mesh/index.ts';
 import type { Route } from '../client/mesh/signaling-client.ts';
@@ -150,17 +150,48 @@ describe('RouteRunner waiting for loading peers', () => {
     other.runner.close();
   });
 
-  it('asks again at once when the coordinator broadcasts the models (a peer became ready)', async () => {
-    const routes = source(1, 'loading');
-    const { runner, step, waits, signaling } = model(routes);
-    const running = step();
-    await waitFor(() => waits.length > 0, 2000, 'a wait');
-    const t0 = Date.now();
-    signaling.emit('models', []);
-    await expect(running).rejects.toMatchObject({ code: 'ERR_PEER_CLOSED' }); // the route came; the stand-in has no peer
-    expect(Date.now() - t0).toBeLessThan(100);
-    expect(routes.asked).toBe(2);
-    runner.close();
+  // On fake timers: what ends a pause is then certain, however loaded the machine is.
+  it('asks again when the coordinator broadcasts the models (a peer became ready), not sooner than 100 ms after the last ask', async () => {
+    vi.useFakeTimers();
+    try {
+      const routes = source(1, 'loading');
+      const { runner, step, waits, signaling } = model(routes);
+      const outcome = step().catch((err: unknown) => err);
+      while (waits.length === 0) await vi.advanceTimersByTimeAsync(0);
+      expect(waits[0]!.pauseMs).toBeGreaterThanOrEqual(150); // 200 ms, jittered by a quarter
+      signaling.emit('models', []); // at once: broadcasts never make asks closer than 100 ms
+      await vi.advanceTimersByTimeAsync(99);
+      expect(routes.asked).toBe(1);
+      await vi.advanceTimersByTimeAsync(2);
+      expect(routes.asked).toBe(2);
+      expect(await outcome).toMatchObject({ code: 'ERR_PEER_CLOSED' }); // the route came; the stand-in has no peer
+      runner.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('asks again at a broadcast once 100 ms have passed since the last ask', async () => {
+    vi.useFakeTimers();
+    try {
+      const routes = source(1, 'loading');
+      const { runner, step, waits, signaling } = model(routes);
+      const outcome = step().catch((err: unknown) => err);
+      while (waits.length === 0) await vi.advanceTimersByTimeAsync(0);
+      await vi.advanceTimersByTimeAsync(120);
+      expect(routes.asked).toBe(1);
+      signaling.emit('models', []);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(routes.asked).toBe(2);
+      expect(await outcome).toMatchObject({ code: 'ERR_PEER_CLOSED' });
+      runner.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('refuses a routeWaitMs that is not a number of milliseconds', () => {
+    for (const bad of [-1, Number.NaN, Infinity]) expect(() => model(source(0, 'loading'), { routeWaitMs: bad })).toThrow(/routeWaitMs must be/);
   });
 
   it('ends a wait when the client closes', async () => {

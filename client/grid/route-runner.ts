@@ -41,6 +41,8 @@ export const DEFAULT_ROUTE_WAIT_MS = 30_000;
 /** The first pause before a route is asked for again; pauses double up to the longest. */
 const ROUTE_WAIT_FIRST_MS = 200;
 const ROUTE_WAIT_LONGEST_MS = 2_000;
+/** A `models` broadcast ends a pause, but no sooner than this after the ask before it. */
+const ROUTE_ASK_GAP_MS = 100;
 
 export interface RouteOptions {
   mesh: Mesh;
@@ -127,7 +129,7 @@ export abstract class RouteRunner {
   /** Set by close(): sessions released then are not checked (nothing would hear the replays). */
   private closing = false;
   /** Wakes the route waits in progress (close() ends them; a `models` broadcast asks again). */
-  private readonly wakers = new Set<() => void>();
+  private readonly wakers = new Set<(now: boolean) => void>();
   private readonly chunkTokens: number;
   private readonly detach: () => void;
 
@@ -139,6 +141,10 @@ export abstract class RouteRunner {
     this.chunkTokens = options.chunkTokens ?? DEFAULT_CHUNK_TOKENS;
     if (!Number.isInteger(this.chunkTokens) || this.chunkTokens < MIN_CHUNK_TOKENS || this.chunkTokens > 0xffff) {
       throw new AigridError('ERR_INVALID_ARGUMENT', `chunkTokens must be an integer in [${MIN_CHUNK_TOKENS}, 65535], got ${this.chunkTokens}`);
+    }
+    const wait = options.routeWaitMs;
+    if (wait !== undefined && !(Number.isFinite(wait) && wait >= 0)) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `routeWaitMs must be a number of milliseconds >= 0, got ${wait}`);
     }
     this.keeper = new EvidenceKeeper(this.mesh);
     const { replacing } = options.routes;
@@ -158,7 +164,7 @@ export abstract class RouteRunner {
     const onFrame = (from: string, frame: Frame) => this.onFrame(from, frame);
     const onGone = (peerId: string) => this.peerGone(peerId);
     // The coordinator broadcasts the models when readiness changes: a route waited for may be there.
-    const onModels = () => this.wake();
+    const onModels = () => this.wake(false);
     this.mesh.on('frame', onFrame);
     this.mesh.on('disconnect', onGone);
     this.mesh.signaling.on('leave', onGone);
@@ -327,7 +333,7 @@ export abstract class RouteRunner {
     for (const id of [...this.sessions.keys()]) this.release(id);
     // Spot-check replays still running end now rather than at their timeout.
     for (const remote of [...this.remotes.values()]) remote.fail(new RouteFailure('ERR_ABORTED', 'the client closed'));
-    this.wake();
+    this.wake(true);
     this.detach();
   }
 
@@ -381,20 +387,27 @@ export abstract class RouteRunner {
     throw new AigridError('ERR_NO_ROUTE', `${err.message} (asked ${asked} times over ${waitedMs} ms, waiting ${why})`, { cause: err });
   }
 
-  /** Ends the route waits' pauses now. */
-  private wake(): void {
-    for (const wake of [...this.wakers]) wake();
+  /** Ends the route waits' pauses: `now`, or (a `models` broadcast) once ROUTE_ASK_GAP_MS has passed since their ask. */
+  private wake(now: boolean): void {
+    for (const wake of [...this.wakers]) wake(now);
   }
 
   /** A pause that close() and a `models` broadcast cut short. */
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const wake = () => {
+      const started = Date.now();
+      const done = () => {
         clearTimeout(timer);
         this.wakers.delete(wake);
         resolve();
       };
-      const timer = setTimeout(wake, ms);
+      let timer = setTimeout(done, ms);
+      const wake = (now: boolean) => {
+        if (now) return done();
+        // Broadcasts may come every 50 ms: asks stay within the server's route rate however many come.
+        clearTimeout(timer);
+        timer = setTimeout(done, Math.max(0, started + Math.min(ms, ROUTE_ASK_GAP_MS) - Date.now()));
+      };
       this.wakers.add(wake);
     });
   }
