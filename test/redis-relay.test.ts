@@ -4,10 +4,12 @@
 // its assign and models messages; when a process goes away, the other takes its lease over from
 // the serving store in Redis and drops its peers that do not come back.
 import { Redis } from 'ioredis';
+import { Mesh } from '../client/mesh/index.ts';
+import { nodePlatform } from '../client/mesh/node.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelSpec } from '../protocol/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
-import { idOf } from './helpers/identities.ts';
+import { idOf, testIdentity } from './helpers/identities.ts';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.ts';
 import { CAPS, TestClient } from './helpers/ws-client.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -128,5 +130,30 @@ describe('two signaling processes on one Redis', () => {
       const reply = await Promise.race([late.next('route', (m) => m.requestId === 5, 1000), late.next('error', (m) => m.requestId === 5, 1000)]).catch(() => undefined);
       return reply?.type === 'route' && reply.hops.length === 1 && reply.hops[0]!.peerId === survivor.all('welcome')[0]!.peerId;
     }, 8_000, 'a route through the survivor');
+  });
+
+  it('a peer given both processes\' URLs moves to the other when its process goes away, keeping its id', async () => {
+    const [s1, s2] = [await start(), await start()];
+    const watcher = await join(s2, 'relay-watcher');
+    const mesh = new Mesh({ ...nodePlatform(), signal: [s1.wsUrl, s2.wsUrl], network: 'net', capabilities: CAPS, autoConnect: false, identity: testIdentity('relay-roaming') });
+    try {
+      await mesh.start();
+      expect(mesh.signaling.url).toBe(s1.wsUrl);
+      expect((await watcher.next('join')).peer.peerId).toBe(idOf('relay-roaming'));
+      await s1.close();
+      servers = servers.filter((s) => s !== s1);
+      await waitFor(() => mesh.signaling.connected && mesh.signaling.url === s2.wsUrl, 8_000, 'the mesh on the second process');
+      // The watcher sees the same peer there, and reaches it through the second process.
+      await waitFor(async () => {
+        watcher.send({ type: 'lookup', id: 9, peerIds: [idOf('relay-roaming')] });
+        const found = await watcher.next('peers', (m) => m.id === 9, 1000).catch(() => undefined);
+        return found?.peers.some((p) => p.peerId === idOf('relay-roaming')) ?? false;
+      }, 8_000, 'the roaming peer in the registry');
+      const declined = new Promise((resolve) => mesh.signaling.once('decline', (from, reason) => resolve({ from, reason })));
+      watcher.send({ type: 'decline', to: idOf('relay-roaming'), reason: 'full' });
+      expect(await declined).toEqual({ from: idOf('relay-watcher'), reason: 'full' });
+    } finally {
+      mesh.close();
+    }
   });
 });

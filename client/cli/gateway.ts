@@ -5,7 +5,7 @@ import { startGateway, type GatewayOptions } from '../gateway/index.ts';
 import { settingsOf } from '../gateway/settings.ts';
 import { connect } from '../sdk/node.ts';
 import { isLoopbackAddress } from '../../protocol/index.ts';
-import { identityOption, originsOption, portOption } from './options.ts';
+import { identityOption, originsOption, portOption, signalOption } from './options.ts';
 
 export const DEFAULT_GATEWAY_PORT = 8788;
 
@@ -29,7 +29,8 @@ The gateway joins the network as a client; any OpenAI client works with its base
 URL printed at start. It keeps the tokenizer and the model's head, so prompts never reach peers.
 
 Options:
-  --signal URL      signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
+  --signal URL      signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal); several, comma-separated,
+                    are used in turn (signaling processes sharing a Redis)
   --network NAME    network to join (env AIGRID_NETWORK; default "default")
   --host H          address to listen on (env AIGRID_GATEWAY_HOST; default 127.0.0.1)
   --port N          port to listen on (env AIGRID_GATEWAY_PORT; default ${DEFAULT_GATEWAY_PORT}; 0 picks a free one)
@@ -96,7 +97,7 @@ export async function runGatewayCommand(argv: string[]): Promise<void> {
   const limits = gatewayLimitsOf(values);
   settingsOf(limits); // a value out of range is refused before joining the network
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'gateway') });
+  const grid = await connect({ signal: signalOption(values.signal), network: values.network!, identity: await identityOption(undefined, 'gateway') });
   let gateway;
   try {
     const loopbackBound = isLoopbackAddress(values.host!);

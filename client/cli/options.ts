@@ -34,6 +34,17 @@ export function originsOption(text: string | undefined): AllowedOrigins | undefi
   }
 }
 
+/**
+ * --signal: one ws:// or wss:// URL, or several separated by commas (signaling processes of one
+ * deployment sharing a Redis), used in turn: the next when the connection closes.
+ */
+export function signalOption(text: string | undefined): string | string[] {
+  const urls = (text ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  const bad = urls.find((u) => !/^wss?:\/\//.test(u));
+  if (urls.length === 0 || bad !== undefined) throw new Error(`--signal must be ws:// or wss:// URLs separated by commas, not ${JSON.stringify((bad ?? text ?? '').slice(0, 200))} (see --help)`);
+  return urls.length === 1 ? urls[0]! : urls;
+}
+
 /** The identity a command runs as: --identity FILE, else `<role>.key` in the state folder (AIGRID_STATE_DIR). */
 export function identityOption(file: string | undefined, role: string): Promise<Identity> {
   return loadIdentityFile(file ?? defaultIdentityFile(role));

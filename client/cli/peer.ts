@@ -8,7 +8,7 @@ import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
 import { DEFAULT_MAX_PEER_CONNECTIONS } from '../../protocol/index.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
-import { backendOption, identityOption, memoryOption } from './options.ts';
+import { backendOption, identityOption, memoryOption, signalOption } from './options.ts';
 
 const USAGE = `Usage: aigrid peer [options]
 
@@ -16,7 +16,8 @@ Join an AIGrid network as a Node edge peer: it stays in the mesh until stopped a
 layers the network's coordinator assigns to it (weights fetched by HTTP Range, only those layers).
 
 Options:
-  --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
+  --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal); several, comma-separated,
+                        are used in turn (signaling processes sharing a Redis)
   --network NAME        network to join (env AIGRID_NETWORK; default "default")
   --identity FILE       key file of this peer's identity, created if missing (default
                         peer.key in AIGRID_STATE_DIR, else ~/.local/state/aigrid); each peer
@@ -67,7 +68,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
   const identity = await identityOption(values.identity, 'peer');
   const mesh = new Mesh({
     ...nodePlatform(),
-    signal: values.signal!,
+    signal: signalOption(values.signal),
     network: values.network!,
     identity,
     capabilities,

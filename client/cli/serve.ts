@@ -13,7 +13,7 @@ import { describePlan, planServing } from './plan.ts';
 import { connect, type ModelSpec } from '../sdk/node.ts';
 import { showLiveStatus } from './live-status.ts';
 import { startModelFileServer, type ModelFileServer } from './model-files.ts';
-import { backendOption, identityOption, memoryOption } from './options.ts';
+import { backendOption, identityOption, memoryOption, signalOption } from './options.ts';
 
 const USAGE = `Usage: aigrid serve MODEL [options]
 
@@ -24,7 +24,8 @@ process then serves its files to the network over HTTP); or one GGUF file: a hub
 quantized weights stay quantized (--dtype applies to its F32/F16 tensors).
 
 Options:
-  --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal)
+  --signal URL          signaling server (env AIGRID_SIGNAL; default ws://127.0.0.1:8787/signal); several, comma-separated,
+                        are used in turn (signaling processes sharing a Redis)
   --network NAME        network (env AIGRID_NETWORK; default "default")
   --model-id ID         the name clients use (default: from MODEL)
   --memory-mb N         memory this process offers (default 2048)
@@ -93,7 +94,7 @@ export async function runServeCommand(argv: string[]): Promise<void> {
     await files?.close();
     throw err;
   }
-  const grid = await connect({ signal: values.signal!, network: values.network!, identity: await identityOption(undefined, 'serve'), peerIdentity: await identityOption(undefined, 'serve-peer') });
+  const grid = await connect({ signal: signalOption(values.signal), network: values.network!, identity: await identityOption(undefined, 'serve'), peerIdentity: await identityOption(undefined, 'serve-peer') });
   try {
     const contribution = await grid.contribute({
       memoryBudgetMB,

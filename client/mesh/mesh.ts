@@ -19,8 +19,11 @@ import type { MeshPlatform, SocketConstructor } from './platform.ts';
 import { SignalingClient, type SignalingState } from './signaling-client.ts';
 
 export interface MeshOptions extends MeshPlatform {
-  /** Signaling server URL, e.g. ws://127.0.0.1:8787/signal */
-  signal: string;
+  /**
+   * Signaling server URL, e.g. ws://127.0.0.1:8787/signal; or several URLs of one deployment
+   * (signaling processes sharing a Redis), used in turn: the next when the connection closes.
+   */
+  signal: string | readonly string[];
   network: string;
   capabilities: Capabilities;
   /** Who this peer is (its id derives from the key); a fresh ephemeral identity when not given. */
@@ -108,7 +111,8 @@ export class Mesh extends EventEmitter<MeshEvents> {
       throw new AigridError('ERR_INVALID_ARGUMENT', 'no WebSocket here: pass options.WebSocket (in Node, nodePlatform())');
     }
     this.signaling = new SignalingClient({
-      url: options.signal,
+      url: typeof options.signal === 'string' ? options.signal : options.signal[0]!,
+      ...(typeof options.signal === 'string' ? {} : { urls: options.signal }),
       network: options.network,
       identity,
       capabilities: options.capabilities,

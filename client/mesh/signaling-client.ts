@@ -46,6 +46,11 @@ const DEFAULT_ROUTE_TIMEOUT_MS = 10_000;
 
 export interface SignalingClientOptions {
   url: string;
+  /**
+   * Several signaling URLs of one deployment (processes sharing a Redis): the client starts on
+   * `url` (or the first) and moves to the next whenever its connection closes.
+   */
+  urls?: readonly string[];
   network: string;
   /** Who joins: hello signs the server's challenge with this key. */
   identity: Identity;
@@ -102,6 +107,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private state: SignalingState = 'closed';
   private stopped = false;
   private attempt = 0;
+  /** The signaling URLs in turn, and which one is used now. */
+  private readonly urls: readonly string[];
+  private urlIndex = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   private lastHeard = 0;
@@ -124,6 +132,13 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   constructor(private readonly options: SignalingClientOptions) {
     super();
     this.capabilities = options.capabilities;
+    this.urls = options.urls?.length ? options.urls : [options.url];
+    this.urlIndex = Math.max(0, this.urls.indexOf(options.url));
+  }
+
+  /** The signaling URL in use (or tried) now. */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   get peerId(): string {
@@ -140,7 +155,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     const first = new Promise<Welcome>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.off('welcome', onWelcome);
-        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no welcome from ${this.options.url} in ${timeoutMs} ms`));
+        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no welcome from ${this.urls.join(' or ')} in ${timeoutMs} ms`));
       }, timeoutMs);
       const onWelcome = (w: Welcome) => {
         clearTimeout(timer);
@@ -295,9 +310,10 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     this.setState('connecting');
     let socket: SocketLike;
     try {
-      socket = new this.options.WebSocket(this.options.url);
+      socket = new this.options.WebSocket(this.url);
     } catch (err) {
-      this.emit('serverError', new AigridError('ERR_SIGNALING_CLOSED', `cannot open ${this.options.url}: ${(err as Error).message}`));
+      this.emit('serverError', new AigridError('ERR_SIGNALING_CLOSED', `cannot open ${this.url}: ${(err as Error).message}`));
+      this.nextUrl();
       this.scheduleReconnect();
       return;
     }
@@ -318,8 +334,14 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the route reply'));
       }
       this.setState(this.stopped ? 'closed' : 'connecting');
+      // With several signaling processes, the next one is tried: this one may be gone.
+      this.nextUrl();
       this.scheduleReconnect();
     };
+  }
+
+  private nextUrl(): void {
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
   }
 
   private scheduleReconnect(): void {

@@ -11,8 +11,8 @@ import type { VerifyOptions } from '../grid/verifier.ts';
 export const DEFAULT_NETWORK = 'default';
 
 export interface ConnectOptions {
-  /** Signaling server, e.g. ws://127.0.0.1:8787/signal. */
-  signal: string;
+  /** Signaling server, e.g. ws://127.0.0.1:8787/signal; or several of one deployment, used in turn. */
+  signal: string | readonly string[];
   /** Network to join (default "default"). */
   network?: string;
   /** Who this client is (default: the platform's: kept in IndexedDB in pages, ephemeral in Node). */
@@ -48,7 +48,8 @@ export interface PlatformParts {
 }
 
 export async function connectWith(platform: PlatformParts, options: ConnectOptions): Promise<Grid> {
-  if (!options || typeof options.signal !== 'string' || !/^wss?:\/\//.test(options.signal)) {
+  const urls: unknown[] = Array.isArray(options?.signal) ? options.signal : [options?.signal];
+  if (!options || urls.length === 0 || !urls.every((u) => typeof u === 'string' && /^wss?:\/\//.test(u))) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `connect() needs signal: a ws:// or wss:// URL of a signaling server, got ${JSON.stringify(options?.signal)}`);
   }
   // `gpu`: what a contributing peer serves on, described in its capabilities.
