@@ -102,6 +102,15 @@ export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutd
 export const ServerMessageSchema = z.discriminatedUnion('type', [
   /** The first frame on every socket: hello must sign this nonce. */
   z.object({ type: z.literal('challenge'), nonce: NonceSchema }),
+  /**
+   * Fresh ICE servers for the links a peer opens from now on: sent before the TURN credentials of
+   * the welcome expire (at half their lifetime), so a peer connected for days can still relay.
+   */
+  z.object({
+    type: z.literal('ice'),
+    iceServers: z.array(IceServerSchema).max(MAX_ICE_SERVERS),
+    iceTransportPolicy: IceTransportPolicySchema.optional(),
+  }),
   z.object({
     type: z.literal('welcome'),
     protocolVersion: z.number().int(),

@@ -26,6 +26,8 @@ export class Connection {
   /** When this connection's last `models` answer went out, and whether one is scheduled. */
   modelsAnsweredAt = -Infinity;
   modelsAnswerDue = false;
+  /** When the peer is next sent fresh TURN credentials (hub.ts renewIce). */
+  iceRenewal: ReturnType<typeof setTimeout> | undefined;
   /** Buckets of the costly message types (TYPE_RATE_LIMITS), made on first use. */
   private readonly typeBuckets = new Map<string, { bucket: TokenBucket; lastError: number }>();
   private queue: Promise<void> = Promise.resolve();

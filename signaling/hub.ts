@@ -65,7 +65,7 @@ export interface HubOptions {
   /** The key that signs route tickets; its public half goes out in every welcome. */
   serverKey: Identity;
   /** The ICE servers (with credentials minted for the peer) and policy each welcome carries. */
-  ice?: (peerId: string) => WelcomeIce;
+  ice?: ((peerId: string) => WelcomeIce) & { renewMs?: number };
   log: (line: string) => void;
 }
 
@@ -214,6 +214,7 @@ export class Hub {
     ws.on('close', () =>
       this.guard(() => {
         conn.closed = true;
+        clearTimeout(conn.iceRenewal);
         this.connections.delete(conn);
         const left = (this.perIp.get(ip) ?? 1) - 1;
         if (left > 0) this.perIp.set(ip, left);
@@ -221,6 +222,20 @@ export class Hub {
         conn.enqueue(() => this.detach(conn, conn.leaveReason));
       }),
     );
+  }
+
+  /** Sends the peer fresh TURN credentials before those it holds expire, for as long as it stays. */
+  private renewIce(conn: Connection, peerId: string): void {
+    const { ice } = this.opts;
+    if (!ice?.renewMs) return;
+    clearTimeout(conn.iceRenewal);
+    conn.iceRenewal = setTimeout(() => {
+      if (conn.closed || conn.peer?.peerId !== peerId) return;
+      const { iceServers = [], iceTransportPolicy } = ice(peerId);
+      conn.send({ type: 'ice', iceServers, ...(iceTransportPolicy ? { iceTransportPolicy } : {}) });
+      this.renewIce(conn, peerId);
+    }, ice.renewMs);
+    conn.iceRenewal.unref?.();
   }
 
   /** Heartbeat: ping every socket; one that missed the previous ping is dead. */
@@ -439,6 +454,7 @@ export class Hub {
       ...this.opts.ice?.(peerId),
       directory: { total: total - 1, complete },
     });
+    this.renewIce(conn, peerId);
     if (complete) this.announce(peers.values(), { type: 'join', peer }, conn);
     if (complete) await this.cluster?.joined(network, peer);
     this.opts.log(`${conn.label} joined (${total} in network)`);

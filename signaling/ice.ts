@@ -1,8 +1,8 @@
 // The ICE servers a signaling server hands its peers in each welcome. TURN credentials are minted
 // per peer from a secret shared with the TURN server, in the scheme coturn checks with
 // `use-auth-secret` / `static-auth-secret` (the TURN REST API): username `<expiry unix seconds>:<peerId>`,
-// credential base64(HMAC-SHA1(secret, username)). Each welcome mints fresh ones, so a reconnect
-// renews them.
+// credential base64(HMAC-SHA1(secret, username)). Each welcome mints fresh ones, and a connected
+// peer is sent fresh ones (an `ice` message) at half their lifetime.
 import { createHmac } from 'node:crypto';
 import {
   AigridError,
@@ -26,6 +26,8 @@ export interface IceOptions {
   turnLifetimeS?: number;
   /** Every peer relays everything through TURN (iceTransportPolicy 'relay'). */
   relayOnly?: boolean;
+  /** How often a connected peer is sent fresh credentials, in ms (default half the lifetime; less than it). */
+  turnRenewMs?: number;
 }
 
 /** What a welcome carries about ICE: absent fields when the operator configured none. */
@@ -40,11 +42,14 @@ export function turnCredential(secret: string, peerId: string, expiresAt: number
   return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
 }
 
+/** What a peer is handed, with fresh credentials; `renewMs`: how often a connected peer needs them again (TURN only). */
+export type IceForPeer = ((peerId: string, nowMs?: number) => WelcomeIce) & { renewMs?: number };
+
 /**
  * Checks the operator's ICE options (ERR_INVALID_ARGUMENT naming the problem) and returns what
  * each welcome carries for a peer, with fresh credentials; undefined when nothing is configured.
  */
-export function iceForPeers(options: IceOptions = {}): ((peerId: string, nowMs?: number) => WelcomeIce) | undefined {
+export function iceForPeers(options: IceOptions = {}): IceForPeer | undefined {
   const urls = [...new Set(options.servers ?? [])];
   const parsed = urls.map((url) => ({ url, parts: parseIceUrl(url) }));
   const stun = parsed.filter((u) => !isTurnUrl(u.parts)).map((u) => u.url);
@@ -66,14 +71,21 @@ export function iceForPeers(options: IceOptions = {}): ((peerId: string, nowMs?:
   if (!Number.isInteger(lifetimeS) || lifetimeS < 60 || lifetimeS > MAX_TURN_LIFETIME_S) {
     throw new AigridError('ERR_INVALID_ARGUMENT', `the TURN credential lifetime must be whole seconds in 60..${MAX_TURN_LIFETIME_S}, got ${lifetimeS}`);
   }
+  const renewMs = options.turnRenewMs ?? (lifetimeS * 1000) / 2;
+  if (!(Number.isFinite(renewMs) && renewMs >= 100 && renewMs < lifetimeS * 1000)) {
+    throw new AigridError('ERR_INVALID_ARGUMENT', `TURN credentials must be renewed every 100 ms or more and within their lifetime (${lifetimeS} s), got ${renewMs} ms`);
+  }
   if (urls.length === 0 && !options.relayOnly) return undefined;
   const policy: IceTransportPolicy | undefined = options.relayOnly ? 'relay' : undefined;
-  return (peerId, nowMs = Date.now()) => {
+  const forPeer: IceForPeer = (peerId, nowMs = Date.now()) => {
     const iceServers: IceServer[] = [];
     if (stun.length > 0) iceServers.push({ urls: stun });
     if (turn.length > 0) iceServers.push({ urls: turn, ...turnCredential(secret!, peerId, Math.floor(nowMs / 1000) + lifetimeS) });
     return { iceServers, ...(policy ? { iceTransportPolicy: policy } : {}) };
   };
+  // Renewed at half their lifetime by default: a link opened just before the renewal still has hours.
+  if (turn.length > 0) forPeer.renewMs = renewMs;
+  return forPeer;
 }
 
 /** The command-line flags of the ICE options, shared by `aigrid signal` and `aigrid start`. */

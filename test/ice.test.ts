@@ -7,7 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AigridError, parseIceUrl, parseServerMessage } from '../protocol/index.ts';
 import { DEFAULT_TURN_LIFETIME_S, iceForPeers, turnCredential } from '../signaling/ice.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
-import { TestClient } from './helpers/ws-client.ts';
+import { Mesh } from '../client/mesh/index.ts';
+import { nodePlatform } from '../client/mesh/node.ts';
+import { CAPS, TestClient } from './helpers/ws-client.ts';
 import { testIdentity } from './helpers/identities.ts';
 
 function refusal(fn: () => unknown): string {
@@ -88,6 +90,13 @@ describe('TURN credentials', () => {
     expect(refusal(() => iceForPeers({ servers: ['turn:h'], turnSecret: 'k', turnLifetimeS: 10 }))).toMatch(/lifetime/);
     expect(refusal(() => iceForPeers({ servers: ['turn:h'], turnSecret: 'k', turnLifetimeS: 1.5 }))).toMatch(/lifetime/);
     expect(refusal(() => iceForPeers({ servers: Array.from({ length: 17 }, (_, i) => `stun:h${i}`) }))).toMatch(/at most 16/);
+    expect(refusal(() => iceForPeers({ servers: ['turn:h'], turnSecret: 'k', turnLifetimeS: 60, turnRenewMs: 60_000 }))).toMatch(/renewed .* within their lifetime/);
+    expect(refusal(() => iceForPeers({ servers: ['turn:h'], turnSecret: 'k', turnRenewMs: 10 }))).toMatch(/renewed every 100 ms/);
+  });
+
+  it('renews TURN credentials at half their lifetime; STUN alone needs no renewal', () => {
+    expect(iceForPeers({ servers: ['turn:h'], turnSecret: 'k', turnLifetimeS: 600 })!.renewMs).toBe(300_000);
+    expect(iceForPeers({ servers: ['stun:h'] })!.renewMs).toBeUndefined();
   });
 });
 
@@ -124,6 +133,31 @@ describe('the welcome', () => {
     expect(Number(renewed.username!.split(':')[0])).toBeGreaterThan(expiry);
     expect(renewed.credential).not.toBe(turn.credential);
     await Promise.all([first.close(), other.close(), again.close()]);
+  });
+
+  it('sends a connected peer fresh credentials before its welcome\'s expire, again and again, and the mesh takes them', async () => {
+    server = await startSignalingServer({ ice: { servers: ['turn:127.0.0.1:3478'], turnSecret: 'k', turnLifetimeS: 600, turnRenewMs: 1100 } });
+    const peer = await TestClient.join(server.wsUrl, 'peer-a', 'ice');
+    const peerId = testIdentity('peer-a').peerId;
+    const expiryOf = (servers: { username?: string }[] | undefined) => Number(servers![0]!.username!.split(':')[0]);
+    let last = expiryOf(peer.all('welcome')[0]!.iceServers);
+    for (let i = 0; i < 2; i++) {
+      const renewal = await peer.next('ice', () => true, 3000);
+      const [turn] = renewal.iceServers;
+      expect(expiryOf(renewal.iceServers)).toBeGreaterThan(last); // a second or more later
+      expect(turn!.credential).toBe(turnCredential('k', peerId, expiryOf(renewal.iceServers)).credential);
+      last = expiryOf(renewal.iceServers);
+    }
+    await peer.close();
+    // A mesh hears the renewal through its signaling client.
+    const mesh = new Mesh({ ...nodePlatform(), signal: server.wsUrl, network: 'ice', capabilities: CAPS, autoConnect: false, identity: testIdentity('peer-m') });
+    try {
+      await mesh.start();
+      const heard = await new Promise<{ username?: string }[]>((resolve) => mesh.signaling.once('ice', (ice) => resolve(ice.iceServers)));
+      expect(heard[0]!.username).toMatch(new RegExp(`:${testIdentity('peer-m').peerId}$`));
+    } finally {
+      mesh.close();
+    }
   });
 
   it('carries no ICE fields when none are configured, and a welcome with them parses (unknown fields are stripped)', async () => {

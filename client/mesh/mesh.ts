@@ -119,6 +119,9 @@ export class Mesh extends EventEmitter<MeshEvents> {
       WebSocket: WebSocketImpl,
     });
     this.signaling.on('welcome', (w) => this.onWelcome(w));
+    // Renewed TURN credentials: links opened from now on use them. A relayed link older than the
+    // lifetime may lose its allocation; it fails like any link and is opened again on next use.
+    this.signaling.on('ice', (ice) => (this.serverIce = { iceServers: ice.iceServers, iceTransportPolicy: ice.iceTransportPolicy }));
     this.signaling.on('join', (p) => this.setPeer(p));
     this.signaling.on('update', (p) => this.setPeer(p));
     this.signaling.on('leave', (id, reason) => this.onLeave(id, reason));

@@ -71,6 +71,8 @@ export interface SignalingClientEvents {
   signal: [from: string, data: SignalData];
   decline: [from: string, reason: string];
   glare: [peerId: string];
+  /** Fresh ICE servers (renewed TURN credentials) for the links opened from now on. */
+  ice: [ice: Extract<ServerMessage, { type: 'ice' }>];
   /** An error the server reported, or a frame from it that failed validation. */
   serverError: [error: AigridError];
   /** The server refused this identity or another connection took it over: no more reconnects. */
@@ -413,6 +415,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         break;
       case 'glare':
         this.emit('glare', msg.peerId);
+        break;
+      case 'ice':
+        this.emit('ice', msg);
         break;
       case 'pong': {
         const waiter = this.pings.get(msg.id);
