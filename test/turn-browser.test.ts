@@ -27,6 +27,7 @@ let nodePeer: Grid;
 let contribution: Contribution;
 let page: Page;
 let pageErrors: string[];
+const serverLog: string[] = [];
 
 /** The candidate types of every open link of a mesh. */
 async function linkTypes(mesh: Mesh): Promise<{ local: string; remote: string }[]> {
@@ -36,7 +37,7 @@ async function linkTypes(mesh: Mesh): Promise<{ local: string; remote: string }[
 beforeAll(async () => {
   await fixtures();
   turn = await startTurnServer();
-  server = await startSignalingServer({ staticDir: APP_DIR, heartbeatMs: 2000, ice: { servers: [turn.udpUrl], turnSecret: turn.secret, relayOnly: true } });
+  server = await startSignalingServer({ staticDir: APP_DIR, heartbeatMs: 2000, ice: { servers: [turn.udpUrl], turnSecret: turn.secret, relayOnly: true }, log: (line) => serverLog.push(line) });
   files = await startRangeServer(FIXTURE_DIR);
   chromium = await launchChromium();
   ({ page, errors: pageErrors } = await openPage(chromium.browser, `${server.httpUrl}/blank-for-sdk`));
@@ -52,7 +53,21 @@ beforeAll(async () => {
   // One MB per layer: the page and the Node peer (2 MB each) hold half of the model each.
   const spec: ModelSpec = { modelId: 'tiny-llama', source: `${files.url}/tiny-llama`, numLayers: 4, hiddenSize: 64, layerBytes: MB, weightDtype: 'f32', replication: 1 };
   await client.serve(spec);
-  await waitFor(async () => (await client.models.list()).data[0]?.health === 'ready', 60_000, 'tiny-llama ready on the page and the Node peer');
+  try {
+    await waitFor(async () => (await client.models.list()).data[0]?.health === 'ready', 60_000, 'tiny-llama ready on the page and the Node peer');
+  } catch (err) {
+    // What each side was doing, so that a failure elsewhere can be read from its log.
+    const pageStatus = await page.evaluate(() => JSON.stringify((window as unknown as { contribution?: { status(): unknown } }).contribution?.status())).catch((e: unknown) => String(e));
+    const seen = [
+      `models: ${JSON.stringify((await client.models.list()).data)}`,
+      `page peer status: ${pageStatus}`,
+      `node peer status: ${JSON.stringify(contribution.status())}`,
+      `page errors: ${JSON.stringify(pageErrors)}`,
+      `server log:\n${serverLog.slice(-40).join('\n')}`,
+      `turn log:\n${turn.log().slice(-2000)}`,
+    ];
+    throw new Error(`${(err as Error).message}\n${seen.join('\n')}`);
+  }
 }, 120_000);
 
 afterAll(async () => {
