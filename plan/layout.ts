@@ -118,6 +118,28 @@ export function bestWindow(cov: readonly number[], length: number, target: numbe
   return best.s;
 }
 
+/**
+ * The first `k` items in `order`, in order: one pass over `items` keeping a sorted buffer, so
+ * picking a few of many peers costs about one comparison per peer rather than a sort of them all.
+ */
+export function firstK<T>(items: readonly T[], k: number, order: (a: T, b: T) => number): T[] {
+  const top: T[] = [];
+  if (!(k > 0)) return top;
+  for (const x of items) {
+    if (top.length >= k && order(x, top[top.length - 1]!) >= 0) continue;
+    let lo = 0;
+    let hi = top.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (order(x, top[mid]!) < 0) hi = mid;
+      else lo = mid + 1;
+    }
+    top.splice(lo, 0, x);
+    if (top.length > k) top.pop();
+  }
+  return top;
+}
+
 /** Adds one range to the coverage counts. */
 export function addCoverage(cov: number[], r: LayerRange, delta = 1): void {
   for (let l = r.start; l < r.end; l++) cov[l]! += delta;

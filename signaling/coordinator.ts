@@ -366,15 +366,19 @@ export class Coordinator {
    */
   private async replan(network: string, models: ServedModel[], resend?: string): Promise<void> {
     const peers = await this.opts.registry.list(network);
-    const budget = new Map(peers.map((p) => [p.peerId, p.capabilities.memoryBudgetMB]));
-    const members = new Set(budget.keys());
+    // MB that models earlier in the order take of each peer's budget: only their holders appear,
+    // so a pass over a large network builds no map of every member.
+    const used = new Map<string, number>();
+    const take = (peerId: string, mb: number) => used.set(peerId, (used.get(peerId) ?? 0) + mb);
+    let members: Set<string> | undefined;
+    const member = (peerId: string) => (members ??= new Set(peers.map((p) => p.peerId))).has(peerId);
     for (const model of models) {
       const { spec } = model;
       if (this.recovering.has(network) && model.placement) {
         // Restored: the peers that held it hold it still, and hear their range again on return.
         const held = resend === undefined ? undefined : model.placement.assignments.get(resend);
         if (held) this.opts.send(network, resend!, { type: 'assign', model: spec, start: held.start, end: held.end });
-        for (const [peerId, r] of model.placement.assignments) if (budget.has(peerId)) budget.set(peerId, budget.get(peerId)! - rangeBytes(spec, r) / BYTES_PER_MB);
+        for (const [peerId, r] of model.placement.assignments) take(peerId, rangeBytes(spec, r) / BYTES_PER_MB);
         continue;
       }
       const now = Date.now();
@@ -383,7 +387,7 @@ export class Coordinator {
         spec,
         peers
           .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId))
-          .map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.capabilities.throughput.gflops })),
+          .map((p) => ({ peerId: p.peerId, memoryBudgetMB: p.capabilities.memoryBudgetMB - (used.get(p.peerId) ?? 0), gflops: p.capabilities.throughput.gflops })),
         (peerId) => this.opts.reputation.newcomer(peerId),
       );
       const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
@@ -396,12 +400,10 @@ export class Coordinator {
       }
       for (const peerId of lost) {
         model.status.delete(peerId);
-        if (members.has(peerId)) this.opts.send(network, peerId, unassign(spec));
+        if (member(peerId)) this.opts.send(network, peerId, unassign(spec));
       }
       model.placement = next;
-      for (const [peerId, r] of next.assignments) {
-        budget.set(peerId, budget.get(peerId)! - rangeBytes(spec, r) / BYTES_PER_MB);
-      }
+      for (const [peerId, r] of next.assignments) take(peerId, rangeBytes(spec, r) / BYTES_PER_MB);
     }
   }
 

@@ -224,9 +224,13 @@ describe('rebalance', () => {
     expect(full.replication).toBe(1);
   });
 
-  it('rejects duplicate peers and impossible models', () => {
+  it('rejects duplicate peers, impossible models and bad options', () => {
     expect(() => place(model(1), [peer('aaaa', 1), peer('aaaa', 2)])).toThrow(/listed twice/);
+    const many = Array.from({ length: 5000 }, (_, i) => peer(`peer-${i}`, 4));
+    expect(() => place(model(1), [...many, peer('peer-4321', 8)])).toThrow(/peer peer-4321 is listed twice/);
     expect(() => place({ numLayers: 0, layerBytes: 1, replication: 1 }, [])).toThrow(AigridError);
+    expect(() => place(model(1), many, { spareCopies: -1 })).toThrow(/spareCopies/);
+    expect(() => place(model(1), many, { spareCopies: 0.5 })).toThrow(/spareCopies/);
   });
 
   describe('light models: the head parts count like layers at the ends', () => {
@@ -270,5 +274,121 @@ describe('rebalance', () => {
       expect(rangeBytes(light(), { start: 0, end: 2 })).toBe(450 * MB);
       expect(rangeBytes(light(), { start: 2, end: 4 })).toBe(200 * MB);
     });
+  });
+});
+
+describe('large networks: only the copies asked and one spare', () => {
+  /** 2,000 peers with room for 4-12 layers of 32 at seeded speeds. */
+  const crowd = (count = 2000, seed = 5) => {
+    const rand = seeded(seed);
+    return Array.from({ length: count }, (_, i) => peer(`peer-${String(i).padStart(4, '0')}`, 4 + Math.floor(rand() * 9), Math.round(rand() * 1000) / 10));
+  };
+  const copies = (p: Placement) => p.coverage.reduce((a, b) => a + b, 0);
+
+  it.each([1, 2, 3])('holds replication %i + 1 copies of minimum spans on the fastest peers, not every peer', (replication) => {
+    const peers = crowd();
+    const p = place(model(replication), peers);
+    checkValid(p, peers);
+    expect(p.error).toBeUndefined();
+    expect(p.warning).toBeUndefined();
+    expect(p.replication).toBeGreaterThanOrEqual(replication);
+    // 32 layers, spans of at least 4: (replication + 1) x 32 copies take (replication + 1) x 8 peers.
+    expect(p.assignments.size).toBe((replication + 1) * 8);
+    expect(copies(p)).toBe((replication + 1) * 32);
+    expect(Math.max(...p.coverage)).toBeLessThanOrEqual(replication + 1);
+    for (const r of p.assignments.values()) expect(len(r)).toBe(4);
+    // The fastest peers are the ones taken.
+    const slowestTaken = Math.min(...[...p.assignments.keys()].map((id) => peers.find((q) => q.peerId === id)!.gflops));
+    const fasterIdle = peers.filter((q) => !p.assignments.has(q.peerId) && q.gflops > slowestTaken);
+    expect(fasterIdle).toEqual([]);
+    // The same answer whatever the order of the peers.
+    expect(ranges(place(model(replication), [...peers].reverse()))).toEqual(ranges(p));
+    // Peers with room for less than a minimum span count for what they hold: more of them are taken.
+    const small = peers.map((q, i) => ({ ...q, memoryBudgetMB: (1 + (i % 12)) * 100 }));
+    const s = place(model(replication), small);
+    checkValid(s, small);
+    expect(s.replication).toBeGreaterThanOrEqual(replication);
+    expect(copies(s)).toBeGreaterThanOrEqual((replication + 1) * 32);
+    expect(copies(s)).toBeLessThan((replication + 1) * 32 + 4);
+    expect(s.assignments.size).toBeLessThan(small.length / 10);
+  });
+
+  it('spareCopies sets the spare: 0 places just the copies asked, Infinity every peer with room', () => {
+    const peers = crowd(200);
+    const none = place(model(2), peers, { spareCopies: 0 });
+    expect(none.replication).toBe(2);
+    expect(copies(none)).toBe(64);
+    const all = place(model(2), peers, { spareCopies: Infinity });
+    expect(all.assignments.size).toBe(200);
+    checkValid(all, peers);
+  });
+
+  it('a join or the leave of a peer without a range changes nothing; a holder that leaves is replaced by one idle peer', () => {
+    const peers = crowd();
+    const spec = model(2);
+    const before = place(spec, peers);
+    const joined = [...peers, peer('zz-new', 32, 1e6)];
+    expect(diffAssignments(before.assignments, rebalance(before, joined).assignments)).toEqual({ assign: [], unassign: [] });
+    const idle = peers.find((q) => !before.assignments.has(q.peerId))!;
+    const withoutIdle = peers.filter((q) => q !== idle);
+    expect(diffAssignments(before.assignments, rebalance(before, withoutIdle).assignments)).toEqual({ assign: [], unassign: [] });
+    const holder = [...before.assignments.keys()][5]!;
+    const left = peers.filter((q) => q.peerId !== holder);
+    const after = rebalance(before, left);
+    checkValid(after, left);
+    expect(after.replication).toBeGreaterThanOrEqual(2);
+    const { assign, unassign } = diffAssignments(before.assignments, after.assignments);
+    expect(unassign).toEqual([holder]);
+    expect(assign).toHaveLength(1);
+    const [newcomer, range] = assign[0]!;
+    expect(before.assignments.has(newcomer)).toBe(false);
+    expect(range).toEqual(before.assignments.get(holder));
+  });
+
+  it('under seeded churn keeps the replication, a bounded set of holders, and never moves a holder', () => {
+    const rand = seeded(17);
+    let members = crowd(500, 17).map((q, i) => ({ ...q, memoryBudgetMB: (1 + (i % 12)) * 100 }));
+    const spec = model(2);
+    let p = place(spec, members);
+    let next = 0;
+    for (let step = 0; step < 200; step++) {
+      let leaver: string | undefined;
+      if (rand() < 0.5) {
+        leaver = members[Math.floor(rand() * members.length)]!.peerId;
+        members = members.filter((q) => q.peerId !== leaver);
+      } else members = [...members, peer(`new-${next++}`, 1 + Math.floor(rand() * 12), Math.round(rand() * 1000) / 10)];
+      const after = rebalance(p, members);
+      checkValid(after, members);
+      expect(after.replication).toBeGreaterThanOrEqual(2);
+      expect(after.assignments.size).toBeLessThanOrEqual(40);
+      const { assign, unassign } = diffAssignments(p.assignments, after.assignments);
+      expect(unassign).toEqual(leaver && p.assignments.has(leaver) ? [leaver] : []);
+      if (!leaver || !p.assignments.has(leaver)) expect(assign).toEqual([]);
+      for (const [id, r] of assign) {
+        const old = p.assignments.get(id);
+        if (old) expect(r.start <= old.start && r.end >= old.end).toBe(true);
+      }
+      p = after;
+    }
+  });
+
+  it('takes idle peers when the holders cannot bring a layer up to the target', () => {
+    // 8 layers (spans of 1), replication 1: the copies asked and the spare are 16 layers, which 16
+    // one-layer holders already hold, but none holds the last layer.
+    const spec = model(1, 8);
+    const peers = Array.from({ length: 40 }, (_, i) => peer(`peer-${String(i).padStart(2, '0')}`, 1, 40 - i));
+    const previous: Placement = {
+      model: spec,
+      assignments: new Map(peers.slice(0, 16).map((q, i) => [q.peerId, { start: i % 7, end: (i % 7) + 1 }])),
+      coverage: [3, 3, 2, 2, 2, 2, 2, 0],
+      replication: 0,
+    };
+    const after = rebalance(previous, peers);
+    checkValid(after, peers);
+    expect(after.replication).toBe(1);
+    const { assign, unassign } = diffAssignments(previous.assignments, after.assignments);
+    expect(unassign).toEqual([]);
+    // The fastest idle peer takes the uncovered layer; no holder moves.
+    expect(assign).toEqual([['peer-16', { start: 7, end: 8 }]]);
   });
 });

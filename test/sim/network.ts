@@ -79,13 +79,14 @@ export class SimNetwork {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
     const peers = [...this.members.values()];
-    const budget = new Map(peers.map((p) => [p.peerId, p.memoryBudgetMB]));
+    // What earlier models take of each holder's budget, as the coordinator counts it.
+    const used = new Map<string, number>();
     const sends: { model: SimModel; assign: [string, LayerRange][]; lost: string[] }[] = [];
     const modelMs: number[] = [];
     for (const model of this.models) {
       const m0 = performance.now();
       const { spec } = model;
-      const planPeers = peers.map((p) => ({ peerId: p.peerId, memoryBudgetMB: budget.get(p.peerId)!, gflops: p.gflops }));
+      const planPeers = peers.map((p) => ({ peerId: p.peerId, memoryBudgetMB: p.memoryBudgetMB - (used.get(p.peerId) ?? 0), gflops: p.gflops }));
       const before = new Map<string, LayerRange>(model.placement?.assignments ?? []);
       const next = model.placement ? rebalance({ ...model.placement, model: spec }, planPeers, this.options.placement) : place(spec, planPeers, this.options.placement);
       if (resend) before.delete(resend);
@@ -93,7 +94,7 @@ export class SimNetwork {
       modelMs.push(performance.now() - m0);
       sends.push({ model, assign, lost });
       model.placement = next;
-      for (const [peerId, r] of next.assignments) budget.set(peerId, budget.get(peerId)! - rangeBytes(spec, r) / BYTES_PER_MB);
+      for (const [peerId, r] of next.assignments) used.set(peerId, (used.get(peerId) ?? 0) + rangeBytes(spec, r) / BYTES_PER_MB);
     }
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(c0);

@@ -18,7 +18,7 @@
 // default 400), AIGRID_SIM_SEED. Last line: RESULT {json}.
 import { loadavg } from 'node:os';
 import type { Hop } from '../../protocol/index.ts';
-import { BYTES_PER_MB, DEFAULT_HOP_COST_MS, DEFAULT_MAX_STAGES, DEFAULT_SESSION_COST_MS } from '../../plan/index.ts';
+import { BYTES_PER_MB, DEFAULT_HOP_COST_MS, DEFAULT_MAX_STAGES, DEFAULT_SESSION_COST_MS, DEFAULT_SPARE_COPIES } from '../../plan/index.ts';
 import { mulberry32 } from '../helpers/random.ts';
 import {
   CLIENT_SPREAD,
@@ -112,7 +112,7 @@ function assumptions(): void {
   log(`  - prefill: a ${PROMPT}-token prompt in chunks sent back to back; each hop runs one chunk at a time, each uplink carries one at a time`);
   log(`  - layer bytes for placement: weights + a ${KV_TOKENS_PER_LAYER}-token f32 KV share (client/grid/model-spec.ts); a reassigned peer reloads its`);
   log(`    whole range at its downlink (browser ${CLASSES.browser.downlinkMbps.join('-')}, desktop ${CLASSES.desktop.downlinkMbps.join('-')} Mbit/s) and is ready after`);
-  log(`  - placement: maxStages ${DEFAULT_MAX_STAGES} (the default); no newcomer caps (every key is new), no failed or excluded peers`);
+  log(`  - placement: maxStages ${DEFAULT_MAX_STAGES}, spareCopies ${DEFAULT_SPARE_COPIES} (the defaults); no newcomer caps (every key is new), no failed or excluded peers`);
   log();
 }
 
@@ -218,9 +218,9 @@ function part1() {
   log(`                                      CPU ms:  p50 ${percentile(cpu, 0.5).toFixed(1).padStart(6)}  p99 ${percentile(cpu, 0.99).toFixed(1).padStart(6)}  (this process only; the machine is shared)`);
   CATALOG.forEach(([shape], i) => log(`    of which ${shape.name.padEnd(18)} p50 ${percentile(perModel[i]!, 0.5).toFixed(1).padStart(6)}  p99 ${percentile(perModel[i]!, 0.99).toFixed(1).padStart(6)}`));
   const holders = net.models.map((m) => m.placement!.assignments.size);
-  log(`  why it scales with the network: each model's placement holds every peer with memory left (${holders.join(', ')} holders), since`);
-  log(`  spanSizes gives every peer at least ceil(layers / maxStages) layers once those floors cover the copies asked; so a change`);
-  log(`  costs about models x peers work (slot building, a sort by peerId, maps of ranges, the diff)`);
+  log(`  holders per model ${holders.join(', ')} of ${net.members.size} peers: placement takes peers without a range (fastest first) only until`);
+  log(`  their minimum spans make replication + ${DEFAULT_SPARE_COPIES} copies, so a change works on the holders; what still grows with the network`);
+  log(`  is one pass over the peers per model (budgets, the duplicate check, finding idle peers when a holder left)`);
   const assigned = changes.map((c) => c.assigned);
   const reload = changes.map((c) => c.reloadBytes / GB);
   log(`  ranges (re)assigned per change: p50 ${percentile(assigned, 0.5)}, p99 ${percentile(assigned, 0.99)}, max ${Math.max(...assigned)}; bytes to load per change p50 ${percentile(reload, 0.5).toFixed(2)} GB, p99 ${percentile(reload, 0.99).toFixed(2)} GB`);
@@ -379,8 +379,9 @@ function part2(): { rows: MissionRow[]; churn: ReturnType<typeof missionChurn> }
   log();
   missionTable([...rows, ...fewest]);
   log(`  (tok/s xS: S sessions together, each from its own client; TTFT /C: time to first token of a ${PROMPT}-token prompt in chunks`);
-  log(`  of C tokens, prefill plus the head. Placement gives every one of the 32 peers all the layers it has room for whatever the`);
-  log(`  replication asked, so the first three rows place alike; the last three use only the peers the copies need.)`);
+  log(`  of C tokens, prefill plus the head. Placement takes peers for replication + ${DEFAULT_SPARE_COPIES} copies; where that is more than the 32 hold`);
+  log(`  (replication 2 and 3 here), each takes all it has room for and those rows place alike; the last three use only the peers`);
+  log(`  the copies need.)`);
   const churn = missionChurn(shape, peers, population, 2, 4);
   log();
   log(`  churn at replication 2 on the 32 peers (mean stay ${MEAN_STAY_S / 60} min, a fresh browser joins as often as one leaves; ${churn.events} changes in ${churn.hours} simulated h;`);
