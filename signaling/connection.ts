@@ -7,6 +7,8 @@ import { TokenBucket } from './rate-limit.ts';
 
 /** A client that sends but never reads would make the server buffer for it without end. */
 export const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** How long a socket over its message rate goes unread. */
+const THROTTLE_MS = 250;
 const CLOSE_GRACE_MS = 2_000;
 
 export class Connection {
@@ -45,9 +47,14 @@ export class Connection {
     return this.peer ? `${this.network}/${this.peer.peerId}` : `${this.ip} (not joined)`;
   }
 
-  /** False when the message must be dropped; tells the client at most once a second. */
+  /**
+   * False when the message must be dropped; tells the client at most once a second. A socket over
+   * its rate is also not read for a while: what it sends waits in its own TCP buffers, so a flood
+   * costs the server little and cannot crowd out the other sockets.
+   */
   admit(): boolean {
     if (this.bucket.take()) return true;
+    this.throttle();
     const now = performance.now();
     if (now - this.lastRateError >= 1000) {
       this.lastRateError = now;
@@ -73,6 +80,15 @@ export class Connection {
       this.error('ERR_RATE_LIMITED', `more than ${limit[0]} ${type} messages per second`, type, requestId);
     }
     return false;
+  }
+
+  private throttle(): void {
+    if (this.ws.isPaused || this.closed) return;
+    this.ws.pause();
+    // Short next to any heartbeat, so a peer merely bursting is not taken for dead.
+    setTimeout(() => {
+      if (!this.closed) this.ws.resume();
+    }, THROTTLE_MS).unref?.();
   }
 
   /** Runs tasks in arrival order; a failing task is logged and the next one still runs. */
