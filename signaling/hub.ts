@@ -72,9 +72,15 @@ export interface HubOptions {
 type Msg<T extends ClientMessage['type']> = Extract<ClientMessage, { type: T }>;
 
 const SHUTDOWN_GRACE_MS = 1_000;
+/** The heartbeat visits the connections in this many turns, one per tick (server.ts ticks this often per heartbeat). */
+export const HEARTBEAT_SLICES = 100;
 
 export class Hub {
   private readonly connections = new Set<Connection>();
+  /** The connections in turns of the heartbeat: tick() visits one slice, each once per heartbeatMs. */
+  private readonly heartbeatSlices = Array.from({ length: HEARTBEAT_SLICES }, () => new Set<Connection>());
+  private nextSlice = 0;
+  private sliceCursor = 0;
   /** network -> peerId -> connection: the sockets behind the store's PeerInfo. */
   private readonly members = new Map<string, Map<string, Connection>>();
   private readonly perIp = new Map<string, number>();
@@ -206,6 +212,7 @@ export class Hub {
     }
     this.perIp.set(ip, count + 1);
     this.connections.add(conn);
+    this.heartbeatSlices[this.nextSlice++ % this.heartbeatSlices.length]!.add(conn);
     conn.send({ type: 'challenge', nonce: conn.nonce });
     ws.on('pong', () => {
       conn.alive = true;
@@ -216,6 +223,7 @@ export class Hub {
         conn.closed = true;
         clearTimeout(conn.iceRenewal);
         this.connections.delete(conn);
+        for (const slice of this.heartbeatSlices) slice.delete(conn);
         const left = (this.perIp.get(ip) ?? 1) - 1;
         if (left > 0) this.perIp.set(ip, left);
         else this.perIp.delete(ip);
@@ -238,9 +246,15 @@ export class Hub {
     conn.iceRenewal.unref?.();
   }
 
-  /** Heartbeat: ping every socket; one that missed the previous ping is dead. */
+  /**
+   * Heartbeat, one slice of the sockets per call (HEARTBEAT_SLICES calls per heartbeat): ping
+   * each; one that missed the previous ping is dead.
+   */
   tick(): void {
-    for (const conn of this.connections) {
+    // One slice per tick: pinging thousands of sockets at once would hold every relay up.
+    const slice = this.heartbeatSlices[this.sliceCursor]!;
+    this.sliceCursor = (this.sliceCursor + 1) % this.heartbeatSlices.length;
+    for (const conn of slice) {
       this.guard(() => {
         if (conn.closed) return;
         if (!conn.peer && Date.now() - conn.openedAt > this.opts.helloTimeoutMs) {
@@ -257,7 +271,7 @@ export class Hub {
         if (conn.open) conn.ws.ping();
       });
     }
-    this.offers.sweep();
+    if (this.sliceCursor === 0) this.offers.sweep();
   }
 
   /** Tells every joined peer the server stops, closes all sockets, and waits briefly for them. */

@@ -20,7 +20,7 @@ import {
 import { clientAddress } from './client-address.ts';
 import { createHttpHandler, type HttpMount } from './http.ts';
 import type { SourcePolicy } from './sources.ts';
-import { Hub } from './hub.ts';
+import { HEARTBEAT_SLICES, Hub } from './hub.ts';
 import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import { DataDir } from './data-dir.ts';
 import { RedisCluster } from './redis-cluster.ts';
@@ -174,7 +174,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     throw err;
   });
   http.on('error', (err) => log(`http server error: ${err.message}`));
-  const timer = setInterval(() => hub.tick(), heartbeatMs);
+  const timer = setInterval(() => hub.tick(), heartbeatMs / HEARTBEAT_SLICES);
   timer.unref();
 
   const bound = (http.address() as AddressInfo).port;
