@@ -89,6 +89,8 @@ export interface RedisClusterOptions {
 }
 
 const DEFAULT_LEASE_MS = 5_000;
+/** Locations read per MGET when looking for peers of dead processes. */
+const SWEEP_SLICE = 500;
 /** Reputation changes are added to Redis at most this often. */
 const REPUTATION_EVERY_MS = 1_000;
 
@@ -114,6 +116,7 @@ export class RedisCluster {
   private readonly leaseMs: number;
   private readonly log: (line: string) => void;
   private timer: ReturnType<typeof setInterval> | undefined;
+  private sweptAt = 0;
   private ticking = false;
   private closed = false;
   /** The rules last written to or read from Redis, per network (JSON), so only changes are written. */
@@ -448,8 +451,8 @@ export class RedisCluster {
     this.ticking = true;
     try {
       const mine = [...this.host.local()].map(([network, peerId]) => this.keys.location(network, peerId));
-      for (let i = 0; i < mine.length; i += 1000) {
-        const keys = mine.slice(i, i + 1000);
+      for (let i = 0; i < mine.length; i += SWEEP_SLICE) {
+        const keys = mine.slice(i, i + SWEEP_SLICE);
         await this.redis.eval(RENEW_MINE, keys.length, ...keys, this.id, this.leaseMs);
       }
       for (const network of [...this.leading]) {
@@ -459,8 +462,12 @@ export class RedisCluster {
           this.log(`${network}: lost the coordinator lease`);
         }
       }
-      for (const network of await this.registry.networks()) {
-        if ((await this.leader(network)) === this.id) await this.sweep(network);
+      // Stale peers are looked for once per lease (their locations expire after one anyway).
+      if (Date.now() - this.sweptAt >= this.leaseMs) {
+        this.sweptAt = Date.now();
+        for (const network of await this.registry.networks()) {
+          if ((await this.leader(network)) === this.id) await this.sweep(network);
+        }
       }
     } catch (err) {
       this.log(`redis: renewal: ${String(err)}`);
@@ -471,21 +478,27 @@ export class RedisCluster {
 
   /** Removes the network's peers whose process is gone (their location expired), telling everyone. */
   private async sweep(network: string): Promise<void> {
-    const peers = await this.registry.list(network);
-    if (peers.length === 0) {
+    // Ids only, locations in slices: at 10,000 peers parsing every PeerInfo each time, or one
+    // MGET of them all, would hold up this process's relays and Redis's.
+    const ids = await this.registry.ids(network);
+    if (ids.length === 0) {
       this.leading.delete(network);
       await this.redis.eval(DELETE_IF, 1, this.keys.lease(network), this.id);
       return;
     }
-    const at = await this.redis.mget(...peers.map((p) => this.keys.location(network, p.peerId)));
+    const gone: string[] = [];
+    for (let i = 0; i < ids.length; i += SWEEP_SLICE) {
+      const slice = ids.slice(i, i + SWEEP_SLICE);
+      const at = await this.redis.mget(...slice.map((peerId) => this.keys.location(network, peerId)));
+      for (const [j, peerId] of slice.entries()) if (at[j] === null) gone.push(peerId);
+    }
     let dropped = 0;
-    for (const [i, peer] of peers.entries()) {
-      if (at[i] !== null) continue;
-      if (!(await this.registry.removeWhere(network, peer.peerId, '-'))) continue;
+    for (const peerId of gone) {
+      if (!(await this.registry.removeWhere(network, peerId, '-'))) continue;
       dropped++;
-      const leave: ServerMessage = { type: 'leave', peerId: peer.peerId, reason: 'timeout' };
-      this.host!.tell(network, peer.peerId, leave);
-      await this.publishAll({ k: 'tell', network, peerId: peer.peerId, message: leave });
+      const leave: ServerMessage = { type: 'leave', peerId, reason: 'timeout' };
+      this.host!.tell(network, peerId, leave);
+      await this.publishAll({ k: 'tell', network, peerId, message: leave });
     }
     if (!dropped) return;
     this.log(`${network}: dropped ${dropped} peers whose signaling process is gone`);

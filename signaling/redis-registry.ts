@@ -121,6 +121,11 @@ export class RedisRegistry implements RegistryStore {
     return out;
   }
 
+  /** The network's peer ids alone (no PeerInfo parsed), in no particular order. */
+  async ids(network: string): Promise<string[]> {
+    return this.redis.hkeys(this.keys.peers(network));
+  }
+
   async networks(): Promise<string[]> {
     return this.redis.smembers(this.keys.networks);
   }
