@@ -9,6 +9,7 @@ import { CpuBackend } from '../../client/model/backend/cpu.ts';
 import { GgmlCpuRuntime } from '../../client/model/backend/ggml-linear.ts';
 import { Head } from '../../client/model/head.ts';
 import { Shard } from '../../client/model/shard.ts';
+import { timedGreedy } from './timed-greedy.ts';
 
 export type PageRunnerKind = 'ours' | 'wllama';
 
@@ -49,12 +50,6 @@ export interface EdgePageApi {
   generate(id: number, prompt: number[], newTokens: number): Promise<PageGeneration>;
   close(id: number): Promise<void>;
 }
-
-const argmax = (v: Float32Array) => {
-  let best = 0;
-  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
-  return best;
-};
 
 interface PageRunner {
   generate(prompt: number[], newTokens: number): Promise<PageGeneration>;
@@ -99,24 +94,7 @@ async function workerLoad(ggufUrl: string, threads: number, contextSize: number)
 async function workerGenerate(prompt: number[], newTokens: number): Promise<PageGeneration> {
   if (!model) throw new Error('no model loaded');
   const { head, shard } = model;
-  const session = `run-${model.runs++}`;
-  const at = [performance.now()];
-  const tokens: number[] = [];
-  let input = [...prompt];
-  let pos = 0;
-  try {
-    while (tokens.length < newTokens) {
-      const positions = Uint32Array.from(input, (_, i) => pos + i);
-      const hidden = await shard.forward(await head.embed(Uint32Array.from(input), positions), positions, session);
-      tokens.push(argmax(await head.logits(hidden, input.length)));
-      at.push(performance.now());
-      pos += input.length;
-      input = [tokens.at(-1)!];
-    }
-  } finally {
-    shard.release(session);
-  }
-  return { tokens, at };
+  return timedGreedy(head, shard, `run-${model.runs++}`, prompt, newTokens);
 }
 
 function workerClose(): void {

@@ -34,6 +34,7 @@ import { llamaOnnx } from '../fixtures/onnx-llama.ts';
 import { installOnFirstUse } from './bench-packages.ts';
 import { agreement, geomean, measureTurns, pressureNote, round, type Runner } from './edge-measure.ts';
 import type { PageBenchResult } from './edge-page-run.ts';
+import { timedGreedy } from './timed-greedy.ts';
 import { BENCH_DIR, randomGguf, type LlamaShape, type RandomGgufType } from './gguf-random.ts';
 
 export const LLAMA_CPP_VERSION = '3.21.1';
@@ -90,12 +91,6 @@ export async function loadLlamaCpp(log: (line: string) => void): Promise<Llama> 
 // The measurement helpers live in edge-measure.ts (the page comparison uses them too); large.ts imports them from here.
 export { agreement, cpuPressure, geomean, measureTurns, median, pressureNote, promptIds, round, type Figures, type Generation, type Runner } from './edge-measure.ts';
 
-function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
-  return best;
-}
-
 /** Our runtime in this process: the head and one shard of every layer on one CPU backend of `threads` threads. */
 export async function oursRunner(path: string, threads: number): Promise<Runner> {
   const checkpoint = await openModelNode(path);
@@ -113,26 +108,7 @@ export async function oursRunner(path: string, threads: number): Promise<Runner>
   const [h, s] = [head, shard];
   let runs = 0;
   return {
-    async generate(prompt, newTokens) {
-      const session = `run-${runs++}`;
-      const at = [performance.now()];
-      const tokens: number[] = [];
-      let input = [...prompt];
-      let pos = 0;
-      try {
-        while (tokens.length < newTokens) {
-          const positions = Uint32Array.from(input, (_, i) => pos + i);
-          const hidden = await s.forward(await h.embed(Uint32Array.from(input), positions), positions, session);
-          tokens.push(argmax(await h.logits(hidden, input.length)));
-          at.push(performance.now());
-          pos += input.length;
-          input = [tokens.at(-1)!];
-        }
-      } finally {
-        s.release(session);
-      }
-      return { tokens, at };
-    },
+    generate: (prompt, newTokens) => timedGreedy(h, s, `run-${runs++}`, prompt, newTokens),
     async close() {
       s.destroy();
       h.destroy();
