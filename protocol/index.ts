@@ -3,6 +3,7 @@ export * from './errors.ts';
 export * from './limits.ts';
 export * from './signaling.ts';
 export * from './serving.ts';
+export * from './blocks.ts';
 export * from './activation.ts';
 export * from './frames.ts';
 export * from './session.ts';

@@ -71,4 +71,5 @@ export const TYPE_RATE_LIMITS = {
   accuse: [0.2, 3],
   status: [10, 20],
   route: [25, 50],
+  blocks: [10, 20],
 } as const satisfies Record<string, readonly [number, number]>;

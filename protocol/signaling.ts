@@ -23,6 +23,7 @@ import {
 import { ServerKeySchema } from './tickets.ts';
 import { AccusationSchema } from './accusation.ts';
 import { IceServerSchema, IceTransportPolicySchema, MAX_ICE_SERVERS } from './ice.ts';
+import { BlocksReplySchema, BlocksRequestSchema } from './blocks.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -95,6 +96,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   VerdictMessageSchema,
   /** Evidence that a hop returned wrong results (accusation.ts); answered with `judged`. */
   AccusationSchema.extend({ type: z.literal('accuse'), id: z.number().int().nonnegative() }),
+  BlocksRequestSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -157,6 +159,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   RouteReplySchema,
   ModelsMessageSchema,
   PolicyMessageSchema,
+  BlocksReplySchema,
   /** The answer to `accuse` `id`: whether it counted against the accused, else the code of why not. */
   z.object({
     type: z.literal('judged'),

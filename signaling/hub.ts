@@ -27,6 +27,7 @@ import {
 import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
+import { BlockRegistry } from './blocks.ts';
 import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Directory } from './directory.ts';
@@ -89,6 +90,7 @@ export class Hub {
   private readonly coordinator: CoordinatorApi;
   private readonly cluster: RedisCluster | undefined;
   private readonly governance: Governance;
+  private readonly blocks: BlockRegistry;
   private readonly reputation: Reputation;
   private readonly served: MemoryServingStore;
   private stopping = false;
@@ -100,6 +102,8 @@ export class Hub {
     const saveServing = () => data?.saveServing(() => this.storedNetworks());
     const rules = cluster?.restoredRules ?? Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
     this.governance = new Governance(opts.owner, rules, cluster ? () => cluster.rulesChanged() : saveServing);
+    const blocks = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.blocks?.length ? [[network, n.blocks]] : [])));
+    this.blocks = new BlockRegistry(this.governance, blocks, saveServing);
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
     const coordinator = new Coordinator({
@@ -170,8 +174,11 @@ export class Hub {
   private storedNetworks(): Record<string, StoredNetwork> {
     const models = this.served.stored();
     const rules = this.governance.all();
-    const names = new Set([...Object.keys(models), ...Object.keys(rules)]);
-    return Object.fromEntries([...names].map((network) => [network, { ...(rules[network] ? { rules: rules[network] } : {}), models: models[network] ?? [] }]));
+    const blocks = this.blocks.all();
+    const names = new Set([...Object.keys(models), ...Object.keys(rules), ...Object.keys(blocks)]);
+    return Object.fromEntries(
+      [...names].map((network) => [network, { ...(rules[network] ? { rules: rules[network] } : {}), models: models[network] ?? [], ...(blocks[network] ? { blocks: blocks[network] } : {}) }]),
+    );
   }
 
   /** Per-model coverage of a network, for the HTTP view. */
@@ -363,6 +370,10 @@ export class Hub {
         return;
       case 'accuse':
         return this.accuse(conn, conn.peer.peerId, msg);
+      case 'blocks':
+        // Several processes would each keep their own registry: not offered until it lives in Redis.
+        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'blocks are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'blocks', msg.requestId);
+        return this.blocks.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
     }
   }
 
@@ -567,7 +578,10 @@ export class Hub {
         this.members.delete(network);
         // Rules outlive a server stopping, and a restored network whose peers are still coming back.
         // With several processes, the network's rules go when its last member anywhere leaves (cluster.left).
-        if (!this.cluster && reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) this.governance.forget(network);
+        if (!this.cluster && reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) {
+          this.governance.forget(network);
+          this.blocks.forget(network);
+        }
       }
     }
     this.offers.forget(network, peer.peerId);

@@ -12,6 +12,7 @@ import {
   type Servers,
   type Sources,
   type Capabilities,
+  type Block,
   type ClientMessage,
   type Hop,
   type RouteTicket,
@@ -98,6 +99,15 @@ export interface Route {
   newcomers?: string[];
 }
 
+/** A block registry request as the client asks it (the server's answer is the blocks concerned). */
+export type BlocksAsk = Omit<Extract<ClientMessage, { type: 'blocks' }>, 'type' | 'requestId'>;
+
+interface BlocksWaiter {
+  resolve: (blocks: Block[]) => void;
+  reject: (err: AigridError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 interface RouteWaiter {
   resolve: (route: Route) => void;
   reject: (err: AigridError) => void;
@@ -123,6 +133,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private nextLookupId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
+  /** Block registry requests waiting for their answer, by requestId (each ended by its timeout). */
+  private blockAsks = new Map<number, BlocksWaiter>();
   /** The server's public key from its last welcome: it signs route tickets. */
   serverKey: string | undefined;
   /** The server's limits from its last welcome (messages per second it takes from this connection). */
@@ -222,6 +234,21 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     });
   }
 
+  /** Asks the network's block registry (create, update, delete, get, list): the blocks concerned, or the server's named error. */
+  requestBlocks(ask: BlocksAsk, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Block[]> {
+    const requestId = this.nextRouteId++;
+    return new Promise<Block[]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.blockAsks.delete(requestId);
+        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no answer to blocks ${ask.op} from the server in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.blockAsks.set(requestId, { resolve, reject, timer });
+      if (!this.send({ type: 'blocks', requestId, ...ask } as ClientMessage)) {
+        this.settleBlocks(requestId, new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+      }
+    });
+  }
+
   /** The models the network serves now, with their coverage (asked of the server; callers at the same time share one ask). */
   listModels(timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<ModelCoverage[]> {
     if (this.listing) return this.listing;
@@ -299,6 +326,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     this.socket?.close(1000, 'bye');
     this.socket = null;
     for (const id of [...this.routes.keys()]) this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
+    for (const id of [...this.blockAsks.keys()]) this.settleBlocks(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
     this.setState('closed');
   }
 
@@ -334,6 +362,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       // A reconnected server has no memory of the requests, so their replies never come.
       for (const id of [...this.routes.keys()]) {
         this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the route reply'));
+      }
+      for (const id of [...this.blockAsks.keys()]) {
+        this.settleBlocks(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the answer'));
       }
       this.setState(this.stopped ? 'closed' : 'connecting');
       // With several signaling processes, the next one is tried: this one may be gone.
@@ -429,6 +460,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         const error = AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message });
         // A route request's error names it; any other error is the connection's.
         if (msg.ref === 'route' && msg.requestId !== undefined && this.routes.has(msg.requestId)) this.settleRoute(msg.requestId, error);
+        else if (msg.ref === 'blocks' && msg.requestId !== undefined && this.blockAsks.has(msg.requestId)) this.settleBlocks(msg.requestId, error);
         else this.emit('serverError', error);
         if (FATAL_CODES.has(error.code)) {
           this.stopped = true;
@@ -450,7 +482,19 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       case 'models':
         this.emit('models', msg.models);
         break;
+      case 'blocks':
+        this.settleBlocks(msg.requestId, msg.blocks);
+        break;
     }
+  }
+
+  private settleBlocks(requestId: number, result: Block[] | AigridError): void {
+    const waiter = this.blockAsks.get(requestId);
+    if (!waiter) return;
+    this.blockAsks.delete(requestId);
+    clearTimeout(waiter.timer);
+    if (result instanceof AigridError) waiter.reject(result);
+    else waiter.resolve(result);
   }
 
   private settleRoute(requestId: number, result: Route | AigridError): void {

@@ -4,7 +4,8 @@
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, ModelSpecSchema, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
+import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
+import type { BlocksAsk } from '../mesh/signaling-client.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -70,6 +71,21 @@ export class Grid {
     /** The models served on this network, with each one's layer coverage and health. */
     list: async (): Promise<ModelList> => ({ object: 'list', data: (await this.coverage()).map(modelInfo) }),
     retrieve: async (id: string): Promise<ModelInfo> => modelInfo(await this.coverageOf(id)),
+  };
+
+  /**
+   * The network's block registry: blocks are the units it serves, named `<type>.<name>:<version>`
+   * (see protocol/blocks.ts). Anyone who may serve creates; a block's owner or the network's owner
+   * changes and deletes. Each call answers the block concerned, or rejects with the server's named
+   * error (ERR_INVALID_BLOCK, ERR_UNKNOWN_BLOCK, ERR_BLOCK_EXISTS, ERR_PERMISSION_DENIED...).
+   */
+  readonly blocks = {
+    create: async (spec: BlockSpecInput): Promise<Block> => (await this.askBlocks({ op: 'create', block: spec }))[0]!,
+    update: async (spec: BlockSpecInput): Promise<Block> => (await this.askBlocks({ op: 'update', block: spec }))[0]!,
+    delete: async (uri: string): Promise<Block> => (await this.askBlocks({ op: 'delete', uri }))[0]!,
+    get: async (uri: string): Promise<Block> => (await this.askBlocks({ op: 'get', uri }))[0]!,
+    /** Every block, or those of a URI type and carrying every tag asked. */
+    list: (query?: BlockQuery): Promise<Block[]> => this.askBlocks({ op: 'list', ...(query ? { query } : {}) }),
   };
 
   readonly chat = {
@@ -293,6 +309,11 @@ export class Grid {
 
   private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
     return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }, await this.options.peerIdentity?.()));
+  }
+
+  private askBlocks(ask: BlocksAsk): Promise<Block[]> {
+    this.checkOpen();
+    return this.mesh.signaling.requestBlocks(ask);
   }
 
   private checkOpen(): void {

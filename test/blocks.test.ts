@@ -1,0 +1,141 @@
+// The block registry: each bad spec is refused with ERR_INVALID_BLOCK naming its field; over a real
+// signaling server and the SDK, blocks are created, listed by type and tags, got, updated and
+// deleted by who may; others are refused by name; the count is bounded; and a restart on the same
+// data folder keeps every block.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_BLOCKS_PER_NETWORK, type BlockSpecInput } from '../protocol/index.ts';
+import { connect, type Grid } from '../client/sdk/node.ts';
+import { BlockRegistry, checkBlockSpec } from '../signaling/blocks.ts';
+import { Governance } from '../signaling/governance.ts';
+import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
+import { testIdentity } from './helpers/identities.ts';
+
+const EMBEDDER: BlockSpecInput = {
+  uri: 'embedding.minilm:1',
+  model: { kind: 'pipeline', task: 'feature-extraction', model: 'Xenova/all-MiniLM-L6-v2' },
+  tags: ['task=embedding', 'small'],
+  inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] },
+  outputSchema: { type: 'array', items: { type: 'number' } },
+};
+const CHAT: BlockSpecInput = {
+  uri: 'llm.tiny-llama:0.1',
+  model: { kind: 'llm', modelId: 'tiny-llama' },
+  tags: ['task=chat'],
+  minReplicas: 2,
+  maxReplicas: 3,
+  inputSchema: { type: 'object', properties: { prompt: { type: 'string' } } },
+  outputSchema: { type: 'object', properties: { text: { type: 'string' } } },
+};
+
+/** The message of checkBlockSpec's refusal, which must be ERR_INVALID_BLOCK. */
+function refusal(value: unknown): string {
+  try {
+    checkBlockSpec(value);
+  } catch (err) {
+    expect(err).toMatchObject({ code: 'ERR_INVALID_BLOCK' });
+    return (err as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(value)}`);
+}
+
+describe('a block spec', () => {
+  it('is taken with its defaults filled in', () => {
+    expect(checkBlockSpec({ ...EMBEDDER, tags: ['small', 'small'] })).toMatchObject({ uri: 'embedding.minilm:1', tags: ['small'], minReplicas: 1, maxReplicas: 4 });
+  });
+
+  it('is refused with ERR_INVALID_BLOCK naming the field that is wrong', () => {
+    expect(refusal({ ...EMBEDDER, uri: 'minilm' })).toMatch(/^uri: a block URI is <type>\.<name>:<version>/);
+    expect(refusal({ ...EMBEDDER, uri: 'Embedding.minilm:1' })).toMatch(/^uri:/);
+    expect(refusal({ ...EMBEDDER, model: { kind: 'pipeline', task: 'translation', model: 'x' } })).toMatch(/^model\.task:/);
+    expect(refusal({ ...EMBEDDER, model: { kind: 'onnx' } })).toMatch(/^model\.kind:/);
+    expect(refusal({ ...CHAT, model: { kind: 'llm', modelId: 'has space' } })).toMatch(/^model\.modelId:/);
+    expect(refusal({ ...EMBEDDER, tags: ['Not A Tag'] })).toMatch(/^tags\.0:/);
+    expect(refusal({ ...EMBEDDER, tags: Array.from({ length: 33 }, (_, i) => `t${i}`) })).toMatch(/^tags:/);
+    expect(refusal({ ...CHAT, minReplicas: 4, maxReplicas: 2 })).toMatch(/minReplicas \(4\) is above maxReplicas \(2\)/);
+    expect(refusal({ ...CHAT, maxReplicas: 1000 })).toMatch(/^maxReplicas:/);
+    expect(refusal({ ...EMBEDDER, inputSchema: { type: 12 } })).toMatch(/^inputSchema is not a JSON Schema/);
+    expect(refusal({ ...EMBEDDER, outputSchema: { properties: 'none' } })).toMatch(/^outputSchema is not a JSON Schema/);
+    expect(refusal({ ...EMBEDDER, inputSchema: undefined })).toMatch(/^inputSchema:/);
+    expect(refusal({ ...EMBEDDER, owner: 'me' })).toMatch(/owner/); // the server sets the owner
+    expect(refusal({ ...EMBEDDER, description: 'x'.repeat(40_000) })).toMatch(/at most 32768/);
+    expect(refusal('a string')).toMatch(/^block:/);
+  });
+});
+
+describe('the registry of a network', () => {
+  it('holds at most MAX_BLOCKS_PER_NETWORK blocks', () => {
+    const governance = new Governance();
+    governance.joined('net', 'owner');
+    const registry = new BlockRegistry(governance);
+    for (let i = 0; i < MAX_BLOCKS_PER_NETWORK; i++) registry.create('net', 'owner', { ...EMBEDDER, uri: `embedding.minilm:${i}` });
+    expect(() => registry.create('net', 'owner', { ...EMBEDDER, uri: 'embedding.minilm:x' })).toThrow(expect.objectContaining({ code: 'ERR_REGISTRY_FULL' }));
+    registry.delete('net', 'owner', 'embedding.minilm:0');
+    expect(registry.create('net', 'owner', { ...EMBEDDER, uri: 'embedding.minilm:x' }).uri).toBe('embedding.minilm:x');
+  });
+});
+
+describe('blocks over the signaling server and the SDK', () => {
+  let dir: string;
+  let server: SignalingServer;
+  let owner: Grid;
+  let other: Grid;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'aigrid-blocks-'));
+    server = await startSignalingServer({ dataDir: dir });
+    // The first to join owns the network.
+    owner = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-owner') });
+    other = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-other') });
+  });
+
+  afterAll(async () => {
+    owner?.close();
+    other?.close();
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('are created, listed, got, updated and deleted by who may; others are refused by name', async () => {
+    const made = await other.blocks.create(EMBEDDER);
+    expect(made).toMatchObject({ uri: EMBEDDER.uri, owner: testIdentity('blocks-other').peerId, minReplicas: 1 });
+    expect(made.createdAt).toBe(made.updatedAt);
+    await owner.blocks.create(CHAT);
+    await expect(owner.blocks.create(CHAT)).rejects.toMatchObject({ code: 'ERR_BLOCK_EXISTS' });
+    await expect(owner.blocks.create({ ...CHAT, uri: 'llm' })).rejects.toMatchObject({ code: 'ERR_INVALID_BLOCK', message: expect.stringMatching(/^uri:/) });
+
+    expect((await owner.blocks.list()).map((b) => b.uri).sort()).toEqual([CHAT.uri, EMBEDDER.uri].sort());
+    expect((await owner.blocks.list({ type: 'embedding' })).map((b) => b.uri)).toEqual([EMBEDDER.uri]);
+    expect((await other.blocks.list({ tags: ['task=chat'] })).map((b) => b.uri)).toEqual([CHAT.uri]);
+    expect(await other.blocks.list({ tags: ['task=chat', 'small'] })).toEqual([]);
+    expect(await owner.blocks.get(EMBEDDER.uri)).toEqual(made);
+    await expect(owner.blocks.get('embedding.nothing:1')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_BLOCK' });
+
+    // Another's block: not for a member to change; the network's owner may.
+    await expect(other.blocks.update({ ...CHAT, tags: ['mine'] })).rejects.toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+    await expect(other.blocks.delete(CHAT.uri)).rejects.toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+    const changed = await owner.blocks.update({ ...EMBEDDER, description: 'sentence embeddings' });
+    expect(changed).toMatchObject({ owner: made.owner, createdAt: made.createdAt, description: 'sentence embeddings' });
+    expect(changed.updatedAt).toBeGreaterThanOrEqual(made.updatedAt);
+    await expect(owner.blocks.update({ ...EMBEDDER, uri: 'embedding.other:1' })).rejects.toMatchObject({ code: 'ERR_UNKNOWN_BLOCK' });
+    expect(await other.blocks.delete(EMBEDDER.uri)).toMatchObject({ uri: EMBEDDER.uri });
+    expect((await owner.blocks.list()).map((b) => b.uri)).toEqual([CHAT.uri]);
+  });
+
+  it('outlive a restart on the same data folder', async () => {
+    await owner.blocks.create({ ...EMBEDDER, uri: 'embedding.kept:2' });
+    const before = await owner.blocks.list();
+    const url = new URL(server.wsUrl);
+    owner.close();
+    other.close();
+    await server.close();
+    server = await startSignalingServer({ dataDir: dir, port: Number(url.port) });
+    owner = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-owner') });
+    other = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-other') });
+    expect(await other.blocks.list()).toEqual(before);
+    // The owner is still the network's owner after the restart.
+    expect(await owner.blocks.delete('embedding.kept:2')).toMatchObject({ uri: 'embedding.kept:2' });
+  });
+});
