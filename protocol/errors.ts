@@ -52,6 +52,7 @@ export const ERROR_HINTS = {
   ERR_INVALID_BLOCK: 'The block spec is not valid; the message names the field (see protocol/blocks.ts).',
   ERR_UNKNOWN_BLOCK: 'No block by that URI on this network; list them with grid.blocks.list().',
   ERR_BLOCK_EXISTS: 'A block by that URI exists already; update it, or create it with another version.',
+  ERR_INVALID_VDAG: 'The vDAG spec cannot run; the message names the node and why (see protocol/vdag.ts).',
   ERR_NOT_AVAILABLE: 'This server does not offer that in its set-up; the message says what and why.',
   ERR_REGISTRY_FULL: 'The network holds as many of these as it takes; delete some first.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',

@@ -4,6 +4,7 @@ export * from './limits.ts';
 export * from './signaling.ts';
 export * from './serving.ts';
 export * from './blocks.ts';
+export * from './vdag.ts';
 export * from './activation.ts';
 export * from './frames.ts';
 export * from './session.ts';
