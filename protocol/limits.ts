@@ -72,4 +72,5 @@ export const TYPE_RATE_LIMITS = {
   status: [10, 20],
   route: [25, 50],
   blocks: [10, 20],
+  vdags: [10, 20],
 } as const satisfies Record<string, readonly [number, number]>;

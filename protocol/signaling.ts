@@ -24,6 +24,7 @@ import { ServerKeySchema } from './tickets.ts';
 import { AccusationSchema } from './accusation.ts';
 import { IceServerSchema, IceTransportPolicySchema, MAX_ICE_SERVERS } from './ice.ts';
 import { BlocksReplySchema, BlocksRequestSchema } from './blocks.ts';
+import { VdagsReplySchema, VdagsRequestSchema } from './vdag.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -97,6 +98,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   /** Evidence that a hop returned wrong results (accusation.ts); answered with `judged`. */
   AccusationSchema.extend({ type: z.literal('accuse'), id: z.number().int().nonnegative() }),
   BlocksRequestSchema,
+  VdagsRequestSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -160,6 +162,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   ModelsMessageSchema,
   PolicyMessageSchema,
   BlocksReplySchema,
+  VdagsReplySchema,
   /** The answer to `accuse` `id`: whether it counted against the accused, else the code of why not. */
   z.object({
     type: z.literal('judged'),

@@ -5,6 +5,7 @@
 // post-processing policies of a node rewrite its input and output. plan/vdag.ts compiles a spec.
 import { z } from 'zod';
 import { BlockQuerySchema, BlockUriSchema } from './blocks.ts';
+import { PeerIdSchema } from './ids.ts';
 
 export const VdagIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a vDAG id is 1-64 of [a-z0-9._-], starting with a letter or digit');
 export const NodeIdSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,31}$/, 'a node id is 1-32 of [A-Za-z0-9_-], starting with a letter');
@@ -40,3 +41,39 @@ export const VdagSpecSchema = z.strictObject({
 export type VdagNode = z.infer<typeof VdagNodeSchema>;
 export type VdagSpecInput = z.input<typeof VdagSpecSchema>;
 export type VdagSpec = z.infer<typeof VdagSpecSchema>;
+
+export const MAX_VDAGS_PER_NETWORK = 128;
+/** The largest vDAG spec, as JSON. */
+export const MAX_VDAG_SPEC_BYTES = 32 * 1024;
+
+/** A vDAG as the server keeps it: the spec, who owns it, when it was made and last changed. */
+export const VdagSchema = VdagSpecSchema.extend({
+  owner: PeerIdSchema,
+  createdAt: z.number().int().nonnegative(),
+  updatedAt: z.number().int().nonnegative(),
+});
+export type Vdag = z.infer<typeof VdagSchema>;
+
+/**
+ * Client -> server: the vDAG registry of the network joined (as `blocks`): create and update carry
+ * `vdag` (compiled against the network's blocks, ERR_INVALID_VDAG naming the node), delete and get
+ * an `id`. Answered `vdags` (or `error` with the requestId).
+ */
+export const VdagsRequestSchema = z
+  .object({
+    type: z.literal('vdags'),
+    requestId: z.number().int().nonnegative(),
+    op: z.enum(['create', 'update', 'delete', 'get', 'list']),
+    vdag: z.unknown().optional(),
+    id: VdagIdSchema.optional(),
+  })
+  .superRefine((m, ctx) => {
+    const needs = m.op === 'create' || m.op === 'update' ? 'vdag' : m.op === 'list' ? undefined : 'id';
+    if (needs && m[needs] === undefined) ctx.addIssue({ code: 'custom', path: [needs], message: `vdags ${m.op} needs ${needs}` });
+  });
+
+export const VdagsReplySchema = z.object({
+  type: z.literal('vdags'),
+  requestId: z.number().int().nonnegative(),
+  vdags: z.array(VdagSchema).max(MAX_VDAGS_PER_NETWORK),
+});

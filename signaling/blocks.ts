@@ -18,6 +18,7 @@ import {
   type ServerMessage,
 } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
+import { OwnedRecords } from './owned-records.ts';
 
 type BlocksRequest = Extract<ClientMessage, { type: 'blocks' }>;
 type Reply = (message: ServerMessage) => void;
@@ -48,104 +49,78 @@ export function checkBlockSpec(value: unknown): Omit<Block, 'owner' | 'createdAt
   return { ...spec, tags: [...new Set(spec.tags)] };
 }
 
-export class BlockRegistry {
-  private readonly byNetwork = new Map<string, Map<string, Block>>();
+type BlockSpec = Omit<Block, 'owner' | 'createdAt' | 'updatedAt'>;
 
-  constructor(
-    private readonly governance: Governance,
-    restored: Record<string, Block[]> = {},
-    private readonly onChange: () => void = () => {},
-    private readonly now: () => number = Date.now,
-  ) {
-    for (const [network, blocks] of Object.entries(restored)) {
-      if (blocks.length) this.byNetwork.set(network, new Map(blocks.map((b) => [b.uri, b])));
-    }
+export class BlockRegistry {
+  readonly records: OwnedRecords<BlockSpec, Block>;
+
+  constructor(governance: Governance, restored: Record<string, Block[]> = {}, onChange?: () => void, now?: () => number) {
+    this.records = new OwnedRecords<BlockSpec, Block>(governance, {
+      noun: 'block',
+      key: (b) => b.uri,
+      check: (value) => checkBlockSpec(value),
+      max: MAX_BLOCKS_PER_NETWORK,
+      exists: 'ERR_BLOCK_EXISTS',
+      unknown: 'ERR_UNKNOWN_BLOCK',
+      restored,
+      ...(onChange ? { onChange } : {}),
+      ...(now ? { now } : {}),
+    });
   }
 
-  /** Every network's blocks, as the data folder keeps them. */
   all(): Record<string, Block[]> {
-    return Object.fromEntries([...this.byNetwork].map(([network, blocks]) => [network, [...blocks.values()]]));
+    return this.records.all();
   }
 
   list(network: string, query?: BlockQuery): Block[] {
-    return [...(this.byNetwork.get(network)?.values() ?? [])].filter((b) => blockMatches(b, query));
+    return this.records.list(network).filter((b) => blockMatches(b, query));
   }
 
   get(network: string, uri: string): Block {
-    const block = this.byNetwork.get(network)?.get(uri);
-    if (!block) throw new AigridError('ERR_UNKNOWN_BLOCK', `network ${network} has no block ${uri}`);
-    return block;
+    return this.records.get(network, uri);
   }
 
   create(network: string, peerId: string, value: unknown): Block {
-    const spec = checkBlockSpec(value);
-    if (!this.governance.mayServe(network, peerId)) {
-      throw new AigridError('ERR_PERMISSION_DENIED', `${peerId} may not create blocks on network ${network}: its owner lists who may serve`);
-    }
-    let blocks = this.byNetwork.get(network);
-    if (blocks?.has(spec.uri)) throw new AigridError('ERR_BLOCK_EXISTS', `network ${network} has a block ${spec.uri} already (owned by ${blocks.get(spec.uri)!.owner})`);
-    if ((blocks?.size ?? 0) >= MAX_BLOCKS_PER_NETWORK) {
-      throw new AigridError('ERR_REGISTRY_FULL', `network ${network} holds ${MAX_BLOCKS_PER_NETWORK} blocks, the most it takes`);
-    }
-    if (!blocks) this.byNetwork.set(network, (blocks = new Map()));
-    const at = this.now();
-    const block: Block = { ...spec, owner: peerId, createdAt: at, updatedAt: at };
-    blocks.set(block.uri, block);
-    this.onChange();
-    return block;
+    return this.records.create(network, peerId, value);
   }
 
   update(network: string, peerId: string, value: unknown): Block {
-    const spec = checkBlockSpec(value);
-    const old = this.mayChange(network, peerId, spec.uri);
-    const block: Block = { ...spec, owner: old.owner, createdAt: old.createdAt, updatedAt: Math.max(this.now(), old.updatedAt) };
-    this.byNetwork.get(network)!.set(block.uri, block);
-    this.onChange();
-    return block;
+    return this.records.update(network, peerId, value);
   }
 
   delete(network: string, peerId: string, uri: string): Block {
-    const old = this.mayChange(network, peerId, uri);
-    const blocks = this.byNetwork.get(network)!;
-    blocks.delete(uri);
-    if (blocks.size === 0) this.byNetwork.delete(network);
-    this.onChange();
-    return old;
+    return this.records.delete(network, peerId, BlockUriSchema.parse(uri));
   }
 
-  /** The network's last member left (with its rules). */
   forget(network: string): void {
-    if (this.byNetwork.delete(network)) this.onChange();
+    this.records.forget(network);
   }
 
   /** Answers one `blocks` request: the blocks concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: BlocksRequest, reply: Reply): void {
-    const answer = (blocks: Block[]) => reply({ type: 'blocks', requestId: msg.requestId, blocks });
-    try {
+    answerOwned(msg, reply, 'blocks', () => {
       switch (msg.op) {
         case 'create':
-          return answer([this.create(network, peerId, msg.block)]);
+          return [this.create(network, peerId, msg.block)];
         case 'update':
-          return answer([this.update(network, peerId, msg.block)]);
+          return [this.update(network, peerId, msg.block)];
         case 'delete':
-          return answer([this.delete(network, peerId, msg.uri!)]);
+          return [this.delete(network, peerId, msg.uri!)];
         case 'get':
-          return answer([this.get(network, msg.uri!)]);
+          return [this.get(network, msg.uri!)];
         case 'list':
-          return answer(this.list(network, msg.query));
+          return this.list(network, msg.query);
       }
-    } catch (err) {
-      if (!(err instanceof AigridError)) throw err;
-      reply({ type: 'error', code: err.code, message: err.message, ref: 'blocks', requestId: msg.requestId });
-    }
+    });
   }
+}
 
-  private mayChange(network: string, peerId: string, uri: string): Block {
-    BlockUriSchema.parse(uri);
-    const old = this.get(network, uri);
-    if (!this.governance.mayChange(network, peerId, old.owner)) {
-      throw new AigridError('ERR_PERMISSION_DENIED', `block ${uri} on network ${network} belongs to ${old.owner}; only it or the network's owner may change it`);
-    }
-    return old;
+/** Runs a registry request and answers its records, or the named error with the requestId. */
+export function answerOwned<T>(msg: { requestId: number }, reply: Reply, type: 'blocks' | 'vdags', run: () => T[]): void {
+  try {
+    reply({ type, requestId: msg.requestId, [type]: run() } as unknown as ServerMessage);
+  } catch (err) {
+    if (!(err instanceof AigridError)) throw err;
+    reply({ type: 'error', code: err.code, message: err.message, ref: type, requestId: msg.requestId });
   }
 }

@@ -28,6 +28,7 @@ import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
 import { BlockRegistry } from './blocks.ts';
+import { VdagRegistry } from './vdags.ts';
 import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Directory } from './directory.ts';
@@ -91,6 +92,7 @@ export class Hub {
   private readonly cluster: RedisCluster | undefined;
   private readonly governance: Governance;
   private readonly blocks: BlockRegistry;
+  private readonly vdags: VdagRegistry;
   private readonly reputation: Reputation;
   private readonly served: MemoryServingStore;
   private stopping = false;
@@ -104,6 +106,8 @@ export class Hub {
     this.governance = new Governance(opts.owner, rules, cluster ? () => cluster.rulesChanged() : saveServing);
     const blocks = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.blocks?.length ? [[network, n.blocks]] : [])));
     this.blocks = new BlockRegistry(this.governance, blocks, saveServing);
+    const vdags = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.vdags?.length ? [[network, n.vdags]] : [])));
+    this.vdags = new VdagRegistry(this.governance, this.blocks, vdags, saveServing);
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
     const coordinator = new Coordinator({
@@ -175,9 +179,18 @@ export class Hub {
     const models = this.served.stored();
     const rules = this.governance.all();
     const blocks = this.blocks.all();
-    const names = new Set([...Object.keys(models), ...Object.keys(rules), ...Object.keys(blocks)]);
+    const vdags = this.vdags.all();
+    const names = new Set([...Object.keys(models), ...Object.keys(rules), ...Object.keys(blocks), ...Object.keys(vdags)]);
     return Object.fromEntries(
-      [...names].map((network) => [network, { ...(rules[network] ? { rules: rules[network] } : {}), models: models[network] ?? [], ...(blocks[network] ? { blocks: blocks[network] } : {}) }]),
+      [...names].map((network) => [
+        network,
+        {
+          ...(rules[network] ? { rules: rules[network] } : {}),
+          models: models[network] ?? [],
+          ...(blocks[network] ? { blocks: blocks[network] } : {}),
+          ...(vdags[network] ? { vdags: vdags[network] } : {}),
+        },
+      ]),
     );
   }
 
@@ -374,6 +387,9 @@ export class Hub {
         // Several processes would each keep their own registry: not offered until it lives in Redis.
         if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'blocks are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'blocks', msg.requestId);
         return this.blocks.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+      case 'vdags':
+        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'vDAGs are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'vdags', msg.requestId);
+        return this.vdags.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
     }
   }
 
@@ -581,6 +597,7 @@ export class Hub {
         if (!this.cluster && reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) {
           this.governance.forget(network);
           this.blocks.forget(network);
+          this.vdags.forget(network);
         }
       }
     }

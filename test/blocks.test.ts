@@ -1,7 +1,8 @@
-// The block registry: each bad spec is refused with ERR_INVALID_BLOCK naming its field; over a real
-// signaling server and the SDK, blocks are created, listed by type and tags, got, updated and
-// deleted by who may; others are refused by name; the count is bounded; and a restart on the same
-// data folder keeps every block.
+// The block and vDAG registries: each bad block spec is refused with ERR_INVALID_BLOCK naming its
+// field; over a real signaling server and the SDK, blocks are created, listed by type and tags, got,
+// updated and deleted by who may; others are refused by name; the count is bounded; vDAGs are
+// compiled against the blocks (a bad one is refused naming the node); and a restart on the same
+// data folder keeps every block and vDAG.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,8 +125,38 @@ describe('blocks over the signaling server and the SDK', () => {
     expect((await owner.blocks.list()).map((b) => b.uri)).toEqual([CHAT.uri]);
   });
 
+  it('wire into vDAGs, compiled against the network\'s blocks when created; bad ones are refused naming the node', async () => {
+    await other.blocks.create({ ...EMBEDDER, uri: 'embedding.minilm:3' });
+    const spec = {
+      id: 'chat-then-embed',
+      nodes: [
+        { id: 'chat', block: CHAT.uri },
+        { id: 'embed', select: { tags: ['task=embedding'] }, preprocess: 'text-of-reply' },
+      ],
+      connections: [{ from: 'chat', to: 'embed' }],
+      input: 'chat',
+      output: 'embed',
+    };
+    const made = await other.vdags.create(spec);
+    expect(made).toMatchObject({ id: spec.id, owner: testIdentity('blocks-other').peerId, nodes: spec.nodes });
+    await expect(other.vdags.create(spec)).rejects.toMatchObject({ code: 'ERR_VDAG_EXISTS' });
+    await expect(other.vdags.create({ ...spec, id: 'cyclic', connections: [...spec.connections, { from: 'embed', to: 'chat' }] })).rejects.toMatchObject({
+      code: 'ERR_INVALID_VDAG',
+      message: expect.stringMatching(/node chat takes the vDAG's input and cannot be fed by node embed/),
+    });
+    await expect(other.vdags.create({ ...spec, id: 'ghost', nodes: [{ id: 'chat', block: 'llm.ghost:1' }, spec.nodes[1]!] })).rejects.toMatchObject({
+      code: 'ERR_INVALID_VDAG',
+      message: expect.stringMatching(/node chat: no block llm\.ghost:1/),
+    });
+    expect((await owner.vdags.list()).map((v) => v.id)).toEqual([spec.id]);
+    expect(await owner.vdags.get(spec.id)).toEqual(made);
+    await expect(owner.vdags.get('nothing')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_VDAG' });
+    await expect(owner.vdags.update({ ...spec, description: 'the owner of the network may' })).resolves.toMatchObject({ description: 'the owner of the network may' });
+  });
+
   it('outlive a restart on the same data folder', async () => {
     await owner.blocks.create({ ...EMBEDDER, uri: 'embedding.kept:2' });
+    const vdagsBefore = await owner.vdags.list();
     const before = await owner.blocks.list();
     const url = new URL(server.wsUrl);
     owner.close();
@@ -135,6 +166,8 @@ describe('blocks over the signaling server and the SDK', () => {
     owner = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-owner') });
     other = await connect({ signal: server.wsUrl, network: 'blocks', identity: testIdentity('blocks-other') });
     expect(await other.blocks.list()).toEqual(before);
+    expect(await other.vdags.list()).toEqual(vdagsBefore);
+    expect(vdagsBefore.length).toBe(1);
     // The owner is still the network's owner after the restart.
     expect(await owner.blocks.delete('embedding.kept:2')).toMatchObject({ uri: 'embedding.kept:2' });
   });

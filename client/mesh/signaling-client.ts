@@ -13,6 +13,7 @@ import {
   type Sources,
   type Capabilities,
   type Block,
+  type Vdag,
   type ClientMessage,
   type Hop,
   type RouteTicket,
@@ -99,11 +100,12 @@ export interface Route {
   newcomers?: string[];
 }
 
-/** A block registry request as the client asks it (the server's answer is the blocks concerned). */
+/** A registry request (blocks or vDAGs) as the client asks it; the server answers the records concerned. */
 export type BlocksAsk = Omit<Extract<ClientMessage, { type: 'blocks' }>, 'type' | 'requestId'>;
+export type VdagsAsk = Omit<Extract<ClientMessage, { type: 'vdags' }>, 'type' | 'requestId'>;
 
-interface BlocksWaiter {
-  resolve: (blocks: Block[]) => void;
+interface RegistryWaiter {
+  resolve: (records: unknown[]) => void;
   reject: (err: AigridError) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -133,8 +135,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   private nextLookupId = 1;
   /** Route requests awaiting their reply, in the order they were sent. */
   private routes = new Map<number, RouteWaiter>();
-  /** Block registry requests waiting for their answer, by requestId (each ended by its timeout). */
-  private blockAsks = new Map<number, BlocksWaiter>();
+  /** Registry requests waiting for their answer, by requestId (each ended by its timeout). */
+  private registryAsks = new Map<number, RegistryWaiter>();
   /** The server's public key from its last welcome: it signs route tickets. */
   serverKey: string | undefined;
   /** The server's limits from its last welcome (messages per second it takes from this connection). */
@@ -236,15 +238,24 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
 
   /** Asks the network's block registry (create, update, delete, get, list): the blocks concerned, or the server's named error. */
   requestBlocks(ask: BlocksAsk, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Block[]> {
+    return this.askRegistry('blocks', ask, timeoutMs) as Promise<Block[]>;
+  }
+
+  /** Asks the network's vDAG registry, as requestBlocks. */
+  requestVdags(ask: VdagsAsk, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<Vdag[]> {
+    return this.askRegistry('vdags', ask, timeoutMs) as Promise<Vdag[]>;
+  }
+
+  private askRegistry(type: 'blocks' | 'vdags', ask: BlocksAsk | VdagsAsk, timeoutMs: number): Promise<unknown[]> {
     const requestId = this.nextRouteId++;
-    return new Promise<Block[]>((resolve, reject) => {
+    return new Promise<unknown[]>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.blockAsks.delete(requestId);
-        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no answer to blocks ${ask.op} from the server in ${timeoutMs} ms`));
+        this.registryAsks.delete(requestId);
+        reject(new AigridError('ERR_SIGNALING_TIMEOUT', `no answer to ${type} ${ask.op} from the server in ${timeoutMs} ms`));
       }, timeoutMs);
-      this.blockAsks.set(requestId, { resolve, reject, timer });
-      if (!this.send({ type: 'blocks', requestId, ...ask } as ClientMessage)) {
-        this.settleBlocks(requestId, new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
+      this.registryAsks.set(requestId, { resolve, reject, timer });
+      if (!this.send({ type, requestId, ...ask } as ClientMessage)) {
+        this.settleRegistry(requestId, new AigridError('ERR_SIGNALING_CLOSED', 'not connected to the signaling server'));
       }
     });
   }
@@ -326,7 +337,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     this.socket?.close(1000, 'bye');
     this.socket = null;
     for (const id of [...this.routes.keys()]) this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
-    for (const id of [...this.blockAsks.keys()]) this.settleBlocks(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
+    for (const id of [...this.registryAsks.keys()]) this.settleRegistry(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling client was closed'));
     this.setState('closed');
   }
 
@@ -363,8 +374,8 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
       for (const id of [...this.routes.keys()]) {
         this.settleRoute(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the route reply'));
       }
-      for (const id of [...this.blockAsks.keys()]) {
-        this.settleBlocks(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the answer'));
+      for (const id of [...this.registryAsks.keys()]) {
+        this.settleRegistry(id, new AigridError('ERR_SIGNALING_CLOSED', 'the signaling connection closed before the answer'));
       }
       this.setState(this.stopped ? 'closed' : 'connecting');
       // With several signaling processes, the next one is tried: this one may be gone.
@@ -460,7 +471,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         const error = AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message });
         // A route request's error names it; any other error is the connection's.
         if (msg.ref === 'route' && msg.requestId !== undefined && this.routes.has(msg.requestId)) this.settleRoute(msg.requestId, error);
-        else if (msg.ref === 'blocks' && msg.requestId !== undefined && this.blockAsks.has(msg.requestId)) this.settleBlocks(msg.requestId, error);
+        else if ((msg.ref === 'blocks' || msg.ref === 'vdags') && msg.requestId !== undefined && this.registryAsks.has(msg.requestId)) this.settleRegistry(msg.requestId, error);
         else this.emit('serverError', error);
         if (FATAL_CODES.has(error.code)) {
           this.stopped = true;
@@ -483,15 +494,18 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         this.emit('models', msg.models);
         break;
       case 'blocks':
-        this.settleBlocks(msg.requestId, msg.blocks);
+        this.settleRegistry(msg.requestId, msg.blocks);
+        break;
+      case 'vdags':
+        this.settleRegistry(msg.requestId, msg.vdags);
         break;
     }
   }
 
-  private settleBlocks(requestId: number, result: Block[] | AigridError): void {
-    const waiter = this.blockAsks.get(requestId);
+  private settleRegistry(requestId: number, result: unknown[] | AigridError): void {
+    const waiter = this.registryAsks.get(requestId);
     if (!waiter) return;
-    this.blockAsks.delete(requestId);
+    this.registryAsks.delete(requestId);
     clearTimeout(waiter.timer);
     if (result instanceof AigridError) waiter.reject(result);
     else waiter.resolve(result);

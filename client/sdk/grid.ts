@@ -4,8 +4,8 @@
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
-import type { BlocksAsk } from '../mesh/signaling-client.ts';
+import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type Vdag, type VdagSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
+import type { BlocksAsk, VdagsAsk } from '../mesh/signaling-client.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -86,6 +86,19 @@ export class Grid {
     get: async (uri: string): Promise<Block> => (await this.askBlocks({ op: 'get', uri }))[0]!,
     /** Every block, or those of a URI type and carrying every tag asked. */
     list: (query?: BlockQuery): Promise<Block[]> => this.askBlocks({ op: 'list', ...(query ? { query } : {}) }),
+  };
+
+  /**
+   * The network's vDAGs: blocks wired into a graph (protocol/vdag.ts). A spec is compiled against
+   * the network's blocks when created or updated; a bad one is refused with ERR_INVALID_VDAG naming
+   * the node. Owned and kept as blocks are.
+   */
+  readonly vdags = {
+    create: async (spec: VdagSpecInput): Promise<Vdag> => (await this.askVdags({ op: 'create', vdag: spec }))[0]!,
+    update: async (spec: VdagSpecInput): Promise<Vdag> => (await this.askVdags({ op: 'update', vdag: spec }))[0]!,
+    delete: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'delete', id }))[0]!,
+    get: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'get', id }))[0]!,
+    list: (): Promise<Vdag[]> => this.askVdags({ op: 'list' }),
   };
 
   readonly chat = {
@@ -309,6 +322,11 @@ export class Grid {
 
   private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
     return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }, await this.options.peerIdentity?.()));
+  }
+
+  private askVdags(ask: VdagsAsk): Promise<Vdag[]> {
+    this.checkOpen();
+    return this.mesh.signaling.requestVdags(ask);
   }
 
   private askBlocks(ask: BlocksAsk): Promise<Block[]> {

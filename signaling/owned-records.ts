@@ -1,0 +1,107 @@
+// Records members of a network define and own (blocks, vDAGs): created by anyone the network lets
+// serve, changed or deleted by their owner or the network's owner, bounded per network, kept with
+// the network's rules (the data folder) and forgotten with them.
+import { AigridError, type ErrorCode } from '../protocol/index.ts';
+import type { Governance } from './governance.ts';
+
+export interface Owned {
+  owner: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface OwnedRecordsOptions<Spec, Rec extends Spec & Owned> {
+  /** What a record is called in messages: 'block', 'vDAG'. */
+  noun: string;
+  key: (spec: Spec) => string;
+  /** The spec checked (throws the named error), given the network for checks against its other records. */
+  check: (value: unknown, network: string) => Spec;
+  max: number;
+  exists: ErrorCode;
+  unknown: ErrorCode;
+  restored?: Record<string, Rec[]>;
+  onChange?: () => void;
+  now?: () => number;
+}
+
+export class OwnedRecords<Spec, Rec extends Spec & Owned> {
+  private readonly byNetwork = new Map<string, Map<string, Rec>>();
+  private readonly onChange: () => void;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly governance: Governance,
+    private readonly o: OwnedRecordsOptions<Spec, Rec>,
+  ) {
+    this.onChange = o.onChange ?? (() => {});
+    this.now = o.now ?? Date.now;
+    for (const [network, records] of Object.entries(o.restored ?? {})) {
+      if (records.length) this.byNetwork.set(network, new Map(records.map((r) => [o.key(r), r])));
+    }
+  }
+
+  /** Every network's records, as the data folder keeps them. */
+  all(): Record<string, Rec[]> {
+    return Object.fromEntries([...this.byNetwork].map(([network, records]) => [network, [...records.values()]]));
+  }
+
+  list(network: string): Rec[] {
+    return [...(this.byNetwork.get(network)?.values() ?? [])];
+  }
+
+  get(network: string, key: string): Rec {
+    const record = this.byNetwork.get(network)?.get(key);
+    if (!record) throw new AigridError(this.o.unknown, `network ${network} has no ${this.o.noun} ${key}`);
+    return record;
+  }
+
+  create(network: string, peerId: string, value: unknown): Rec {
+    const spec = this.o.check(value, network);
+    const key = this.o.key(spec);
+    if (!this.governance.mayServe(network, peerId)) {
+      throw new AigridError('ERR_PERMISSION_DENIED', `${peerId} may not create a ${this.o.noun} on network ${network}: its owner lists who may serve`);
+    }
+    let records = this.byNetwork.get(network);
+    const old = records?.get(key);
+    if (old) throw new AigridError(this.o.exists, `network ${network} has a ${this.o.noun} ${key} already (owned by ${old.owner})`);
+    if ((records?.size ?? 0) >= this.o.max) throw new AigridError('ERR_REGISTRY_FULL', `network ${network} holds ${this.o.max} of its ${this.o.noun}s, the most it takes`);
+    if (!records) this.byNetwork.set(network, (records = new Map()));
+    const at = this.now();
+    const record = { ...spec, owner: peerId, createdAt: at, updatedAt: at } as Rec;
+    records.set(key, record);
+    this.onChange();
+    return record;
+  }
+
+  update(network: string, peerId: string, value: unknown): Rec {
+    const spec = this.o.check(value, network);
+    const key = this.o.key(spec);
+    const old = this.mayChange(network, peerId, key);
+    const record = { ...spec, owner: old.owner, createdAt: old.createdAt, updatedAt: Math.max(this.now(), old.updatedAt) } as Rec;
+    this.byNetwork.get(network)!.set(key, record);
+    this.onChange();
+    return record;
+  }
+
+  delete(network: string, peerId: string, key: string): Rec {
+    const old = this.mayChange(network, peerId, key);
+    const records = this.byNetwork.get(network)!;
+    records.delete(key);
+    if (records.size === 0) this.byNetwork.delete(network);
+    this.onChange();
+    return old;
+  }
+
+  /** The network's last member left (with its rules). */
+  forget(network: string): void {
+    if (this.byNetwork.delete(network)) this.onChange();
+  }
+
+  private mayChange(network: string, peerId: string, key: string): Rec {
+    const old = this.get(network, key);
+    if (!this.governance.mayChange(network, peerId, old.owner)) {
+      throw new AigridError('ERR_PERMISSION_DENIED', `${this.o.noun} ${key} on network ${network} belongs to ${old.owner}; only it or the network's owner may change it`);
+    }
+    return old;
+  }
+}
