@@ -1,5 +1,6 @@
 // What both SDK entries export besides connect().
-export { Grid, modelInfo, type ContributeOptions, type GridOptions, type ServeOptions } from './grid.ts';
+export { Grid, modelInfo, type ContributeOptions, type GridOptions, type ServeOptions, type VdagRunOptions } from './grid.ts';
+export type { VdagEvent, VdagRunResult } from './vdag-run.ts';
 export { Contribution, type ContributionEvents } from './contribution.ts';
 export { DEFAULT_NETWORK, type ConnectOptions } from './connect.ts';
 export { DEFAULT_MAX_TOKENS } from './request.ts';

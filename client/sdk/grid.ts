@@ -6,6 +6,9 @@ import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type Vdag, type VdagSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
 import type { BlocksAsk, VdagsAsk } from '../mesh/signaling-client.ts';
+import { compileVdag, type CompiledNode } from '../../plan/vdag.ts';
+import { runVdag, type VdagEvent, type VdagRunResult } from './vdag-run.ts';
+import { TextStream } from './text-stream.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -27,6 +30,15 @@ import type {
   SamplingParams,
   Stream,
 } from './types.ts';
+
+/** Tokens an LLM node of a vDAG generates when its input does not say (`maxTokens`). */
+const VDAG_LLM_MAX_TOKENS = 64;
+
+export interface VdagRunOptions {
+  /** Each node's start and end, and the text of LLM nodes as it comes. */
+  onEvent?: (event: VdagEvent) => void;
+  signal?: AbortSignal;
+}
 
 export interface GridOptions {
   mesh: Mesh;
@@ -99,6 +111,17 @@ export class Grid {
     delete: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'delete', id }))[0]!,
     get: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'get', id }))[0]!,
     list: (): Promise<Vdag[]> => this.askVdags({ op: 'list' }),
+    /**
+     * Runs a vDAG here: compiled against the network's blocks now, each node run as its inputs
+     * come (LLM nodes take `{ text }` or a string and give `{ text }`, streamed to `onEvent` as
+     * `token` events; greedy unless the input names a temperature).
+     */
+    run: async (id: string, input: unknown, options: VdagRunOptions = {}): Promise<VdagRunResult> => {
+      const [vdag] = await this.askVdags({ op: 'get', id });
+      const { owner: _owner, createdAt: _created, updatedAt: _updated, ...spec } = vdag!;
+      const dag = compileVdag(spec, await this.askBlocks({ op: 'list' }));
+      return runVdag(dag, input, (node, value, emit) => this.runNode(node, value, emit, options.signal), options.onEvent, options.signal);
+    },
   };
 
   readonly chat = {
@@ -322,6 +345,31 @@ export class Grid {
 
   private async joinSibling(memoryBudgetMB: number): Promise<Mesh> {
     return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }, await this.options.peerIdentity?.()));
+  }
+
+  /** One vDAG node's block on its input. */
+  private async runNode(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, signal?: AbortSignal): Promise<unknown> {
+    const { block } = node;
+    if (node.node.preprocess !== undefined || node.node.postprocess !== undefined) {
+      throw new AigridError('ERR_NOT_AVAILABLE', 'pre- and post-processing policies are not run in vDAGs yet');
+    }
+    if (block.model.kind !== 'llm') throw new AigridError('ERR_NOT_AVAILABLE', `${block.model.task} pipelines are registered but not yet run by peers`);
+    const given = typeof input === 'string' ? { text: input } : (input as { text?: unknown; maxTokens?: unknown; temperature?: unknown } | null);
+    if (!given || typeof given.text !== 'string') throw new AigridError('ERR_INVALID_ARGUMENT', `an LLM node takes a string or { text: string }, got ${JSON.stringify(input)?.slice(0, 200)}`);
+    const model = block.model.modelId;
+    const client = await this.client(model);
+    const stream = new TextStream((ids) => client.decode(ids));
+    const say = (text: string) => text && emit({ type: 'token', node: node.node.id, text });
+    await this.generate({
+      model,
+      prompt: given.text,
+      maxTokens: typeof given.maxTokens === 'number' ? given.maxTokens : VDAG_LLM_MAX_TOKENS,
+      temperature: typeof given.temperature === 'number' ? given.temperature : 0,
+      onToken: (token) => say(stream.push(token).text),
+      ...(signal ? { signal } : {}),
+    });
+    say(stream.flush());
+    return { text: stream.text };
   }
 
   private askVdags(ask: VdagsAsk): Promise<Vdag[]> {

@@ -1,0 +1,130 @@
+// Running vDAGs in the client: a chain of two LLM nodes over a real grid (a signaling server, a
+// Node CPU peer serving tiny-llama, the SDK) gives what the two generations give run by hand, with
+// the first node's text streamed as token events; the runner starts the branches of a fan-out
+// together and hands a join the outputs of all its inputs keyed by node id; a failing node ends
+// the run with its error named after the node; pipeline blocks and policies say they cannot run yet.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileVdag } from '../plan/vdag.ts';
+import type { Block, ModelSpec } from '../protocol/index.ts';
+import { connect, type Contribution, type Grid, type VdagEvent } from '../client/sdk/node.ts';
+import { runVdag } from '../client/sdk/vdag-run.ts';
+import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
+import { FIXTURE_DIR, fixtures } from './fixtures/index.ts';
+import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const MB = 1024 * 1024;
+const TEXT = { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] };
+const NETWORK = 'vdag-run';
+
+let server: SignalingServer;
+let files: RangeServer;
+let peer: Grid;
+let contribution: Contribution;
+let client: Grid;
+
+beforeAll(async () => {
+  await fixtures();
+  server = await startSignalingServer();
+  files = await startRangeServer(FIXTURE_DIR);
+  client = await connect({ signal: server.wsUrl, network: NETWORK });
+  peer = await connect({ signal: server.wsUrl, network: NETWORK });
+  contribution = await peer.contribute({ memoryBudgetMB: 8, backend: 'cpu' });
+  const spec: ModelSpec = { modelId: 'tiny-llama', source: `${files.url}/tiny-llama`, numLayers: 4, hiddenSize: 64, layerBytes: MB, weightDtype: 'f32', replication: 1 };
+  await client.serve(spec);
+  await waitFor(async () => (await client.models.list()).data[0]?.health === 'ready', 60_000, 'tiny-llama ready');
+  await client.blocks.create({ uri: 'llm.tiny-llama:1', model: { kind: 'llm', modelId: 'tiny-llama' }, tags: ['task=chat'], inputSchema: TEXT, outputSchema: TEXT });
+  await client.blocks.create({ uri: 'embedding.minilm:1', model: { kind: 'pipeline', task: 'feature-extraction', model: 'Xenova/all-MiniLM-L6-v2' }, inputSchema: TEXT, outputSchema: { type: 'array', items: { type: 'number' } } });
+}, 120_000);
+
+afterAll(async () => {
+  client?.close();
+  contribution?.stop();
+  peer?.close();
+  await files?.close();
+  await server?.close();
+});
+
+describe('running a vDAG', () => {
+  it('a chain of two LLM nodes gives what the two generations give by hand, streaming the text', async () => {
+    await client.vdags.create({
+      id: 'twice',
+      nodes: [{ id: 'first', block: 'llm.tiny-llama:1' }, { id: 'second', select: { tags: ['task=chat'] } }],
+      connections: [{ from: 'first', to: 'second' }],
+      input: 'first',
+      output: 'second',
+    });
+    const events: VdagEvent[] = [];
+    const run = await client.vdags.run('twice', { text: 'Once upon a time', maxTokens: 8 }, { onEvent: (e) => events.push(e) });
+
+    // By hand: greedy, 8 then 64 (the default) tokens, each generation's text the next one's prompt.
+    const byHand = async (prompt: string, maxTokens: number) => {
+      const out = await client.generate({ model: 'tiny-llama', prompt, maxTokens, temperature: 0 });
+      const model = await client.completions.create({ model: 'tiny-llama', prompt, max_tokens: maxTokens, temperature: 0 });
+      return { tokens: out.tokens, text: model.choices[0]!.text };
+    };
+    const first = await byHand('Once upon a time', 8);
+    expect(first.tokens.length).toBeGreaterThan(0);
+    expect(run.outputs.first).toEqual({ text: first.text });
+    const second = await byHand(first.text, 64);
+    expect(run.output).toEqual({ text: second.text });
+    expect(run.outputs.second).toEqual(run.output);
+
+    // Node events in order, and the first node's text streamed in pieces that add up to it.
+    expect(events.filter((e) => e.type !== 'token').map((e) => `${e.type}:${e.node}`)).toEqual(['node-start:first', 'node-end:first', 'node-start:second', 'node-end:second']);
+    const streamed = events.filter((e): e is Extract<VdagEvent, { type: 'token' }> => e.type === 'token' && e.node === 'first').map((e) => e.text);
+    expect(streamed.join('')).toBe(first.text);
+  });
+
+  it('ends with the failing node named: a bad input, a pipeline block, a policy', async () => {
+    await expect(client.vdags.run('twice', { prompt: 'not text' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/^node first \(llm\.tiny-llama:1\): an LLM node takes/) });
+    await client.vdags.create({ id: 'embed', nodes: [{ id: 'vec', block: 'embedding.minilm:1' }], input: 'vec', output: 'vec' });
+    await expect(client.vdags.run('embed', { text: 'hi' })).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node vec \(embedding\.minilm:1\): feature-extraction pipelines/) });
+    await client.vdags.create({ id: 'shaped', nodes: [{ id: 'say', block: 'llm.tiny-llama:1', postprocess: 'upper' }], input: 'say', output: 'say' });
+    await expect(client.vdags.run('shaped', 'hi')).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node say \(llm\.tiny-llama:1\): pre- and post-processing policies/) });
+    await expect(client.vdags.run('nothing', 'hi')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_VDAG' });
+  });
+});
+
+describe('the runner', () => {
+  const block = (uri: string): Block => ({ uri, model: { kind: 'llm', modelId: 'm' }, tags: [], minReplicas: 1, maxReplicas: 1, inputSchema: {}, outputSchema: {}, owner: 'o', createdAt: 0, updatedAt: 0 });
+  const dag = compileVdag(
+    {
+      id: 'diamond',
+      nodes: [{ id: 'a', block: 'x.a:1' }, { id: 'b', block: 'x.b:1' }, { id: 'c', block: 'x.c:1' }, { id: 'd', block: 'x.d:1', join: 'all' }],
+      connections: [{ from: 'a', to: 'b' }, { from: 'a', to: 'c' }, { from: 'b', to: 'd' }, { from: 'c', to: 'd' }],
+      input: 'a',
+      output: 'd',
+    },
+    ['x.a:1', 'x.b:1', 'x.c:1', 'x.d:1'].map(block),
+  );
+
+  it('starts the branches of a fan-out together and gives a join every input keyed by node id', async () => {
+    const started: string[] = [];
+    const release: (() => void)[] = [];
+    const result = runVdag(dag, 1, async (node, input) => {
+      started.push(node.node.id);
+      if (node.node.id === 'a') return (input as number) + 1;
+      if (node.node.id === 'd') return input;
+      // b and c each wait until both have started: they must run side by side.
+      await new Promise<void>((resolve) => {
+        release.push(resolve);
+        if (release.length === 2) release.forEach((r) => r());
+      });
+      return `${node.node.id}:${input as number}`;
+    });
+    expect(await result).toEqual({ output: { b: 'b:2', c: 'c:2' }, outputs: { a: 2, b: 'b:2', c: 'c:2', d: { b: 'b:2', c: 'c:2' } } });
+    expect(started.slice(0, 3).sort()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a failing branch ends the run with its error, and the join never starts', async () => {
+    const started: string[] = [];
+    const run = runVdag(dag, 1, async (node) => {
+      started.push(node.node.id);
+      if (node.node.id === 'c') throw new Error('no luck');
+      return 0;
+    });
+    await expect(run).rejects.toMatchObject({ message: 'node c (x.c:1): no luck' });
+    expect(started).not.toContain('d');
+  });
+});
