@@ -2,12 +2,14 @@
 // Node CPU peer serving tiny-llama, the SDK) gives what the two generations give run by hand, with
 // the first node's text streamed as token events; the runner starts the branches of a fan-out
 // together and hands a join the outputs of all its inputs keyed by node id; a failing node ends
-// the run with its error named after the node; pipeline blocks and policies say they cannot run yet.
+// the run with its error named after the node; pipeline blocks and policies say they cannot run yet;
+// the gateway's POST /v1/vdags/{id}/run answers the same outputs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileVdag } from '../plan/vdag.ts';
 import type { Block, ModelSpec } from '../protocol/index.ts';
 import { connect, type Contribution, type Grid, type VdagEvent } from '../client/sdk/node.ts';
 import { runVdag } from '../client/sdk/vdag-run.ts';
+import { startGateway } from '../client/gateway/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR, fixtures } from './fixtures/index.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
@@ -83,6 +85,26 @@ describe('running a vDAG', () => {
     await client.vdags.create({ id: 'shaped', nodes: [{ id: 'say', block: 'llm.tiny-llama:1', postprocess: 'upper' }], input: 'say', output: 'say' });
     await expect(client.vdags.run('shaped', 'hi')).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node say \(llm\.tiny-llama:1\): pre- and post-processing policies/) });
     await expect(client.vdags.run('nothing', 'hi')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_VDAG' });
+  });
+});
+
+describe('POST /v1/vdags/{id}/run on the gateway', () => {
+  it('answers the output of every node, and named HTTP errors', async () => {
+    const gateway = await startGateway({ grid: client, port: 0 });
+    try {
+      const post = (id: string, body: unknown) => fetch(`${gateway.url}/vdags/${id}/run`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await post('twice', { input: { text: 'Once upon a time', maxTokens: 8 } });
+      expect(res.status).toBe(200);
+      const direct = await client.vdags.run('twice', { text: 'Once upon a time', maxTokens: 8 });
+      expect(await res.json()).toEqual({ object: 'vdag.run', id: 'twice', output: direct.output, outputs: direct.outputs });
+      expect((await post('nothing', { input: 'hi' })).status).toBe(404);
+      expect((await post('twice', { text: 'no input field' })).status).toBe(400);
+      const unavailable = await post('embed', { input: { text: 'hi' } });
+      expect(unavailable.status).toBe(501);
+      expect(((await unavailable.json()) as { error: { code: string } }).error.code).toBe('ERR_NOT_AVAILABLE');
+    } finally {
+      await gateway.close();
+    }
   });
 });
 

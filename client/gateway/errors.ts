@@ -56,6 +56,10 @@ export function apiErrorOf(err: unknown): { error: ApiError; internal: boolean }
     return { error: new ApiError(400, message, err.code, paramOf(err.message)), internal: false };
   }
   if (err.code === 'ERR_UNKNOWN_MODEL') return { error: new ApiError(404, message, 'model_not_found', 'model'), internal: false };
+  if (err.code === 'ERR_UNKNOWN_VDAG' || err.code === 'ERR_UNKNOWN_BLOCK') return { error: new ApiError(404, message, err.code), internal: false };
+  // A vDAG that no longer compiles (a block it names was deleted), or a node this grid cannot run yet.
+  if (err.code === 'ERR_INVALID_VDAG') return { error: new ApiError(422, message, err.code), internal: false };
+  if (err.code === 'ERR_NOT_AVAILABLE') return { error: new ApiError(501, message, err.code), internal: false };
   if (UNAVAILABLE.has(err.code)) return { error: new ApiError(503, message, err.code, null, { 'Retry-After': '5' }), internal: false };
   return { error: new ApiError(500, message, err.code), internal: true };
 }

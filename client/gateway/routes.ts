@@ -1,5 +1,5 @@
 // The OpenAI routes: GET /v1/models, GET /v1/models/:id, POST /v1/chat/completions and
-// POST /v1/completions. A completion takes a turn (Admission: 429 past the queue), then its model
+// POST /v1/completions; and AIGrid's POST /v1/vdags/:id/run. A completion takes a turn (Admission: 429 past the queue), then its model
 // (ModelDirectory: known, and its client current), then a start slot (Pacer: below the signaling
 // server's rates), and only then reaches the grid.
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -22,7 +22,7 @@ import { sendSse } from './sse.ts';
  * `releaseModel` lets it renew a model's cached client; `mesh` gives the server's rate limits.
  */
 export type GatewayGrid = Pick<Grid, 'models' | 'chat' | 'completions'> &
-  Partial<Pick<Grid, 'releaseModel'>> & { mesh?: { signaling: { limits?: { messagesPerSecond: number } } } };
+  Partial<Pick<Grid, 'releaseModel' | 'vdags'>> & { mesh?: { signaling: { limits?: { messagesPerSecond: number } } } };
 
 type Reply = ChatCompletion | Completion | Stream<ChatCompletionChunk> | Stream<CompletionChunk>;
 
@@ -45,6 +45,7 @@ export interface Context {
    */
   signal: AbortSignal;
   modelId?: string;
+  vdagId?: string;
 }
 
 interface Route {
@@ -61,6 +62,11 @@ export function routeOf(ctx: Context, path: string): Route | null {
   }
   if (path === '/v1/chat/completions') return { methods: ['POST'], run: chatCompletions };
   if (path === '/v1/completions') return { methods: ['POST'], run: completions };
+  const vdag = /^\/v1\/vdags\/([^/]+)\/run$/.exec(path);
+  if (vdag) {
+    ctx.vdagId = decodePart(vdag[1]!);
+    return { methods: ['POST'], run: runVdag };
+  }
   return null;
 }
 
@@ -85,6 +91,26 @@ async function completions(ctx: Context): Promise<void> {
   samplingOf(params);
   checkPrompt(params.prompt);
   await generate(ctx, params.model, (signal) => ctx.shared.grid.completions.create(params, { signal }));
+}
+
+/** POST /v1/vdags/{id}/run with {"input": ...}: the vDAG run by the gateway's grid; its output and every node's. */
+async function runVdag(ctx: Context): Promise<void> {
+  const request = await body(ctx);
+  if (typeof request !== 'object' || request === null || Array.isArray(request) || !('input' in request)) {
+    throw new ApiError(400, 'The body must be a JSON object with the vDAG\'s "input".', 'invalid_request_error', 'input');
+  }
+  const { vdags } = ctx.shared.grid;
+  if (!vdags) throw new ApiError(404, 'This gateway runs no vDAGs.', 'unknown_url');
+  const { admission, pacer } = ctx.shared;
+  const leave = await admission.enter(ctx.signal);
+  try {
+    await pacer.take(ctx.signal);
+    const id = ctx.vdagId ?? '';
+    const result = await untilAborted(vdags.run(id, (request as { input: unknown }).input, { signal: ctx.signal }), ctx.signal);
+    sendJson(ctx.res, 200, { object: 'vdag.run', id, output: result.output, outputs: result.outputs });
+  } finally {
+    leave();
+  }
 }
 
 function body(ctx: Context): Promise<unknown> {
