@@ -50,6 +50,25 @@ export const ModelCoverageSchema = z.object({
   ready: z.array(z.number().int().nonnegative()),
 });
 
+/** How often a serving peer repeats its status; the coordinator's health bound counts in these. */
+export const STATUS_REPORT_MS = 10_000;
+/** Bounds of the load a peer reports (far above what one peer does; only lies go past them). */
+export const MAX_REPORTED_TOKENS_PER_SECOND = 1_000_000;
+export const MAX_REPORTED_PASS_MS = 600_000;
+
+/**
+ * A serving peer's recent load on one assignment, over its last load window: tokens its layers ran
+ * per second, the share of the window a pass was running, and the median time of a pass (decode
+ * steps) and of a session's first pass (the prefill: this hop's share of the time to first token).
+ * The medians are absent when no such pass ran in the window.
+ */
+export const LoadReportSchema = z.object({
+  tokensPerSecond: z.number().finite().min(0).max(MAX_REPORTED_TOKENS_PER_SECOND),
+  utilisation: z.number().finite().min(0).max(1),
+  hopLatencyMs: z.number().finite().min(0).max(MAX_REPORTED_PASS_MS).optional(),
+  firstTokenMs: z.number().finite().min(0).max(MAX_REPORTED_PASS_MS).optional(),
+});
+
 /** What a serving peer reports on one assignment. */
 const ServingReportSchema = z.object({
   modelId: ModelIdSchema,
@@ -58,6 +77,8 @@ const ServingReportSchema = z.object({
   state: ServingStateSchema,
   sessions: z.number().int().nonnegative(),
   tokensServed: z.number().int().nonnegative(),
+  /** Sent once ready (older peers send none). */
+  load: LoadReportSchema.optional(),
 });
 
 /** What one peer serves, as the coordinator last heard it (the HTTP view of a network). */
@@ -69,6 +90,7 @@ export const PeerServingSchema = ServingReportSchema.extend({
 
 export type ModelSpec = z.infer<typeof ModelSpecSchema>;
 export type PeerServing = z.infer<typeof PeerServingSchema>;
+export type LoadReport = z.infer<typeof LoadReportSchema>;
 export type Hop = z.infer<typeof HopSchema>;
 export type ServingState = z.infer<typeof ServingStateSchema>;
 export type ModelCoverage = z.infer<typeof ModelCoverageSchema>;

@@ -21,6 +21,8 @@ import {
 import {
   AigridError,
   ModelSpecSchema,
+  MAX_REPORTED_TOKENS_PER_SECOND,
+  STATUS_REPORT_MS,
   type ClientMessage,
   type ModelCoverage,
   type Hop,
@@ -29,9 +31,10 @@ import {
   type ServerMessage,
 } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
+import type { CoordinatorMetrics, RouteOutcome } from './metrics.ts';
 import type { Reputation } from './reputation.ts';
 import type { RegistryStore } from './registry.ts';
-import { MemoryServingStore, type ServedModel, type ServingStore } from './serving-store.ts';
+import { MemoryServingStore, type PeerServing as PeerStatus, type ServedModel, type ServingStore } from './serving-store.ts';
 import { checkSource, type SourcePolicy } from './sources.ts';
 import { TICKET_LIFETIME_MS, type RouteTicket, type TicketFields } from '../protocol/index.ts';
 
@@ -67,11 +70,23 @@ export interface CoordinatorOptions {
    */
   restored?: readonly string[];
   recoveryMs?: number;
+  /**
+   * A ready peer without a status for this long is unhealthy (stuck, or its page frozen): on no
+   * route and not counted ready, until it reports again (default DEFAULT_UNHEALTHY_AFTER_MS).
+   */
+  unhealthyAfterMs?: number;
+  /** Counts routes answered and status reports taken, with the load peers report (/metrics). */
+  metrics?: CoordinatorMetrics;
 }
 
 export const DEFAULT_FAILED_PEER_MS = 60_000;
 /** Long enough for peers to notice a restart and reconnect (their backoff starts under a second). */
 export const DEFAULT_RECOVERY_MS = 15_000;
+/**
+ * Nine report intervals: a page hidden for minutes has its timers held to one wake-up a minute
+ * (Chrome's intensive throttling), so a healthy page's reports may come 60 s apart.
+ */
+export const DEFAULT_UNHEALTHY_AFTER_MS = 9 * STATUS_REPORT_MS;
 const DEFAULT_PUBLISH_EVERY_MS = 50;
 const DEFAULT_REPLAN_DELAY_MS = 20;
 
@@ -220,13 +235,18 @@ export class Coordinator {
       const model = models.find((m) => m.spec.modelId === msg.modelId);
       const range = model?.placement?.assignments.get(peerId);
       if (!model || !range || range.start !== msg.start || range.end !== msg.end) {
+        this.opts.metrics?.reported({ accepted: false });
         const held = range ? `[${range.start}, ${range.end})` : 'nothing';
         const why = `peer ${peerId} holds ${held} of model ${msg.modelId}, not [${msg.start}, ${msg.end})`;
         return reply(error('ERR_INVALID_ARGUMENT', why, 'status'));
       }
       const { state, sessions, tokensServed } = msg;
-      const wasReady = model.status.get(peerId)?.state === 'ready';
-      model.status.set(peerId, { state, sessions, tokensServed, updatedAt: Date.now() });
+      const now = Date.now();
+      const previous = model.status.get(peerId);
+      // A silent peer's report puts it back on routes: a readiness change like any other.
+      const wasReady = previous !== undefined && this.readyAt(previous, now);
+      const loadCountedAt = this.count(previous, msg, now);
+      model.status.set(peerId, { state, sessions, tokensServed, updatedAt: now, ...(loadCountedAt === undefined ? {} : { loadCountedAt }) });
       if (state === 'failed') {
         // Its layers go to others for a while; a later placement may try it again.
         this.opts.log(`${network}/${peerId} failed to serve ${msg.modelId}: ${msg.detail ?? 'no detail'}; placing its layers elsewhere`);
@@ -245,7 +265,11 @@ export class Coordinator {
    * Answers the cheapest chain of ready peers over the layers asked (by the asker's measured latency
    * to each peer and the sessions it last reported), or ERR_NO_ROUTE naming the gaps.
    */
-  route(network: string, client: string, msg: RouteMsg, reply: Reply): Promise<void> {
+  route(network: string, client: string, msg: RouteMsg, answer: Reply): Promise<void> {
+    const reply: Reply = (m) => {
+      this.opts.metrics?.routed(routeOutcome(m));
+      answer(m);
+    };
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
       if (!model?.placement) {
@@ -260,12 +284,14 @@ export class Coordinator {
       }
       const { assignments } = model.placement;
       const { reputation } = this.opts;
+      const now = Date.now();
+      let silent = 0;
       const stats = new Map<string, PeerStats>(
-        [...model.status].map(([peerId, s]) => [
-          peerId,
-          // A key whose wrong results outweigh its verified work is on no route.
-          { ready: s.state === 'ready' && !reputation.excluded(peerId), sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] },
-        ]),
+        [...model.status].map(([peerId, s]) => {
+          if (s.state === 'ready' && !this.healthy(s, now)) silent++;
+          // A key whose wrong results outweigh its verified work is on no route, nor a silent peer.
+          return [peerId, { ready: this.readyAt(s, now) && !reputation.excluded(peerId), sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] }];
+        }),
       );
       let hops: Hop[] | null;
       try {
@@ -284,7 +310,9 @@ export class Coordinator {
       if (msg.around) return reply(routeError(msg, 'ERR_NO_ROUTE', `route ${msg.requestId}: no other ready peer covers what ${msg.replace} holds on that route`));
       const gaps = formatLayers(missingLayers(n, assignments, stats, request));
       const ready = [...stats.values()].filter((s) => s.ready).length;
-      const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready)`;
+      const bound = this.unhealthyAfterMs;
+      const quiet = silent ? `; ${silent} silent for over ${bound >= 1000 ? `${Math.round(bound / 1000)} s` : `${bound} ms`}` : '';
+      const why = `route ${msg.requestId}: no ready peer holds layers ${gaps} of model ${msg.modelId} (${ready} of ${assignments.size} assigned peers ready${quiet})`;
       reply(routeError(msg, 'ERR_NO_ROUTE', why));
     });
   }
@@ -356,7 +384,38 @@ export class Coordinator {
 
   /** Per-model coverage of a network, for the HTTP view. */
   async coverage(network: string): Promise<ModelCoverage[]> {
-    return (await this.store.get(network)).map(coverageOf);
+    const now = Date.now();
+    return (await this.store.get(network)).map((m) => coverageOf(m, (s) => this.readyAt(s, now)));
+  }
+
+  private get unhealthyAfterMs(): number {
+    return this.opts.unhealthyAfterMs ?? DEFAULT_UNHEALTHY_AFTER_MS;
+  }
+
+  /** Whether a peer's last status is recent enough for it to be taken at its word. */
+  private healthy(s: PeerStatus, now: number): boolean {
+    return now - s.updatedAt <= this.unhealthyAfterMs;
+  }
+
+  /** Ready, and heard from lately: what routes and the coverage count. */
+  private readyAt(s: PeerStatus, now: number): boolean {
+    return s.state === 'ready' && this.healthy(s, now);
+  }
+
+  /**
+   * Counts an accepted report: the tokens run since the peer's previous one (capped at what the
+   * bound on tokens/s allows in the time between), and its load at most once per half report
+   * interval, so a peer reporting at the rate limit weighs no more than one on the usual cadence.
+   * Returns when the load was last counted.
+   */
+  private count(previous: PeerStatus | undefined, msg: StatusMsg, now: number): number | undefined {
+    const metrics = this.opts.metrics;
+    if (!metrics) return undefined;
+    const tokens = previous ? Math.min(Math.max(0, msg.tokensServed - previous.tokensServed), (MAX_REPORTED_TOKENS_PER_SECOND * (now - previous.updatedAt)) / 1000) : 0;
+    const counted = previous?.loadCountedAt;
+    const load = msg.load && (counted === undefined || now - counted >= STATUS_REPORT_MS / 2) ? msg.load : undefined;
+    metrics.reported({ accepted: true, tokens: Math.floor(tokens), ...(load ? { load } : {}) });
+    return load ? now : counted;
   }
 
   /**
@@ -454,7 +513,8 @@ export class Coordinator {
   }
 
   private modelsMessage(models: ServedModel[]): ServerMessage {
-    return { type: 'models', models: models.map(coverageOf) };
+    const now = Date.now();
+    return { type: 'models', models: models.map((m) => coverageOf(m, (s) => this.readyAt(s, now))) };
   }
 
   private exclusive(network: string, task: () => Promise<void>): Promise<void> {
@@ -468,14 +528,20 @@ export class Coordinator {
   }
 }
 
-function coverageOf(model: ServedModel): ModelCoverage {
+function coverageOf(model: ServedModel, ready: (s: PeerStatus) => boolean): ModelCoverage {
   const n = model.spec.numLayers;
-  const ready = new Array<number>(n).fill(0);
+  const readyCount = new Array<number>(n).fill(0);
   for (const [peerId, r] of model.placement?.assignments ?? []) {
-    if (model.status.get(peerId)?.state !== 'ready') continue;
-    for (let l = r.start; l < r.end; l++) ready[l]!++;
+    const s = model.status.get(peerId);
+    if (!s || !ready(s)) continue;
+    for (let l = r.start; l < r.end; l++) readyCount[l]!++;
   }
-  return { model: model.spec, assigned: model.placement?.coverage ?? new Array<number>(n).fill(0), ready };
+  return { model: model.spec, assigned: model.placement?.coverage ?? new Array<number>(n).fill(0), ready: readyCount };
+}
+
+function routeOutcome(m: ServerMessage): RouteOutcome {
+  if (m.type === 'route') return 'ok';
+  return m.type === 'error' && m.code === 'ERR_NO_ROUTE' ? 'no_route' : 'error';
 }
 
 function sameSpec(a: ModelSpec, b: ModelSpec): boolean {

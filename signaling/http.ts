@@ -1,5 +1,5 @@
-// HTTP side of the signaling server: health, a read-only view of the registry and of what each
-// network serves, and the built web app as static files.
+// HTTP side of the signaling server: health, metrics, a read-only view of the registry and of what
+// each network serves, and the built web app as static files.
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
@@ -20,6 +20,8 @@ export interface HttpOptions {
   trust?: (network: string) => Promise<Record<string, unknown>>;
   /** The network's owner and who may serve on it (none when not given). */
   rules?: (network: string) => NetworkRules | undefined;
+  /** The Prometheus exposition for /metrics (404 when not given). */
+  metrics?: { contentType: string; text(): Promise<string> };
   staticDir?: string;
   startedAt: number;
   log: (line: string) => void;
@@ -43,7 +45,7 @@ export function createHttpHandler(opts: HttpOptions): Handler {
 async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = pathOf(req.url);
   const readOnly = req.method === 'GET' || req.method === 'HEAD';
-  const isApi = path === '/healthz' || path === '/api' || path.startsWith('/api/');
+  const isApi = path === '/healthz' || path === '/metrics' || path === '/api' || path.startsWith('/api/');
   if (!readOnly) {
     res.setHeader('Allow', 'GET, HEAD');
     if (isApi) return json(res, 405, { error: `method ${req.method} not allowed` });
@@ -53,6 +55,11 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const uptimeS = Math.round((Date.now() - opts.startedAt) / 1000);
     const [networks, peers] = await Promise.all([opts.store.networks(), opts.store.count()]);
     return json(res, 200, { ok: true, uptimeS, networks: networks.length, peers });
+  }
+  if (path === '/metrics' && opts.metrics) {
+    const body = await opts.metrics.text();
+    res.writeHead(200, { 'Content-Type': opts.metrics.contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+    return void res.end(body);
   }
   if (path === '/api/networks') {
     const names = await opts.store.networks();

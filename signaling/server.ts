@@ -1,5 +1,5 @@
-// The signaling server: one HTTP server for health, registry API and the web app, with the
-// WebSocket endpoint /signal on the same port.
+// The signaling server: one HTTP server for health, metrics, registry API and the web app, with
+// the WebSocket endpoint /signal on the same port.
 import { createServer } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
@@ -25,6 +25,8 @@ import { MemoryRegistry, type RegistryStore } from './registry.ts';
 import { DataDir } from './data-dir.ts';
 import { RedisCluster } from './redis-cluster.ts';
 import { iceForPeers, type IceOptions } from './ice.ts';
+import { DEFAULT_UNHEALTHY_AFTER_MS } from './coordinator.ts';
+import { SignalingMetrics } from './metrics.ts';
 
 export const SIGNAL_PATH = '/signal';
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
@@ -61,6 +63,11 @@ export interface SignalingServerOptions {
   /** How long a restarted server keeps restored placements while their peers come back (default 15 s). */
   recoveryMs?: number;
   /**
+   * A serving peer without a status report for this long is left out of routes until it reports
+   * again (default 90 s: nine of the peers' 10 s report intervals).
+   */
+  unhealthyAfterMs?: number;
+  /**
    * More HTTP routes on the same port, tried before the server's own: answers true when it took
    * the request (e.g. `aigrid start` mounts the OpenAI gateway on /v1). The server imports none.
    */
@@ -95,6 +102,8 @@ export interface SignalingServer {
   dataDir?: string;
   /** With `redis`: this process's id among the deployment's processes. */
   processId?: string;
+  /** What /metrics exposes; policy code reports its failures here (onPolicyFailure). */
+  metrics: SignalingMetrics;
   /** Tells peers the server stops (leave reason 'shutdown'), closes every socket and the port. */
   close(): Promise<void>;
 }
@@ -121,7 +130,18 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const cluster = options.redis === undefined ? undefined : await RedisCluster.open({ url: options.redis, leaseMs: options.redisLeaseMs, log });
   const store = options.store ?? cluster?.registry ?? new MemoryRegistry();
   const data = options.dataDir === undefined || cluster ? undefined : await DataDir.open(options.dataDir, log);
-  const hub = new Hub({
+  const unhealthyAfterMs = positive('unhealthyAfterMs', options.unhealthyAfterMs ?? DEFAULT_UNHEALTHY_AFTER_MS);
+  const metrics: SignalingMetrics = new SignalingMetrics({
+    networks: () => store.networks(),
+    peers: (network) => store.list(network),
+    coverage: (network) => hub.coverage(network),
+    serving: (network) => hub.serving(network),
+    unhealthyAfterMs,
+  });
+  // The coordinator counts routes and reports and applies the health bound; the hub counts verdicts.
+  const counted = { metrics, unhealthyAfterMs };
+  const hub: Hub = new Hub({
+    ...counted,
     store,
     // Kept in the data folder, so tickets and the key peers learned survive a restart; else a
     // fresh key per start (tickets last minutes, and peers learn the key anew in each welcome).
@@ -146,7 +166,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const serving = (network: string) => hub.serving(network);
   const rules = (network: string) => hub.rules(network);
   const trust = (network: string) => hub.trust(network);
-  const http = createServer(createHttpHandler({ store, models, serving, rules, trust, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
+  const http = createServer(createHttpHandler({ store, models, serving, rules, trust, metrics, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({
     server: http,
@@ -188,6 +208,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     port: bound,
     dataDir: data?.dir,
     processId: cluster?.id,
+    metrics,
     close: () =>
       (closing ??= (async () => {
         clearInterval(timer);

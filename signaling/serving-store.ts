@@ -12,6 +12,8 @@ export interface PeerServing {
   sessions: number;
   tokensServed: number;
   updatedAt: number;
+  /** When its reported load last fed the metrics (coordinator.ts: once per half report interval). */
+  loadCountedAt?: number;
 }
 
 export interface ServedModel {

@@ -10,6 +10,7 @@ import type { BackendChoice } from '../model/backend/select.ts';
 import { Head } from '../model/head.ts';
 import { Shard } from '../model/shard.ts';
 import { checkSpecAgainst } from './model-spec.ts';
+import { LoadWindow } from './load-window.ts';
 
 /**
  * The head parts a peer holds besides its layers, for light sessions: `embed` lets it be hop 0,
@@ -44,6 +45,8 @@ export class Assignment {
   head: Head | null = null;
   detail: string | undefined;
   tokensServed = 0;
+  /** Its recent passes: what its status reports as load. */
+  readonly loadWindow = new LoadWindow();
   /**
    * Assigned by the coordinator: sessions on it need the coordinator's route ticket. Ranges a
    * program assigns directly (its own peers, tests) take sessions on its word.

@@ -91,7 +91,9 @@ export class HopSession {
   run(input: StageInput, startPos: number, T: number, batcher: DecodeBatcher): Promise<StageOutput> {
     const { shard, head } = this.assignment;
     if (!shard) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId} is no longer served here`));
+    if ('ids' in input && !head) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s embedding is no longer held here`));
     const { start, end } = this.stage;
+    const pass = this.assignment.loadWindow.begin();
     const positions = Uint32Array.from({ length: T }, (_, i) => startPos + i);
     const layers = (hidden: Float32Array) => {
       const stages = this.setup.hops.length + 1; // the hops and the client
@@ -99,20 +101,25 @@ export class HopSession {
     };
     let hidden: Promise<Float32Array>;
     if ('ids' in input) {
-      if (!head) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s embedding is no longer held here`));
       // Only the embedding is chained: each pass's layers start as soon as its rows exist.
-      const embedded = this.previous.then(() => head.embed(input.ids, positions));
+      const embedded = this.previous.then(() => head!.embed(input.ids, positions));
       this.previous = embedded.catch(() => {});
       hidden = embedded.then(layers);
     } else {
       hidden = layers(input.hidden);
     }
-    return hidden.then(async (out) => {
+    const output = hidden.then(async (out): Promise<StageOutput> => {
       this.assignment.tokensServed += T;
       if (!this.stage.head) return { hidden: out };
       if (!head) throw new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s LM head is no longer held here`);
       return { logits: await head.logits(out, T) };
     });
+    // Timed from arrival, so a decode step's wait in the batcher counts as this hop's latency.
+    output.then(
+      () => pass.end(T, startPos === 0),
+      () => pass.end(),
+    );
+    return output;
   }
 }
 

@@ -4,7 +4,7 @@
 // remote sends can crash it: every refusal is a `fail` frame to the session's client.
 import { EventEmitter } from 'events';
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, ServingFrame, type Frame, type ModelSpec, type ServingState } from '../../protocol/index.ts';
+import { AigridError, ServingFrame, STATUS_REPORT_MS, type Frame, type LoadReport, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import type { CheckpointOpener } from '../model/checkpoint/index.ts';
 import { Assignment, defaultOpener, type HeadParts, type ShardSettings } from './assignment.ts';
 import { HopSessions } from './hop-sessions.ts';
@@ -13,7 +13,8 @@ import type { BatchStats } from './decode-batcher.ts';
 import { HopServer, type SessionLimits } from './hop-server.ts';
 
 export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
-export const DEFAULT_STATUS_INTERVAL_MS = 10_000;
+/** The coordinator takes a peer silent for several of these for stuck, and routes around it. */
+export const DEFAULT_STATUS_INTERVAL_MS = STATUS_REPORT_MS;
 
 export interface GridPeerOptions extends ShardSettings {
   mesh: Mesh;
@@ -21,7 +22,10 @@ export interface GridPeerOptions extends ShardSettings {
   open?: CheckpointOpener;
   /** Sessions unused this long are released (default 5 min). */
   sessionIdleMs?: number;
-  /** How often a serving peer repeats its status to the server (default 10 s). */
+  /**
+   * How often a serving peer repeats its status, with its load, to the server (default 10 s); the
+   * server leaves a peer silent for many of its default intervals out of routes.
+   */
   statusIntervalMs?: number;
   /** Act on the server's assign/unassign messages (default true). */
   followAssignments?: boolean;
@@ -36,6 +40,8 @@ export interface ServingStatus {
   state: ServingState;
   sessions: number;
   tokensServed: number;
+  /** Over the last load window (load-window.ts), once ready. */
+  load?: LoadReport;
   detail?: string;
 }
 
@@ -228,6 +234,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   private statusOf(a: Assignment): ServingStatus {
     const sessions = this.sessions.count((s) => s.assignment === a);
     const status: ServingStatus = { modelId: a.modelId, start: a.start, end: a.end, state: a.state, sessions, tokensServed: a.tokensServed };
+    if (a.state === 'ready') status.load = a.loadWindow.report();
     if (a.detail !== undefined) status.detail = a.detail;
     return status;
   }
