@@ -38,6 +38,7 @@ import type { DataDir, StoredNetwork } from './data-dir.ts';
 import type { WelcomeIce } from './ice.ts';
 import { MemoryServingStore } from './serving-store.ts';
 import type { ClusterHost, CoordinatorApi, RedisCluster } from './redis-cluster.ts';
+import type { SignalingMetrics } from './metrics.ts';
 
 export interface HubOptions {
   store: RegistryStore;
@@ -51,6 +52,10 @@ export interface HubOptions {
   cluster?: RedisCluster;
   /** How long restored placements stand while their peers come back (Coordinator's recoveryMs). */
   recoveryMs?: number;
+  /** A serving peer silent this long leaves routes until it reports again (Coordinator's unhealthyAfterMs). */
+  unhealthyAfterMs?: number;
+  /** What /metrics counts (metrics.ts): the coordinator's routes and reports, verdicts, accusations. */
+  metrics?: SignalingMetrics;
   heartbeatMs: number;
   maxPeersPerNetwork: number;
   maxConnectionsPerIp: number;
@@ -117,6 +122,8 @@ export class Hub {
       store: cluster?.serving ?? this.served,
       restored: Object.entries(restored).filter(([, n]) => n.models.length > 0).map(([network]) => network),
       recoveryMs: opts.recoveryMs,
+      unhealthyAfterMs: opts.unhealthyAfterMs,
+      metrics: opts.metrics,
       send: (network, peerId, message) => {
         if (cluster) void cluster.send(network, peerId, message).catch((err: unknown) => opts.log(`${network}/${peerId}: ${message.type} not sent: ${String(err)}`));
         else this.members.get(network)?.get(peerId)?.send(message);
@@ -377,6 +384,7 @@ export class Hub {
       case 'policy':
         return this.setPolicy(conn, conn.peer.peerId, msg);
       case 'verdict':
+        this.opts.metrics?.verdicts(msg.verdicts);
         // Counted where the client's routes were handed out (another process's coordinator, maybe).
         if (this.cluster) return this.cluster.verdict(conn.network, conn.peer.peerId, msg.verdicts);
         this.reputation.record(conn.peer.peerId, msg.verdicts);
@@ -397,6 +405,7 @@ export class Hub {
   private async accuse(conn: Connection, client: string, msg: Msg<'accuse'>): Promise<void> {
     const reply = (r: { counted: boolean; accused?: string; code?: ErrorCode; message: string }) => conn.send({ type: 'judged', id: msg.id, ...r });
     if (this.reputation.ignoring(client)) {
+      this.opts.metrics?.accusation('ignored');
       return reply({ counted: false, code: 'ERR_PERMISSION_DENIED', message: `${client} sent forged evidence; its reports are ignored for a while` });
     }
     let accused: string;
@@ -405,10 +414,12 @@ export class Hub {
     } catch (err) {
       const code = errorCode(err);
       if (code === 'ERR_BAD_EVIDENCE') this.reputation.forged(client);
+      this.opts.metrics?.accusation('refused');
       this.opts.log(`${conn.label}'s accusation on ${msg.modelId} refused: ${errorMessage(err)}`);
       return reply({ counted: false, code, message: errorMessage(err).slice(0, 1024) });
     }
     const counted = this.reputation.convict(client, accused);
+    this.opts.metrics?.accusation(counted ? 'convicted' : 'repeat');
     this.opts.log(`${conn.label} proved ${accused} wrong on ${msg.modelId}${counted ? '' : ' (already counted in this window)'}`);
     reply({ counted, accused, message: counted ? `${accused} was found wrong` : `${accused} was already found wrong by this client lately` });
     // A key that fell below the line leaves placement now, in every network it is in, not at each

@@ -138,10 +138,10 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     serving: (network) => hub.serving(network),
     unhealthyAfterMs,
   });
-  // The coordinator counts routes and reports and applies the health bound; the hub counts verdicts.
-  const counted = { metrics, unhealthyAfterMs };
   const hub: Hub = new Hub({
-    ...counted,
+    // The coordinator counts routes and reports and applies the health bound; the hub counts verdicts.
+    metrics,
+    unhealthyAfterMs,
     store,
     // Kept in the data folder, so tickets and the key peers learned survive a restart; else a
     // fresh key per start (tickets last minutes, and peers learn the key anew in each welcome).
