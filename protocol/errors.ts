@@ -65,6 +65,10 @@ export const ERROR_HINTS = {
   ERR_BAD_EVIDENCE: 'An accusation whose evidence does not hold (a signature, proof, digest or ticket fails); the accuser\'s reports are ignored for an hour.',
   ERR_INCONCLUSIVE: 'The evidence is genuine but does not put one hop in a clear minority of three runs; nothing is counted.',
   ERR_PERMISSION_DENIED: 'Not allowed: a site the person did not allow to use AIGrid (they can in the extension\'s options page), a page of a foreign origin, or a change to a model that another peer served.',
+  ERR_POLICY_INVALID: 'The policy does not compile, or its script does not define function eval(parameters, input, context) within its limits; the message says why (and the line).',
+  ERR_POLICY_FAILED: 'The policy threw while it ran; the message carries its error. Hooks fall back to their default meanwhile.',
+  ERR_POLICY_LIMIT: 'The policy ran past a limit of its sandbox (time, memory, stack, or the size of its arguments or output); the message names it. Hooks fall back to their default meanwhile.',
+  ERR_POLICY_OUTPUT: 'The policy returned what is not plain JSON (a function, undefined, NaN, a BigInt, a cycle, an object of a class) or not the shape its hook expects. Hooks fall back to their default meanwhile.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;
