@@ -404,14 +404,16 @@ export class Coordinator {
 
   /**
    * Counts an accepted report: the tokens run since the peer's previous one (capped at what the
-   * bound on tokens/s allows in the time between), and its load at most once per half report
+   * bound on tokens/s allows in the time between, or in a second), and its load at most once per half report
    * interval, so a peer reporting at the rate limit weighs no more than one on the usual cadence.
    * Returns when the load was last counted.
    */
   private count(previous: PeerStatus | undefined, msg: StatusMsg, now: number): number | undefined {
     const metrics = this.opts.metrics;
     if (!metrics) return undefined;
-    const tokens = previous ? Math.min(Math.max(0, msg.tokensServed - previous.tokensServed), (MAX_REPORTED_TOKENS_PER_SECOND * (now - previous.updatedAt)) / 1000) : 0;
+    // At least a second's worth: two reports handled in one millisecond must not lose the tokens.
+    const window = Math.max(1000, now - (previous?.updatedAt ?? now));
+    const tokens = previous ? Math.min(Math.max(0, msg.tokensServed - previous.tokensServed), (MAX_REPORTED_TOKENS_PER_SECOND * window) / 1000) : 0;
     const counted = previous?.loadCountedAt;
     const load = msg.load && (counted === undefined || now - counted >= STATUS_REPORT_MS / 2) ? msg.load : undefined;
     metrics.reported({ accepted: true, tokens: Math.floor(tokens), ...(load ? { load } : {}) });
