@@ -55,6 +55,8 @@ export const ERROR_HINTS = {
   ERR_INVALID_VDAG: 'The vDAG spec cannot run; the message names the node and why (see protocol/vdag.ts).',
   ERR_UNKNOWN_VDAG: 'No vDAG by that id on this network; list them with grid.vdags.list().',
   ERR_VDAG_EXISTS: 'A vDAG by that id exists already; update it, or create it under another id.',
+  ERR_UNKNOWN_POLICY: 'No policy by that id on this network; list them with grid.policies.list().',
+  ERR_POLICY_EXISTS: 'A policy by that id exists already; update it, or create it under another id.',
   ERR_NOT_AVAILABLE: 'This server does not offer that in its set-up; the message says what and why.',
   ERR_REGISTRY_FULL: 'The network holds as many of these as it takes; delete some first.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',

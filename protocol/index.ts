@@ -5,6 +5,7 @@ export * from './signaling.ts';
 export * from './serving.ts';
 export * from './blocks.ts';
 export * from './vdag.ts';
+export * from './policies.ts';
 export * from './activation.ts';
 export * from './frames.ts';
 export * from './session.ts';

@@ -73,4 +73,5 @@ export const TYPE_RATE_LIMITS = {
   route: [25, 50],
   blocks: [10, 20],
   vdags: [10, 20],
+  policies: [10, 20],
 } as const satisfies Record<string, readonly [number, number]>;

@@ -25,6 +25,7 @@ import { AccusationSchema } from './accusation.ts';
 import { IceServerSchema, IceTransportPolicySchema, MAX_ICE_SERVERS } from './ice.ts';
 import { BlocksReplySchema, BlocksRequestSchema } from './blocks.ts';
 import { VdagsReplySchema, VdagsRequestSchema } from './vdag.ts';
+import { PoliciesReplySchema, PoliciesRequestSchema } from './policies.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -99,6 +100,7 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   AccusationSchema.extend({ type: z.literal('accuse'), id: z.number().int().nonnegative() }),
   BlocksRequestSchema,
   VdagsRequestSchema,
+  PoliciesRequestSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -163,6 +165,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   PolicyMessageSchema,
   BlocksReplySchema,
   VdagsReplySchema,
+  PoliciesReplySchema,
   /** The answer to `accuse` `id`: whether it counted against the accused, else the code of why not. */
   z.object({
     type: z.literal('judged'),

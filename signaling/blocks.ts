@@ -116,7 +116,7 @@ export class BlockRegistry {
 }
 
 /** Runs a registry request and answers its records, or the named error with the requestId. */
-export function answerOwned<T>(msg: { requestId: number }, reply: Reply, type: 'blocks' | 'vdags', run: () => T[]): void {
+export function answerOwned<T>(msg: { requestId: number }, reply: Reply, type: 'blocks' | 'vdags' | 'policies', run: () => T[]): void {
   try {
     reply({ type, requestId: msg.requestId, [type]: run() } as unknown as ServerMessage);
   } catch (err) {

@@ -1,5 +1,5 @@
 // The signaling server's data folder (`aigrid signal --data DIR`): what must outlive a restart.
-// serving.json holds each network's rules, blocks, vDAGs and served models with their placements (not the
+// serving.json holds each network's rules, blocks, vDAGs, policies and served models with their placements (not the
 // peers' readiness, which they report again); reputation.json each key's record; server.key the
 // key that signs route tickets, so tickets and the key peers learned stay valid. Every write goes
 // to a temporary file that is synced and renamed over the old one, so a crash leaves the previous
@@ -7,7 +7,7 @@
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { AigridError, BlockSchema, VdagSchema, fromBase64Url, identityFromSeed, ModelSpecSchema, PeerIdSchema, ServersSchema, SourcesSchema, toBase64Url, type Identity } from '../protocol/index.ts';
+import { AigridError, BlockSchema, PolicyRecordSchema, VdagSchema, fromBase64Url, identityFromSeed, ModelSpecSchema, PeerIdSchema, ServersSchema, SourcesSchema, toBase64Url, type Identity } from '../protocol/index.ts';
 import { holderName, lockFile, unlockFile } from '../protocol/state-files.ts';
 
 const StoredModelSchema = z.object({
@@ -22,6 +22,7 @@ const StoredNetworkSchema = z.object({
   models: z.array(StoredModelSchema),
   blocks: z.array(BlockSchema).optional(),
   vdags: z.array(VdagSchema).optional(),
+  policies: z.array(PolicyRecordSchema).optional(),
 });
 
 const ServingFileSchema = z.object({ version: z.literal(1), networks: z.record(z.string(), StoredNetworkSchema) });

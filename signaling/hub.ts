@@ -29,6 +29,7 @@ import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
 import { BlockRegistry } from './blocks.ts';
 import { VdagRegistry } from './vdags.ts';
+import { PolicyRegistry } from './policies.ts';
 import { Reputation, type KeyStanding } from './reputation.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Directory } from './directory.ts';
@@ -98,6 +99,7 @@ export class Hub {
   private readonly governance: Governance;
   private readonly blocks: BlockRegistry;
   private readonly vdags: VdagRegistry;
+  private readonly policies: PolicyRegistry;
   private readonly reputation: Reputation;
   private readonly served: MemoryServingStore;
   private stopping = false;
@@ -113,6 +115,8 @@ export class Hub {
     this.blocks = new BlockRegistry(this.governance, blocks, saveServing);
     const vdags = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.vdags?.length ? [[network, n.vdags]] : [])));
     this.vdags = new VdagRegistry(this.governance, this.blocks, vdags, saveServing);
+    const policies = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.policies?.length ? [[network, n.policies]] : [])));
+    this.policies = new PolicyRegistry(this.governance, policies, saveServing);
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
     const coordinator = new Coordinator({
@@ -187,7 +191,8 @@ export class Hub {
     const rules = this.governance.all();
     const blocks = this.blocks.all();
     const vdags = this.vdags.all();
-    const names = new Set([...Object.keys(models), ...Object.keys(rules), ...Object.keys(blocks), ...Object.keys(vdags)]);
+    const policies = this.policies.all();
+    const names = new Set([...Object.keys(models), ...Object.keys(rules), ...Object.keys(blocks), ...Object.keys(vdags), ...Object.keys(policies)]);
     return Object.fromEntries(
       [...names].map((network) => [
         network,
@@ -196,6 +201,7 @@ export class Hub {
           models: models[network] ?? [],
           ...(blocks[network] ? { blocks: blocks[network] } : {}),
           ...(vdags[network] ? { vdags: vdags[network] } : {}),
+          ...(policies[network] ? { policies: policies[network] } : {}),
         },
       ]),
     );
@@ -398,6 +404,9 @@ export class Hub {
       case 'vdags':
         if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'vDAGs are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'vdags', msg.requestId);
         return this.vdags.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+      case 'policies':
+        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'policies are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'policies', msg.requestId);
+        return this.policies.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
     }
   }
 
@@ -609,6 +618,7 @@ export class Hub {
           this.governance.forget(network);
           this.blocks.forget(network);
           this.vdags.forget(network);
+          this.policies.forget(network);
         }
       }
     }

@@ -17,6 +17,8 @@ export interface OwnedRecordsOptions<Spec, Rec extends Spec & Owned> {
   /** The spec checked (throws the named error), given the network for checks against its other records. */
   check: (value: unknown, network: string) => Spec;
   max: number;
+  /** Only the network's owner creates (policies); else anyone the network lets serve. */
+  ownerOnly?: boolean;
   exists: ErrorCode;
   unknown: ErrorCode;
   restored?: Record<string, Rec[]>;
@@ -58,8 +60,9 @@ export class OwnedRecords<Spec, Rec extends Spec & Owned> {
   create(network: string, peerId: string, value: unknown): Rec {
     const spec = this.o.check(value, network);
     const key = this.o.key(spec);
-    if (!this.governance.mayServe(network, peerId)) {
-      throw new AigridError('ERR_PERMISSION_DENIED', `${peerId} may not create a ${this.o.noun} on network ${network}: its owner lists who may serve`);
+    if (this.o.ownerOnly ? !this.governance.isOwner(network, peerId) : !this.governance.mayServe(network, peerId)) {
+      const why = this.o.ownerOnly ? `only the network's owner does` : 'its owner lists who may serve';
+      throw new AigridError('ERR_PERMISSION_DENIED', `${peerId} may not create a ${this.o.noun} on network ${network}: ${why}`);
     }
     let records = this.byNetwork.get(network);
     const old = records?.get(key);
@@ -99,7 +102,8 @@ export class OwnedRecords<Spec, Rec extends Spec & Owned> {
 
   private mayChange(network: string, peerId: string, key: string): Rec {
     const old = this.get(network, key);
-    if (!this.governance.mayChange(network, peerId, old.owner)) {
+    const may = this.o.ownerOnly ? this.governance.isOwner(network, peerId) : this.governance.mayChange(network, peerId, old.owner);
+    if (!may) {
       throw new AigridError('ERR_PERMISSION_DENIED', `${this.o.noun} ${key} on network ${network} belongs to ${old.owner}; only it or the network's owner may change it`);
     }
     return old;

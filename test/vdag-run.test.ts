@@ -2,8 +2,11 @@
 // Node CPU peer serving tiny-llama, the SDK) gives what the two generations give run by hand, with
 // the first node's text streamed as token events; the runner starts the branches of a fan-out
 // together and hands a join the outputs of all its inputs keyed by node id; a failing node ends
-// the run with its error named after the node; pipeline blocks and policies say they cannot run yet;
-// the gateway's POST /v1/vdags/{id}/run answers the same outputs.
+// the run with its error named after the node; pipeline blocks say they cannot run yet; the
+// network owner's policies reshape a node's input and output in the sandbox (a fan-in merged by a
+// pre-processing policy, an output rewritten by a post-processing one), and one that throws or
+// loops leaves the value as it was, reported; the gateway's POST /v1/vdags/{id}/run answers the
+// same outputs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileVdag } from '../plan/vdag.ts';
 import type { Block, ModelSpec } from '../protocol/index.ts';
@@ -78,13 +81,67 @@ describe('running a vDAG', () => {
     expect(streamed.join('')).toBe(first.text);
   });
 
-  it('ends with the failing node named: a bad input, a pipeline block, a policy', async () => {
+  it('ends with the failing node named: a bad input, a pipeline block', async () => {
     await expect(client.vdags.run('twice', { prompt: 'not text' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/^node first \(llm\.tiny-llama:1\): an LLM node takes/) });
     await client.vdags.create({ id: 'embed', nodes: [{ id: 'vec', block: 'embedding.minilm:1' }], input: 'vec', output: 'vec' });
     await expect(client.vdags.run('embed', { text: 'hi' })).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node vec \(embedding\.minilm:1\): feature-extraction pipelines/) });
-    await client.vdags.create({ id: 'shaped', nodes: [{ id: 'say', block: 'llm.tiny-llama:1', postprocess: 'upper' }], input: 'say', output: 'say' });
-    await expect(client.vdags.run('shaped', 'hi')).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node say \(llm\.tiny-llama:1\): pre- and post-processing policies/) });
     await expect(client.vdags.run('nothing', 'hi')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_VDAG' });
+  });
+});
+
+describe('policies in a vDAG', () => {
+  it('only the network\'s owner sets them; a bad one is refused by name', async () => {
+    const member = await connect({ signal: server.wsUrl, network: NETWORK });
+    try {
+      await expect(member.policies.create({ id: 'mine', hook: 'vdag', code: 'function eval(p, x) { return x; }' })).rejects.toMatchObject({ code: 'ERR_PERMISSION_DENIED' });
+      await expect(client.policies.create({ id: 'Bad Id', hook: 'vdag', code: 'x' })).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(/^id:/) });
+      await expect(client.policies.create({ id: 'odd', hook: 'gossip' as 'vdag', code: 'x' })).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(/^hook:/) });
+      await expect(client.policies.get('none')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_POLICY' });
+    } finally {
+      member.close();
+    }
+  });
+
+  it('fan out to two LLM nodes, merge them with a pre-processing policy, and rewrite the output with a post-processing one', async () => {
+    // The join gets { left: { text }, right: { text } }: the policy makes one prompt of them.
+    await client.policies.create({ id: 'merge', hook: 'vdag', parameters: { glue: ' | ' }, code: 'function eval(p, input) { return { text: input.left.text + p.glue + input.right.text, maxTokens: 6 }; }' });
+    await client.policies.create({ id: 'shout', hook: 'vdag', code: 'function eval(p, output, context) { return { text: output.text.toUpperCase(), node: context.node }; }' });
+    await client.vdags.create({
+      id: 'fan',
+      nodes: [
+        { id: 'start', block: 'llm.tiny-llama:1' },
+        { id: 'left', block: 'llm.tiny-llama:1' },
+        { id: 'right', block: 'llm.tiny-llama:1' },
+        { id: 'end', block: 'llm.tiny-llama:1', join: 'all', preprocess: 'merge', postprocess: 'shout' },
+      ],
+      connections: [{ from: 'start', to: 'left' }, { from: 'start', to: 'right' }, { from: 'left', to: 'end' }, { from: 'right', to: 'end' }],
+      input: 'start',
+      output: 'end',
+    });
+    const events: VdagEvent[] = [];
+    const run = await client.vdags.run('fan', { text: 'Hello', maxTokens: 4 }, { onEvent: (e) => events.push(e) });
+    const { outputs } = run;
+    const text = (id: string) => (outputs[id] as { text: string }).text;
+    // left and right run the same greedy generation on start's text; end on the merged prompt.
+    expect(text('left')).toBe(text('right'));
+    const merged = await client.completions.create({ model: 'tiny-llama', prompt: `${text('left')} | ${text('right')}`, max_tokens: 6, temperature: 0 });
+    expect(run.output).toEqual({ text: merged.choices[0]!.text.toUpperCase(), node: 'end' });
+    expect(events.some((e) => e.type === 'policy-failure')).toBe(false);
+  });
+
+  it('a policy that throws or loops leaves the value as it was and says so', async () => {
+    await client.policies.create({ id: 'broken', hook: 'vdag', code: 'function eval() { throw new Error("nope"); }' });
+    await client.policies.create({ id: 'spin', hook: 'vdag', code: 'function eval() { for (;;) {} }' });
+    await client.policies.create({ id: 'for-routes', hook: 'route', code: 'function eval(p, x) { return x; }' });
+    await client.vdags.create({ id: 'guarded', nodes: [{ id: 'say', block: 'llm.tiny-llama:1', preprocess: 'broken', postprocess: 'spin' }], input: 'say', output: 'say' });
+    const events: VdagEvent[] = [];
+    const run = await client.vdags.run('guarded', { text: 'Hello', maxTokens: 4 }, { onEvent: (e) => events.push(e) });
+    const plain = await client.completions.create({ model: 'tiny-llama', prompt: 'Hello', max_tokens: 4, temperature: 0 });
+    expect(run.output).toEqual({ text: plain.choices[0]!.text });
+    expect(events.filter((e) => e.type === 'policy-failure').map((e) => `${e.policy}:${e.code}`)).toEqual(['broken:ERR_POLICY_FAILED', 'spin:ERR_POLICY_LIMIT']);
+    // A policy of another hook is not a vDAG's.
+    await client.vdags.create({ id: 'misused', nodes: [{ id: 'say', block: 'llm.tiny-llama:1', preprocess: 'for-routes' }], input: 'say', output: 'say' });
+    await expect(client.vdags.run('misused', 'Hello')).rejects.toMatchObject({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(/for the route hook, not vdag/) });
   });
 });
 

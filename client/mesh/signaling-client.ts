@@ -14,6 +14,7 @@ import {
   type Capabilities,
   type Block,
   type Vdag,
+  type PolicyRecord,
   type ClientMessage,
   type Hop,
   type RouteTicket,
@@ -103,6 +104,7 @@ export interface Route {
 /** A registry request (blocks or vDAGs) as the client asks it; the server answers the records concerned. */
 export type BlocksAsk = Omit<Extract<ClientMessage, { type: 'blocks' }>, 'type' | 'requestId'>;
 export type VdagsAsk = Omit<Extract<ClientMessage, { type: 'vdags' }>, 'type' | 'requestId'>;
+export type PoliciesAsk = Omit<Extract<ClientMessage, { type: 'policies' }>, 'type' | 'requestId'>;
 
 interface RegistryWaiter {
   resolve: (records: unknown[]) => void;
@@ -246,7 +248,12 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
     return this.askRegistry('vdags', ask, timeoutMs) as Promise<Vdag[]>;
   }
 
-  private askRegistry(type: 'blocks' | 'vdags', ask: BlocksAsk | VdagsAsk, timeoutMs: number): Promise<unknown[]> {
+  /** Asks the network's policy registry, as requestBlocks. */
+  requestPolicies(ask: PoliciesAsk, timeoutMs = DEFAULT_ROUTE_TIMEOUT_MS): Promise<PolicyRecord[]> {
+    return this.askRegistry('policies', ask, timeoutMs) as Promise<PolicyRecord[]>;
+  }
+
+  private askRegistry(type: 'blocks' | 'vdags' | 'policies', ask: BlocksAsk | VdagsAsk | PoliciesAsk, timeoutMs: number): Promise<unknown[]> {
     const requestId = this.nextRouteId++;
     return new Promise<unknown[]>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -471,7 +478,7 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         const error = AigridError.fromJSON({ name: 'AigridError', code: msg.code, message: msg.message });
         // A route request's error names it; any other error is the connection's.
         if (msg.ref === 'route' && msg.requestId !== undefined && this.routes.has(msg.requestId)) this.settleRoute(msg.requestId, error);
-        else if ((msg.ref === 'blocks' || msg.ref === 'vdags') && msg.requestId !== undefined && this.registryAsks.has(msg.requestId)) this.settleRegistry(msg.requestId, error);
+        else if ((msg.ref === 'blocks' || msg.ref === 'vdags' || msg.ref === 'policies') && msg.requestId !== undefined && this.registryAsks.has(msg.requestId)) this.settleRegistry(msg.requestId, error);
         else this.emit('serverError', error);
         if (FATAL_CODES.has(error.code)) {
           this.stopped = true;
@@ -498,6 +505,9 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         break;
       case 'vdags':
         this.settleRegistry(msg.requestId, msg.vdags);
+        break;
+      case 'policies':
+        this.settleRegistry(msg.requestId, msg.policies);
         break;
     }
   }

@@ -6,5 +6,5 @@ export { DEFAULT_NETWORK, type ConnectOptions } from './connect.ts';
 export { DEFAULT_MAX_TOKENS } from './request.ts';
 export { TextStream } from './text-stream.ts';
 export type * from './types.ts';
-export { AigridError, ERROR_CODES, ERROR_HINTS, isErrorCode, type ErrorCode, type SerializedError, type ModelSpec, type Block, type BlockSpecInput, type BlockQuery, type Vdag, type VdagSpecInput, type Hop, type Identity, ephemeralIdentity } from '../../protocol/index.ts';
+export { AigridError, ERROR_CODES, ERROR_HINTS, isErrorCode, type ErrorCode, type SerializedError, type ModelSpec, type Block, type BlockSpecInput, type BlockQuery, type Vdag, type VdagSpecInput, type PolicyRecord, type PolicySpecInput, type Hop, type Identity, ephemeralIdentity } from '../../protocol/index.ts';
 export type { ServingStatus, LoadingProgress, VerifyOptions, CheckEvent, PeerVerdict } from '../grid/index.ts';

@@ -4,8 +4,10 @@
 import { modelSpecFromCheckpoint, type ModelSpecOptions } from '../grid/model-spec.ts';
 import { startMesh, type Mesh } from '../mesh/mesh.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type Vdag, type VdagSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
-import type { BlocksAsk, VdagsAsk } from '../mesh/signaling-client.ts';
+import { AigridError, ModelSpecSchema, type Block, type BlockQuery, type BlockSpecInput, type PolicyRecord, type PolicySpecInput, type Vdag, type VdagSpecInput, type Identity, type ModelCoverage, type ModelSpec } from '../../protocol/index.ts';
+import type { BlocksAsk, PoliciesAsk, VdagsAsk } from '../mesh/signaling-client.ts';
+import type { Policy, PolicySandbox } from '../../policy/index.ts';
+import { withFallback } from '../../policy/hooks.ts';
 import { compileVdag, type CompiledNode } from '../../plan/vdag.ts';
 import { runVdag, type VdagEvent, type VdagRunResult } from './vdag-run.ts';
 import { TextStream } from './text-stream.ts';
@@ -76,6 +78,8 @@ export type ServeOptions = Partial<Omit<ModelSpecOptions, 'source'>> & { source:
 export class Grid {
   readonly mesh: Mesh;
   private readonly clients = new Map<string, Promise<ModelClient>>();
+  /** The policy sandbox (QuickJS), loaded when a vDAG first runs a policy. */
+  private sandbox: Promise<PolicySandbox> | undefined;
   private contribution: Contribution | null = null;
   private closed = false;
 
@@ -120,8 +124,26 @@ export class Grid {
       const [vdag] = await this.askVdags({ op: 'get', id });
       const { owner: _owner, createdAt: _created, updatedAt: _updated, ...spec } = vdag!;
       const dag = compileVdag(spec, await this.askBlocks({ op: 'list' }));
-      return runVdag(dag, input, (node, value, emit) => this.runNode(node, value, emit, options.signal), options.onEvent, options.signal);
+      const policies = new Map<string, Promise<Policy>>();
+      const policy = (id: string) => {
+        if (!policies.has(id)) policies.set(id, this.vdagPolicy(id));
+        return policies.get(id)!;
+      };
+      return runVdag(dag, input, (node, value, emit) => this.runNodeWithPolicies(node, value, emit, policy, options.signal), options.onEvent, options.signal);
     },
+  };
+
+  /**
+   * The network's policies: scripts defining eval(parameters, input, context) for a hook (see
+   * policy/sandbox.ts). Only the network's owner creates, changes or deletes them; a vDAG node
+   * names its `vdag` policies as preprocess and postprocess.
+   */
+  readonly policies = {
+    create: async (spec: PolicySpecInput): Promise<PolicyRecord> => (await this.askPolicies({ op: 'create', policy: spec }))[0]!,
+    update: async (spec: PolicySpecInput): Promise<PolicyRecord> => (await this.askPolicies({ op: 'update', policy: spec }))[0]!,
+    delete: async (id: string): Promise<PolicyRecord> => (await this.askPolicies({ op: 'delete', id }))[0]!,
+    get: async (id: string): Promise<PolicyRecord> => (await this.askPolicies({ op: 'get', id }))[0]!,
+    list: (): Promise<PolicyRecord[]> => this.askPolicies({ op: 'list' }),
   };
 
   readonly chat = {
@@ -347,12 +369,39 @@ export class Grid {
     return startMesh(this.mesh.sibling({ ...this.mesh.signaling.capabilities, memoryBudgetMB }, await this.options.peerIdentity?.()));
   }
 
+  /** A `vdag` policy of the network, compiled in this grid's sandbox (loaded on first use). */
+  private async vdagPolicy(id: string): Promise<Policy> {
+    const record = await this.policies.get(id);
+    if (record.hook !== 'vdag') throw new AigridError('ERR_POLICY_INVALID', `policy ${id} is for the ${record.hook} hook, not vdag`);
+    this.sandbox ??= import('../../policy/index.ts').then((m) => m.PolicySandbox.create());
+    const compiled = (await this.sandbox).compile(record.code, { name: id });
+    return Object.assign(compiled, { parameters: record.parameters });
+  }
+
+  /**
+   * A node with its policies: the preprocess policy rewrites its input, the postprocess one its
+   * output; a policy that fails leaves the value as it was (the default) and says so in an event.
+   */
+  private async runNodeWithPolicies(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, policy: (id: string) => Promise<Policy>, signal?: AbortSignal): Promise<unknown> {
+    const { preprocess, postprocess } = node.node;
+    const apply = async (id: string | undefined, value: unknown, phase: 'pre' | 'post') => {
+      if (id === undefined) return value;
+      const compiled = await policy(id);
+      const context = { node: node.node.id, block: node.block.uri, phase };
+      return withFallback(
+        compiled,
+        (p) => p.run((p as Policy & { parameters?: unknown }).parameters ?? null, value, context),
+        () => value,
+        (error) => emit({ type: 'policy-failure', node: node.node.id, policy: id, code: error.code, message: error.message }),
+      );
+    };
+    const output = await this.runNode(node, await apply(preprocess, input, 'pre'), emit, signal);
+    return apply(postprocess, output, 'post');
+  }
+
   /** One vDAG node's block on its input. */
   private async runNode(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, signal?: AbortSignal): Promise<unknown> {
     const { block } = node;
-    if (node.node.preprocess !== undefined || node.node.postprocess !== undefined) {
-      throw new AigridError('ERR_NOT_AVAILABLE', 'pre- and post-processing policies are not run in vDAGs yet');
-    }
     if (block.model.kind !== 'llm') throw new AigridError('ERR_NOT_AVAILABLE', `${block.model.task} pipelines are registered but not yet run by peers`);
     const given = typeof input === 'string' ? { text: input } : (input as { text?: unknown; maxTokens?: unknown; temperature?: unknown } | null);
     if (!given || typeof given.text !== 'string') throw new AigridError('ERR_INVALID_ARGUMENT', `an LLM node takes a string or { text: string }, got ${JSON.stringify(input)?.slice(0, 200)}`);
@@ -370,6 +419,11 @@ export class Grid {
     });
     say(stream.flush());
     return { text: stream.text };
+  }
+
+  private askPolicies(ask: PoliciesAsk): Promise<PolicyRecord[]> {
+    this.checkOpen();
+    return this.mesh.signaling.requestPolicies(ask);
   }
 
   private askVdags(ask: VdagsAsk): Promise<Vdag[]> {

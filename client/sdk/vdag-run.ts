@@ -9,7 +9,9 @@ export type VdagEvent =
   | { type: 'node-start'; node: string; block: string }
   /** Text of an LLM node as it is generated. */
   | { type: 'token'; node: string; text: string }
-  | { type: 'node-end'; node: string; output: unknown };
+  | { type: 'node-end'; node: string; output: unknown }
+  /** A pre- or post-processing policy failed: the value went on unchanged (the default). */
+  | { type: 'policy-failure'; node: string; policy: string; code: string; message: string };
 
 export interface VdagRunResult {
   /** The output node's output. */

@@ -1,0 +1,60 @@
+// The policy registry of each network: the owner's scripts for its hooks, checked for shape and
+// size here (their code is compiled where it runs: policy/), owner-only, bounded and kept like
+// blocks. The server runs none of them itself yet.
+import { AigridError, MAX_POLICIES_PER_NETWORK, PolicyIdSchema, PolicySpecSchema, type ClientMessage, type PolicyRecord, type PolicySpec, type ServerMessage } from '../protocol/index.ts';
+import { answerOwned } from './blocks.ts';
+import type { Governance } from './governance.ts';
+import { OwnedRecords } from './owned-records.ts';
+
+type PoliciesRequest = Extract<ClientMessage, { type: 'policies' }>;
+
+function checkPolicySpec(value: unknown): PolicySpec {
+  const parsed = PolicySpecSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  throw new AigridError('ERR_POLICY_INVALID', `${issue.path.length ? issue.path.join('.') : 'policy'}: ${issue.message}`);
+}
+
+export class PolicyRegistry {
+  private readonly records: OwnedRecords<PolicySpec, PolicyRecord>;
+
+  constructor(governance: Governance, restored: Record<string, PolicyRecord[]> = {}, onChange?: () => void) {
+    this.records = new OwnedRecords<PolicySpec, PolicyRecord>(governance, {
+      noun: 'policy',
+      key: (p) => p.id,
+      check: checkPolicySpec,
+      max: MAX_POLICIES_PER_NETWORK,
+      ownerOnly: true,
+      exists: 'ERR_POLICY_EXISTS',
+      unknown: 'ERR_UNKNOWN_POLICY',
+      restored,
+      ...(onChange ? { onChange } : {}),
+    });
+  }
+
+  all(): Record<string, PolicyRecord[]> {
+    return this.records.all();
+  }
+
+  forget(network: string): void {
+    this.records.forget(network);
+  }
+
+  /** Answers one `policies` request: the policies concerned, or the error naming why not. */
+  handle(network: string, peerId: string, msg: PoliciesRequest, reply: (m: ServerMessage) => void): void {
+    answerOwned(msg, reply, 'policies', () => {
+      switch (msg.op) {
+        case 'create':
+          return [this.records.create(network, peerId, msg.policy)];
+        case 'update':
+          return [this.records.update(network, peerId, msg.policy)];
+        case 'delete':
+          return [this.records.delete(network, peerId, PolicyIdSchema.parse(msg.id))];
+        case 'get':
+          return [this.records.get(network, msg.id!)];
+        case 'list':
+          return this.records.list(network);
+      }
+    });
+  }
+}
