@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { PeerIdSchema } from './ids.ts';
 import { ModelIdSchema } from './serving.ts';
+import { registryRequestSchema } from './registry.ts';
 
 /** `<type>.<name>:<version>`: lower-case type, a name and a version of [A-Za-z0-9._-]. */
 export const BlockUriSchema = z
@@ -68,19 +69,7 @@ export const BlockQuerySchema = z.strictObject({
  * (checked by the server, which names the bad field), delete and get a `uri`, list an optional
  * `query`. Answered `blocks` (or `error` with the requestId).
  */
-export const BlocksRequestSchema = z
-  .object({
-    type: z.literal('blocks'),
-    requestId: z.number().int().nonnegative(),
-    op: z.enum(['create', 'update', 'delete', 'get', 'list']),
-    block: z.unknown().optional(),
-    uri: BlockUriSchema.optional(),
-    query: BlockQuerySchema.optional(),
-  })
-  .superRefine((m, ctx) => {
-    const needs = m.op === 'create' || m.op === 'update' ? 'block' : m.op === 'list' ? undefined : 'uri';
-    if (needs && m[needs] === undefined) ctx.addIssue({ code: 'custom', path: [needs], message: `blocks ${m.op} needs ${needs}` });
-  });
+export const BlocksRequestSchema = registryRequestSchema('blocks', 'block', 'uri', BlockUriSchema, { query: BlockQuerySchema.optional() });
 
 /** Server -> client: the blocks a request asked for (the one created, updated, deleted or got; the list). */
 export const BlocksReplySchema = z.object({

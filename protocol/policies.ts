@@ -4,6 +4,7 @@
 // policies run in the client that runs the vDAG).
 import { z } from 'zod';
 import { PeerIdSchema } from './ids.ts';
+import { registryRequestSchema } from './registry.ts';
 
 export const PolicyIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a policy id is 1-64 of [a-z0-9._-], starting with a letter or digit');
 /** Where a policy is used: route selection, placement, admission of a joining peer, quota per client, vDAG pre/post-processing. */
@@ -34,18 +35,7 @@ export const PolicyRecordSchema = PolicySpecSchema.extend({
 });
 
 /** Client -> server: the policy registry of the network joined, as `blocks`. Answered `policies`. */
-export const PoliciesRequestSchema = z
-  .object({
-    type: z.literal('policies'),
-    requestId: z.number().int().nonnegative(),
-    op: z.enum(['create', 'update', 'delete', 'get', 'list']),
-    policy: z.unknown().optional(),
-    id: PolicyIdSchema.optional(),
-  })
-  .superRefine((m, ctx) => {
-    const needs = m.op === 'create' || m.op === 'update' ? 'policy' : m.op === 'list' ? undefined : 'id';
-    if (needs && m[needs] === undefined) ctx.addIssue({ code: 'custom', path: [needs], message: `policies ${m.op} needs ${needs}` });
-  });
+export const PoliciesRequestSchema = registryRequestSchema('policies', 'policy', 'id', PolicyIdSchema);
 
 export const PoliciesReplySchema = z.object({
   type: z.literal('policies'),

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { BlockQuerySchema, BlockUriSchema } from './blocks.ts';
 import { PeerIdSchema } from './ids.ts';
+import { registryRequestSchema } from './registry.ts';
 
 export const VdagIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a vDAG id is 1-64 of [a-z0-9._-], starting with a letter or digit');
 export const NodeIdSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,31}$/, 'a node id is 1-32 of [A-Za-z0-9_-], starting with a letter');
@@ -59,18 +60,7 @@ export type Vdag = z.infer<typeof VdagSchema>;
  * `vdag` (compiled against the network's blocks, ERR_INVALID_VDAG naming the node), delete and get
  * an `id`. Answered `vdags` (or `error` with the requestId).
  */
-export const VdagsRequestSchema = z
-  .object({
-    type: z.literal('vdags'),
-    requestId: z.number().int().nonnegative(),
-    op: z.enum(['create', 'update', 'delete', 'get', 'list']),
-    vdag: z.unknown().optional(),
-    id: VdagIdSchema.optional(),
-  })
-  .superRefine((m, ctx) => {
-    const needs = m.op === 'create' || m.op === 'update' ? 'vdag' : m.op === 'list' ? undefined : 'id';
-    if (needs && m[needs] === undefined) ctx.addIssue({ code: 'custom', path: [needs], message: `vdags ${m.op} needs ${needs}` });
-  });
+export const VdagsRequestSchema = registryRequestSchema('vdags', 'vdag', 'id', VdagIdSchema);
 
 export const VdagsReplySchema = z.object({
   type: z.literal('vdags'),

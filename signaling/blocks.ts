@@ -18,7 +18,7 @@ import {
   type ServerMessage,
 } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
-import { OwnedRecords } from './owned-records.ts';
+import { answerRegistry, OwnedRecords } from './owned-records.ts';
 
 type BlocksRequest = Extract<ClientMessage, { type: 'blocks' }>;
 type Reply = (message: ServerMessage) => void;
@@ -98,29 +98,7 @@ export class BlockRegistry {
 
   /** Answers one `blocks` request: the blocks concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: BlocksRequest, reply: Reply): void {
-    answerOwned(msg, reply, 'blocks', () => {
-      switch (msg.op) {
-        case 'create':
-          return [this.create(network, peerId, msg.block)];
-        case 'update':
-          return [this.update(network, peerId, msg.block)];
-        case 'delete':
-          return [this.delete(network, peerId, msg.uri!)];
-        case 'get':
-          return [this.get(network, msg.uri!)];
-        case 'list':
-          return this.list(network, msg.query);
-      }
-    });
-  }
-}
-
-/** Runs a registry request and answers its records, or the named error with the requestId. */
-export function answerOwned<T>(msg: { requestId: number }, reply: Reply, type: 'blocks' | 'vdags' | 'policies', run: () => T[]): void {
-  try {
-    reply({ type, requestId: msg.requestId, [type]: run() } as unknown as ServerMessage);
-  } catch (err) {
-    if (!(err instanceof AigridError)) throw err;
-    reply({ type: 'error', code: err.code, message: err.message, ref: type, requestId: msg.requestId });
+    const fields = { type: 'blocks', record: 'block', key: 'uri', parseKey: (uri: unknown) => BlockUriSchema.parse(uri) } as const;
+    answerRegistry(this.records, fields, network, peerId, msg, reply, () => this.list(network, msg.query));
   }
 }

@@ -1,7 +1,7 @@
 // Records members of a network define and own (blocks, vDAGs): created by anyone the network lets
 // serve, changed or deleted by their owner or the network's owner, bounded per network, kept with
 // the network's rules (the data folder) and forgotten with them.
-import { AigridError, type ErrorCode } from '../protocol/index.ts';
+import { AigridError, type ErrorCode, type ServerMessage } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
 
 export interface Owned {
@@ -108,4 +108,47 @@ export class OwnedRecords<Spec, Rec extends Spec & Owned> {
     }
     return old;
   }
+}
+
+/** A registry request as the protocol has it (protocol/registry.ts), its record and key fields by name. */
+export type RegistryRequest = { requestId: number; op: 'create' | 'update' | 'delete' | 'get' | 'list' } & Record<string, unknown>;
+
+/**
+ * Answers one registry request of `type` from `peerId`: the records concerned, or the named error
+ * with the requestId. `list` may narrow the listing (a query).
+ */
+export function answerRegistry<Spec, Rec extends Spec & Owned>(
+  records: OwnedRecords<Spec, Rec>,
+  fields: { type: 'blocks' | 'vdags' | 'policies'; record: string; key: string; parseKey: (key: unknown) => string },
+  network: string,
+  peerId: string,
+  msg: RegistryRequest,
+  reply: (message: ServerMessage) => void,
+  list: () => Rec[] = () => records.list(network),
+): void {
+  let answer: Rec[];
+  try {
+    const key = () => fields.parseKey(msg[fields.key]);
+    switch (msg.op) {
+      case 'create':
+        answer = [records.create(network, peerId, msg[fields.record])];
+        break;
+      case 'update':
+        answer = [records.update(network, peerId, msg[fields.record])];
+        break;
+      case 'delete':
+        answer = [records.delete(network, peerId, key())];
+        break;
+      case 'get':
+        answer = [records.get(network, key())];
+        break;
+      case 'list':
+        answer = list();
+        break;
+    }
+  } catch (err) {
+    if (!(err instanceof AigridError)) throw err;
+    return reply({ type: 'error', code: err.code, message: err.message, ref: fields.type, requestId: msg.requestId });
+  }
+  reply({ type: fields.type, requestId: msg.requestId, [fields.type]: answer } as unknown as ServerMessage);
 }

@@ -2,9 +2,8 @@
 // size here (their code is compiled where it runs: policy/), owner-only, bounded and kept like
 // blocks. The server runs none of them itself yet.
 import { AigridError, MAX_POLICIES_PER_NETWORK, PolicyIdSchema, PolicySpecSchema, type ClientMessage, type PolicyRecord, type PolicySpec, type ServerMessage } from '../protocol/index.ts';
-import { answerOwned } from './blocks.ts';
 import type { Governance } from './governance.ts';
-import { OwnedRecords } from './owned-records.ts';
+import { answerRegistry, OwnedRecords } from './owned-records.ts';
 
 type PoliciesRequest = Extract<ClientMessage, { type: 'policies' }>;
 
@@ -42,19 +41,6 @@ export class PolicyRegistry {
 
   /** Answers one `policies` request: the policies concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: PoliciesRequest, reply: (m: ServerMessage) => void): void {
-    answerOwned(msg, reply, 'policies', () => {
-      switch (msg.op) {
-        case 'create':
-          return [this.records.create(network, peerId, msg.policy)];
-        case 'update':
-          return [this.records.update(network, peerId, msg.policy)];
-        case 'delete':
-          return [this.records.delete(network, peerId, PolicyIdSchema.parse(msg.id))];
-        case 'get':
-          return [this.records.get(network, msg.id!)];
-        case 'list':
-          return this.records.list(network);
-      }
-    });
+    answerRegistry(this.records, { type: 'policies', record: 'policy', key: 'id', parseKey: (id) => PolicyIdSchema.parse(id) }, network, peerId, msg, reply);
   }
 }

@@ -2,9 +2,9 @@
 // updated (plan/vdag.ts names the node that is wrong), bounded, owned and kept like blocks.
 import { compileVdag } from '../plan/vdag.ts';
 import { AigridError, MAX_VDAG_SPEC_BYTES, MAX_VDAGS_PER_NETWORK, VdagIdSchema, type ClientMessage, type ServerMessage, type Vdag, type VdagSpec } from '../protocol/index.ts';
-import { answerOwned, type BlockRegistry } from './blocks.ts';
+import type { BlockRegistry } from './blocks.ts';
 import type { Governance } from './governance.ts';
-import { OwnedRecords } from './owned-records.ts';
+import { answerRegistry, OwnedRecords } from './owned-records.ts';
 
 type VdagsRequest = Extract<ClientMessage, { type: 'vdags' }>;
 
@@ -38,19 +38,6 @@ export class VdagRegistry {
 
   /** Answers one `vdags` request: the vDAGs concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: VdagsRequest, reply: (m: ServerMessage) => void): void {
-    answerOwned(msg, reply, 'vdags', () => {
-      switch (msg.op) {
-        case 'create':
-          return [this.records.create(network, peerId, msg.vdag)];
-        case 'update':
-          return [this.records.update(network, peerId, msg.vdag)];
-        case 'delete':
-          return [this.records.delete(network, peerId, VdagIdSchema.parse(msg.id))];
-        case 'get':
-          return [this.records.get(network, msg.id!)];
-        case 'list':
-          return this.records.list(network);
-      }
-    });
+    answerRegistry(this.records, { type: 'vdags', record: 'vdag', key: 'id', parseKey: (id) => VdagIdSchema.parse(id) }, network, peerId, msg, reply);
   }
 }
