@@ -13,6 +13,7 @@ import { BlockRegistry, checkBlockSpec } from '../signaling/blocks.ts';
 import { Governance } from '../signaling/governance.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { testIdentity } from './helpers/identities.ts';
+import { TestClient } from './helpers/ws-client.ts';
 
 const EMBEDDER: BlockSpecInput = {
   uri: 'embedding.minilm:1',
@@ -170,5 +171,33 @@ describe('blocks over the signaling server and the SDK', () => {
     expect(vdagsBefore.length).toBe(1);
     // The owner is still the network's owner after the restart.
     expect(await owner.blocks.delete('embedding.kept:2')).toMatchObject({ uri: 'embedding.kept:2' });
+  });
+
+  it('refuse malformed, oversized and repeated registry requests by name, and keep answering', async () => {
+    const raw = await TestClient.join(server.wsUrl, 'blocks-raw', 'blocks');
+    try {
+      // A request missing what its op needs, an unknown op, a key of the wrong shape: the parser's refusal.
+      const bad = [
+        { type: 'blocks', requestId: 1, op: 'get' },
+        { type: 'vdags', requestId: 2, op: 'create' },
+        { type: 'policies', requestId: 3, op: 'burn', id: 'x' },
+        { type: 'blocks', requestId: 4, op: 'delete', uri: 'not a uri' },
+      ];
+      for (const m of bad) raw.send(JSON.stringify(m));
+      for (let i = 0; i < bad.length; i++) expect(await raw.next('error')).toMatchObject({ code: 'ERR_INVALID_MESSAGE' });
+      // Specs too large for their registry, inside a frame the server takes.
+      raw.send({ type: 'vdags', requestId: 5, op: 'create', vdag: { id: 'big', description: 'x'.repeat(40_000), nodes: [], input: 'a', output: 'a' } } as never);
+      expect(await raw.next('error', (e) => e.requestId === 5)).toMatchObject({ code: 'ERR_INVALID_VDAG', message: expect.stringMatching(/at most 32768/) });
+      raw.send({ type: 'policies', requestId: 6, op: 'create', policy: { id: 'big', hook: 'vdag', code: 'x', parameters: { blob: 'x'.repeat(9_000) } } } as never);
+      expect(await raw.next('error', (e) => e.requestId === 6)).toMatchObject({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(/parameters: at most 8192/) });
+      // Repeated past the per-type rate: refused as such, then answered again.
+      for (let i = 0; i < 40; i++) raw.send({ type: 'blocks', requestId: 100 + i, op: 'list' } as never);
+      expect(await raw.next('error', (e) => e.code === 'ERR_RATE_LIMITED')).toMatchObject({ ref: 'blocks' });
+      await new Promise((r) => setTimeout(r, 1_100));
+      raw.send({ type: 'blocks', requestId: 200, op: 'list' } as never);
+      expect(await raw.next('blocks', (m) => m.requestId === 200)).toMatchObject({ requestId: 200 });
+    } finally {
+      await raw.close();
+    }
   });
 });
