@@ -4,9 +4,8 @@
 // a time), how many replicas it wants, tags that vDAG nodes select it by, and the JSON Schemas of
 // its input and output. The signaling server keeps them per network (signaling/blocks.ts).
 import { z } from 'zod';
-import { PeerIdSchema } from './ids.ts';
 import { ModelIdSchema } from './serving.ts';
-import { registryRequestSchema } from './registry.ts';
+import { OWNED_FIELDS, registryRequestSchema } from './registry.ts';
 
 /** `<type>.<name>:<version>`: lower-case type, a name and a version of [A-Za-z0-9._-]. */
 export const BlockUriSchema = z
@@ -52,11 +51,7 @@ export const BlockSpecSchema = z.strictObject({
 });
 
 /** A block as the server keeps it: the spec, who owns it, when it was made and last changed. */
-export const BlockSchema = BlockSpecSchema.extend({
-  owner: PeerIdSchema,
-  createdAt: z.number().int().nonnegative(),
-  updatedAt: z.number().int().nonnegative(),
-});
+export const BlockSchema = BlockSpecSchema.extend(OWNED_FIELDS);
 
 /** Selects blocks: every tag listed must be on the block; `type` is the URI's first part. */
 export const BlockQuerySchema = z.strictObject({

@@ -3,8 +3,7 @@
 // creates, changes or deletes them; members read them (a vDAG's pre- and post-processing
 // policies run in the client that runs the vDAG).
 import { z } from 'zod';
-import { PeerIdSchema } from './ids.ts';
-import { registryRequestSchema } from './registry.ts';
+import { OWNED_FIELDS, registryRequestSchema } from './registry.ts';
 
 export const PolicyIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a policy id is 1-64 of [a-z0-9._-], starting with a letter or digit');
 /** Where a policy is used: route selection, placement, admission of a joining peer, quota per client, vDAG pre/post-processing. */
@@ -28,11 +27,7 @@ export const PolicySpecSchema = z.strictObject({
   description: z.string().max(1024).optional(),
 });
 
-export const PolicyRecordSchema = PolicySpecSchema.extend({
-  owner: PeerIdSchema,
-  createdAt: z.number().int().nonnegative(),
-  updatedAt: z.number().int().nonnegative(),
-});
+export const PolicyRecordSchema = PolicySpecSchema.extend(OWNED_FIELDS);
 
 /** Client -> server: the policy registry of the network joined, as `blocks`. Answered `policies`. */
 export const PoliciesRequestSchema = registryRequestSchema('policies', 'policy', 'id', PolicyIdSchema);

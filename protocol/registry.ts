@@ -2,6 +2,14 @@
 // the record (checked by the server, which names the bad field), delete and get its key, list
 // nothing (or a query). Answered with the records concerned, or an error with the requestId.
 import { z } from 'zod';
+import { PeerIdSchema } from './ids.ts';
+
+/** What the server adds to a kept record: who owns it, when it was made and last changed. */
+export const OWNED_FIELDS = {
+  owner: PeerIdSchema,
+  createdAt: z.number().int().nonnegative(),
+  updatedAt: z.number().int().nonnegative(),
+};
 
 export function registryRequestSchema<T extends string, R extends string, K extends string, Extra extends z.ZodRawShape = {}>(
   type: T,

@@ -5,8 +5,7 @@
 // post-processing policies of a node rewrite its input and output. plan/vdag.ts compiles a spec.
 import { z } from 'zod';
 import { BlockQuerySchema, BlockUriSchema } from './blocks.ts';
-import { PeerIdSchema } from './ids.ts';
-import { registryRequestSchema } from './registry.ts';
+import { OWNED_FIELDS, registryRequestSchema } from './registry.ts';
 
 export const VdagIdSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a vDAG id is 1-64 of [a-z0-9._-], starting with a letter or digit');
 export const NodeIdSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,31}$/, 'a node id is 1-32 of [A-Za-z0-9_-], starting with a letter');
@@ -48,11 +47,7 @@ export const MAX_VDAGS_PER_NETWORK = 128;
 export const MAX_VDAG_SPEC_BYTES = 32 * 1024;
 
 /** A vDAG as the server keeps it: the spec, who owns it, when it was made and last changed. */
-export const VdagSchema = VdagSpecSchema.extend({
-  owner: PeerIdSchema,
-  createdAt: z.number().int().nonnegative(),
-  updatedAt: z.number().int().nonnegative(),
-});
+export const VdagSchema = VdagSpecSchema.extend(OWNED_FIELDS);
 export type Vdag = z.infer<typeof VdagSchema>;
 
 /**

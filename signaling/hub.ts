@@ -111,11 +111,14 @@ export class Hub {
     const saveServing = () => data?.saveServing(() => this.storedNetworks());
     const rules = cluster?.restoredRules ?? Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
     this.governance = new Governance(opts.owner, rules, cluster ? () => cluster.rulesChanged() : saveServing);
-    const blocks = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.blocks?.length ? [[network, n.blocks]] : [])));
+    // Each registry's kept records, by network.
+    const kept = <K extends 'blocks' | 'vdags' | 'policies'>(field: K) =>
+      Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n[field]?.length ? [[network, n[field]!]] : []))) as Record<string, NonNullable<StoredNetwork[K]>>;
+    const blocks = kept('blocks');
     this.blocks = new BlockRegistry(this.governance, blocks, saveServing);
-    const vdags = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.vdags?.length ? [[network, n.vdags]] : [])));
+    const vdags = kept('vdags');
     this.vdags = new VdagRegistry(this.governance, this.blocks, vdags, saveServing);
-    const policies = Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.policies?.length ? [[network, n.policies]] : [])));
+    const policies = kept('policies');
     this.policies = new PolicyRegistry(this.governance, policies, saveServing);
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
@@ -398,15 +401,15 @@ export class Hub {
       case 'accuse':
         return this.accuse(conn, conn.peer.peerId, msg);
       case 'blocks':
-        // Several processes would each keep their own registry: not offered until it lives in Redis.
-        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'blocks are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'blocks', msg.requestId);
-        return this.blocks.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'vdags':
-        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'vDAGs are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'vdags', msg.requestId);
-        return this.vdags.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
-      case 'policies':
-        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', 'policies are not kept by signaling processes sharing a Redis yet; use one process with a data folder', 'policies', msg.requestId);
-        return this.policies.handle(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
+      case 'policies': {
+        // Several processes would each keep their own registry: not offered until it lives in Redis.
+        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', `${msg.type} are not kept by signaling processes sharing a Redis yet; use one process with a data folder`, msg.type, msg.requestId);
+        const reply = (m: ServerMessage) => conn.send(m);
+        if (msg.type === 'blocks') return this.blocks.handle(conn.network, conn.peer.peerId, msg, reply);
+        if (msg.type === 'vdags') return this.vdags.handle(conn.network, conn.peer.peerId, msg, reply);
+        return this.policies.handle(conn.network, conn.peer.peerId, msg, reply);
+      }
     }
   }
 

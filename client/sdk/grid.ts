@@ -11,6 +11,7 @@ import { withFallback } from '../../policy/hooks.ts';
 import { compileVdag, type CompiledNode } from '../../plan/vdag.ts';
 import { runVdag, type VdagEvent, type VdagRunResult } from './vdag-run.ts';
 import { TextStream } from './text-stream.ts';
+import { registryCalls } from './registry-calls.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -32,6 +33,12 @@ import type {
   SamplingParams,
   Stream,
 } from './types.ts';
+
+/** A vDAG's policy compiled in the sandbox, with the parameters its record gives it. */
+interface VdagPolicy {
+  compiled: Policy;
+  parameters: unknown;
+}
 
 /** Tokens an LLM node of a vDAG generates when its input does not say (`maxTokens`). */
 const VDAG_LLM_MAX_TOKENS = 64;
@@ -96,10 +103,7 @@ export class Grid {
    * error (ERR_INVALID_BLOCK, ERR_UNKNOWN_BLOCK, ERR_BLOCK_EXISTS, ERR_PERMISSION_DENIED...).
    */
   readonly blocks = {
-    create: async (spec: BlockSpecInput): Promise<Block> => (await this.askBlocks({ op: 'create', block: spec }))[0]!,
-    update: async (spec: BlockSpecInput): Promise<Block> => (await this.askBlocks({ op: 'update', block: spec }))[0]!,
-    delete: async (uri: string): Promise<Block> => (await this.askBlocks({ op: 'delete', uri }))[0]!,
-    get: async (uri: string): Promise<Block> => (await this.askBlocks({ op: 'get', uri }))[0]!,
+    ...registryCalls<BlockSpecInput, Block>((ask) => this.askBlocks(ask as BlocksAsk), 'block', 'uri'),
     /** Every block, or those of a URI type and carrying every tag asked. */
     list: (query?: BlockQuery): Promise<Block[]> => this.askBlocks({ op: 'list', ...(query ? { query } : {}) }),
   };
@@ -110,10 +114,7 @@ export class Grid {
    * the node. Owned and kept as blocks are.
    */
   readonly vdags = {
-    create: async (spec: VdagSpecInput): Promise<Vdag> => (await this.askVdags({ op: 'create', vdag: spec }))[0]!,
-    update: async (spec: VdagSpecInput): Promise<Vdag> => (await this.askVdags({ op: 'update', vdag: spec }))[0]!,
-    delete: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'delete', id }))[0]!,
-    get: async (id: string): Promise<Vdag> => (await this.askVdags({ op: 'get', id }))[0]!,
+    ...registryCalls<VdagSpecInput, Vdag>((ask) => this.askVdags(ask as VdagsAsk), 'vdag', 'id'),
     list: (): Promise<Vdag[]> => this.askVdags({ op: 'list' }),
     /**
      * Runs a vDAG here: compiled against the network's blocks now, each node run as its inputs
@@ -124,7 +125,7 @@ export class Grid {
       const [vdag] = await this.askVdags({ op: 'get', id });
       const { owner: _owner, createdAt: _created, updatedAt: _updated, ...spec } = vdag!;
       const dag = compileVdag(spec, await this.askBlocks({ op: 'list' }));
-      const policies = new Map<string, Promise<Policy>>();
+      const policies = new Map<string, Promise<VdagPolicy>>();
       const policy = (id: string) => {
         if (!policies.has(id)) policies.set(id, this.vdagPolicy(id));
         return policies.get(id)!;
@@ -139,10 +140,7 @@ export class Grid {
    * names its `vdag` policies as preprocess and postprocess.
    */
   readonly policies = {
-    create: async (spec: PolicySpecInput): Promise<PolicyRecord> => (await this.askPolicies({ op: 'create', policy: spec }))[0]!,
-    update: async (spec: PolicySpecInput): Promise<PolicyRecord> => (await this.askPolicies({ op: 'update', policy: spec }))[0]!,
-    delete: async (id: string): Promise<PolicyRecord> => (await this.askPolicies({ op: 'delete', id }))[0]!,
-    get: async (id: string): Promise<PolicyRecord> => (await this.askPolicies({ op: 'get', id }))[0]!,
+    ...registryCalls<PolicySpecInput, PolicyRecord>((ask) => this.askPolicies(ask as PoliciesAsk), 'policy', 'id'),
     list: (): Promise<PolicyRecord[]> => this.askPolicies({ op: 'list' }),
   };
 
@@ -370,27 +368,26 @@ export class Grid {
   }
 
   /** A `vdag` policy of the network, compiled in this grid's sandbox (loaded on first use). */
-  private async vdagPolicy(id: string): Promise<Policy> {
+  private async vdagPolicy(id: string): Promise<VdagPolicy> {
     const record = await this.policies.get(id);
     if (record.hook !== 'vdag') throw new AigridError('ERR_POLICY_INVALID', `policy ${id} is for the ${record.hook} hook, not vdag`);
     this.sandbox ??= import('../../policy/index.ts').then((m) => m.PolicySandbox.create());
-    const compiled = (await this.sandbox).compile(record.code, { name: id });
-    return Object.assign(compiled, { parameters: record.parameters });
+    return { compiled: (await this.sandbox).compile(record.code, { name: id }), parameters: record.parameters ?? null };
   }
 
   /**
    * A node with its policies: the preprocess policy rewrites its input, the postprocess one its
    * output; a policy that fails leaves the value as it was (the default) and says so in an event.
    */
-  private async runNodeWithPolicies(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, policy: (id: string) => Promise<Policy>, signal?: AbortSignal): Promise<unknown> {
+  private async runNodeWithPolicies(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, policy: (id: string) => Promise<VdagPolicy>, signal?: AbortSignal): Promise<unknown> {
     const { preprocess, postprocess } = node.node;
     const apply = async (id: string | undefined, value: unknown, phase: 'pre' | 'post') => {
       if (id === undefined) return value;
-      const compiled = await policy(id);
+      const { compiled, parameters } = await policy(id);
       const context = { node: node.node.id, block: node.block.uri, phase };
       return withFallback(
         compiled,
-        (p) => p.run((p as Policy & { parameters?: unknown }).parameters ?? null, value, context),
+        (p) => p.run(parameters, value, context),
         () => value,
         (error) => emit({ type: 'policy-failure', node: node.node.id, policy: id, code: error.code, message: error.message }),
       );
