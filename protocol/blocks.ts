@@ -5,6 +5,7 @@
 // its input and output. The signaling server keeps them per network (signaling/blocks.ts).
 import { z } from 'zod';
 import { ModelIdSchema } from './serving.ts';
+import { PipelineTaskSchema } from './pipelines.ts';
 import { OWNED_FIELDS, registryRequestSchema } from './registry.ts';
 
 /** `<type>.<name>:<version>`: lower-case type, a name and a version of [A-Za-z0-9._-]. */
@@ -16,8 +17,6 @@ export const BlockUriSchema = z
 /** A tag is `word` or `key=value` (lower-case letters, digits and ._-), e.g. `task=embedding`. */
 export const BlockTagSchema = z.string().regex(/^[a-z0-9._-]{1,32}(=[a-z0-9._-]{1,64})?$/, 'a tag is word or key=value of [a-z0-9._-]');
 
-/** Tasks a whole-model pipeline block runs (@huggingface/transformers pipelines). */
-export const PipelineTaskSchema = z.enum(['feature-extraction', 'text-classification']);
 
 /** A JSON Schema document (checked for real by the server: signaling/blocks.ts). */
 export const JsonSchemaSchema = z.record(z.string(), z.unknown());
@@ -33,7 +32,14 @@ export const BlockModelSchema = z.discriminatedUnion('kind', [
   /** Layer-split across peers: the grid's served model of this id (grid.serve / aigrid serve). */
   z.object({ kind: z.literal('llm'), modelId: ModelIdSchema }),
   /** Run whole by one peer at a time: a transformers.js pipeline of a hub id or a folder URL. */
-  z.object({ kind: z.literal('pipeline'), task: PipelineTaskSchema, model: z.string().min(1).max(2048), revision: z.string().max(128).optional() }),
+  z.object({
+    kind: z.literal('pipeline'),
+    task: PipelineTaskSchema,
+    model: z.string().min(1).max(2048),
+    revision: z.string().max(128).optional(),
+    /** Memory a peer sets aside for it, in MB (placement counts it against the peer's budget). */
+    memoryMB: z.number().int().min(1).max(65536).default(256),
+  }),
 ]);
 
 /** What a client sends to create or update a block. */

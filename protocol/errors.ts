@@ -59,6 +59,8 @@ export const ERROR_HINTS = {
   ERR_POLICY_EXISTS: 'A policy by that id exists already; update it, or create it under another id.',
   ERR_NOT_AVAILABLE: 'This server does not offer that in its set-up; the message says what and why.',
   ERR_REGISTRY_FULL: 'The network holds as many of these as it takes; delete some first.',
+  ERR_INSUFFICIENT_CREDITS: 'This network requires credits, and this key holds less than one token through the model costs; contribute (serve layers) to earn some, or ask the network\'s owner for a grant.',
+  ERR_BAD_USAGE: 'A usage report the server does not take: for a client, peer, model or layers the coordinator did not route together lately, or more than the time since the last report allows; the message says which.',
   ERR_UNKNOWN_MODEL: 'No model by that id is served on this network; list them with grid.models.list() or serve one (aigrid serve).',
   ERR_ABORTED: 'The request was aborted by its AbortSignal; nothing more runs for it on any peer.',
   ERR_OVERLOADED: 'The gateway has as many requests running and waiting as it takes; retry after the seconds its Retry-After header says (its operator can raise --max-concurrent or --max-queue).',
@@ -71,6 +73,10 @@ export const ERROR_HINTS = {
   ERR_POLICY_FAILED: 'The policy threw while it ran; the message carries its error. Hooks fall back to their default meanwhile.',
   ERR_POLICY_LIMIT: 'The policy ran past a limit of its sandbox (time, memory, stack, or the size of its arguments or output); the message names it. Hooks fall back to their default meanwhile.',
   ERR_POLICY_OUTPUT: 'The policy returned what is not plain JSON (a function, undefined, NaN, a BigInt, a cycle, an object of a class) or not the shape its hook expects. Hooks fall back to their default meanwhile.',
+  ERR_POLICY_BUSY: 'The server\'s policy sandbox has as many calls of this network (or in all) waiting as it takes, or none finished waiting in time; the hook used its default (a joining peer is asked to try again).',
+  ERR_POLICY_HOOK_TAKEN: 'The network has a policy for that server hook already (one each for route, placement, admission and quota); update that one, or delete it first.',
+  ERR_ADMISSION_REFUSED: 'The network\'s admission policy does not let this peer join; the message carries its reason. Ask the network\'s owner.',
+  ERR_QUOTA_EXCEEDED: 'The network\'s quota policy refuses this client more route requests for now; wait, or ask the network\'s owner.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

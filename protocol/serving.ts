@@ -3,8 +3,10 @@
 import { z } from 'zod';
 import { PeerIdSchema } from './ids.ts';
 import { RouteTicketSchema } from './tickets.ts';
+import { PipelineTaskSchema } from './pipelines.ts';
+import { CreditRulesSchema, MAX_USAGE_ENTRIES, ReceivedUsageSchema, ServedUsageSchema } from './credits.ts';
 
-export const ModelIdSchema = z.string().regex(/^[A-Za-z0-9._\/-]{1,128}$/, 'modelId: 1-128 of [A-Za-z0-9._/-]');
+export const ModelIdSchema = z.string().regex(/^[A-Za-z0-9._\/-]{1,192}$/, 'modelId: 1-192 of [A-Za-z0-9._/-]');
 
 /** What the coordinator needs to place a model, and what a peer needs to load its part. */
 export const ModelSpecSchema = z.object({
@@ -33,6 +35,11 @@ export const ModelSpecSchema = z.object({
   headBytes: z.number().int().positive().optional(),
   /** Shown to people next to the model (e.g. that a demo checkpoint has random weights). */
   notice: z.string().max(256).optional(),
+  /**
+   * A whole-model pipeline block (protocol/pipelines.ts): one "layer" that is the whole model,
+   * placed only on peers that list the task among their capabilities.
+   */
+  pipeline: z.object({ task: PipelineTaskSchema }).optional(),
 });
 
 export const HopSchema = z.object({
@@ -102,6 +109,8 @@ export const ServeMessageSchema = z.object({ type: z.literal('serve'), model: Mo
 export const StatusMessageSchema = ServingReportSchema.extend({
   type: z.literal('status'),
   detail: z.string().max(256).optional(),
+  /** Tokens run per client and layer range since the last status (credits; protocol/credits.ts). */
+  usage: z.array(ServedUsageSchema).max(MAX_USAGE_ENTRIES).optional(),
 });
 /** Stops serving a model: every holder unloads it. Its owner or the network's owner may. */
 export const WithdrawMessageSchema = z.object({ type: z.literal('withdraw'), modelId: ModelIdSchema });
@@ -115,8 +124,8 @@ export const ServersSchema = z.union([z.literal('anyone'), z.array(PeerIdSchema)
 export const SourcesSchema = z.union([z.literal('server'), z.array(z.string().min(1).max(512)).min(1).max(64)]);
 /** The network's owner sets who may serve and from where; answered with a `policy` message. */
 export const SetPolicyMessageSchema = z
-  .object({ type: z.literal('policy'), servers: ServersSchema.optional(), sources: SourcesSchema.optional() })
-  .refine((m) => m.servers !== undefined || m.sources !== undefined, 'policy: give servers, sources or both');
+  .object({ type: z.literal('policy'), servers: ServersSchema.optional(), sources: SourcesSchema.optional(), credits: CreditRulesSchema.partial().optional() })
+  .refine((m) => m.servers !== undefined || m.sources !== undefined || m.credits !== undefined, 'policy: give servers, sources, credits or several');
 /** Asks for the network's models now; the server answers with a `models` message. */
 export const ListModelsSchema = z.object({ type: z.literal('models') });
 /** Bounds of a route request's latencyMs map. */
@@ -144,6 +153,8 @@ export const RouteRequestSchema = z.object({
   replace: PeerIdSchema.optional(),
 });
 /** What a client found when it checked a route's work: per peer, right, wrong or timed out. */
+/** A client's count of the tokens it received through each peer since its last report (credits). */
+export const UsageMessageSchema = z.object({ type: z.literal('usage'), modelId: ModelIdSchema, peers: z.array(ReceivedUsageSchema).min(1).max(MAX_USAGE_ENTRIES) });
 export const VerdictMessageSchema = z.object({
   type: z.literal('verdict'),
   modelId: ModelIdSchema,
@@ -169,5 +180,5 @@ export const RouteReplySchema = z.object({
   newcomers: z.array(PeerIdSchema).max(255).optional(),
 });
 /** A network's rules: its owner (a peer id, so a key) and who may serve models. */
-export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema, sources: SourcesSchema });
+export const PolicyMessageSchema = z.object({ type: z.literal('policy'), network: z.string(), owner: PeerIdSchema, servers: ServersSchema, sources: SourcesSchema, credits: CreditRulesSchema.optional() });
 export const ModelsMessageSchema = z.object({ type: z.literal('models'), models: z.array(ModelCoverageSchema).max(256) });

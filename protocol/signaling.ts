@@ -16,6 +16,7 @@ import {
   ServeMessageSchema,
   SetPolicyMessageSchema,
   VerdictMessageSchema,
+  UsageMessageSchema,
   WithdrawMessageSchema,
   StatusMessageSchema,
   UnassignMessageSchema,
@@ -26,6 +27,8 @@ import { IceServerSchema, IceTransportPolicySchema, MAX_ICE_SERVERS } from './ic
 import { BlocksReplySchema, BlocksRequestSchema } from './blocks.ts';
 import { VdagsReplySchema, VdagsRequestSchema } from './vdag.ts';
 import { PoliciesReplySchema, PoliciesRequestSchema } from './policies.ts';
+import { CreditsReplySchema, CreditsRequestSchema, GrantMessageSchema } from './credits.ts';
+import { PipelineTaskSchema } from './pipelines.ts';
 
 export { NetworkSchema, PeerIdSchema };
 export { isHuggingFaceId } from './ids.ts';
@@ -49,6 +52,8 @@ export const CapabilitiesSchema = z.object({
   /** Measured, not declared: the peer runs a short benchmark before it says hello. */
   throughput: z.object({ gflops: z.number().nonnegative().max(1e7), backend: z.enum(['webgpu', 'cpu']) }),
   agent: shortText.optional(),
+  /** Whole-model pipeline tasks this peer runs (protocol/pipelines.ts); none when absent. */
+  tasks: z.array(PipelineTaskSchema).max(8).optional(),
 });
 
 export const PeerInfoSchema = z.object({
@@ -101,6 +106,10 @@ export const ClientMessageSchema = z.discriminatedUnion('type', [
   BlocksRequestSchema,
   VdagsRequestSchema,
   PoliciesRequestSchema,
+  /** Credits (credits.ts): the work a client received, balances asked for, an owner's grant. */
+  UsageMessageSchema,
+  CreditsRequestSchema,
+  GrantMessageSchema,
 ]);
 
 export const LeaveReasonSchema = z.enum(['closed', 'timeout', 'replaced', 'shutdown']);
@@ -166,6 +175,7 @@ export const ServerMessageSchema = z.discriminatedUnion('type', [
   BlocksReplySchema,
   VdagsReplySchema,
   PoliciesReplySchema,
+  CreditsReplySchema,
   /** The answer to `accuse` `id`: whether it counted against the accused, else the code of why not. */
   z.object({
     type: z.literal('judged'),

@@ -32,6 +32,9 @@ import {
 } from '../protocol/index.ts';
 import type { Governance } from './governance.ts';
 import type { CoordinatorMetrics, RouteOutcome } from './metrics.ts';
+import { placementHookInput, routeHookInput, type ServingHooks } from './policy-hooks.ts';
+import type { RecentRoutes } from './recent-routes.ts';
+import type { Credits } from './credits.ts';
 import type { Reputation } from './reputation.ts';
 import type { RegistryStore } from './registry.ts';
 import { MemoryServingStore, type PeerServing as PeerStatus, type ServedModel, type ServingStore } from './serving-store.ts';
@@ -77,6 +80,12 @@ export interface CoordinatorOptions {
   unhealthyAfterMs?: number;
   /** Counts routes answered and status reports taken, with the load peers report (/metrics). */
   metrics?: CoordinatorMetrics;
+  /** Remembers the routes handed out lately (the Network page's map). */
+  recentRoutes?: RecentRoutes;
+  /** The networks' quota, route and placement policies (policy-hooks.ts); the built-in behaviour without. */
+  hooks?: ServingHooks;
+  /** Credits (credits.ts): may refuse a client's route, hears the routes handed out, takes the usage an accepted status reports. */
+  credits?: Pick<Credits, 'refusesRoute' | 'served' | 'routed'>;
 }
 
 export const DEFAULT_FAILED_PEER_MS = 60_000;
@@ -246,7 +255,8 @@ export class Coordinator {
       // A silent peer's report puts it back on routes: a readiness change like any other.
       const wasReady = previous !== undefined && this.readyAt(previous, now);
       const loadCountedAt = this.count(previous, msg, now);
-      model.status.set(peerId, { state, sessions, tokensServed, updatedAt: now, ...(loadCountedAt === undefined ? {} : { loadCountedAt }) });
+      model.status.set(peerId, { state, sessions, tokensServed, updatedAt: now, ...(msg.load ? { load: msg.load } : {}), ...(loadCountedAt === undefined ? {} : { loadCountedAt }) });
+      this.opts.credits?.served(network, peerId, msg, reply);
       if (state === 'failed') {
         // Its layers go to others for a while; a later placement may try it again.
         this.opts.log(`${network}/${peerId} failed to serve ${msg.modelId}: ${msg.detail ?? 'no detail'}; placing its layers elsewhere`);
@@ -265,11 +275,15 @@ export class Coordinator {
    * Answers the cheapest chain of ready peers over the layers asked (by the asker's measured latency
    * to each peer and the sessions it last reported), or ERR_NO_ROUTE naming the gaps.
    */
-  route(network: string, client: string, msg: RouteMsg, answer: Reply): Promise<void> {
+  async route(network: string, client: string, msg: RouteMsg, answer: Reply): Promise<void> {
     const reply: Reply = (m) => {
       this.opts.metrics?.routed(routeOutcome(m));
       answer(m);
     };
+    // Outside the network's queue: the quota policy may wait for the sandbox.
+    if (this.opts.hooks && !(await this.opts.hooks.quota(network, client, msg.modelId))) {
+      return reply(routeError(msg, 'ERR_QUOTA_EXCEEDED', `route ${msg.requestId}: the quota policy of network ${network} refuses ${client} more routes for now`));
+    }
     return this.exclusive(network, async () => {
       const model = (await this.store.get(network)).find((m) => m.spec.modelId === msg.modelId);
       if (!model?.placement) {
@@ -282,6 +296,8 @@ export class Coordinator {
       } catch (err) {
         return reply(routeError(msg, 'ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`));
       }
+      const unpaid = this.opts.credits?.refusesRoute(network, client, model.spec, msg);
+      if (unpaid) return reply(routeError(msg, 'ERR_INSUFFICIENT_CREDITS', `route ${msg.requestId}: ${unpaid}`));
       const { assignments } = model.placement;
       const { reputation } = this.opts;
       const now = Date.now();
@@ -293,9 +309,12 @@ export class Coordinator {
           return [peerId, { ready: this.readyAt(s, now) && !reputation.excluded(peerId), sessions: s.sessions, latencyMs: msg.latencyMs?.[peerId] }];
         }),
       );
+      // The route policy's peers are left out as if the asker had excluded them.
+      const avoid = (await this.opts.hooks?.route(network, () => routeHookInput(client, msg, n, assignments, stats, (p) => reputation.newcomer(p)))) ?? [];
+      if (avoid.length) request.exclude = [...(msg.exclude ?? []), ...avoid];
       let hops: Hop[] | null;
       try {
-        hops = msg.around ? spliceRoute(n, assignments, stats, msg, this.opts.routeCosts) : findRoute(n, assignments, stats, request, this.opts.routeCosts);
+        hops = msg.around ? spliceRoute(n, assignments, stats, { ...msg, exclude: request.exclude }, this.opts.routeCosts) : findRoute(n, assignments, stats, request, this.opts.routeCosts);
       } catch (err) {
         return reply(routeError(msg, 'ERR_INVALID_ARGUMENT', `route ${msg.requestId}: ${(err as Error).message}`));
       }
@@ -304,6 +323,8 @@ export class Coordinator {
         const ticket = await this.opts.signTicket?.({ network, modelId: msg.modelId, client, hops, expires });
         const peers = hops.map((h) => h.peerId);
         reputation.routedThrough(client, peers);
+        this.opts.recentRoutes?.add(network, msg.modelId, client, hops);
+        this.opts.credits?.routed(network, client, msg.modelId, hops);
         const newcomers = peers.filter((p) => reputation.newcomer(p));
         return reply({ type: 'route', requestId: msg.requestId, modelId: msg.modelId, hops, ...(ticket ? { ticket } : {}), ...(newcomers.length ? { newcomers } : {}) });
       }
@@ -376,6 +397,7 @@ export class Coordinator {
           sessions: st?.sessions ?? 0,
           tokensServed: st?.tokensServed ?? 0,
           reportedAt: st?.updatedAt ?? 0,
+          ...(st?.load ? { load: st.load } : {}),
         });
       }
     }
@@ -444,10 +466,12 @@ export class Coordinator {
       }
       const now = Date.now();
       for (const [peerId, until] of model.failed ?? []) if (until <= now) model.failed!.delete(peerId);
+      // The placement policy's peers hold nothing of this model.
+      const avoid = new Set((await this.opts.hooks?.placement(network, () => placementHookInput(spec, peers))) ?? []);
       const planPeers = smallRangesForNewcomers(
         spec,
         peers
-          .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId))
+          .filter((p) => !model.failed?.has(p.peerId) && !this.opts.reputation.excluded(p.peerId) && runsTask(spec, p.capabilities.tasks) && !avoid.has(p.peerId))
           .map((p) => ({ peerId: p.peerId, memoryBudgetMB: p.capabilities.memoryBudgetMB - (used.get(p.peerId) ?? 0), gflops: p.capabilities.throughput.gflops })),
         (peerId) => this.opts.reputation.newcomer(peerId),
       );
@@ -508,6 +532,7 @@ export class Coordinator {
   }
 
   private forget(network: string): void {
+    this.opts.recentRoutes?.forget(network);
     clearTimeout(this.held.get(network)?.timer);
     this.held.delete(network);
     this.lastSent.delete(network);
@@ -528,6 +553,11 @@ export class Coordinator {
     });
     return run;
   }
+}
+
+/** A pipeline block goes only to peers that run its task; layers go to any peer. */
+function runsTask(spec: ModelSpec, tasks: readonly string[] | undefined): boolean {
+  return !spec.pipeline || (tasks ?? []).includes(spec.pipeline.task);
 }
 
 function coverageOf(model: ServedModel, ready: (s: PeerStatus) => boolean): ModelCoverage {

@@ -1,14 +1,16 @@
 // The signaling server's data folder (`aigrid signal --data DIR`): what must outlive a restart.
 // serving.json holds each network's rules, blocks, vDAGs, policies and served models with their placements (not the
-// peers' readiness, which they report again); reputation.json each key's record; server.key the
+// peers' readiness, which they report again); reputation.json each key's record; credits.json each
+// network's credit ledger (written apart: it changes with every settlement); server.key the
 // key that signs route tickets, so tickets and the key peers learned stay valid. Every write goes
 // to a temporary file that is synced and renamed over the old one, so a crash leaves the previous
 // state or the new one, never a mix. A lock file keeps a second server off the same folder.
 import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { AigridError, BlockSchema, PolicyRecordSchema, VdagSchema, fromBase64Url, identityFromSeed, ModelSpecSchema, PeerIdSchema, ServersSchema, SourcesSchema, toBase64Url, type Identity } from '../protocol/index.ts';
+import { AigridError, CreditRulesSchema, BlockSchema, PolicyRecordSchema, VdagSchema, fromBase64Url, identityFromSeed, ModelSpecSchema, PeerIdSchema, ServersSchema, SourcesSchema, toBase64Url, type Identity } from '../protocol/index.ts';
 import { holderName, lockFile, unlockFile } from '../protocol/state-files.ts';
+import { CreditsFileSchema, type StoredCredits } from './ledger.ts';
 
 const StoredModelSchema = z.object({
   spec: ModelSpecSchema,
@@ -18,7 +20,7 @@ const StoredModelSchema = z.object({
 });
 
 const StoredNetworkSchema = z.object({
-  rules: z.object({ owner: PeerIdSchema, servers: ServersSchema, sources: SourcesSchema }).optional(),
+  rules: z.object({ owner: PeerIdSchema, servers: ServersSchema, sources: SourcesSchema, credits: CreditRulesSchema.optional() }).optional(),
   models: z.array(StoredModelSchema),
   blocks: z.array(BlockSchema).optional(),
   vdags: z.array(VdagSchema).optional(),
@@ -39,10 +41,12 @@ export type StoredReputation = z.infer<typeof ReputationFileSchema>['keys'];
 export interface StoredState {
   networks: Record<string, StoredNetwork>;
   reputation: StoredReputation;
+  /** Each network's credit ledger (credits.json). */
+  credits: StoredCredits;
 }
 
-/** Reputation changes with every client's verdict: written at most this often. */
-const REPUTATION_EVERY_MS = 5_000;
+/** Files written at most this often: reputation changes with every verdict, credits with every settlement. */
+const THROTTLED: Record<string, number> = { 'reputation.json': 5_000, 'credits.json': 1_000 };
 
 export class DataDir {
   /** The text last written to each file, so an unchanged state is not written again. */
@@ -50,7 +54,7 @@ export class DataDir {
   /** Per file: the write in progress, and whether another must follow it. */
   private readonly writing = new Map<string, Promise<void>>();
   private readonly pending = new Map<string, () => string>();
-  private reputationTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly timers = new Map<string, ReturnType<typeof setTimeout>>();
   private closed = false;
 
   private constructor(
@@ -72,7 +76,8 @@ export class DataDir {
       const serverKey = await readOrCreateKey(join(dir, 'server.key'));
       const serving = await readJson(join(dir, 'serving.json'), ServingFileSchema);
       const reputation = await readJson(join(dir, 'reputation.json'), ReputationFileSchema);
-      return new DataDir(dir, serverKey, { networks: serving?.networks ?? {}, reputation: reputation?.keys ?? {} }, log);
+      const credits = await readJson(join(dir, 'credits.json'), CreditsFileSchema);
+      return new DataDir(dir, serverKey, { networks: serving?.networks ?? {}, reputation: reputation?.keys ?? {}, credits: credits?.networks ?? {} }, log);
     } catch (err) {
       await unlockFile(lockPath);
       throw err;
@@ -84,22 +89,38 @@ export class DataDir {
     this.save('serving.json', () => JSON.stringify({ version: 1, networks: networks() }));
   }
 
-  /** Records changed: written within REPUTATION_EVERY_MS. */
+  /** Records changed: written within 5 s. */
   saveReputation(keys: () => StoredReputation): void {
-    this.pending.set('reputation.json', () => JSON.stringify({ version: 1, keys: keys() }));
-    if (this.reputationTimer || this.closed) return;
-    this.reputationTimer = setTimeout(() => {
-      this.reputationTimer = undefined;
-      this.kick('reputation.json');
-    }, REPUTATION_EVERY_MS);
-    this.reputationTimer.unref();
+    this.saveSoon('reputation.json', () => JSON.stringify({ version: 1, keys: keys() }));
+  }
+
+  /** A ledger changed: written within 1 s (and on close), the ledgers as one consistent snapshot. */
+  saveCredits(networks: () => StoredCredits): void {
+    this.saveSoon('credits.json', () => JSON.stringify({ version: 1, networks: networks() }));
+  }
+
+  private saveSoon(file: string, text: () => string): void {
+    this.pending.set(file, text);
+    this.schedule(file);
+  }
+
+  /** Writes a throttled file's pending state when its interval has passed. */
+  private schedule(file: string): void {
+    if (this.timers.has(file) || this.closed) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(file);
+      this.kick(file);
+    }, THROTTLED[file]);
+    timer.unref();
+    this.timers.set(file, timer);
   }
 
   /** Writes what is pending and releases the folder. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.reputationTimer);
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
     // A write in progress starts the next of its file when it ends: wait until none is left.
     while (this.pending.size || this.writing.size) {
       for (const file of [...this.pending.keys()]) this.kick(file);
@@ -129,7 +150,10 @@ export class DataDir {
       .catch((err: unknown) => this.log(`data folder ${this.dir}: could not write ${file}: ${(err as Error).message}`))
       .finally(() => {
         this.writing.delete(file);
-        if (this.pending.has(file) && (file !== 'reputation.json' || this.closed)) this.kick(file);
+        if (!this.pending.has(file)) return;
+        // A throttled file changed while it was written: its next write waits out the interval.
+        if (THROTTLED[file] === undefined || this.closed) this.kick(file);
+        else this.schedule(file);
       });
     this.writing.set(file, run);
   }

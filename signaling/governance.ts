@@ -4,13 +4,15 @@
 // default is anyone) and may change or withdraw any model; a model's own server may change or
 // withdraw that model. Rules live as long as the network has members, like its models, and
 // outlive a restart in the data folder (else the first peer back would own the network).
-import type { Servers, Sources } from '../protocol/index.ts';
+import { DEFAULT_CREDIT_RULES, type CreditRules, type Servers, type Sources } from '../protocol/index.ts';
 
 export interface NetworkRules {
   owner: string;
   servers: Servers;
   /** Prefixes a served model's weights must also match ('server': the server's rule alone). */
   sources: Sources;
+  /** Credits mode and prices (signaling/credits.ts); the defaults when absent. */
+  credits?: CreditRules;
 }
 
 export class Governance {
@@ -64,11 +66,12 @@ export class Governance {
   }
 
   /** The owner's policy: who may serve, and from where (each left as it was when not given). */
-  setPolicy(network: string, policy: { servers?: Servers; sources?: Sources }): NetworkRules | undefined {
+  setPolicy(network: string, policy: { servers?: Servers; sources?: Sources; credits?: Partial<CreditRules> }): NetworkRules | undefined {
     const rules = this.rules.get(network);
     if (!rules) return undefined;
     if (policy.servers !== undefined) rules.servers = Array.isArray(policy.servers) ? [...new Set(policy.servers)] : policy.servers;
     if (policy.sources !== undefined) rules.sources = Array.isArray(policy.sources) ? [...new Set(policy.sources)] : policy.sources;
+    if (policy.credits !== undefined) rules.credits = { ...DEFAULT_CREDIT_RULES, ...rules.credits, ...Object.fromEntries(Object.entries(policy.credits).filter(([, v]) => v !== undefined)) };
     this.onChange();
     return rules;
   }

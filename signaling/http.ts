@@ -3,7 +3,8 @@
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sirv from 'sirv';
-import { NetworkSchema, type ModelCoverage, type PeerServing } from '../protocol/index.ts';
+import { DEFAULT_CREDIT_RULES, NetworkSchema, type ModelCoverage, type PeerServing } from '../protocol/index.ts';
+import type { RoutesView } from '../protocol/routes-view.ts';
 import type { NetworkRules } from './governance.ts';
 import type { RegistryStore } from './registry.ts';
 
@@ -18,6 +19,8 @@ export interface HttpOptions {
   serving?: (network: string) => Promise<PeerServing[]>;
   /** What clients found of each member's work (none when not given). */
   trust?: (network: string) => Promise<Record<string, unknown>>;
+  /** The routes handed out lately with each hop's latency, and the links they use (404 when not given). */
+  routes?: (network: string) => Promise<RoutesView>;
   /** The network's owner and who may serve on it (none when not given). */
   rules?: (network: string) => NetworkRules | undefined;
   /** The Prometheus exposition for /metrics (404 when not given). */
@@ -66,6 +69,13 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const networks = await Promise.all(names.map(async (network) => ({ network, peers: await opts.store.list(network) })));
     return json(res, 200, { networks });
   }
+  const routesOf = /^\/api\/networks\/([^/]+)\/routes$/.exec(path);
+  if (routesOf && opts.routes) {
+    const network = safeDecode(routesOf[1] ?? '');
+    const known = NetworkSchema.safeParse(network).success && (await opts.store.count(network)) > 0;
+    if (!known) return json(res, 404, { error: `no network ${JSON.stringify(network.slice(0, 64))}` });
+    return json(res, 200, await opts.routes(network));
+  }
   const match = /^\/api\/networks\/([^/]+)$/.exec(path);
   if (match) {
     const network = safeDecode(match[1] ?? '');
@@ -75,7 +85,7 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
     const serving = opts.serving ? await opts.serving(network) : [];
     const rules = opts.rules?.(network);
     const reputation = opts.trust ? await opts.trust(network) : {};
-    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers, sources: rules.sources } : {}), peers, models, serving, reputation });
+    return json(res, 200, { network, ...(rules ? { owner: rules.owner, servers: rules.servers, sources: rules.sources, credits: { ...DEFAULT_CREDIT_RULES, ...rules.credits } } : {}), peers, models, serving, reputation });
   }
   if (isApi) return json(res, 404, { error: `no such endpoint ${path.slice(0, 100)}` });
   serveStatic(req, res);

@@ -28,9 +28,15 @@ import { Connection, MAX_BUFFERED_BYTES } from './connection.ts';
 import { Coordinator } from './coordinator.ts';
 import { Governance, type NetworkRules } from './governance.ts';
 import { BlockRegistry } from './blocks.ts';
+import { PipelineBlocks, reservedModelId } from './pipeline-blocks.ts';
 import { VdagRegistry } from './vdags.ts';
 import { PolicyRegistry } from './policies.ts';
+import { PolicyHooks } from './policy-hooks.ts';
+import type { WorkerSandboxStats } from '../policy/worker-sandbox.ts';
 import { Reputation, type KeyStanding } from './reputation.ts';
+import { Credits } from './credits.ts';
+import { RecentRoutes, routesView } from './recent-routes.ts';
+import type { RoutesView } from '../protocol/routes-view.ts';
 import type { SourcePolicy } from './sources.ts';
 import { Directory } from './directory.ts';
 import { OfferBook } from './glare.ts';
@@ -98,10 +104,17 @@ export class Hub {
   private readonly cluster: RedisCluster | undefined;
   private readonly governance: Governance;
   private readonly blocks: BlockRegistry;
+  private readonly pipelineBlocks: PipelineBlocks;
   private readonly vdags: VdagRegistry;
   private readonly policies: PolicyRegistry;
+  /** Runs the networks' route, placement, admission and quota policies (in worker threads). */
+  private readonly hooks: PolicyHooks;
   private readonly reputation: Reputation;
+  /** Credit ledgers; none with a shared Redis (each process would keep its own). */
+  private readonly credits: Credits | undefined;
   private readonly served: MemoryServingStore;
+  /** Routes this process's coordinator handed out lately (under Redis: those of the networks it coordinates). */
+  private readonly recentRoutes = new RecentRoutes();
   private stopping = false;
 
   constructor(private readonly opts: HubOptions) {
@@ -120,7 +133,16 @@ export class Hub {
     this.vdags = new VdagRegistry(this.governance, this.blocks, vdags, saveServing);
     const policies = kept('policies');
     this.policies = new PolicyRegistry(this.governance, policies, saveServing);
+    this.hooks = new PolicyHooks({
+      policy: (network, hook) => this.policies.active(network, hook),
+      isOwner: (network, peerId) => this.governance.isOwner(network, peerId),
+      onFailure: (hook) => opts.metrics?.onPolicyFailure(hook),
+      replan: (network) => void this.coordinator.changed(network).catch((err: unknown) => opts.log(`${network}: re-placement after a policy change failed: ${String(err)}`)),
+      log: opts.log,
+    });
+    this.hooks.warm(Object.values(policies).flat());
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
+    this.credits = cluster ? undefined : new Credits({ governance: this.governance, restored: data?.restored.credits, onChange: () => data?.saveCredits(() => this.credits!.stored()), metrics: opts.metrics, log: opts.log });
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
     const coordinator = new Coordinator({
       governance: this.governance,
@@ -131,6 +153,9 @@ export class Hub {
       recoveryMs: opts.recoveryMs,
       unhealthyAfterMs: opts.unhealthyAfterMs,
       metrics: opts.metrics,
+      recentRoutes: this.recentRoutes,
+      credits: this.credits,
+      hooks: this.hooks,
       send: (network, peerId, message) => {
         if (cluster) void cluster.send(network, peerId, message).catch((err: unknown) => opts.log(`${network}/${peerId}: ${message.type} not sent: ${String(err)}`));
         else this.members.get(network)?.get(peerId)?.send(message);
@@ -144,6 +169,7 @@ export class Hub {
       log: opts.log,
     });
     this.coordinator = cluster ? cluster.attach(this.clusterHost(coordinator)) : coordinator;
+    this.pipelineBlocks = new PipelineBlocks(this.blocks, this.governance, opts.sources, this.coordinator);
   }
 
   /** What the cluster may do with this process's sockets: deliver, tell, announce, replace. */
@@ -224,6 +250,16 @@ export class Hub {
   async trust(network: string): Promise<Record<string, KeyStanding>> {
     const peers = await this.opts.store.list(network);
     return Object.fromEntries(peers.map(({ peerId }) => [peerId, this.reputation.standing(peerId)]));
+  }
+
+  /** The routes handed out lately with each hop's reported latency, for the HTTP view. */
+  async routes(network: string): Promise<RoutesView> {
+    return routesView(network, this.recentRoutes.list(network), await this.serving(network));
+  }
+
+  /** The policy sandbox's workers and calls (undefined until a server-hook policy needed it). */
+  policySandbox(): WorkerSandboxStats | undefined {
+    return this.hooks.stats();
   }
 
   /** Which peer serves what, with its last status, for the HTTP view. */
@@ -314,6 +350,7 @@ export class Hub {
   async shutdown(): Promise<void> {
     this.stopping = true;
     this.coordinator.close();
+    await this.hooks.close();
     const all = [...this.connections];
     const closed = all.map((c) => new Promise<void>((resolve) => (c.closed ? resolve() : c.ws.once('close', () => resolve()))));
     for (const conn of all) {
@@ -375,6 +412,7 @@ export class Hub {
       case 'ping':
         return conn.send({ type: 'pong', id: msg.id, serverTime: Date.now() });
       case 'serve':
+        if (reservedModelId(msg.model.modelId)) return conn.error('ERR_INVALID_ARGUMENT', reservedModelId(msg.model.modelId)!, 'serve');
         return this.coordinator.serve(conn.network, conn.peer.peerId, msg.model, (m) => conn.send(m));
       case 'status':
         return this.coordinator.status(conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
@@ -389,6 +427,7 @@ export class Hub {
       case 'models':
         return this.answerModels(conn);
       case 'withdraw':
+        if (reservedModelId(msg.modelId)) return conn.error('ERR_INVALID_ARGUMENT', reservedModelId(msg.modelId)!, 'withdraw');
         return this.coordinator.withdraw(conn.network, conn.peer.peerId, msg.modelId, (m) => conn.send(m));
       case 'policy':
         return this.setPolicy(conn, conn.peer.peerId, msg);
@@ -400,15 +439,26 @@ export class Hub {
         return;
       case 'accuse':
         return this.accuse(conn, conn.peer.peerId, msg);
+      case 'usage':
+      case 'credits':
+      case 'grant':
+        // Ledgers kept per process would disagree: not offered with a shared Redis yet.
+        if (!this.credits) return conn.error('ERR_NOT_AVAILABLE', 'credits are not kept by signaling processes sharing a Redis yet; use one process with a data folder', msg.type, msg.type === 'usage' ? undefined : msg.requestId);
+        return this.credits.answer(conn, conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'blocks':
       case 'vdags':
       case 'policies': {
         // Several processes would each keep their own registry: not offered until it lives in Redis.
         if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', `${msg.type} are not kept by signaling processes sharing a Redis yet; use one process with a data folder`, msg.type, msg.requestId);
         const reply = (m: ServerMessage) => conn.send(m);
-        if (msg.type === 'blocks') return this.blocks.handle(conn.network, conn.peer.peerId, msg, reply);
+        if (msg.type === 'blocks') return this.pipelineBlocks.handle(conn.network, conn.peer.peerId, msg, reply);
         if (msg.type === 'vdags') return this.vdags.handle(conn.network, conn.peer.peerId, msg, reply);
-        return this.policies.handle(conn.network, conn.peer.peerId, msg, reply);
+        // A changed server-hook policy: the sandbox loads ahead of use, a placement policy re-places.
+        const changed = msg.op !== 'get' && msg.op !== 'list';
+        return this.policies.handle(conn.network, conn.peer.peerId, msg, (m) => {
+          reply(m);
+          if (changed && m.type === 'policies') this.hooks.changed(conn.network, m.policies);
+        });
       }
     }
   }
@@ -469,6 +519,14 @@ export class Hub {
       this.opts.log(`${conn.label} refused as ${network}/${peerId}: ${refused[1]}`);
       conn.error(refused[0], refused[1], 'hello');
       conn.close(1008, 'identity refused');
+      return;
+    }
+    // The network's admission policy (its owner always passes).
+    const admission = await this.hooks.admission(network, peerId, msg.capabilities);
+    if (!admission.admit) {
+      this.opts.log(`${conn.label} refused as ${network}/${peerId}: ${admission.reason}`);
+      conn.error(admission.code, admission.reason, 'hello');
+      conn.close(1008, 'admission refused');
       return;
     }
     const count = await this.opts.store.count(network);
@@ -542,10 +600,12 @@ export class Hub {
     if (!this.governance.isOwner(network, peerId)) {
       return conn.error('ERR_PERMISSION_DENIED', `only the owner of network ${network} (${this.governance.of(network)?.owner}) sets who may serve`, 'policy');
     }
+    if (msg.credits && !this.credits) return conn.error('ERR_NOT_AVAILABLE', 'credits are not kept by signaling processes sharing a Redis yet', 'policy');
     const rules = this.governance.setPolicy(network, msg)!;
     const from = rules.sources === 'server' ? "the server's sources" : `${rules.sources.length} source prefixes`;
     this.opts.log(`${network}: owner ${peerId} lets ${rules.servers === 'anyone' ? 'anyone' : `${rules.servers.length} listed peers`} serve, from ${from}`);
-    conn.send({ type: 'policy', network, owner: rules.owner, servers: rules.servers, sources: rules.sources });
+    if (msg.credits) this.opts.log(`${network}: owner ${peerId} sets credits ${JSON.stringify(this.credits!.rules(network))}`);
+    conn.send({ type: 'policy', network, owner: rules.owner, servers: rules.servers, sources: rules.sources, ...(this.credits ? { credits: this.credits.rules(network) } : {}) });
   }
 
   private async update(conn: Connection, peer: PeerInfo, msg: Msg<'update'>): Promise<void> {
@@ -615,6 +675,7 @@ export class Hub {
       peers.delete(peer.peerId);
       if (peers.size === 0) {
         this.members.delete(network);
+        this.credits?.forget(network); // its pending usage; the ledger stays
         // Rules outlive a server stopping, and a restored network whose peers are still coming back.
         // With several processes, the network's rules go when its last member anywhere leaves (cluster.left).
         if (!this.cluster && reason !== 'replaced' && !this.stopping && !this.coordinator.recovers(network)) {

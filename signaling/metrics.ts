@@ -7,6 +7,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { type LoadReport, type ModelCoverage, type PeerInfo, type PeerServing } from '../protocol/index.ts';
 import type { Verdict } from './reputation.ts';
+import type { CreditMetrics } from './credits.ts';
+import type { EntryKind } from './ledger.ts';
 
 export type RouteOutcome = 'ok' | 'no_route' | 'error';
 export type AccusationOutcome = 'convicted' | 'repeat' | 'refused' | 'ignored';
@@ -47,7 +49,7 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-export class SignalingMetrics implements CoordinatorMetrics {
+export class SignalingMetrics implements CoordinatorMetrics, CreditMetrics {
   /** This server's own series. */
   readonly registry = new Registry();
   private readonly exposed: Registry;
@@ -67,6 +69,7 @@ export class SignalingMetrics implements CoordinatorMetrics {
   private readonly verdictCount: Counter<'result'>;
   private readonly accusations: Counter<'outcome'>;
   private readonly policyFailures: Counter<'hook'>;
+  private readonly credits: Counter<'entry'>;
   private readonly tokensPerSecond: Histogram;
   private readonly hopLatency: Histogram;
   private readonly firstToken: Histogram;
@@ -111,6 +114,12 @@ export class SignalingMetrics implements CoordinatorMetrics {
       registers,
     });
     this.policyFailures = new Counter({ name: 'aigrid_policy_failures_total', help: 'Network policy hooks that failed, by hook.', labelNames: ['hook'], registers });
+    this.credits = new Counter({
+      name: 'aigrid_credits_total',
+      help: 'Credits in the ledgers, by entry: earn (peers paid by clients), spend (clients paying; equals earn), mint (free-mode work), grant.',
+      labelNames: ['entry'],
+      registers,
+    });
     const perReport = ' (one observation per peer per report interval)';
     this.tokensPerSecond = new Histogram({
       name: 'aigrid_peer_tokens_per_second',
@@ -141,6 +150,7 @@ export class SignalingMetrics implements CoordinatorMetrics {
     for (const outcome of ['accepted', 'refused']) this.reports.inc({ outcome }, 0);
     for (const result of ['verified', 'wrong', 'timeout']) this.verdictCount.inc({ result }, 0);
     for (const outcome of ['convicted', 'repeat', 'refused', 'ignored']) this.accusations.inc({ outcome }, 0);
+    for (const entry of ['earn', 'spend', 'mint', 'grant']) this.credits.inc({ entry }, 0);
     this.exposed = Registry.merge([this.registry, processMetrics()]);
   }
 
@@ -173,6 +183,11 @@ export class SignalingMetrics implements CoordinatorMetrics {
   /** A client's verdicts, as received (reputation.ts decides which count). */
   verdicts(verdicts: readonly Verdict[]): void {
     for (const { result } of verdicts) this.verdictCount.inc({ result });
+  }
+
+  /** Credits a ledger entry moved or minted. */
+  credited(kind: EntryKind, amount: number): void {
+    this.credits.inc({ entry: kind }, amount);
   }
 
   accusation(outcome: AccusationOutcome): void {

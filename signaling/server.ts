@@ -27,6 +27,7 @@ import { RedisCluster } from './redis-cluster.ts';
 import { iceForPeers, type IceOptions } from './ice.ts';
 import { DEFAULT_UNHEALTHY_AFTER_MS } from './coordinator.ts';
 import { SignalingMetrics } from './metrics.ts';
+import type { WorkerSandboxStats } from '../policy/worker-sandbox.ts';
 
 export const SIGNAL_PATH = '/signal';
 const DEFAULT_HELLO_TIMEOUT_MS = 10_000;
@@ -104,6 +105,8 @@ export interface SignalingServer {
   processId?: string;
   /** What /metrics exposes; policy code reports its failures here (onPolicyFailure). */
   metrics: SignalingMetrics;
+  /** The worker threads running networks' server-hook policies (undefined until one needed them). */
+  policySandbox(): WorkerSandboxStats | undefined;
   /** Tells peers the server stops (leave reason 'shutdown'), closes every socket and the port. */
   close(): Promise<void>;
 }
@@ -166,7 +169,8 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
   const serving = (network: string) => hub.serving(network);
   const rules = (network: string) => hub.rules(network);
   const trust = (network: string) => hub.trust(network);
-  const http = createServer(createHttpHandler({ store, models, serving, rules, trust, metrics, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
+  const routes = (network: string) => hub.routes(network);
+  const http = createServer(createHttpHandler({ store, models, serving, rules, trust, routes, metrics, staticDir: options.staticDir, startedAt: Date.now(), log, mount: options.mount }));
   // Larger frames are not even buffered: ws closes the socket with 1009 on its own.
   const wss = new WebSocketServer({
     server: http,
@@ -209,6 +213,7 @@ export async function startSignalingServer(options: SignalingServerOptions = {})
     dataDir: data?.dir,
     processId: cluster?.id,
     metrics,
+    policySandbox: () => hub.policySandbox(),
     close: () =>
       (closing ??= (async () => {
         clearInterval(timer);

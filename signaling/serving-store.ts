@@ -4,7 +4,7 @@
 // several signaling processes.
 import type { Placement } from '../plan/index.ts';
 import { coverageOf } from '../plan/layout.ts';
-import type { ModelSpec, ServingState } from '../protocol/index.ts';
+import type { LoadReport, ModelSpec, ServingState } from '../protocol/index.ts';
 import type { StoredModel } from './data-dir.ts';
 
 export interface PeerServing {
@@ -12,6 +12,8 @@ export interface PeerServing {
   sessions: number;
   tokensServed: number;
   updatedAt: number;
+  /** Its last reported load (hop latency for the Network page's map). */
+  load?: LoadReport;
   /** When its reported load last fed the metrics (coordinator.ts: once per half report interval). */
   loadCountedAt?: number;
 }

@@ -2,7 +2,8 @@
 // Node CPU peer serving tiny-llama, the SDK) gives what the two generations give run by hand, with
 // the first node's text streamed as token events; the runner starts the branches of a fan-out
 // together and hands a join the outputs of all its inputs keyed by node id; a failing node ends
-// the run with its error named after the node; pipeline blocks say they cannot run yet; the
+// the run with its error named after the node; an LLM node feeds an embedding node (a pipeline block
+// of the tiny BERT fixture, placed on the same Node peer) whose vector is the reference's; the
 // network owner's policies reshape a node's input and output in the sandbox (a fan-in merged by a
 // pre-processing policy, an output rewritten by a post-processing one), and one that throws or
 // loops leaves the value as it was, reported; the gateway's POST /v1/vdags/{id}/run answers the
@@ -15,6 +16,11 @@ import { runVdag } from '../client/sdk/vdag-run.ts';
 import { startGateway } from '../client/gateway/index.ts';
 import { startSignalingServer, type SignalingServer } from '../signaling/server.ts';
 import { FIXTURE_DIR, fixtures } from './fixtures/index.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bertFixture, writeBertFixtures } from './fixtures/onnx-bert.ts';
+import { bertEncode, bertHiddenStates, meanPooledEmbedding, widen } from './fixtures/bert-reference.ts';
 import { startRangeServer, type RangeServer } from './helpers/range-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -24,14 +30,19 @@ const NETWORK = 'vdag-run';
 
 let server: SignalingServer;
 let files: RangeServer;
+let bertFiles: RangeServer;
+let bertDir: string;
 let peer: Grid;
 let contribution: Contribution;
 let client: Grid;
 
 beforeAll(async () => {
   await fixtures();
+  bertDir = await mkdtemp(join(tmpdir(), 'aigrid-vdag-bert-'));
+  await writeBertFixtures(bertDir);
   server = await startSignalingServer();
   files = await startRangeServer(FIXTURE_DIR);
+  bertFiles = await startRangeServer(bertDir);
   client = await connect({ signal: server.wsUrl, network: NETWORK });
   peer = await connect({ signal: server.wsUrl, network: NETWORK });
   contribution = await peer.contribute({ memoryBudgetMB: 8, backend: 'cpu' });
@@ -39,7 +50,8 @@ beforeAll(async () => {
   await client.serve(spec);
   await waitFor(async () => (await client.models.list()).data[0]?.health === 'ready', 60_000, 'tiny-llama ready');
   await client.blocks.create({ uri: 'llm.tiny-llama:1', model: { kind: 'llm', modelId: 'tiny-llama' }, tags: ['task=chat'], inputSchema: TEXT, outputSchema: TEXT });
-  await client.blocks.create({ uri: 'embedding.minilm:1', model: { kind: 'pipeline', task: 'feature-extraction', model: 'Xenova/all-MiniLM-L6-v2' }, inputSchema: TEXT, outputSchema: { type: 'array', items: { type: 'number' } } });
+  await client.blocks.create({ uri: 'embedding.bert:1', model: { kind: 'pipeline', task: 'feature-extraction', model: `${bertFiles.url}/bert-embed`, memoryMB: 1 }, inputSchema: TEXT, outputSchema: { type: 'object' } });
+  await waitFor(async () => (await client.models.list()).data.find((m) => m.id === 'block/embedding.bert/1')?.health === 'ready', 60_000, 'embedding.bert ready');
 }, 120_000);
 
 afterAll(async () => {
@@ -47,7 +59,9 @@ afterAll(async () => {
   contribution?.stop();
   peer?.close();
   await files?.close();
+  await bertFiles?.close();
   await server?.close();
+  if (bertDir) await rm(bertDir, { recursive: true, force: true });
 });
 
 describe('running a vDAG', () => {
@@ -81,11 +95,23 @@ describe('running a vDAG', () => {
     expect(streamed.join('')).toBe(first.text);
   });
 
-  it('ends with the failing node named: a bad input, a pipeline block', async () => {
+  it('ends with the failing node named', async () => {
     await expect(client.vdags.run('twice', { prompt: 'not text' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/^node first \(llm\.tiny-llama:1\): an LLM node takes/) });
-    await client.vdags.create({ id: 'embed', nodes: [{ id: 'vec', block: 'embedding.minilm:1' }], input: 'vec', output: 'vec' });
-    await expect(client.vdags.run('embed', { text: 'hi' })).rejects.toMatchObject({ code: 'ERR_NOT_AVAILABLE', message: expect.stringMatching(/^node vec \(embedding\.minilm:1\): feature-extraction pipelines/) });
     await expect(client.vdags.run('nothing', 'hi')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_VDAG' });
+  });
+
+  it('an LLM node feeds an embedding node: the vector is the reference embedding of the generated text', async () => {
+    await client.vdags.create({ id: 'embed', nodes: [{ id: 'story', block: 'llm.tiny-llama:1' }, { id: 'vec', block: 'embedding.bert:1' }], connections: [{ from: 'story', to: 'vec' }], input: 'story', output: 'vec' });
+    const tokens: string[] = [];
+    const run = await client.vdags.run('embed', { text: 'Once upon a time', maxTokens: 8 }, { onEvent: (e) => e.type === 'token' && tokens.push(e.text) });
+    const { text } = run.outputs.story as { text: string };
+    expect(tokens.join('')).toBe(text);
+    const fixture = bertFixture();
+    const { ids, typeIds } = bertEncode(fixture.vocab, text);
+    const expected = meanPooledEmbedding(bertHiddenStates(fixture.config, widen(fixture.weights), ids, typeIds));
+    const { embedding } = run.output as { embedding: number[] };
+    expect(embedding).toHaveLength(expected.length);
+    embedding.forEach((v, i) => expect(Math.abs(v - expected[i]!)).toBeLessThan(1e-5));
   });
 });
 
@@ -156,9 +182,9 @@ describe('POST /v1/vdags/{id}/run on the gateway', () => {
       expect(await res.json()).toEqual({ object: 'vdag.run', id: 'twice', output: direct.output, outputs: direct.outputs });
       expect((await post('nothing', { input: 'hi' })).status).toBe(404);
       expect((await post('twice', { text: 'no input field' })).status).toBe(400);
-      const unavailable = await post('embed', { input: { text: 'hi' } });
-      expect(unavailable.status).toBe(501);
-      expect(((await unavailable.json()) as { error: { code: string } }).error.code).toBe('ERR_NOT_AVAILABLE');
+      const embedded = await post('embed', { input: { text: 'Once upon a time', maxTokens: 4 } });
+      expect(embedded.status).toBe(200);
+      expect(((await embedded.json()) as { output: { embedding: number[] } }).output.embedding).toHaveLength(32);
     } finally {
       await gateway.close();
     }

@@ -6,7 +6,7 @@ import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { openModelNode } from '../model/checkpoint/node.ts';
 import { Mesh, detectCapabilities } from '../mesh/index.ts';
 import { nodePlatform } from '../mesh/node.ts';
-import { DEFAULT_MAX_PEER_CONNECTIONS } from '../../protocol/index.ts';
+import { DEFAULT_MAX_PEER_CONNECTIONS, PIPELINE_TASKS } from '../../protocol/index.ts';
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { backendOption, identityOption, memoryOption, signalOption } from './options.ts';
 
@@ -64,7 +64,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     if (backend === 'webgpu') throw err;
     return undefined;
   });
-  const capabilities = await detectCapabilities({ kind: 'node', memoryBudgetMB, agent: `node ${process.version}` });
+  const capabilities = await detectCapabilities({ kind: 'node', memoryBudgetMB, agent: `node ${process.version}`, tasks: PIPELINE_TASKS });
   const identity = await identityOption(values.identity, 'peer');
   const mesh = new Mesh({
     ...nodePlatform(),

@@ -2,7 +2,7 @@
 // checks it cannot make for JSON from the wire (the body's shape, booleans it reads by truthiness),
 // a clear refusal of OpenAI features the grid does not have (rather than silently ignoring them),
 // and a copy of known fields only, so nothing else in the body reaches the SDK.
-import type { ChatCompletionCreateParams, CompletionCreateParams, SamplingParams } from '../sdk/types.ts';
+import type { ChatCompletionCreateParams, CompletionCreateParams, EmbeddingCreateParams, SamplingParams } from '../sdk/types.ts';
 import { ApiError } from './errors.ts';
 
 type Body = Record<string, unknown>;
@@ -68,4 +68,16 @@ export function completionParams(body: unknown): CompletionCreateParams {
   const prompt = Array.isArray(b.prompt) && b.prompt.length === 1 && typeof b.prompt[0] === 'string' ? b.prompt[0] : b.prompt;
   if (typeof prompt !== 'string') throw invalid('prompt', 'must be a string (one prompt per request; token ids are not taken)');
   return { ...sampling(b), prompt };
+}
+
+/** POST /v1/embeddings: model and input required; only the fields the SDK reads are copied. */
+export function embeddingParams(body: unknown): EmbeddingCreateParams {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(400, 'The body must be a JSON object.', 'ERR_INVALID_ARGUMENT');
+  const b = body as Body;
+  if (typeof b.model !== 'string') throw invalid('model', 'is required: the URI of an embedding block');
+  if (!Object.hasOwn(b, 'input')) throw invalid('input', 'is required: a string or an array of strings');
+  if (b.user !== undefined && typeof b.user !== 'string') throw invalid('user', 'must be a string');
+  const out: Body = {};
+  for (const field of ['model', 'input', 'encoding_format', 'dimensions', 'user']) if (Object.hasOwn(b, field) && b[field] !== null) out[field] = b[field];
+  return out as unknown as EmbeddingCreateParams;
 }

@@ -1,5 +1,5 @@
 // The OpenAI routes: GET /v1/models, GET /v1/models/:id, POST /v1/chat/completions and
-// POST /v1/completions; and AIGrid's POST /v1/vdags/:id/run. A completion takes a turn (Admission: 429 past the queue), then its model
+// POST /v1/completions, POST /v1/embeddings; and AIGrid's POST /v1/vdags/:id/run and GET /v1/credits. A completion takes a turn (Admission: 429 past the queue), then its model
 // (ModelDirectory: known, and its client current), then a start slot (Pacer: below the signaling
 // server's rates), and only then reaches the grid.
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,7 +12,8 @@ import { readJsonBody } from './body.ts';
 import { ApiError, apiErrorOf } from './errors.ts';
 import type { ModelDirectory } from './models.ts';
 import type { Pacer } from './pacer.ts';
-import { chatParams, completionParams } from './params.ts';
+import { chatParams, completionParams, embeddingParams } from './params.ts';
+import { checkEmbeddingParams } from '../sdk/embeddings.ts';
 import { sendJson } from './respond.ts';
 import type { Settings } from './settings.ts';
 import { sendSse } from './sse.ts';
@@ -22,7 +23,7 @@ import { sendSse } from './sse.ts';
  * `releaseModel` lets it renew a model's cached client; `mesh` gives the server's rate limits.
  */
 export type GatewayGrid = Pick<Grid, 'models' | 'chat' | 'completions'> &
-  Partial<Pick<Grid, 'releaseModel' | 'vdags'>> & { mesh?: { signaling: { limits?: { messagesPerSecond: number } } } };
+  Partial<Pick<Grid, 'releaseModel' | 'vdags' | 'credits' | 'embeddings'>> & { mesh?: { signaling: { limits?: { messagesPerSecond: number } } } };
 
 type Reply = ChatCompletion | Completion | Stream<ChatCompletionChunk> | Stream<CompletionChunk>;
 
@@ -62,6 +63,8 @@ export function routeOf(ctx: Context, path: string): Route | null {
   }
   if (path === '/v1/chat/completions') return { methods: ['POST'], run: chatCompletions };
   if (path === '/v1/completions') return { methods: ['POST'], run: completions };
+  if (path === '/v1/credits') return { methods: ['GET', 'HEAD'], run: credits };
+  if (path === '/v1/embeddings') return { methods: ['POST'], run: embeddings };
   const vdag = /^\/v1\/vdags\/([^/]+)\/run$/.exec(path);
   if (vdag) {
     ctx.vdagId = decodePart(vdag[1]!);
@@ -111,6 +114,28 @@ async function runVdag(ctx: Context): Promise<void> {
   } finally {
     leave();
   }
+}
+
+/** POST /v1/embeddings: OpenAI's embeddings, from a feature-extraction pipeline block named as the model. */
+async function embeddings(ctx: Context): Promise<void> {
+  const params = embeddingParams(await body(ctx));
+  checkEmbeddingParams(params); // a bad request is told so before it takes a turn
+  const { embeddings } = ctx.shared.grid;
+  if (!embeddings) throw new ApiError(404, 'This gateway computes no embeddings.', 'unknown_url');
+  const { admission, pacer } = ctx.shared;
+  const leave = await admission.enter(ctx.signal);
+  try {
+    await pacer.take(ctx.signal);
+    sendJson(ctx.res, 200, await untilAborted(embeddings.create(params, { signal: ctx.signal }), ctx.signal));
+  } finally {
+    leave();
+  }
+}
+
+/** GET /v1/credits: the gateway's own key's balance on its network, with the mode and prices. */
+async function credits({ res, shared, signal }: Context): Promise<void> {
+  if (!shared.grid.credits) throw new ApiError(404, 'This gateway keeps no credits.', 'unknown_url');
+  sendJson(res, 200, { object: 'credits', ...(await untilAborted(shared.grid.credits.balance(), signal)) });
 }
 
 function body(ctx: Context): Promise<unknown> {

@@ -45,6 +45,8 @@ export interface HopServerHooks {
   /** What this peer serves of a model now. */
   assignmentOf(modelId: string): Assignment | undefined;
   warn(error: AigridError): void;
+  /** A session's stage ran `tokens` tokens and their output goes on (counted for credits). */
+  ran?(session: HopSession, tokens: number): void;
 }
 
 /** How many sessions a peer keeps: per client, and in all (each holds a route, a table entry and KV). */
@@ -191,7 +193,10 @@ export class HopServer {
     session.touch();
     const { hidden: _w, ...pass } = header;
     const output = Promise.all([session.run(input, header.startPos, header.tokens, this.batcher), verified]).then(
-      ([out, holds]) => (holds ? out : null),
+      ([out, holds]) => {
+        if (holds) this.hooks.ran?.(session, header.tokens);
+        return holds ? out : null;
+      },
       (err: unknown) => {
         refuse(errorCode(err), `${this.mesh.peerId} hop ${index} [${stage.start}, ${stage.end}): ${errorMessage(err)}`);
         // An evicted session has nothing left here; the client replays on a new one.

@@ -4,13 +4,16 @@
 // remote sends can crash it: every refusal is a `fail` frame to the session's client.
 import { EventEmitter } from 'events';
 import type { Mesh } from '../mesh/mesh.ts';
-import { AigridError, ServingFrame, STATUS_REPORT_MS, type Frame, type LoadReport, type ModelSpec, type ServingState } from '../../protocol/index.ts';
+import { AigridError, MAX_USAGE_ENTRIES, PipelineFrame, ServingFrame, STATUS_REPORT_MS, type ServedUsage, type Frame, type LoadReport, type ModelSpec, type ServingState } from '../../protocol/index.ts';
 import type { CheckpointOpener } from '../model/checkpoint/index.ts';
 import { Assignment, defaultOpener, type HeadParts, type ShardSettings } from './assignment.ts';
 import { HopSessions } from './hop-sessions.ts';
 import { remoteWeights } from './remote-source.ts';
 import type { BatchStats } from './decode-batcher.ts';
 import { HopServer, type SessionLimits } from './hop-server.ts';
+import { UsageCounts } from './usage-counts.ts';
+import { PipelineHost, type PipelineLoader } from './pipeline-host.ts';
+import { loadPipeline } from '../model/pipeline.ts';
 
 export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
 /** The coordinator takes a peer silent for several of these for stuck, and routes around it. */
@@ -31,6 +34,13 @@ export interface GridPeerOptions extends ShardSettings {
   followAssignments?: boolean;
   /** Sessions kept per client and in all (default 64 and 1024); more are refused ERR_TOO_MANY_SESSIONS. */
   sessionLimits?: SessionLimits;
+  /**
+   * Loads the whole-model pipelines the coordinator assigns (only peers whose capabilities list
+   * the task are assigned one). Default: transformers.js on the CPU in Node, WebAssembly in pages.
+   */
+  loadPipeline?: PipelineLoader;
+  /** Where onnxruntime-web's .wasm files are served from, for the default loader in pages. */
+  pipelineWasmPaths?: string;
 }
 
 export interface ServingStatus {
@@ -43,6 +53,8 @@ export interface ServingStatus {
   /** Over the last load window (load-window.ts), once ready. */
   load?: LoadReport;
   detail?: string;
+  /** In reports: tokens run per client and layer range since the last one (credits). */
+  usage?: ServedUsage[];
 }
 
 export interface LoadingProgress {
@@ -70,6 +82,9 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   private readonly assignments = new Map<string, Assignment>();
   private readonly sessions: HopSessions;
   private readonly server: HopServer;
+  /** Per assignment, the tokens run for each client since its last status. */
+  private readonly usage = new WeakMap<Assignment, UsageCounts>();
+  private readonly pipelines: PipelineHost;
   private readonly statusTimer: ReturnType<typeof setInterval>;
   private readonly detach: (() => void)[] = [];
   private closed = false;
@@ -81,7 +96,17 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     this.server = new HopServer(this.mesh, this.sessions, {
       assignmentOf: (modelId) => this.assignments.get(modelId),
       warn: (err) => this.emit('warning', err),
+      ran: ({ assignment, setup, stage }, tokens) => {
+        let counts = this.usage.get(assignment);
+        if (!counts) this.usage.set(assignment, (counts = new UsageCounts()));
+        counts.add(setup.client, stage.start, stage.end, tokens);
+      },
     }, options.sessionLimits);
+    this.pipelines = new PipelineHost(this.mesh, {
+      load: options.loadPipeline ?? ((spec) => this.defaultPipeline(spec)),
+      report: (status) => this.reportStatus(status),
+      warn: (err) => this.emit('warning', err),
+    });
     this.statusTimer = setInterval(() => this.reportAll(), options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS);
     (this.statusTimer as { unref?: () => void }).unref?.();
 
@@ -103,6 +128,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
       } catch (err) {
         [model, refuse] = [msg.model, err as AigridError];
       }
+      if (model.pipeline) return this.pipelines.assign(model, refuse);
       this.load(model, msg.start, msg.end, parts, refuse, true).catch(() => {}); // reported as status 'failed'
     };
     const onUnassign = (modelId: string) => this.unassign(modelId);
@@ -179,6 +205,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
 
   /** Stops serving a model: its sessions are released and its shard freed. */
   unassign(modelId: string): void {
+    this.pipelines.unassign(modelId);
     const assignment = this.assignments.get(modelId);
     if (!assignment) return;
     this.assignments.delete(modelId);
@@ -189,7 +216,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
 
   /** What this peer serves now. */
   status(): ServingStatus[] {
-    return [...this.assignments.values()].map((a) => this.statusOf(a));
+    return [...[...this.assignments.values()].map((a) => this.statusOf(a)), ...this.pipelines.status()];
   }
 
   /** How decode steps were batched: passes, steps and the largest batch. */
@@ -209,6 +236,7 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     clearInterval(this.statusTimer);
     for (const off of this.detach) off();
     for (const id of [...this.assignments.keys()]) this.unassign(id);
+    this.pipelines.close();
     this.sessions.close();
   }
 
@@ -228,6 +256,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
         return this.server.onAsk(from, frame.payload);
       case ServingFrame.signed:
         return this.server.onSigned(from, frame.payload);
+      case PipelineFrame.call:
+        return this.pipelines.onCall(from, frame.payload);
     }
   }
 
@@ -241,13 +271,24 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
 
   private report(a: Assignment): void {
     if (this.assignments.get(a.modelId) !== a) return; // replaced while it loaded
-    const status = this.statusOf(a);
+    const usage = this.usage.get(a)?.take(MAX_USAGE_ENTRIES).map(({ party, start, end, tokens }) => ({ client: party, start, end, tokens }));
+    this.reportStatus({ ...this.statusOf(a), ...(usage?.length ? { usage } : {}) });
+  }
+
+  private reportStatus(status: ServingStatus): void {
     this.mesh.signaling.send({ type: 'status', ...status });
     this.emit('status', status);
   }
 
   private reportAll(): void {
     for (const a of this.assignments.values()) this.report(a);
+    this.pipelines.reportAll();
+  }
+
+  private defaultPipeline(spec: ModelSpec) {
+    const device = this.mesh.signaling.capabilities.kind === 'node' ? 'cpu' : 'wasm';
+    const wasmPaths = this.options.pipelineWasmPaths;
+    return loadPipeline(spec.pipeline!.task, spec.source, { device, ...(wasmPaths ? { wasmPaths } : {}) });
   }
 }
 

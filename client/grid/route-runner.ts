@@ -32,6 +32,7 @@ import type { LayerRange, RouteSource } from './routes.ts';
 import { Verifier, type Replayed, type VerifyOptions } from './verifier.ts';
 import { EvidenceKeeper } from './evidence-keeper.ts';
 import { gatherAccusation, type RunRef } from './accuser.ts';
+import { UsageMeter } from './usage-meter.ts';
 
 export const DEFAULT_CHUNK_TOKENS = 64;
 /** Fewer tokens per prefill frame would waste each hop's per-frame overhead. */
@@ -132,6 +133,8 @@ export abstract class RouteRunner {
   private readonly wakers = new Set<(now: boolean) => void>();
   private readonly chunkTokens: number;
   private readonly detach: () => void;
+  /** The tokens each hop returned and this client took, reported for credits. */
+  private readonly usage: UsageMeter;
 
   protected constructor(
     private readonly options: RouteOptions,
@@ -147,6 +150,7 @@ export abstract class RouteRunner {
       throw new AigridError('ERR_INVALID_ARGUMENT', `routeWaitMs must be a number of milliseconds >= 0, got ${wait}`);
     }
     this.keeper = new EvidenceKeeper(this.mesh);
+    this.usage = new UsageMeter(options.modelId, (m) => this.mesh.signaling.send(m));
     const { replacing } = options.routes;
     if (options.verify && replacing) {
       const replay = (route: Route, rows: SessionRows, ends: readonly number[]) => this.replay(route, rows, ends);
@@ -155,9 +159,17 @@ export abstract class RouteRunner {
         const hop = route.find((h) => h.peerId === peer);
         return this.patiently(() => replacing(route, peer, exclude), hop && { start: hop.start, end: hop.end });
       };
-      this.verifier = new Verifier({ replacing: patientReplacing }, replay, (peer, ms) => this.markBad(peer, ms), () => this.badPeers(), {
+      // The verifier excludes only the peers it found wrong: their work is not confirmed either.
+      const wrong = (peer: string, ms: number) => {
+        this.markBad(peer, ms);
+        this.usage.wrong(peer);
+      };
+      this.verifier = new Verifier({ replacing: patientReplacing }, replay, wrong, () => this.badPeers(), {
         accuse: (accused, runs, requestId) => this.accuse(accused, runs, requestId),
-        settled: (ids) => ids.forEach((id) => this.keeper.forget(id)),
+        settled: (ids) => {
+          ids.forEach((id) => this.keeper.forget(id));
+          this.usage.checking(-1);
+        },
         ...options.verify,
       });
     }
@@ -251,6 +263,7 @@ export abstract class RouteRunner {
         const from = remote.synced;
         const out = await remote.run(state.rows.subarray(from * W, state.length * W), from, this.chunkTokens);
         remote.synced = state.length;
+        this.usage.ran(remote.hops, state.length - from);
         return out;
       } catch (err) {
         if (!(err instanceof RouteFailure)) throw err;
@@ -291,11 +304,13 @@ export abstract class RouteRunner {
     const state = this.sessions.get(sessionId);
     if (!state) return;
     this.sessions.delete(sessionId);
+    this.usage.flush();
     if (state.remote) this.drop(state.remote);
     const record = state.record;
     if (!record?.remoteId) return;
     const rows = state.rows.slice(0, state.length * this.shape.width);
     const checking = this.verifier && record.route && check && !this.closing && this.verifier.consider({ sessionId, remoteId: record.remoteId, route: record.route, rows, runs: record.runs, draw: record.draw });
+    if (checking) this.usage.checking(1);
     if (!checking) this.keeper.forget(record.remoteId);
   }
 
@@ -319,6 +334,7 @@ export abstract class RouteRunner {
       let from = 0;
       for (const end of ends) {
         outputs.push(Float32Array.from(await remote.run(rows.subarray(from * W, end * W), from, this.chunkTokens)));
+        this.usage.ran(remote.hops, end - from);
         from = end;
       }
       return { outputs, sessionId: remote.id };
@@ -335,6 +351,7 @@ export abstract class RouteRunner {
     for (const remote of [...this.remotes.values()]) remote.fail(new RouteFailure('ERR_ABORTED', 'the client closed'));
     this.wake(true);
     this.detach();
+    this.usage.close();
   }
 
   private async openRemote(): Promise<RemoteSession> {

@@ -1,6 +1,6 @@
 // What a peer tells the network about itself: its GPU (adapter info and limits, when WebGPU is
 // present), its memory budget, and a throughput figure it measured rather than declared.
-import type { Capabilities, GpuInfo } from '../../protocol/index.ts';
+import type { Capabilities, GpuInfo, PipelineTask } from '../../protocol/index.ts';
 
 /** Adapter limits worth advertising for placement decisions. */
 const ADVERTISED_LIMITS = [
@@ -62,6 +62,8 @@ export interface CapabilityOptions {
   memoryBudgetMB: number;
   gpu?: GPU;
   agent?: string;
+  /** Whole-model pipeline tasks this peer runs (protocol/pipelines.ts). */
+  tasks?: readonly PipelineTask[];
 }
 
 export async function detectCapabilities(options: CapabilityOptions): Promise<Capabilities> {
@@ -71,5 +73,6 @@ export async function detectCapabilities(options: CapabilityOptions): Promise<Ca
     memoryBudgetMB: options.memoryBudgetMB,
     throughput: { gflops: measureCpuGflops(), backend: 'cpu' },
     agent: options.agent?.slice(0, 256),
+    ...(options.tasks?.length ? { tasks: [...options.tasks] } : {}),
   };
 }

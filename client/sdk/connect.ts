@@ -3,7 +3,7 @@
 // uses the page's, the Node entry (node.ts) @roamhq/wrtc, ws, the disk cache and Dawn.
 import { Mesh, detectCapabilities, startMesh, type MeshPlatform } from '../mesh/index.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
-import { AigridError, type Capabilities, type Identity } from '../../protocol/index.ts';
+import { AigridError, type Capabilities, type Identity, type PipelineTask } from '../../protocol/index.ts';
 import { Grid } from './grid.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import type { VerifyOptions } from '../grid/verifier.ts';
@@ -43,6 +43,8 @@ export interface PlatformParts {
   gpu: () => Promise<GPU | undefined>;
   backend: BackendChoice;
   agent?: string;
+  /** Whole-model pipeline tasks a contributing peer of this platform runs. */
+  tasks?: readonly PipelineTask[];
   /** The identity this platform keeps for a role ('client' or 'peer'). */
   identity: (role: 'client' | 'peer') => Promise<Identity>;
 }
@@ -54,7 +56,7 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   }
   // `gpu`: what a contributing peer serves on, described in its capabilities.
   const join = async (memoryBudgetMB: number, gpu: GPU | undefined, identity: Identity) => {
-    const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent });
+    const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent, ...(memoryBudgetMB > 0 && platform.tasks ? { tasks: platform.tasks } : {}) });
     return startMesh(new Mesh({
       ...platform.mesh,
       signal: options.signal,

@@ -10,8 +10,11 @@ import type { Policy, PolicySandbox } from '../../policy/index.ts';
 import { withFallback } from '../../policy/hooks.ts';
 import { compileVdag, type CompiledNode } from '../../plan/vdag.ts';
 import { runVdag, type VdagEvent, type VdagRunResult } from './vdag-run.ts';
+import { PipelineCaller, type PipelineCallOptions } from '../grid/pipeline-client.ts';
+import { checkEmbeddingParams, checkTexts, embeddingResponse, pipelineModelOf } from './embeddings.ts';
 import { TextStream } from './text-stream.ts';
 import { registryCalls } from './registry-calls.ts';
+import { creditCalls } from './credits-calls.ts';
 import { Contribution } from './contribution.ts';
 import type { CheckpointOpener } from '../model/checkpoint/opener.ts';
 import { ModelClient } from './model-client.ts';
@@ -22,7 +25,10 @@ import type {
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionCreateParams,
+  BlockRunResult,
   Completion,
+  CreateEmbeddingResponse,
+  EmbeddingCreateParams,
   CompletionChunk,
   CompletionCreateParams,
   GenerateOutput,
@@ -88,6 +94,8 @@ export class Grid {
   /** The policy sandbox (QuickJS), loaded when a vDAG first runs a policy. */
   private sandbox: Promise<PolicySandbox> | undefined;
   private contribution: Contribution | null = null;
+  /** Calls to pipeline blocks' replicas (made on first use). */
+  private pipelineCaller: PipelineCaller | undefined;
   private closed = false;
 
   readonly models = {
@@ -106,6 +114,26 @@ export class Grid {
     ...registryCalls<BlockSpecInput, Block>((ask) => this.askBlocks(ask as BlocksAsk), 'block', 'uri'),
     /** Every block, or those of a URI type and carrying every tag asked. */
     list: (query?: BlockQuery): Promise<Block[]> => this.askBlocks({ op: 'list', ...(query ? { query } : {}) }),
+    /**
+     * Runs a whole-model pipeline block on a text or up to 64: a replica the coordinator names
+     * computes them (feature-extraction: mean-pooled, normalised embeddings; text-classification:
+     * every label with its score, best first), and another is asked if it fails.
+     */
+    run: async (uri: string, input: string | string[], options: PipelineCallOptions = {}): Promise<BlockRunResult> => {
+      const texts = checkTexts(input);
+      const block = await this.blocks.get(uri);
+      if (block.model.kind !== 'pipeline') throw new AigridError('ERR_INVALID_ARGUMENT', `block ${uri} is a layer-split LLM: use chat.completions or generate with model ${block.model.modelId}`);
+      return this.callPipeline(await pipelineModelOf(uri, block.model.task, async () => block), texts, options);
+    },
+  };
+
+  /** OpenAI's embeddings, computed by a feature-extraction pipeline block of the network. */
+  readonly embeddings = {
+    create: async (params: EmbeddingCreateParams, options: PipelineCallOptions = {}): Promise<CreateEmbeddingResponse> => {
+      const { texts, format } = checkEmbeddingParams(params);
+      const modelId = await pipelineModelOf(params.model, 'feature-extraction', (uri) => this.blocks.get(uri));
+      return embeddingResponse(params, format, await this.callPipeline(modelId, texts, options), texts.length);
+    },
   };
 
   /**
@@ -143,6 +171,12 @@ export class Grid {
     ...registryCalls<PolicySpecInput, PolicyRecord>((ask) => this.askPolicies(ask as PoliciesAsk), 'policy', 'id'),
     list: (): Promise<PolicyRecord[]> => this.askPolicies({ op: 'list' }),
   };
+
+  /**
+   * Credits on this network (protocol/credits.ts): this key's balance with the network's mode and
+   * prices; for the network's owner, other keys' balances, grants, and the mode and prices.
+   */
+  readonly credits = creditCalls(() => this.mesh.signaling);
 
   readonly chat = {
     completions: {
@@ -255,6 +289,7 @@ export class Grid {
     if (this.closed) return;
     this.closed = true;
     this.contribution?.stop();
+    this.pipelineCaller?.close();
     for (const client of this.clients.values()) client.then((c) => c.close(), () => {});
     this.clients.clear();
     this.mesh.close();
@@ -329,9 +364,10 @@ export class Grid {
     this.checkOpen();
     let client = this.clients.get(modelId);
     if (!client) {
-      client = this.coverageOf(modelId).then((coverage) =>
-        ModelClient.open({ mesh: this.mesh, spec: coverage.model, open: this.options.open, backend: this.options.backend, timeoutMs: this.options.timeoutMs, verify: this.options.verify }),
-      );
+      client = this.coverageOf(modelId).then((coverage) => {
+        if (coverage.model.pipeline) throw new AigridError('ERR_INVALID_ARGUMENT', `${modelId} is a ${coverage.model.pipeline.task} pipeline block, not a language model: use embeddings.create or blocks.run`);
+        return ModelClient.open({ mesh: this.mesh, spec: coverage.model, open: this.options.open, backend: this.options.backend, timeoutMs: this.options.timeoutMs, verify: this.options.verify });
+      });
       this.clients.set(modelId, client);
       client.catch(() => this.clients.delete(modelId));
     }
@@ -396,10 +432,29 @@ export class Grid {
     return apply(postprocess, output, 'post');
   }
 
+  private callPipeline(modelId: string, texts: string[], options: PipelineCallOptions): Promise<BlockRunResult> {
+    this.checkOpen();
+    this.pipelineCaller ??= new PipelineCaller(this.mesh);
+    return this.pipelineCaller.call(modelId, texts, options);
+  }
+
+  /**
+   * A pipeline node: `{ text }` or a string in; `{ embedding }` (feature-extraction) or
+   * `{ label, score, labels }` (text-classification) out.
+   */
+  private async runPipelineNode(block: Block & { model: { kind: 'pipeline' } }, input: unknown, signal?: AbortSignal): Promise<unknown> {
+    const text = typeof input === 'string' ? input : (input as { text?: unknown } | null)?.text;
+    if (typeof text !== 'string') throw new AigridError('ERR_INVALID_ARGUMENT', `a ${block.model.task} node takes a string or { text: string }, got ${JSON.stringify(input)?.slice(0, 200)}`);
+    const result = await this.callPipeline(await pipelineModelOf(block.uri, block.model.task, async () => block), [text], signal ? { signal } : {});
+    if (block.model.task === 'feature-extraction') return { embedding: result.embeddings?.[0] ?? [] };
+    const labels = result.labels?.[0] ?? [];
+    return { label: labels[0]?.label ?? null, score: labels[0]?.score ?? 0, labels };
+  }
+
   /** One vDAG node's block on its input. */
   private async runNode(node: CompiledNode, input: unknown, emit: (event: VdagEvent) => void, signal?: AbortSignal): Promise<unknown> {
     const { block } = node;
-    if (block.model.kind !== 'llm') throw new AigridError('ERR_NOT_AVAILABLE', `${block.model.task} pipelines are registered but not yet run by peers`);
+    if (block.model.kind === 'pipeline') return this.runPipelineNode(block as Block & { model: { kind: 'pipeline' } }, input, signal);
     const given = typeof input === 'string' ? { text: input } : (input as { text?: unknown; maxTokens?: unknown; temperature?: unknown } | null);
     if (!given || typeof given.text !== 'string') throw new AigridError('ERR_INVALID_ARGUMENT', `an LLM node takes a string or { text: string }, got ${JSON.stringify(input)?.slice(0, 200)}`);
     const model = block.model.modelId;

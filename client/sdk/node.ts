@@ -2,7 +2,7 @@
 // WebGPU (the webgpu package) for contributing when an adapter is there.
 import { nodeGpu } from '../../kernels/node-gpu.ts';
 import { nodePlatform } from '../mesh/node.ts';
-import { ephemeralIdentity } from '../../protocol/index.ts';
+import { ephemeralIdentity, PIPELINE_TASKS } from '../../protocol/index.ts';
 import { openModelNode } from '../model/checkpoint/node.ts';
 import { checkpointOpener } from '../model/checkpoint/opener.ts';
 import { connectWith, type ConnectOptions } from './connect.ts';
@@ -20,6 +20,7 @@ export function connect(options: ConnectOptions): Promise<Grid> {
       gpu: () => nodeGpu().catch(() => undefined),
       backend: 'cpu',
       agent: `node ${process.version}`,
+      tasks: PIPELINE_TASKS,
       // A script keeps an identity across runs by passing loadIdentityFile(path) as `identity`.
       identity: async () => ephemeralIdentity(),
     },

@@ -172,3 +172,43 @@ export interface GenerateOutput {
   finishReason: FinishReason;
   aigrid: GridReplyInfo;
 }
+
+/** Credits (grid.credits): a key's balance with the network's mode and prices. */
+export type { CreditCalls, CreditStatement } from './credits-calls.ts';
+export type { CreditBalance, CreditMode, CreditRules } from '../../protocol/index.ts';
+
+/** OpenAI's embeddings request, over a feature-extraction pipeline block of the network. */
+export interface EmbeddingCreateParams {
+  /** The block's URI (`embedding.minilm:1`) or the model id it is served under (`block/...`). */
+  model: string;
+  /** A text or up to 64 texts (token arrays are not taken: the block tokenizes). */
+  input: string | string[];
+  /** 'float' (default) or 'base64' (little-endian float32, as OpenAI's clients ask by default). */
+  encoding_format?: 'float' | 'base64';
+  /** Only the block's own width is supported. */
+  dimensions?: number;
+  user?: string;
+}
+
+export interface Embedding {
+  object: 'embedding';
+  index: number;
+  embedding: number[] | string;
+}
+
+export interface CreateEmbeddingResponse {
+  object: 'list';
+  data: Embedding[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+  /** The replica that computed them. */
+  aigrid: { peerId: string };
+}
+
+/** What a pipeline block gives for texts: embeddings or labels, per text. */
+export interface BlockRunResult {
+  embeddings?: number[][];
+  labels?: { label: string; score: number }[][];
+  tokens: number;
+  peerId: string;
+}

@@ -8,11 +8,15 @@ import { $, errorText, formatBytes, formatDuration, layersText, row } from '../d
 import { benchmark, isByteLimit, KEY_LIMITS, probeGpu, type Benchmark, type GpuProbe } from '../gpu-probe.ts';
 import { joinFromBar } from '../header.ts';
 import type { Page } from '../router.ts';
+import { creditCalls } from '../../sdk/credits-calls.ts';
+import { CreditsLine } from '../credits-line.ts';
 
 let probe: Promise<GpuProbe> | null = null;
 let bench: Benchmark | null = null;
 let contribution: Contribution | null = null;
 let ticker: ReturnType<typeof setInterval> | undefined;
+/** The contributing peer's own balance (its key is not the tab client's). */
+let credits: CreditsLine | undefined;
 
 async function showGpu(): Promise<void> {
   const found = await (probe ??= probeGpu());
@@ -70,6 +74,7 @@ async function start(): Promise<void> {
   started.on('progress', renderProgress);
   started.on('stopped', () => stopped(started));
   $('contribution-peer').textContent = started.peerId;
+  credits?.follow(creditCalls(() => started.peer.mesh.signaling));
   const on = backend === 'cpu' || !(await probe)?.gpu ? 'the CPU' : 'WebGPU';
   $('contribution-state').textContent = `Contributing ${budget} MB on ${on}. Waiting for the coordinator to assign layers (it does once a model is served and needs them).`;
   clearInterval(ticker);
@@ -84,6 +89,7 @@ function stopped(which: Contribution): void {
   setRunning(false);
   $('contribution-state').textContent = 'Not contributing.';
   $('contribution-peer').textContent = '–';
+  credits?.follow(null);
   $('download').hidden = true;
   $('assignment').querySelector('tbody')!.replaceChildren();
 }
@@ -134,6 +140,7 @@ export const contributePage: Page = {
 };
 
 export function startContribute(): void {
+  credits = new CreditsLine($('tokens-served').parentElement!, 'contribution-credits');
   $('bench-run').addEventListener('click', () => void runBenchmark());
   $('contribute-form').addEventListener('submit', (event) => {
     event.preventDefault();

@@ -9,6 +9,7 @@ import { onConnection, type Connection } from '../connection.ts';
 import { $ } from '../dom.ts';
 import type { Page } from '../router.ts';
 import { renderModels } from './coverage-view.ts';
+import { refreshNetworkMap, startNetworkMap } from './network-map.ts';
 import { renderPeers, type PeerTrust } from './peers-view.ts';
 
 const SAMPLE_MS = 2000;
@@ -131,6 +132,7 @@ export const networkPage: Page = {
     visible = true;
     if (current) void current.grid.models.list().catch(() => undefined);
     render();
+    refreshNetworkMap();
     for (const chart of charts) chart.draw();
   },
   hide() {
@@ -150,6 +152,7 @@ export function startNetwork(): void {
     { label: 'ready layer copies', stroke: '#9a6700' },
   ], 'count');
   charts = [throughput, latency, population];
+  startNetworkMap();
   let stop = () => {};
   onConnection((c) => {
     stop();

@@ -9,6 +9,7 @@ import { $, el, errorText } from '../dom.ts';
 import { joinFromBar } from '../header.ts';
 import type { Page } from '../router.ts';
 import { addMessage, clearMessages } from './chat-view.ts';
+import { CreditsLine } from '../credits-line.ts';
 
 const history: ChatMessageParam[] = [];
 let models: ModelInfo[] = [];
@@ -114,6 +115,8 @@ export const playgroundPage: Page = {
 };
 
 export function startPlayground(): void {
+  // This tab's client key: what its generations spend on a metered network.
+  const credits = new CreditsLine($('model-notice'), 'client-credits');
   $('chat-form').addEventListener('submit', (event) => {
     event.preventDefault();
     send().catch((err) => ($('chat-error').textContent = errorText(err)));
@@ -137,6 +140,7 @@ export function startPlayground(): void {
   onConnection((c) => {
     unsubscribe();
     unsubscribe = () => {};
+    credits.follow(c ? c.grid.credits : null);
     if (!c) return renderModels([]);
     // The coverage comes with the event: asking again would be answered by another event.
     const onModels = (coverage: ModelCoverage[]) => renderModels(coverage.map(modelInfo));
