@@ -4,11 +4,13 @@
 // routed together lately (usage-pairs.ts), within what the time since that side's last report
 // allows. The server settles the smaller of the two counts: tokens x layers x pricePerToken (plus
 // calls x pricePerCall), paid by the client to the peer in metered and credits-required networks,
-// minted to the peer in free ones. So a peer cannot take, nor a client withhold, more than the other
-// side confirms, and a colluding pair moves only the client's own credits (in free mode it mints
-// no faster than the report bounds allow: free-mode credits record contributions, they buy nothing
-// until the owner meters the network). The ledgers (ledger.ts) outlive a restart in the data
-// folder and a network's members leaving; the mode and prices are the network's rules.
+// minted to the peer in free ones. So a peer cannot take more than its client confirms, and a
+// colluding pair moves only the client's own credits (in free mode it mints no faster than the
+// report bounds allow: free-mode credits record contributions, they buy nothing until the owner
+// meters the network). A client that withholds its reports pays nothing for that work, but in a
+// credits-required network the work its peers reported lately and it did not confirm counts
+// against its balance when it asks for a route. The ledgers (ledger.ts) outlive a restart in the
+// data folder and a network's members leaving; the mode and prices are the network's rules.
 import {
   AigridError,
   DEFAULT_CREDIT_RULES,
@@ -37,9 +39,20 @@ export interface CreditMetrics {
 /** Accounts all ledgers of a server hold together, and ledgers (networks) at most. */
 export const MAX_CREDIT_ACCOUNTS = 100_000;
 export const MAX_LEDGERS = 1024;
-/** The most tokens one client may be reported to run through one peer's hop per second (only lies reach it). */
+/**
+ * The most tokens (calls) one side may report for one pair per second since the pair was made
+ * (only lies reach it); unused room is kept for MAX_ROOM_SECONDS, so a report after a long
+ * session fits, and many small reports add up to no more than one large one.
+ */
 export const MAX_PAIR_TOKENS_PER_SECOND = 100_000;
 export const MAX_PAIR_CALLS_PER_SECOND = 1_000;
+const MAX_ROOM_SECONDS = 600;
+/**
+ * Work a peer reported for a client that the client has not confirmed counts against the client's
+ * balance in credits-required networks while the peer reported it this recently: a client that
+ * withholds its reports is refused once that passes its balance.
+ */
+export const UNCONFIRMED_MS = 5 * 60_000;
 /** New keys granted per network per hour at most: made-up keys cannot mint without end. */
 export const MAX_NEW_KEY_GRANTS_PER_HOUR = 100;
 /** Credits messages per second per connection, and bursts (besides the connection's own rate). */
@@ -61,7 +74,7 @@ export interface CreditsOptions {
 export class Credits {
   private readonly ledgers = new Map<string, Ledger>();
   private readonly room: AccountRoom;
-  private readonly pairs = new UsagePairs();
+  private readonly pairs = new UsagePairs({ tokens: MAX_PAIR_TOKENS_PER_SECOND, calls: MAX_PAIR_CALLS_PER_SECOND });
   private readonly rates = new WeakMap<object, Map<string, TokenBucket>>();
   /** Per network with members: the hourly allowance of new-key grants. */
   private readonly newKeyGrants = new Map<string, TokenBucket>();
@@ -83,11 +96,12 @@ export class Credits {
     return this.ledgers.get(network)?.balance(key) ?? 0;
   }
 
-  /** The journal's kept entries and the invariants' check, for tests and operators. */
+  /** The journal's kept entries, oldest first. */
   journal(network: string): LedgerEntry[] {
     return this.ledgers.get(network)?.entries() ?? [];
   }
 
+  /** The ledger's invariants, checked now (ledger.ts audit). */
   audit(network: string): ReturnType<Ledger['audit']> {
     return this.ledgers.get(network)?.audit() ?? { balances: 0, minted: 0, moved: 0, holds: true };
   }
@@ -146,8 +160,10 @@ export class Credits {
     const layers = Math.max(0, Math.min(range.end ?? spec.numLayers, spec.numLayers) - (range.start ?? 0));
     const cost = spec.pipeline ? rules.pricePerCall : layers * rules.pricePerToken;
     const balance = this.balance(network, client);
-    if (balance >= cost) return undefined;
-    return `${client} holds ${balance} credits on network ${network}, which requires credits: one ${spec.pipeline ? 'call' : 'token'} through ${spec.modelId} costs ${cost}`;
+    const owed = this.unconfirmed(network, client, rules);
+    if (balance - owed >= cost) return undefined;
+    const unconfirmed = owed ? `, less ${owed} for work its peers reported and it has not confirmed` : '';
+    return `${client} holds ${balance} credits on network ${network}${unconfirmed}, which requires credits: one ${spec.pipeline ? 'call' : 'token'} through ${spec.modelId} costs ${cost}`;
   }
 
   /** A serving peer's accepted status (for layers [start, end) of a model): its usage per client. */
@@ -212,14 +228,18 @@ export class Credits {
     if (!pair) return `the coordinator routed no such client, peer, model and layers [${u.start}, ${u.end}) together lately`;
     const now = this.now();
     const s = pair[side];
-    const seconds = Math.max(1, (now - s.at) / 1000);
+    const seconds = Math.max(0, now - s.at) / 1000;
+    s.room.tokens = Math.min(s.room.tokens + MAX_PAIR_TOKENS_PER_SECOND * seconds, MAX_PAIR_TOKENS_PER_SECOND * MAX_ROOM_SECONDS);
+    s.room.calls = Math.min(s.room.calls + MAX_PAIR_CALLS_PER_SECOND * seconds, MAX_PAIR_CALLS_PER_SECOND * MAX_ROOM_SECONDS);
+    s.at = now;
     const calls = u.calls ?? 0;
-    if (u.tokens > MAX_PAIR_TOKENS_PER_SECOND * seconds || calls > MAX_PAIR_CALLS_PER_SECOND * seconds) {
-      return `${u.tokens} tokens and ${calls} calls are more than ${Math.round(seconds)} s since the last report allow`;
+    if (u.tokens > s.room.tokens || calls > s.room.calls) {
+      return `${u.tokens} tokens and ${calls} calls are more than the time since the pair was routed allows (${Math.floor(s.room.tokens)} tokens, ${Math.floor(s.room.calls)} calls now)`;
     }
+    s.room.tokens -= u.tokens;
+    s.room.calls -= calls;
     s.tokens = Math.min(s.tokens + u.tokens, Number.MAX_SAFE_INTEGER);
     s.calls = Math.min(s.calls + calls, Number.MAX_SAFE_INTEGER);
-    s.at = now;
     this.settle(network, pair);
     return undefined;
   }
@@ -250,6 +270,19 @@ export class Credits {
       s.tokens -= tokens;
       s.calls -= calls;
     }
+  }
+
+  /** Credits of the work peers reported lately for the client that it has not confirmed (yet). */
+  private unconfirmed(network: string, client: string, rules: CreditRules): number {
+    const since = this.now() - UNCONFIRMED_MS;
+    let owed = 0;
+    for (const pair of this.pairs.ofClient(network, client)) {
+      if (pair.fromPeer.at < since) continue;
+      const tokens = Math.max(0, pair.fromPeer.tokens - pair.fromClient.tokens);
+      const calls = Math.max(0, pair.fromPeer.calls - pair.fromClient.calls);
+      owed += tokens * (pair.end - pair.start) * rules.pricePerToken + calls * rules.pricePerCall;
+    }
+    return owed;
   }
 
   /** Mints the network's grant to a key at its first route, at most MAX_NEW_KEY_GRANTS_PER_HOUR per network. */

@@ -41,8 +41,8 @@ export type StoredReputation = z.infer<typeof ReputationFileSchema>['keys'];
 export interface StoredState {
   networks: Record<string, StoredNetwork>;
   reputation: StoredReputation;
-  /** Each network's credit ledger (credits.json). */
-  credits: StoredCredits;
+  /** Each network's credit ledger (credits.json), when the folder has one. */
+  credits?: StoredCredits;
 }
 
 /** Files written at most this often: reputation changes with every verdict, credits with every settlement. */
@@ -77,7 +77,7 @@ export class DataDir {
       const serving = await readJson(join(dir, 'serving.json'), ServingFileSchema);
       const reputation = await readJson(join(dir, 'reputation.json'), ReputationFileSchema);
       const credits = await readJson(join(dir, 'credits.json'), CreditsFileSchema);
-      return new DataDir(dir, serverKey, { networks: serving?.networks ?? {}, reputation: reputation?.keys ?? {}, credits: credits?.networks ?? {} }, log);
+      return new DataDir(dir, serverKey, { networks: serving?.networks ?? {}, reputation: reputation?.keys ?? {}, ...(credits ? { credits: credits.networks } : {}) }, log);
     } catch (err) {
       await unlockFile(lockPath);
       throw err;

@@ -1,9 +1,10 @@
 // Who governs each network: its owner (a peer id, so a key) and who may serve models on it. The
 // owner is the one the server's operator named (--owner), else the first peer that joined the
 // network when it was created. The owner may list the peers that may serve new models (the
-// default is anyone) and may change or withdraw any model; a model's own server may change or
-// withdraw that model. Rules live as long as the network has members, like its models, and
-// outlive a restart in the data folder (else the first peer back would own the network).
+// default is anyone), set the network's credits mode and prices (credits.ts), and may change or
+// withdraw any model; a model's own server may change or withdraw that model. Rules live as long
+// as the network has members, like its models, and outlive a restart in the data folder (else the
+// first peer back would own the network).
 import { DEFAULT_CREDIT_RULES, type CreditRules, type Servers, type Sources } from '../protocol/index.ts';
 
 export interface NetworkRules {

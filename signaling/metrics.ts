@@ -1,6 +1,6 @@
 // What the signaling server exposes on /metrics (Prometheus text, prom-client): its peers, the
 // models it places and their coverage, routes handed out, verdicts and accusations heard, policy
-// failures, and the load serving peers report. One Registry per server (several run in one test
+// failures, credits moved, and the load serving peers report. One Registry per server (several run in one test
 // process); the process's own metrics live in one registry shared by the servers of a process.
 // No label comes from remote input unbounded: no network, model or peer names, only enums and
 // the policy hooks below, capped.

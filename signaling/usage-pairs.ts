@@ -4,11 +4,16 @@
 // taken. Per network the pairs are a bounded LRU (a route touches its pairs), and one client holds
 // a bounded share of them, so a client asking many routes cannot push the others' pairs out.
 
-/** What one side reported and nothing settled yet, and when it last reported (or the pair was made). */
+/**
+ * What one side reported and nothing settled yet; when it last reported (or the pair was made);
+ * and how much more it may report now (credits.ts refills it with time, so many small reports
+ * cannot claim more than a few large ones).
+ */
 export interface UsageSide {
   tokens: number;
   calls: number;
   at: number;
+  room: { tokens: number; calls: number };
 }
 
 export interface UsagePair {
@@ -36,7 +41,9 @@ const keyOf = (client: string, peer: string, modelId: string, start: number, end
 export class UsagePairs {
   private readonly networks = new Map<string, NetworkPairs>();
 
+  /** `room`: what a side may report at first (about a second's worth). */
   constructor(
+    private readonly room: { tokens: number; calls: number },
     private readonly maxPerNetwork = MAX_PAIRS_PER_NETWORK,
     private readonly maxPerClient = MAX_PAIRS_PER_CLIENT,
   ) {}
@@ -50,7 +57,8 @@ export class UsagePairs {
     for (const { peerId, start, end } of hops) {
       if (peerId === client) continue; // serving oneself earns nothing
       const key = keyOf(client, peerId, modelId, start, end);
-      const pair = held.pairs.get(key) ?? { client, peer: peerId, modelId, start, end, fromClient: { tokens: 0, calls: 0, at: now }, fromPeer: { tokens: 0, calls: 0, at: now } };
+      const side = (): UsageSide => ({ tokens: 0, calls: 0, at: now, room: { ...this.room } });
+      const pair = held.pairs.get(key) ?? { client, peer: peerId, modelId, start, end, fromClient: side(), fromPeer: side() };
       held.pairs.delete(key);
       held.pairs.set(key, pair);
       mine.delete(key);
@@ -62,6 +70,12 @@ export class UsagePairs {
 
   get(network: string, client: string, peer: string, modelId: string, start: number, end: number): UsagePair | undefined {
     return this.networks.get(network)?.pairs.get(keyOf(client, peer, modelId, start, end));
+  }
+
+  /** The client's pairs in a network (at most MAX_PAIRS_PER_CLIENT). */
+  ofClient(network: string, client: string): UsagePair[] {
+    const held = this.networks.get(network);
+    return [...(held?.byClient.get(client) ?? [])].map((key) => held!.pairs.get(key)!);
   }
 
   /** Pairs held for a network (for tests and bounds). */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseClientMessage, type ClientMessage, type CreditRules, type ServerMessage } from '../protocol/index.ts';
-import { Credits, MAX_PAIR_TOKENS_PER_SECOND } from '../signaling/credits.ts';
+import { Credits, MAX_PAIR_TOKENS_PER_SECOND, UNCONFIRMED_MS } from '../signaling/credits.ts';
 import { Governance } from '../signaling/governance.ts';
 import { Ledger, MAX_JOURNAL_ENTRIES, StoredLedgerSchema } from '../signaling/ledger.ts';
 import { MAX_PAIRS_PER_CLIENT, MAX_PAIRS_PER_NETWORK } from '../signaling/usage-pairs.ts';
@@ -16,6 +16,7 @@ import { UsageCounts } from '../client/grid/usage-counts.ts';
 import { mulberry32 } from './helpers/random.ts';
 import { idOf } from './helpers/identities.ts';
 import { CAPS, TestClient } from './helpers/ws-client.ts';
+import { startRedisServer } from './helpers/redis-server.ts';
 
 const NET = 'credits-net';
 const OWNER = 'owner-key';
@@ -229,8 +230,15 @@ describe('hostile reports', () => {
       fn();
       expect(t.errors.slice(before)).toEqual([expect.objectContaining({ type: 'error', code: 'ERR_BAD_USAGE', message: expect.stringMatching(pattern) })]);
     };
-    // More than a second's worth (the floor) right after the route.
-    refused(() => t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, MAX_PAIR_TOKENS_PER_SECOND + 1]]), /more than 1 s/);
+    // More than the time since the route allows (a second's worth at first, and one per second since)...
+    refused(() => t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, 2 * MAX_PAIR_TOKENS_PER_SECOND + 1]]), /more than the time since the pair was routed allows/);
+    // ...also in many small reports: what they claim adds up.
+    t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, MAX_PAIR_TOKENS_PER_SECOND]]);
+    t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, MAX_PAIR_TOKENS_PER_SECOND]]);
+    refused(() => t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, 1]]), /more than the time/);
+    t.tick(1000);
+    t.peerSays('peer-a', 'm', [0, 2], [['client-a', 0, 2, MAX_PAIR_TOKENS_PER_SECOND]]);
+    expect(t.store.pending(NET, 'client-a', 'peer-a', 'm', 0, 2)?.fromPeer.tokens).toBe(3 * MAX_PAIR_TOKENS_PER_SECOND);
     // A client the coordinator never routed through this peer.
     refused(() => t.peerSays('peer-a', 'm', [0, 2], [['stranger', 0, 2, 5]]), /routed no such/);
     // A peer reporting for layers it does not hold.
@@ -280,6 +288,30 @@ describe('hostile reports', () => {
     expect(t.store.refusesRoute(NET, 'client-b', spec, {})).toMatch(/holds -15 credits/);
     expect(t.store.balance(NET, 'client-b')).toBe(-15);
     expect(t.store.journal(NET).filter((e) => e.kind === 'grant')).toHaveLength(1);
+  });
+
+  it('counts work peers reported and the client withholds against its balance, while the peers report it', () => {
+    const t = setup({ mode: 'credits-required', pricePerToken: 1 });
+    const spec = { modelId: 'm', numLayers: 4 } as never;
+    t.store.handle(NET, OWNER, { type: 'grant', requestId: 1, key: 'client-w', amount: 100 }, t.reply);
+    t.route('client-w', 'm', [['peer-a', 0, 4]]);
+    t.tick(1000);
+    // The client ran 25 tokens through the peer and never reports them: nothing settles...
+    t.peerSays('peer-a', 'm', [0, 4], [['client-w', 0, 4, 25]]);
+    expect(t.store.balance(NET, 'client-w')).toBe(100);
+    // ...but its next route is refused: 100 less 100 unconfirmed leaves less than a token (4).
+    expect(t.store.refusesRoute(NET, 'client-w', spec, {})).toMatch(/holds 100 credits .*, less 100 for work its peers reported and it has not confirmed/);
+    // Confirmed, the work is paid; with a new grant the client is served again.
+    t.clientSays('client-w', 'm', [['peer-a', 0, 4, 25]]);
+    expect(t.store.balance(NET, 'client-w')).toBe(0);
+    expect(t.store.refusesRoute(NET, 'client-w', spec, {})).toMatch(/holds 0 credits on/);
+    t.store.handle(NET, OWNER, { type: 'grant', requestId: 2, key: 'client-w', amount: 50 }, t.reply);
+    expect(t.store.refusesRoute(NET, 'client-w', spec, {})).toBeUndefined();
+    // Claims a peer stopped making long ago (work the client never received, or lies) stop counting.
+    t.peerSays('peer-a', 'm', [0, 4], [['client-w', 0, 4, 50]]);
+    expect(t.store.refusesRoute(NET, 'client-w', spec, {})).toMatch(/less 200/);
+    t.tick(UNCONFIRMED_MS + 1);
+    expect(t.store.refusesRoute(NET, 'client-w', spec, {})).toBeUndefined();
   });
 });
 
@@ -358,6 +390,28 @@ describe('a restart with a data folder', () => {
       await back.close();
     } finally {
       await server.close();
+    }
+  }, 30_000);
+});
+
+describe('servers sharing a Redis', () => {
+  it('answer credits messages ERR_NOT_AVAILABLE, with the requestId, and refuse a credits mode', async () => {
+    const redis = await startRedisServer();
+    const server = await startSignalingServer({ heartbeatMs: 60_000, redis: redis.url, redisLeaseMs: 1_000 });
+    try {
+      const owner = await TestClient.join(server.wsUrl, 'credits-redis-owner', NET);
+      owner.send({ type: 'credits', requestId: 3 });
+      expect(await owner.next('error', (m) => m.ref === 'credits')).toMatchObject({ code: 'ERR_NOT_AVAILABLE', requestId: 3 });
+      owner.send({ type: 'grant', requestId: 4, key: idOf('credits-redis-owner'), amount: 5 });
+      expect(await owner.next('error', (m) => m.ref === 'grant')).toMatchObject({ code: 'ERR_NOT_AVAILABLE', requestId: 4 });
+      owner.send({ type: 'usage', modelId: 'm', peers: [{ peerId: idOf('credits-peer'), start: 0, end: 1, tokens: 1 }] });
+      expect(await owner.next('error', (m) => m.ref === 'usage')).toMatchObject({ code: 'ERR_NOT_AVAILABLE' });
+      owner.send({ type: 'policy', credits: { mode: 'metered' } });
+      expect(await owner.next('error', (m) => m.ref === 'policy')).toMatchObject({ code: 'ERR_NOT_AVAILABLE' });
+      await owner.close();
+    } finally {
+      await server.close();
+      await redis.close();
     }
   }, 30_000);
 });

@@ -2,7 +2,9 @@
 // with the web app, the OpenAI gateway on the same port (/v1), and a built-in Node peer that serves
 // a default model on the default network, so the Playground answers at once. The default model is
 // SmolLM2-135M-Instruct from the hub when the hub answers; offline, the generated tiny checkpoint
-// (random weights, said loudly) served from this process under /models/.
+// (random weights, said loudly) served from this process under /models/. The networks' owner is a
+// key of its own (owner.key in the state folder) that this process only names, so a person's
+// script connects with it to set policies while the built-in peer keeps serving.
 import { existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, join, resolve } from 'node:path';
@@ -12,7 +14,8 @@ import { createGatewayHandler } from '../gateway/index.ts';
 import { defaultModelId } from '../grid/model-spec.ts';
 import { DEFAULT_HF_BASE_URL } from '../model/checkpoint/source.ts';
 import { connect, type ServeOptions } from '../sdk/node.ts';
-import { isLoopbackAddress } from '../../protocol/index.ts';
+import { defaultIdentityFile, readIdentityFile } from '../mesh/identity-file.ts';
+import { isLoopbackAddress, PeerIdSchema } from '../../protocol/index.ts';
 import { defaultStateDir } from '../../protocol/state-files.ts';
 import { startSignalingServer } from '../../signaling/server.ts';
 import { ICE_FLAGS, ICE_USAGE, iceOptionsOf } from '../../signaling/ice.ts';
@@ -25,6 +28,8 @@ import { backendOption, identityOption, memoryOption, originsOption, portOption 
 export const HUB_MODEL = 'HuggingFaceTB/SmolLM2-135M-Instruct';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OFFLINE_MODEL_DIR = resolve(ROOT, 'test/.fixtures/tiny-smollm2');
+/** The tiny BERT of npm run fixtures (random weights), offered for feature-extraction blocks. */
+const DEMO_EMBEDDING_DIR = resolve(ROOT, 'test/.fixtures/bert-embed');
 const RANDOM_NOTICE = 'Random weights (offline demo checkpoint): replies are random words, not language.';
 
 const USAGE = `Usage: aigrid start [options]
@@ -40,6 +45,10 @@ Options:
                       default ${HUB_MODEL} when the hub answers, else the offline random checkpoint)
   --memory-mb N       memory the built-in peer offers (default 2048)
   --no-peer           run no built-in peer (and serve no default model)
+  --owner ID          the peer id that owns every network here: it alone sets policies and who may
+                      serve (env AIGRID_OWNER; default the key owner.key in the state folder, made
+                      on the first start; a script connects with loadIdentityFile(that path) to
+                      act as the owner; aigrid id owner prints its id)
   --backend B         the built-in peer's backend: webgpu, cpu or auto (default auto: a hardware
                       GPU when Node has one, else the CPU)
   --data DIR          where the server keeps served models, network rules and reputations across
@@ -65,6 +74,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       model: { type: 'string', default: process.env.AIGRID_MODEL },
       'memory-mb': { type: 'string', default: '2048' },
       'no-peer': { type: 'boolean', default: false },
+      owner: { type: 'string', default: process.env.AIGRID_OWNER },
       data: { type: 'string', default: process.env.AIGRID_DATA },
       'in-memory': { type: 'boolean', default: false },
       backend: { type: 'string', default: 'auto' },
@@ -83,6 +93,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
   const memoryBudgetMB = memoryOption(values['memory-mb']);
   const backendChoice = backendOption(values.backend);
   const allowedOrigins = originsOption(values['allowed-origins']);
+  const owner = await networkOwner(values.owner);
 
   const mounts: ((req: IncomingMessage, res: ServerResponse) => boolean)[] = [];
   const server = await startSignalingServer({
@@ -91,6 +102,7 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     staticDir: resolve(ROOT, 'dist/app'),
     mount: (req, res) => mounts.some((m) => m(req, res)),
     allowedOrigins,
+    owner: owner.peerId,
     ice: iceOptionsOf(values),
     dataDir: values['in-memory'] ? undefined : (values.data ?? join(defaultStateDir(), 'start')),
     log: (line) => console.log(`${new Date().toISOString()} ${line}`),
@@ -98,6 +110,8 @@ export async function runStartCommand(argv: string[]): Promise<void> {
   const grid = await connect({ signal: server.wsUrl, network: values.network, identity: await identityOption(undefined, 'start'), peerIdentity: values['no-peer'] ? undefined : await identityOption(undefined, 'start-peer') });
   const gateway = createGatewayHandler(grid, { apiKey: values['api-key'], allowedOrigins, loopbackBound: isLoopbackAddress(values.host!), ...gatewayLimitsOf(values) });
   mounts.push(gateway);
+  const embedding = existsSync(resolve(DEMO_EMBEDDING_DIR, 'config.json')) ? '/models/bert-embed' : undefined;
+  if (embedding) mounts.push(modelFilesHandler(DEMO_EMBEDDING_DIR, embedding));
 
   let stopDisplay = () => {};
   let served = 'no model (--no-peer)';
@@ -117,6 +131,8 @@ export async function runStartCommand(argv: string[]): Promise<void> {
       `  OpenAI API     ${server.httpUrl}/v1`,
       `  signaling      ${server.wsUrl}`,
       `  default model  ${served}`,
+      ...(embedding ? [`  embedding      ${server.httpUrl}${embedding}  (tiny BERT, random weights: name it in a pipeline block)`] : []),
+      `  network owner  ${owner.peerId}${owner.key ? `, network owner key: ${owner.key}` : ' (--owner)'}`,
       '',
     ].join('\n'),
   );
@@ -136,6 +152,19 @@ export async function runStartCommand(argv: string[]): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+}
+
+/**
+ * The networks' owner: --owner, else the key owner.key in the state folder (made when missing),
+ * read without being held, so a script can connect with it.
+ */
+async function networkOwner(given: string | undefined): Promise<{ peerId: string; key?: string }> {
+  if (given) {
+    if (!PeerIdSchema.safeParse(given).success) throw new Error(`--owner must be a peer id (aigrid id prints one), not ${JSON.stringify(given.slice(0, 80))} (see --help)`);
+    return { peerId: given };
+  }
+  const key = defaultIdentityFile('owner');
+  return { peerId: (await readIdentityFile(key)).peerId, key };
 }
 
 interface DefaultModel {

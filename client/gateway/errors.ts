@@ -60,6 +60,8 @@ export function apiErrorOf(err: unknown): { error: ApiError; internal: boolean }
   // A vDAG that no longer compiles (a block it names was deleted), or a node this grid cannot run yet.
   if (err.code === 'ERR_INVALID_VDAG') return { error: new ApiError(422, message, err.code), internal: false };
   if (err.code === 'ERR_NOT_AVAILABLE') return { error: new ApiError(501, message, err.code), internal: false };
+  // OpenAI answers an exhausted balance or quota 429 with code insufficient_quota; waiting does not help.
+  if (err.code === 'ERR_INSUFFICIENT_CREDITS' || err.code === 'ERR_QUOTA_EXCEEDED') return { error: new ApiError(429, message, 'insufficient_quota'), internal: false };
   if (UNAVAILABLE.has(err.code)) return { error: new ApiError(503, message, err.code, null, { 'Retry-After': '5' }), internal: false };
   return { error: new ApiError(500, message, err.code), internal: true };
 }

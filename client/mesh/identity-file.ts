@@ -39,6 +39,15 @@ export async function loadIdentityFile(path: string): Promise<Identity> {
   }
 }
 
+/**
+ * The identity in `path` (made when missing) without taking it: for a process that names the key,
+ * such as `aigrid start` naming its networks' owner, while another process connects with it.
+ */
+export async function readIdentityFile(path: string): Promise<Identity> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  return identityFromSeed(await readOrCreateSeed(path));
+}
+
 async function readOrCreateSeed(path: string): Promise<Uint8Array> {
   const seed = crypto.getRandomValues(new Uint8Array(32));
   const fresh: KeyFile = { kty: 'OKP', crv: 'Ed25519', d: toBase64Url(seed), x: identityFromSeed(seed).publicKey };

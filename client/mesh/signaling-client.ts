@@ -91,7 +91,7 @@ export interface SignalingClientEvents {
 }
 
 /** Errors after which reconnecting would only be refused again (or fight another holder of the key). */
-const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_REPLACED', 'ERR_BAD_SIGNATURE', 'ERR_IDENTITY_MISMATCH', 'ERR_PROTOCOL_VERSION']);
+const FATAL_CODES: ReadonlySet<ErrorCode> = new Set(['ERR_REPLACED', 'ERR_BAD_SIGNATURE', 'ERR_IDENTITY_MISMATCH', 'ERR_PROTOCOL_VERSION', 'ERR_ADMISSION_REFUSED']);
 
 /** A route from the coordinator, with its ticket when the server signs routes. */
 export interface Route {

@@ -33,6 +33,11 @@ export interface ConnectOptions {
   maxConnections?: number;
   /** How this peer is listed in the directory (default: the platform's, 'browser' or 'node'). */
   kind?: Capabilities['kind'];
+  /**
+   * Whole-model pipeline tasks a contribution offers to run (default: all of them in Node, and in
+   * pages served with /sdk.js; [] for none).
+   */
+  tasks?: readonly PipelineTask[];
 }
 
 /** What a platform entry supplies. */
@@ -45,6 +50,8 @@ export interface PlatformParts {
   agent?: string;
   /** Whole-model pipeline tasks a contributing peer of this platform runs. */
   tasks?: readonly PipelineTask[];
+  /** Where onnxruntime-web's files are, for pipelines in pages. */
+  pipelineWasmPaths?: string;
   /** The identity this platform keeps for a role ('client' or 'peer'). */
   identity: (role: 'client' | 'peer') => Promise<Identity>;
 }
@@ -56,7 +63,7 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   }
   // `gpu`: what a contributing peer serves on, described in its capabilities.
   const join = async (memoryBudgetMB: number, gpu: GPU | undefined, identity: Identity) => {
-    const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent, ...(memoryBudgetMB > 0 && platform.tasks ? { tasks: platform.tasks } : {}) });
+    const capabilities = await detectCapabilities({ kind: options.kind ?? platform.kind, memoryBudgetMB, gpu, agent: platform.agent, ...(memoryBudgetMB > 0 ? { tasks: options.tasks ?? platform.tasks ?? [] } : {}) });
     return startMesh(new Mesh({
       ...platform.mesh,
       signal: options.signal,
@@ -70,5 +77,5 @@ export async function connectWith(platform: PlatformParts, options: ConnectOptio
   // The client offers no memory; contribute() joins a second peer that does.
   const mesh = await join(0, undefined, options.identity ?? (await platform.identity('client')));
   const joinAsPeer = async (memoryBudgetMB: number, gpu?: GPU) => join(memoryBudgetMB, gpu, options.peerIdentity ?? (await platform.identity('peer')));
-  return new Grid({ mesh, joinAsPeer, verify: options.verify, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs });
+  return new Grid({ mesh, joinAsPeer, verify: options.verify, open: platform.open, backend: options.backend ?? platform.backend, gpu: platform.gpu, timeoutMs: options.timeoutMs, pipelineWasmPaths: platform.pipelineWasmPaths });
 }

@@ -23,6 +23,8 @@ export interface ContributionOptions {
   open: CheckpointOpener;
   backend: BackendChoice;
   gpu?: GPU;
+  /** Where onnxruntime-web's files are, for pipeline blocks in a page. */
+  pipelineWasmPaths?: string;
 }
 
 export class Contribution extends EventEmitter<ContributionEvents> {
@@ -32,8 +34,8 @@ export class Contribution extends EventEmitter<ContributionEvents> {
 
   constructor(private readonly options: ContributionOptions) {
     super();
-    const { mesh, backend, gpu, open } = options;
-    this.peer = new GridPeer({ mesh, backend, gpu, open });
+    const { mesh, backend, gpu, open, pipelineWasmPaths } = options;
+    this.peer = new GridPeer({ mesh, backend, gpu, open, ...(pipelineWasmPaths ? { pipelineWasmPaths } : {}) });
     this.peer.on('status', (s) => this.emit('status', s));
     this.peer.on('progress', (p) => this.emit('progress', p));
     this.peer.on('warning', (e) => this.emit('warning', e));

@@ -74,6 +74,8 @@ export interface GridOptions {
   timeoutMs?: number;
   /** Spot-checks of the routes' work (default: 5% of sessions, more through newcomers); false: none. */
   verify?: VerifyOptions | false;
+  /** Where onnxruntime-web's files are, for the pipeline blocks a contribution runs in a page. */
+  pipelineWasmPaths?: string;
 }
 
 export interface ContributeOptions {
@@ -273,6 +275,7 @@ export class Grid {
       open: this.options.open,
       backend: gpu ? 'webgpu' : 'cpu',
       gpu,
+      ...(this.options.pipelineWasmPaths ? { pipelineWasmPaths: this.options.pipelineWasmPaths } : {}),
     });
     this.contribution = contribution;
     for (const model of options.models ?? []) await this.serve(model);

@@ -81,7 +81,7 @@ export class Engine {
     const config = this.config!;
     if (this.grid && !sameNetwork(this.grid.config, config)) this.disconnect();
     if (!this.grid) {
-      const entry = { config, grid: connect({ signal: config.signalUrl, network: config.network, kind: 'extension' }) };
+      const entry = { config, grid: connect({ signal: config.signalUrl, network: config.network, kind: 'extension', tasks: [] }) };
       this.grid = entry;
       entry.grid.catch(() => {
         if (this.grid === entry) this.grid = null; // the next call tries again
