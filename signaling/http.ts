@@ -91,6 +91,21 @@ async function route(opts: HttpOptions, serveStatic: Handler, req: IncomingMessa
   serveStatic(req, res);
 }
 
+/**
+ * Headers of every file of the web app. COOP and COEP make the app's pages cross-origin isolated
+ * (SharedArrayBuffer, so the CPU backend's WebAssembly SIMD kernels and their worker threads);
+ * require-corp rather than credentialless because everything the app loads is its own or CORS
+ * fetches (weights, tokenizers), and Safari isolates only with require-corp. Any origin may load
+ * the files (CORS, and CORP for no-cors loads): pages elsewhere import the SDK from /sdk.js and
+ * its chunks, /assets/ and /ort/, whatever their own isolation.
+ */
+export const APP_HEADERS: Readonly<Record<string, string>> = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'cross-origin',
+  'Access-Control-Allow-Origin': '*',
+};
+
 function staticHandler(dir: string | undefined): Handler {
   const notFound: Handler = (_req, res) => text(res, 404, 'not found\n');
   const hint = `The web app is not built${dir ? ` (no ${dir})` : ''}: run npm run build.\n`;
@@ -101,8 +116,9 @@ function staticHandler(dir: string | undefined): Handler {
       if (!dir || !existsSync(dir) || !statSync(dir).isDirectory()) return text(res, 404, hint);
       // dev mode looks files up per request: a rebuild while the server runs never leaves it
       // pointing at deleted files (the cached mode would fail reading them).
-      // Any origin may load the app's files: pages elsewhere import the SDK from /sdk.js.
-      serve = sirv(dir, { dev: true, etag: true, single: false, onNoMatch: notFound, setHeaders: (res) => res.setHeader('Access-Control-Allow-Origin', '*') });
+      serve = sirv(dir, { dev: true, etag: true, single: false, onNoMatch: notFound, setHeaders: (res) => {
+        for (const [name, value] of Object.entries(APP_HEADERS)) res.setHeader(name, value);
+      } });
     }
     // The per-request lookup would serve dotfiles (.env, .git); nothing of the app starts with a dot.
     const path = pathOf(req.url);

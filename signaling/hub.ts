@@ -442,8 +442,12 @@ export class Hub {
       case 'usage':
       case 'credits':
       case 'grant':
-        // Ledgers kept per process would disagree: not offered with a shared Redis yet.
-        if (!this.credits) return conn.error('ERR_NOT_AVAILABLE', 'credits are not kept by signaling processes sharing a Redis yet; use one process with a data folder', msg.type, msg.type === 'usage' ? undefined : msg.requestId);
+        // Ledgers kept per process would disagree: not offered with a shared Redis yet. Usage
+        // reports go unanswered there (every client sends them; an error each would be noise).
+        if (!this.credits) {
+          if (msg.type === 'usage') return;
+          return conn.error('ERR_NOT_AVAILABLE', 'credits are not kept by signaling processes sharing a Redis yet; use one process with a data folder', msg.type, msg.requestId);
+        }
         return this.credits.answer(conn, conn.network, conn.peer.peerId, msg, (m) => conn.send(m));
       case 'blocks':
       case 'vdags':

@@ -155,8 +155,10 @@ describe('blocks over the signaling server and the SDK', () => {
     await expect(owner.vdags.update({ ...spec, description: 'the owner of the network may' })).resolves.toMatchObject({ description: 'the owner of the network may' });
   });
 
-  it('outlive a restart on the same data folder', async () => {
+  it('outlive a restart on the same data folder, with the policies', async () => {
     await owner.blocks.create({ ...EMBEDDER, uri: 'embedding.kept:2' });
+    await owner.policies.create({ id: 'kept', hook: 'vdag', code: 'function eval(parameters, input) { return input; }', parameters: { n: 1 } });
+    const policiesBefore = await owner.policies.list();
     const vdagsBefore = await owner.vdags.list();
     const before = await owner.blocks.list();
     const url = new URL(server.wsUrl);
@@ -169,6 +171,8 @@ describe('blocks over the signaling server and the SDK', () => {
     expect(await other.blocks.list()).toEqual(before);
     expect(await other.vdags.list()).toEqual(vdagsBefore);
     expect(vdagsBefore.length).toBe(1);
+    expect(await other.policies.list()).toEqual(policiesBefore);
+    expect(policiesBefore.map((p) => p.id)).toContain('kept');
     // The owner is still the network's owner after the restart.
     expect(await owner.blocks.delete('embedding.kept:2')).toMatchObject({ uri: 'embedding.kept:2' });
   });

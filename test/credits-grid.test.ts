@@ -15,6 +15,8 @@ import type { ModelSpec } from '../protocol/index.ts';
 import { startGridNet, type GridNet } from './helpers/grid-net.ts';
 import { waitFor } from './helpers/wait.ts';
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 const NETWORK = 'credits-grid';
 const MB = 1024 * 1024;
 const PRICE = 2;
@@ -65,7 +67,8 @@ describe('credits over a grid', () => {
     expect(route.length).toBeGreaterThanOrEqual(2);
     const cost = ran * spec.numLayers * PRICE;
     const share = (peerId: string) => route.filter((h) => h.peerId === peerId).reduce((sum, h) => sum + ran * (h.end - h.start) * PRICE, 0);
-    await waitFor(async () => (await grid.credits.balance()).balance === -cost && (await Promise.all(peers.map(async (p, i) => (await balanceOf(p.peerId)) === before[i]! + share(p.peerId)))).every(Boolean), 15_000, `the client charged ${cost} and each hop paid its share`);
+    // Five credits requests a poll, at most 5 a second per socket: one poll a second.
+    await waitFor(async () => (await pause(1000), (await grid.credits.balance()).balance === -cost) && (await Promise.all(peers.map(async (p, i) => (await balanceOf(p.peerId)) === before[i]! + share(p.peerId)))).every(Boolean), 15_000, `the client charged ${cost} and each hop paid its share`);
     // More reports come (the peers' statuses, every 250 ms): nothing more is settled.
     await new Promise((r) => setTimeout(r, 1000));
     const statement = await grid.credits.balance();
@@ -99,7 +102,7 @@ describe('credits over a grid', () => {
     expect(await owner.grant(grid.peerId, 10_000 - debt)).toBe(10_000);
     const { ran } = await generate(1);
     const cost = ran * spec.numLayers * PRICE;
-    await waitFor(async () => (await grid.credits.balance()).balance === 10_000 - cost, 15_000, 'the granted client charged');
+    await waitFor(async () => (await pause(250), (await grid.credits.balance()).balance === 10_000 - cost), 15_000, 'the granted client charged');
     // A grant for new keys: a key that never had credits gets it at its first route, once.
     await owner.setRules({ grant: 50 });
     const route = await broke.signaling.requestRoute(spec.modelId);

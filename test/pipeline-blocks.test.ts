@@ -50,6 +50,7 @@ async function contributor(): Promise<{ grid: Grid; contribution: Contribution }
   return c;
 }
 
+const sorted = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== 0).sort());
 const health = async (modelId: string) => (await client.models.list()).data.find((m) => m.id === modelId);
 
 beforeAll(async () => {
@@ -89,6 +90,23 @@ describe('pipeline blocks', () => {
         [pipelineModelId(EMBED), 0, 1, 'ready'],
       ]);
     }
+  });
+
+  it('each call answered is paid once, by the client to the replica that ran it (metered credits)', async () => {
+    await client.credits.setRules({ mode: 'metered', pricePerCall: 3 });
+    // Credits requests are limited to 5 a second per socket: this polls at 4.
+    const balances = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      const rows = await client.credits.balances({ top: 100 });
+      return Object.fromEntries(rows.map((r) => [r.key, r.balance]));
+    };
+    const before = await balances();
+    const answered: string[] = [];
+    for (let i = 0; i < 4; i++) answered.push((await client.embeddings.create({ model: EMBED, input: TEXTS[i % 3]! })).aigrid.peerId);
+    const expected = { ...before, [client.peerId]: (before[client.peerId] ?? 0) - 4 * 3 };
+    for (const peer of answered) expected[peer] = (expected[peer] ?? 0) + 3;
+    await waitFor(async () => JSON.stringify(sorted(await balances())) === JSON.stringify(sorted(expected)), 15_000, 'both sides reported and settled');
+    await client.credits.setRules({ mode: 'free' });
   });
 
   it('embeddings.create gives the reference embeddings, OpenAI-shaped, float and base64', async () => {

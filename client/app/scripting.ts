@@ -3,6 +3,7 @@
 // instead follows the coordinator's assignments).
 import { GridPeer, type ServingStatus } from '../grid/index.ts';
 import type { Mesh } from '../mesh/index.ts';
+import { CpuBackend } from '../model/backend/cpu.ts';
 import type { BackendChoice } from '../model/backend/select.ts';
 import { checkpointOpener, openModel } from '../model/checkpoint/index.ts';
 import { AigridError, type ModelSpec } from '../../protocol/index.ts';
@@ -54,12 +55,22 @@ async function contribute(options: ContributeOptions): Promise<ServingStatus> {
   return gridPeer.status().find((s) => s.modelId === model.modelId)!;
 }
 
+/**
+ * Which path this tab's CPU backend runs (the runtime its contributions on the CPU share): the
+ * WebAssembly SIMD kernels need cross-origin isolation, else linears run in blocked JS.
+ */
+async function cpuKernels(): Promise<{ crossOriginIsolated: boolean; simd: boolean; threads: number }> {
+  const backend = await CpuBackend.create();
+  return { crossOriginIsolated: globalThis.crossOriginIsolated === true, simd: backend.simd, threads: backend.threads };
+}
+
 declare global {
   interface Window {
     aigridApp: {
       join: typeof join;
       leave: typeof leave;
       contribute: typeof contribute;
+      cpuKernels: typeof cpuKernels;
       readonly mesh: Mesh | null;
       readonly grid: GridPeer | null;
     };
@@ -71,6 +82,7 @@ export function installScripting(): void {
     join,
     leave,
     contribute,
+    cpuKernels,
     get mesh() {
       return connection()?.mesh ?? null;
     },

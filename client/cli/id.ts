@@ -7,8 +7,9 @@ import { identityOption } from './options.ts';
 const USAGE = `Usage: aigrid id [ROLE] [--identity FILE]
 
 Prints the peer id of the identity key a command uses: ROLE is peer (default), serve, start,
-gateway, serve-peer or start-peer, kept in AIGRID_STATE_DIR (default ~/.local/state/aigrid); or the
-key file FILE. The key is made when missing.
+gateway, serve-peer, start-peer or owner (the networks' owner under aigrid start), kept in
+AIGRID_STATE_DIR (default ~/.local/state/aigrid); or the key file FILE. The key is made when
+missing.
 `;
 
 export async function runIdCommand(argv: string[]): Promise<void> {

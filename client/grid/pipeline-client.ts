@@ -16,6 +16,7 @@ import {
   type PipelineAnswer,
 } from '../../protocol/index.ts';
 import { meshRoutes, type RouteSource } from './routes.ts';
+import { UsageMeter } from './usage-meter.ts';
 
 export interface PipelineCallOptions {
   /** Longest wait for one replica's answer before the next is asked (default 60 s). */
@@ -48,6 +49,8 @@ interface Pending {
 export class PipelineCaller {
   private readonly pending = new Map<number, Pending>();
   private readonly sources = new Map<string, RouteSource>();
+  /** Calls answered, reported per model for credits as sessions' tokens are. */
+  private readonly meters = new Map<string, UsageMeter>();
   private nextId = 1;
   private readonly onFrame = (from: string, frame: Frame) => this.answered(from, frame);
   private readonly onDisconnect = (peerId: string) => {
@@ -70,6 +73,7 @@ export class PipelineCaller {
       const peerId = route.hops[0]!.peerId;
       const answer = await this.ask(peerId, modelId, inputs, route.ticket, options);
       if (!(answer instanceof AigridError) && answer.ok) {
+        this.meter(modelId).called(peerId, 0, 1);
         return { tokens: answer.tokens, peerId, ...(answer.embeddings ? { embeddings: answer.embeddings } : {}), ...(answer.labels ? { labels: answer.labels } : {}) };
       }
       last = answer instanceof AigridError ? answer : new AigridError(codeOf(answer.code), `replica ${peerId}: ${answer.message}`);
@@ -80,6 +84,7 @@ export class PipelineCaller {
   }
 
   close(): void {
+    for (const meter of this.meters.values()) meter.close();
     this.mesh.off('frame', this.onFrame);
     this.mesh.off('disconnect', this.onDisconnect);
     for (const p of [...this.pending.values()]) p.settle(new AigridError('ERR_PEER_CLOSED', 'the grid connection was closed'));
@@ -101,6 +106,19 @@ export class PipelineCaller {
         await new Promise((resolve) => setTimeout(resolve, pause));
       }
     }
+  }
+
+  private meter(modelId: string): UsageMeter {
+    let meter = this.meters.get(modelId);
+    if (!meter) {
+      if (this.meters.size >= MAX_SOURCES) {
+        const [oldest, first] = this.meters.entries().next().value!;
+        first.close();
+        this.meters.delete(oldest);
+      }
+      this.meters.set(modelId, (meter = new UsageMeter(modelId, (m) => this.mesh.signaling.send(m))));
+    }
+    return meter;
   }
 
   private source(modelId: string): RouteSource {

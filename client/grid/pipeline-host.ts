@@ -9,6 +9,7 @@ import {
   decodeControl,
   encodeControl,
   MAX_PIPELINE_CALL_BYTES,
+  MAX_USAGE_ENTRIES,
   PipelineCallSchema,
   PipelineFrame,
   ticketValid,
@@ -19,6 +20,7 @@ import {
 } from '../../protocol/index.ts';
 import type { PipelineRunner } from '../model/pipeline.ts';
 import { LoadWindow } from './load-window.ts';
+import { UsageCounts } from './usage-counts.ts';
 import type { ServingStatus } from './peer.ts';
 
 export type PipelineLoader = (spec: ModelSpec) => Promise<PipelineRunner>;
@@ -36,7 +38,14 @@ interface Held {
   tail: Promise<unknown>;
   tokensServed: number;
   load: LoadWindow;
+  /** Calls answered per client since the last status (credits: the server settles them). */
+  usage: UsageCounts;
+  /** A status soon after calls, so their usage reaches the server as a client's does. */
+  soon?: ReturnType<typeof setTimeout>;
 }
+
+/** How soon after a call its usage is reported (status messages are rate-limited per socket). */
+const USAGE_SOON_MS = 1000;
 
 export interface PipelineHostOptions {
   load: PipelineLoader;
@@ -65,7 +74,7 @@ export class PipelineHost {
       return this.report(current);
     }
     if (current) this.unassign(spec.modelId);
-    const held: Held = { spec, state: 'loading', tail: Promise.resolve(), tokensServed: 0, load: new LoadWindow() };
+    const held: Held = { spec, state: 'loading', tail: Promise.resolve(), tokensServed: 0, load: new LoadWindow(), usage: new UsageCounts() };
     this.held.set(spec.modelId, held);
     this.report(held);
     if (refuse) return this.fail(held, refuse);
@@ -84,6 +93,7 @@ export class PipelineHost {
     const held = this.held.get(modelId);
     if (!held) return;
     this.held.delete(modelId);
+    clearTimeout(held.soon);
     // Calls already queued finish (or fail) first; the pipeline's memory goes after them.
     void held.tail.then(() => held.runner?.dispose()).catch(() => {});
   }
@@ -126,6 +136,11 @@ export class PipelineHost {
       try {
         const out = await runner.run(call.inputs);
         held.tokensServed += out.tokens;
+        held.usage.add(from, 0, 1, 0, 1);
+        held.soon ??= setTimeout(() => {
+          held.soon = undefined;
+          this.report(held);
+        }, USAGE_SOON_MS);
         pass.end(out.tokens, true);
         return { callId: call.callId, ok: true, tokens: out.tokens, ...(out.embeddings ? { embeddings: out.embeddings } : {}), ...(out.labels ? { labels: out.labels } : {}) };
       } catch (err) {
@@ -164,6 +179,8 @@ export class PipelineHost {
   }
 
   private report(h: Held): void {
-    if (this.held.get(h.spec.modelId) === h) this.options.report(this.statusOf(h));
+    if (this.held.get(h.spec.modelId) !== h) return;
+    const usage = h.usage.take(MAX_USAGE_ENTRIES).map(({ party, start, end, tokens, calls }) => ({ client: party, start, end, tokens, calls }));
+    this.options.report({ ...this.statusOf(h), ...(usage.length ? { usage } : {}) });
   }
 }

@@ -46,6 +46,13 @@ export class UsageMeter {
     this.schedule(this.everyMs);
   }
 
+  /** A whole-model call answered by `peerId` (a pipeline block's one layer) was taken. */
+  called(peerId: string, start: number, end: number): void {
+    if (this.closed) return;
+    this.counts.add(peerId, start, end, 0, 1);
+    this.flush(); // a call is a whole session: reported soon, as a session's end is
+  }
+
   /** A spot-check found the peer wrong: nothing counted for it is reported. */
   wrong(peerId: string): void {
     this.counts.drop(peerId);

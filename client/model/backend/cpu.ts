@@ -15,7 +15,7 @@ import { ropeRef, type RopeScaling } from '../../../kernels/cpu/rope.ts';
 import { addRef } from '../../../kernels/cpu/add.ts';
 import { roundF16Array, storedWeights } from '../../../kernels/quant.ts';
 import { attentionFast } from './cpu-attention.ts';
-import { gatherRows, linearFast, placeWeight, releaseWeight, type LinearWeight } from './cpu-linear.ts';
+import { gatherRows, linearFast, placeWeight, releaseWeight, simdLinearAvailable, type LinearWeight } from './cpu-linear.ts';
 import { GgmlCpuRuntime, type GgmlLinear } from './ggml-linear.ts';
 import { rowSize } from './rows.ts';
 import type { AttentionOptions, Backend, KvStore, KvStoreOptions, Ops, Table, Tensor, Weight, WeightDtype } from './types.ts';
@@ -309,6 +309,19 @@ export class CpuBackend implements Backend {
       runtime.catch(() => sharedRuntimes.delete(options.threads));
     }
     return new CpuBackend(await runtime);
+  }
+
+  /**
+   * Whether linears run the WebAssembly SIMD kernels; false: the blocked-JS fallback (no WebAssembly
+   * SIMD or no shared memory, as in a page that is not cross-origin isolated).
+   */
+  get simd(): boolean {
+    return simdLinearAvailable() && (this.ggml?.simd ?? true);
+  }
+
+  /** Threads a quantized linear may use, the calling one included (1 on a page's main thread). */
+  get threads(): number {
+    return this.ggml?.threads ?? 1;
   }
 
   weight(data: Float32Array, shape: readonly [number, number], dtype: WeightDtype, _label: string): Weight {
