@@ -96,6 +96,10 @@ export class BlockRegistry {
     this.records.forget(network);
   }
 
+  load(network: string, records: readonly Block[]): void {
+    this.records.load(network, records);
+  }
+
   /** Answers one `blocks` request: the blocks concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: BlocksRequest, reply: Reply): void {
     const fields = { type: 'blocks', record: 'block', key: 'uri', parseKey: (uri: unknown) => BlockUriSchema.parse(uri) } as const;

@@ -45,6 +45,7 @@ import type { DataDir, StoredNetwork } from './data-dir.ts';
 import type { WelcomeIce } from './ice.ts';
 import { MemoryServingStore } from './serving-store.ts';
 import type { ClusterHost, CoordinatorApi, RedisCluster } from './redis-cluster.ts';
+import type { NetworkRecords } from './redis-records.ts';
 import type { SignalingMetrics } from './metrics.ts';
 
 export interface HubOptions {
@@ -124,15 +125,14 @@ export class Hub {
     const saveServing = () => data?.saveServing(() => this.storedNetworks());
     const rules = cluster?.restoredRules ?? Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n.rules ? [[network, n.rules]] : [])));
     this.governance = new Governance(opts.owner, rules, cluster ? () => cluster.rulesChanged() : saveServing);
-    // Each registry's kept records, by network.
-    const kept = <K extends 'blocks' | 'vdags' | 'policies'>(field: K) =>
-      Object.fromEntries(Object.entries(restored).flatMap(([network, n]) => (n[field]?.length ? [[network, n[field]!]] : []))) as Record<string, NonNullable<StoredNetwork[K]>>;
-    const blocks = kept('blocks');
-    this.blocks = new BlockRegistry(this.governance, blocks, saveServing);
-    const vdags = kept('vdags');
-    this.vdags = new VdagRegistry(this.governance, this.blocks, vdags, saveServing);
-    const policies = kept('policies');
-    this.policies = new PolicyRegistry(this.governance, policies, saveServing);
+    // Each registry's kept records, by network: from the data folder, or the records in a shared Redis.
+    const sources: Record<string, Partial<NetworkRecords>> = cluster?.restoredRecords ?? restored;
+    const kept = <K extends keyof NetworkRecords>(field: K) =>
+      Object.fromEntries(Object.entries(sources).flatMap(([network, n]) => (n[field]?.length ? [[network, n[field]!]] : []))) as Record<string, NetworkRecords[K]>;
+    const saveRecords = cluster ? () => cluster.recordsChanged(() => this.networkRecords()) : saveServing;
+    this.blocks = new BlockRegistry(this.governance, kept('blocks'), saveRecords);
+    this.vdags = new VdagRegistry(this.governance, this.blocks, kept('vdags'), saveRecords);
+    this.policies = new PolicyRegistry(this.governance, kept('policies'), saveRecords);
     this.hooks = new PolicyHooks({
       policy: (network, hook) => this.policies.active(network, hook),
       isOwner: (network, peerId) => this.governance.isOwner(network, peerId),
@@ -140,7 +140,7 @@ export class Hub {
       replan: (network) => void this.coordinator.changed(network).catch((err: unknown) => opts.log(`${network}: re-placement after a policy change failed: ${String(err)}`)),
       log: opts.log,
     });
-    this.hooks.warm(Object.values(policies).flat());
+    this.hooks.warm(Object.values(this.policies.all()).flat());
     this.reputation = new Reputation(cluster?.restoredReputation ?? data?.restored.reputation, () => (cluster ? cluster.reputationChanged() : data?.saveReputation(() => this.reputation.records())));
     this.credits = cluster ? undefined : new Credits({ governance: this.governance, restored: data?.restored.credits, onChange: () => data?.saveCredits(() => this.credits!.stored()), metrics: opts.metrics, log: opts.log });
     this.served = new MemoryServingStore(Object.fromEntries(Object.entries(restored).map(([network, n]) => [network, n.models])), saveServing);
@@ -182,6 +182,17 @@ export class Hub {
       coordinator,
       governance: this.governance,
       reputation: this.reputation,
+      loadRecords: (network, records) => {
+        this.blocks.load(network, records?.blocks ?? []);
+        this.vdags.load(network, records?.vdags ?? []);
+        this.policies.load(network, records?.policies ?? []);
+        this.hooks.warm(records?.policies ?? []);
+      },
+      forgetRecords: (network) => {
+        this.blocks.forget(network);
+        this.vdags.forget(network);
+        this.policies.forget(network);
+      },
       deliver: (network, peerId, message) => {
         const conn = local(network, peerId);
         if (!conn) return false;
@@ -215,6 +226,13 @@ export class Hub {
   }
 
   /** What the data folder keeps of each network: its rules and served models. */
+  /** Every network's blocks, vDAGs and policies, as a shared Redis keeps them. */
+  private networkRecords(): Record<string, NetworkRecords> {
+    const [blocks, vdags, policies] = [this.blocks.all(), this.vdags.all(), this.policies.all()];
+    const names = new Set([...Object.keys(blocks), ...Object.keys(vdags), ...Object.keys(policies)]);
+    return Object.fromEntries([...names].map((network) => [network, { blocks: blocks[network] ?? [], vdags: vdags[network] ?? [], policies: policies[network] ?? [] }]));
+  }
+
   private storedNetworks(): Record<string, StoredNetwork> {
     const models = this.served.stored();
     const rules = this.governance.all();
@@ -452,8 +470,6 @@ export class Hub {
       case 'blocks':
       case 'vdags':
       case 'policies': {
-        // Several processes would each keep their own registry: not offered until it lives in Redis.
-        if (this.cluster) return conn.error('ERR_NOT_AVAILABLE', `${msg.type} are not kept by signaling processes sharing a Redis yet; use one process with a data folder`, msg.type, msg.requestId);
         const reply = (m: ServerMessage) => conn.send(m);
         if (msg.type === 'blocks') return this.pipelineBlocks.handle(conn.network, conn.peer.peerId, msg, reply);
         if (msg.type === 'vdags') return this.vdags.handle(conn.network, conn.peer.peerId, msg, reply);

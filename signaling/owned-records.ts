@@ -95,6 +95,12 @@ export class OwnedRecords<Spec, Rec extends Spec & Owned> {
     return old;
   }
 
+  /** The network's records as another signaling process made them (a shared Redis). */
+  load(network: string, records: readonly Rec[]): void {
+    if (records.length) this.byNetwork.set(network, new Map(records.map((r) => [this.o.key(r), r])));
+    else this.byNetwork.delete(network);
+  }
+
   /** The network's last member left (with its rules). */
   forget(network: string): void {
     if (this.byNetwork.delete(network)) this.onChange();

@@ -55,6 +55,10 @@ export class PolicyRegistry {
     this.records.forget(network);
   }
 
+  load(network: string, records: readonly PolicyRecord[]): void {
+    this.records.load(network, records);
+  }
+
   /** Answers one `policies` request: the policies concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: PoliciesRequest, reply: (m: ServerMessage) => void): void {
     answerRegistry(this.records, { type: 'policies', record: 'policy', key: 'id', parseKey: (id) => PolicyIdSchema.parse(id) }, network, peerId, msg, reply);

@@ -22,6 +22,7 @@ import { Redis } from 'ioredis';
 import { fromBase64Url, identityFromSeed, toBase64Url, type ClientMessage, type Identity, type ModelSpec, type PeerInfo, type ServerMessage } from '../protocol/index.ts';
 import type { Coordinator } from './coordinator.ts';
 import type { Governance, NetworkRules } from './governance.ts';
+import { SharedRecords, type NetworkRecords } from './redis-records.ts';
 import type { KeyRecord, Reputation, Verdict } from './reputation.ts';
 import { RedisKeys, RedisRegistry } from './redis-registry.ts';
 import { RedisServingStore } from './redis-serving-store.ts';
@@ -42,6 +43,10 @@ export interface ClusterHost {
   broadcast(network: string, message: ServerMessage): void;
   /** Another process took this peer's id over: the socket here is replaced. */
   replace(network: string, peerId: string): void;
+  /** Another process changed a network's blocks, vDAGs or policies (null: it has none now). */
+  loadRecords(network: string, records: NetworkRecords | null): void;
+  /** The network's last member anywhere left: its registries go with its rules. */
+  forgetRecords(network: string): void;
   /** Every [network, peerId] whose socket is here. */
   local(): Iterable<[string, string]>;
 }
@@ -70,6 +75,7 @@ type Body =
   | { k: 'replace'; network: string; peerId: string }
   | { k: 'coord'; network: string; peerId: string; op: Op; hops?: number }
   | { k: 'rules'; network: string; rules: NetworkRules | null }
+  | { k: 'records'; network: string }
   | { k: 'reputation'; records: Record<string, KeyRecord> };
 /** What goes over pub/sub: a body and the sending process's id. */
 type Envelope = Body & { src: string };
@@ -122,6 +128,7 @@ export class RedisCluster {
   /** The rules last written to or read from Redis, per network (JSON), so only changes are written. */
   private readonly rulesSeen = new Map<string, string>();
   private rulesSync: Promise<void> | undefined;
+  private readonly records: SharedRecords;
   /** Each key's record as Redis last had it; the local records' difference is added at the next flush. */
   private readonly reputationSeen = new Map<string, KeyRecord>();
   private reputationTimer: ReturnType<typeof setTimeout> | undefined;
@@ -135,12 +142,15 @@ export class RedisCluster {
     /** The rules and reputations in Redis when this process started. */
     readonly restoredRules: Record<string, NetworkRules>,
     readonly restoredReputation: Record<string, KeyRecord>,
+    /** The networks' blocks, vDAGs and policies in Redis when this process started. */
+    readonly restoredRecords: Record<string, NetworkRecords>,
   ) {
     this.keys = new RedisKeys(options.prefix);
     this.registry = new RedisRegistry(redis, this.keys);
     this.serving = new RedisServingStore(redis, this.keys);
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.log = options.log ?? (() => {});
+    this.records = new SharedRecords(redis, this.keys.records, (network) => this.publishAll({ k: 'records', network }), this.log, restoredRecords);
     for (const [network, rules] of Object.entries(restoredRules)) this.rulesSeen.set(network, JSON.stringify(rules));
     for (const [peerId, record] of Object.entries(restoredReputation)) this.reputationSeen.set(peerId, record);
   }
@@ -170,7 +180,8 @@ export class RedisCluster {
         else if (which === 'w') record.wrong = Number(value);
         else if (which === 't') record.timeouts = Number(value);
       }
-      const cluster = new RedisCluster(redis, sub, options, identityFromSeed(fromBase64Url(seed)), rules, reputation);
+      const records = await SharedRecords.read(redis, keys.records);
+      const cluster = new RedisCluster(redis, sub, options, identityFromSeed(fromBase64Url(seed)), rules, reputation, records);
       sub.on('message', (_channel: string, text: string) => cluster.onEnvelope(text));
       await sub.subscribe(keys.channel(cluster.id), keys.everyone);
       return cluster;
@@ -243,7 +254,10 @@ export class RedisCluster {
     if (stopping) return false;
     if (!(await this.registry.removeWhere(network, peerId, this.id))) return false;
     await this.publishAll({ k: 'tell', network, peerId, message: leave });
-    if ((await this.registry.count(network)) === 0) this.host?.governance.forget(network);
+    if ((await this.registry.count(network)) === 0) {
+      this.host?.governance.forget(network);
+      this.host?.forgetRecords(network);
+    }
     return true;
   }
 
@@ -258,6 +272,11 @@ export class RedisCluster {
   /** A broadcast the coordinator made: the members on the other processes hear it too. */
   broadcast(network: string, message: ServerMessage): void {
     void this.publishAll({ k: 'broadcast', network, message }).catch((err: unknown) => this.log(`redis: broadcast to ${network}: ${String(err)}`));
+  }
+
+  /** Blocks, vDAGs or policies changed here (or were forgotten): written to Redis and told to the others. */
+  recordsChanged(all: () => Record<string, NetworkRecords>): void {
+    this.records.changed(all);
   }
 
   /** The network's rules changed here (or were forgotten): written to Redis and told to the others. */
@@ -396,6 +415,12 @@ export class RedisCluster {
         case 'replace':
           host.replace(e.network, e.peerId);
           return;
+        case 'records':
+          void this.records.fetch(e.network).then(
+            (records) => host.loadRecords(e.network, records),
+            (err: unknown) => this.log(`redis: reading the registries of ${e.network}: ${String(err)}`),
+          );
+          return;
         case 'rules': {
           this.rulesSeen.set(e.network, JSON.stringify(e.rules));
           if (e.rules === null) this.rulesSeen.delete(e.network);
@@ -502,7 +527,10 @@ export class RedisCluster {
     }
     if (!dropped) return;
     this.log(`${network}: dropped ${dropped} peers whose signaling process is gone`);
-    if ((await this.registry.count(network)) === 0) this.host!.governance.forget(network);
+    if ((await this.registry.count(network)) === 0) {
+      this.host!.governance.forget(network);
+      this.host!.forgetRecords(network);
+    }
     await this.host!.coordinator.changed(network);
   }
 

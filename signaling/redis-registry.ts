@@ -37,6 +37,10 @@ export class RedisKeys {
   get reputation(): string {
     return `${this.prefix}reputation`;
   }
+  /** Each network's registries (blocks, vDAGs, policies) as one JSON value (redis-records.ts). */
+  get records(): string {
+    return `${this.prefix}records`;
+  }
   get serverKey(): string {
     return `${this.prefix}server-key`;
   }

@@ -36,6 +36,10 @@ export class VdagRegistry {
     this.records.forget(network);
   }
 
+  load(network: string, records: readonly Vdag[]): void {
+    this.records.load(network, records);
+  }
+
   /** Answers one `vdags` request: the vDAGs concerned, or the error naming why not. */
   handle(network: string, peerId: string, msg: VdagsRequest, reply: (m: ServerMessage) => void): void {
     answerRegistry(this.records, { type: 'vdags', record: 'vdag', key: 'id', parseKey: (id) => VdagIdSchema.parse(id) }, network, peerId, msg, reply);
