@@ -24,7 +24,8 @@ Options:
                         running at once needs its own
   --memory-mb N         memory budget offered to the network (default 1024)
   --max-connections N   most WebRTC links this peer keeps (default ${DEFAULT_MAX_PEER_CONNECTIONS})
-  --backend B           webgpu, cpu or auto (default auto: WebGPU when Node has an adapter)
+  --backend B           webgpu, cpu or auto (default auto: with an adapter, whichever of WebGPU and
+                        the CPU measures faster on each assigned model's layer shapes; else the CPU)
   --kv-dtype D          keys and values cached as f32 or f16 (half the memory; default f32)
   --threads N           CPU threads of quantized (GGUF) layers (default: every core)
   -h, --help            show this help
@@ -60,6 +61,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
   const threads = values.threads === undefined ? undefined : Number(values.threads);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new Error('--threads must be a whole number >= 1');
   // Without an adapter, 'auto' serves on the CPU; 'webgpu' insists and fails with ERR_NO_WEBGPU.
+  // With one, 'auto' measures both per model when assigned (the status line says which and how fast).
   const gpu = backend === 'cpu' ? undefined : await nodeGpu().catch((err: Error) => {
     if (backend === 'webgpu') throw err;
     return undefined;
@@ -75,7 +77,7 @@ export async function runPeerCommand(argv: string[]): Promise<void> {
     maxConnections,
   });
   const log = (line: string) => process.stdout.write(`${line}\n`);
-  const grid = new GridPeer({ mesh, open: checkpointOpener(openModelNode, {}), backend: gpu ? 'webgpu' : await CpuBackend.create({ threads }), gpu, kvDtype });
+  const grid = new GridPeer({ mesh, open: checkpointOpener(openModelNode, {}), backend: gpu ? backend : await CpuBackend.create({ threads }), gpu, threads, kvDtype });
   grid.on('status', (st) => log(`serving ${st.modelId} [${st.start}, ${st.end}): ${st.state}${st.detail ? ` (${st.detail})` : ''}`));
   grid.on('warning', (err) => log(`warning ${err.code}: ${err.message}`));
   mesh.on('state', (s) => log(`signaling ${s}`));

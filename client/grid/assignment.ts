@@ -11,6 +11,8 @@ import { Head } from '../model/head.ts';
 import { Shard } from '../model/shard.ts';
 import { checkSpecAgainst } from './model-spec.ts';
 import { LoadWindow } from './load-window.ts';
+import { servingBackend } from './serving-backend.ts';
+import { describeDecision, type BackendDecision } from '../model/backend/measure.ts';
 
 /**
  * The head parts a peer holds besides its layers, for light sessions: `embed` lets it be hop 0,
@@ -28,8 +30,11 @@ export const defaultOpener: CheckpointOpener = checkpointOpener(openModel, {});
 export interface ShardSettings {
   /** Set when the assignment must not load (e.g. it exceeds the peer's budget): reported as failed. */
   refuse?: AigridError;
+  /** 'auto' (default) measures both backends on each assigned model's shapes (serving-backend.ts). */
   backend?: Backend | BackendChoice;
   gpu?: GPU | GpuContext;
+  /** CPU threads of a CPU backend that 'auto' makes. */
+  threads?: number;
   kvBudgetBytes?: number;
   /** Keys and values in f32 (default) or f16 (half the memory: twice the sessions in a budget). */
   kvDtype?: KvDtype;
@@ -44,6 +49,8 @@ export class Assignment {
   /** Loaded when `parts` asks for either head part. */
   head: Head | null = null;
   detail: string | undefined;
+  /** How 'auto' chose this range's backend (its choice and both timings are also the ready status's detail). */
+  decision: BackendDecision | undefined;
   tokensServed = 0;
   /** Its recent passes: what its status reports as load. */
   readonly loadWindow = new LoadWindow();
@@ -57,6 +64,8 @@ export class Assignment {
   /** Resolves when the shard is ready; rejects with why it could not load. */
   readonly ready: Promise<void>;
   private readonly abort = new AbortController();
+  /** The backend 'auto' made for this range: destroyed after the shard and head on it. */
+  private ownedBackend: Backend | null = null;
 
   constructor(
     readonly model: ModelSpec,
@@ -84,6 +93,7 @@ export class Assignment {
   private async load(open: CheckpointOpener, settings: ShardSettings): Promise<void> {
     const { model, start, end } = this;
     const signal = this.abort.signal;
+    let owned: Backend | null = null;
     try {
       if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end <= start || end > model.numLayers) {
         throw new AigridError('ERR_INVALID_ARGUMENT', `layers [${start}, ${end}) are not a range of ${model.modelId}'s ${model.numLayers}`);
@@ -91,12 +101,15 @@ export class Assignment {
       if (settings.refuse) throw settings.refuse;
       const source = await open(model, signal);
       checkSpecAgainst(model, source);
-      const { refuse: _none, ...shardSettings } = settings;
+      const { refuse: _none, threads: _threads, ...shardSettings } = settings;
+      const chosen = await servingBackend(source, start, end, model.weightDtype, settings);
+      owned = chosen.owned;
+      signal.throwIfAborted();
       const onProgress = ({ bytesDone, bytesTotal }: { bytesDone: number; bytesTotal: number }) => {
         this.progress = { bytesDone, bytesTotal };
         this.onProgress?.(this);
       };
-      const shard = await Shard.load(source, { ...shardSettings, start, end, weightDtype: model.weightDtype, signal, onProgress });
+      const shard = await Shard.load(source, { ...shardSettings, backend: chosen.backend, start, end, weightDtype: model.weightDtype, signal, onProgress });
       if (signal.aborted) {
         shard.destroy();
         signal.throwIfAborted();
@@ -115,9 +128,12 @@ export class Assignment {
         this.head = head;
       }
       this.shard = shard;
+      this.ownedBackend = owned;
+      if (chosen.decision) [this.decision, this.detail] = [chosen.decision, describeDecision(chosen.decision)];
       this.state = 'ready';
       this.onChange(this);
     } catch (err) {
+      if (this.ownedBackend !== owned) owned?.destroy();
       this.state = 'failed';
       this.detail = (err instanceof Error ? err.message : String(err)).slice(0, 256);
       if (!signal.aborted) this.onChange(this);
@@ -131,5 +147,7 @@ export class Assignment {
     this.head = null;
     this.shard?.destroy();
     this.shard = null;
+    this.ownedBackend?.destroy();
+    this.ownedBackend = null;
   }
 }

@@ -14,6 +14,7 @@ import { HopServer, type SessionLimits } from './hop-server.ts';
 import { UsageCounts } from './usage-counts.ts';
 import { PipelineHost, type PipelineLoader } from './pipeline-host.ts';
 import { loadPipeline } from '../model/pipeline.ts';
+import { announcedThroughput } from './serving-backend.ts';
 
 export const DEFAULT_SESSION_IDLE_MS = 5 * 60_000;
 /** The coordinator takes a peer silent for several of these for stuck, and routes around it. */
@@ -178,7 +179,11 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     const onProgress = (a: Assignment) => {
       if (this.assignments.get(a.modelId) === a) this.emit('progress', { modelId: a.modelId, start: a.start, end: a.end, ...a.progress });
     };
-    const assignment = new Assignment(model, start, end, this.options.open ?? defaultOpener, settings, (a) => this.report(a), { ...parts }, onProgress);
+    const onChange = (a: Assignment) => {
+      this.announceBackend(a);
+      this.report(a);
+    };
+    const assignment = new Assignment(model, start, end, this.options.open ?? defaultOpener, settings, onChange, { ...parts }, onProgress);
     assignment.ticketed = ticketed;
     this.assignments.set(model.modelId, assignment);
     this.report(assignment);
@@ -217,6 +222,11 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
   /** What this peer serves now. */
   status(): ServingStatus[] {
     return [...[...this.assignments.values()].map((a) => this.statusOf(a)), ...this.pipelines.status()];
+  }
+
+  /** What a model's layers run on here, once loaded ('auto' chose it by measuring: see its status detail). */
+  backendOf(modelId: string): 'webgpu' | 'cpu' | undefined {
+    return this.assignments.get(modelId)?.shard?.backend.kind;
   }
 
   /** How decode steps were batched: passes, steps and the largest batch. */
@@ -267,6 +277,14 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     if (a.state === 'ready') status.load = a.loadWindow.report();
     if (a.detail !== undefined) status.detail = a.detail;
     return status;
+  }
+
+  /** The backend 'auto' measured faster is the one this peer announces it serves with. */
+  private announceBackend(a: Assignment): void {
+    if (a.state !== 'ready' || !a.decision || this.assignments.get(a.modelId) !== a) return;
+    const capabilities = this.mesh.signaling.capabilities;
+    const throughput = announcedThroughput(capabilities.throughput, a.decision);
+    if (throughput) this.mesh.updateCapabilities({ ...capabilities, throughput });
   }
 
   private report(a: Assignment): void {

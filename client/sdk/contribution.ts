@@ -21,6 +21,7 @@ export interface ContributionOptions {
   mesh: Mesh;
   memoryBudgetMB: number;
   open: CheckpointOpener;
+  /** 'auto': WebGPU or the CPU, measured on each assigned model's shapes (grid/serving-backend.ts). */
   backend: BackendChoice;
   gpu?: GPU;
   /** Where onnxruntime-web's files are, for pipeline blocks in a page. */

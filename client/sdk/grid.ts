@@ -83,7 +83,7 @@ export interface ContributeOptions {
   memoryBudgetMB: number;
   /** Models to make available on the network as well (see serve()). */
   models?: (string | ModelSpec | ServeOptions)[];
-  /** 'auto' (default): WebGPU when there is an adapter, else the CPU. */
+  /** 'auto' (default): where there is an adapter, WebGPU or the CPU, whichever is measured faster on each assigned model's shapes. */
   backend?: BackendChoice;
 }
 
@@ -273,7 +273,7 @@ export class Grid {
       mesh: await (this.options.joinAsPeer ?? ((mb) => this.joinSibling(mb)))(options.memoryBudgetMB, gpu),
       memoryBudgetMB: options.memoryBudgetMB,
       open: this.options.open,
-      backend: gpu ? 'webgpu' : 'cpu',
+      backend: gpu ? backend : 'cpu',
       gpu,
       ...(this.options.pipelineWasmPaths ? { pipelineWasmPaths: this.options.pipelineWasmPaths } : {}),
     });

@@ -1,5 +1,6 @@
 // Picks the backend: WebGPU where an adapter is available (an injected GpuContext or GPU, else the
-// page's navigator.gpu; Node passes nodeGpu()), else the CPU.
+// page's navigator.gpu; Node passes nodeGpu()), else the CPU. Serving peers decide 'auto' by
+// measuring both on the assigned model's shapes instead (measure.ts, grid/serving-backend.ts).
 import { AigridError } from '../../../protocol/index.ts';
 import { GpuContext } from '../../../kernels/context.ts';
 import { CpuBackend } from './cpu.ts';
