@@ -1,13 +1,15 @@
 // Activations of LLaMA-family (SiLU, SwiGLU), GPT-2 (GELU, tanh form) and Gemma (GeGLU) MLPs, f32,
 // element-wise.
 import { AigridError } from '../protocol/index.ts';
-import code from './activation.wgsl?raw';
+import body from './activation.wgsl?raw';
+import fns from './activation_fns.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';
 import { expectDtype, expectShape } from './guard.ts';
 import { elementCount, type GpuTensor } from './tensor.ts';
 
 const WG = 256;
+const code = fns + body;
 
 type Kind = 'silu' | 'gelu' | Gated;
 /** A gated MLP's activation: silu(gate) * up, or gelu(gate) * up. */
@@ -28,8 +30,8 @@ function record(ctx: GpuContext, pipeline: GPUComputePipeline, encoder: GPUComma
   ctx.dispatch(encoder, pipeline, [out.buffer, params, ...inputs.map(([, t]) => t.buffer)], grid);
 }
 
-function build(ctx: GpuContext, kind: Kind): GPUComputePipeline {
-  return ctx.pipeline({ op: kind, dtype: 'f32', workgroup: WG }, code, { WG }, `${kind}_main`);
+function build(ctx: GpuContext, kind: Kind, variant = ''): GPUComputePipeline {
+  return ctx.pipeline({ op: kind, dtype: 'f32', workgroup: WG, variant }, code, { WG }, `${kind}${variant ? `_${variant}` : ''}_main`);
 }
 
 /** out = x * sigmoid(x). */
@@ -61,6 +63,7 @@ export class GeluOp {
 /** out = act(gate) * up (swiglu: silu, geglu: gelu), gate and up [T, I] from the MLP's two projections. */
 export class GatedOp {
   private readonly pipeline: GPUComputePipeline;
+  private split?: GPUComputePipeline;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -71,5 +74,21 @@ export class GatedOp {
 
   run(encoder: GPUCommandEncoder, gate: GpuTensor, up: GpuTensor, out: GpuTensor): void {
     record(this.ctx, this.pipeline, encoder, this.kind, out, [['gate', gate], ['up', up]]);
+  }
+
+  /** out [T, I] = act(gu[:, :I]) * gu[:, I:], gu [T, 2I] the output of a fused [gate; up] projection. */
+  runSplit(encoder: GPUCommandEncoder, gu: GpuTensor, out: GpuTensor): void {
+    const op = `${this.kind} (split)`;
+    expectDtype(op, 'gu', gu, ['f32']);
+    expectDtype(op, 'out', out, ['f32']);
+    expectShape(op, 'out', out, [null, null]);
+    const [T, I] = out.shape as [number, number];
+    expectShape(op, 'gu', gu, [T, 2 * I]);
+    if (gu.buffer === out.buffer) throw new AigridError('ERR_INVALID_ARGUMENT', `${op}: out must not be gu (no in-place path)`);
+    const n = T * I;
+    if (n === 0) return;
+    this.split ??= build(this.ctx, this.kind, 'split');
+    const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
+    this.ctx.dispatch(encoder, this.split, [out.buffer, this.ctx.uniform(new Uint32Array([n, I])), gu.buffer], grid);
   }
 }

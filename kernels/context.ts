@@ -35,11 +35,52 @@ export interface PipelineKey {
 export interface AdapterSummary {
   vendor: string;
   architecture: string;
+  /** The device's name where the implementation gives it (Dawn: e.g. the GPU's product name). */
+  device?: string;
   description: string;
   isFallbackAdapter: boolean;
 }
 
 type Readback = Float32Array | Uint32Array | Int32Array;
+
+/** Distinct uniform contents and group-0 bind groups kept (a few layers' worth of decode steps). */
+const UNIFORM_CACHE = 4096;
+const GROUP_CACHE = 8192;
+
+/** Adds to a map kept in order of use, dropping the least recently used entries past `cap`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, cap: number): void {
+  map.set(key, value);
+  if (map.size > cap) for (const old of map.keys()) if (map.size > cap) map.delete(old); else break;
+}
+
+/** The entry for key, moved to the most recently used end. */
+function recall<V>(map: Map<string, V>, key: string): V | undefined {
+  const value = map.get(key);
+  if (value !== undefined) {
+    map.delete(key);
+    map.set(key, value);
+  }
+  return value;
+}
+
+/** What the context has recorded and submitted so far (a snapshot; subtract two to measure a span). */
+export interface GpuCounters {
+  /** Compute passes begun. */
+  passes: number;
+  /** Dispatches recorded (a pass may hold several). */
+  dispatches: number;
+  /** Queue submits. */
+  submits: number;
+  /** JS time spent recording passes, as reported by their recorders (addEncodeTime). */
+  encodeMs: number;
+  /** JS time spent in queue.submit (where a driver does work at submit, it shows here). */
+  submitMs: number;
+}
+
+/** b - a, field by field. */
+export function countersBetween(a: GpuCounters, b: GpuCounters): GpuCounters {
+  return { passes: b.passes - a.passes, dispatches: b.dispatches - a.dispatches, submits: b.submits - a.submits, encodeMs: b.encodeMs - a.encodeMs, submitMs: b.submitMs - a.submitMs };
+}
 
 export class GpuContext {
   readonly device: GPUDevice;
@@ -50,9 +91,18 @@ export class GpuContext {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pool = new Map<string, GPUBuffer[]>();
-  private pendingTemps: GPUBuffer[] = [];
   private lostError: AigridError | null = null;
   private readonly errorListeners = new Set<(err: AigridError) => void>();
+  private readonly counts: GpuCounters = { passes: 0, dispatches: 0, submits: 0, encodeMs: 0, submitMs: 0 };
+  /** Compute passes kept open per encoder for sharePasses (null: none open now). */
+  private readonly openPasses = new WeakMap<GPUCommandEncoder, GPUComputePassEncoder | null>();
+  /** Cached group-1 bind groups per first constant buffer (see constantGroup). */
+  private readonly constantGroups = new WeakMap<GPUBuffer, Map<string, GPUBindGroup>>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private lastBufferId = 0;
+  private readonly pipelineIds = new Map<GPUComputePipeline, number>();
+  private readonly uniforms = new Map<string, GPUBuffer>();
+  private readonly groups = new Map<string, GPUBindGroup>();
 
   /** Held so the instance outlives the device: Dawn in Node frees a collected GPU object's instance. */
   private readonly owners: readonly unknown[];
@@ -90,6 +140,7 @@ export class GpuContext {
     return new GpuContext(device, f16, {
       vendor: info?.vendor ?? '',
       architecture: info?.architecture ?? '',
+      device: info?.device ?? '',
       description: info?.description ?? '',
       isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
     }, [gpu, adapter]);
@@ -120,12 +171,23 @@ export class GpuContext {
       const label = `${key.op}/${key.dtype}${key.variant ? `/${key.variant}` : ''}`;
       pipeline = this.device.createComputePipeline({ label, layout: 'auto', compute: { module, entryPoint, constants } });
       this.pipelines.set(id, pipeline);
+      this.pipelineIds.set(pipeline, this.pipelineIds.size + 1);
     }
     return pipeline;
   }
 
   get pipelineCount(): number {
     return this.pipelines.size;
+  }
+
+  /** Passes, dispatches and submits so far, and the encode time recorders reported. */
+  counters(): GpuCounters {
+    return { ...this.counts };
+  }
+
+  /** A recorder (the WebGPU backend's forward pass) reports the JS time it spent encoding. */
+  addEncodeTime(ms: number): void {
+    this.counts.encodeMs += ms;
   }
 
   /** Fails with a named error when a buffer of this size cannot be bound as one storage binding. */
@@ -178,12 +240,22 @@ export class GpuContext {
     return { ...main, scales: scaleBuffer, scaleDtype };
   }
 
-  /** A small uniform buffer from the pool, returned to it once the next submit completes. */
+  /**
+   * A small uniform buffer holding `data`, never written again: one per distinct content, so a
+   * decode step finds the buffers (and bind groups) of the step before. The UNIFORM_CACHE most
+   * recently used contents are kept; another is dropped, not destroyed (commands recorded with it
+   * may still be pending; the buffer goes with its last reference).
+   */
   uniform(data: ArrayBufferView): GPUBuffer {
+    const aligned = data.byteLength % 4 === 0 && data.byteOffset % 4 === 0;
+    const view = aligned ? new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const key = `${aligned ? 'w' : 'b'}${view.join(',')}`;
+    let buffer = recall(this.uniforms, key);
+    if (buffer) return buffer;
     const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
-    const buffer = this.acquire(size, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'uniform');
+    buffer = this.device.createBuffer({ label: 'uniform', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-    this.pendingTemps.push(buffer);
+    remember(this.uniforms, key, buffer, UNIFORM_CACHE);
     return buffer;
   }
 
@@ -200,19 +272,58 @@ export class GpuContext {
     this.pool.set(key, list);
   }
 
-  bindGroup(pipeline: GPUComputePipeline, buffers: readonly GPUBuffer[]): GPUBindGroup {
-    return this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+  /** Buffer i is binding i of the group; a hole (undefined) is a binding the pipeline does not have. */
+  bindGroup(pipeline: GPUComputePipeline, buffers: readonly (GPUBuffer | undefined)[], group = 0): GPUBindGroup {
+    const entries: GPUBindGroupEntry[] = [];
+    buffers.forEach((buffer, binding) => buffer && entries.push({ binding, resource: { buffer } }));
+    return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(group), entries });
   }
 
-  /** Records one dispatch into the caller's encoder. */
+  /**
+   * Group 1 of a pipeline over buffers that outlive passes (a weight, its scales, a norm's weight,
+   * a bias): made on first use and kept as long as the weight's buffer, so decode steps create
+   * only their activations' group.
+   */
+  private constantGroup(pipeline: GPUComputePipeline, buffers: readonly (GPUBuffer | undefined)[]): GPUBindGroup {
+    const first = buffers.find((b): b is GPUBuffer => b !== undefined)!;
+    let byPipeline = this.constantGroups.get(first);
+    if (!byPipeline) this.constantGroups.set(first, (byPipeline = new Map()));
+    const key = `${this.pipelineIds.get(pipeline) ?? 0}:${buffers.map((b) => (b ? this.bufferId(b) : '-')).join(',')}`;
+    let group = byPipeline.get(key);
+    if (!group) byPipeline.set(key, (group = this.bindGroup(pipeline, buffers, 1)));
+    return group;
+  }
+
+  /**
+   * Group 0 by pipeline and buffers: a decode step binds the same pooled activations and uniforms
+   * as the one before, so its groups are found rather than made. Buffers have ids that are never
+   * reused, so a destroyed buffer's groups are simply never asked for again (and age out).
+   */
+  private cachedGroup(pipeline: GPUComputePipeline, buffers: readonly (GPUBuffer | undefined)[]): GPUBindGroup {
+    let key = String(this.pipelineIds.get(pipeline) ?? 0);
+    for (const b of buffers) key += b ? `,${this.bufferId(b)}` : ',-';
+    let group = recall(this.groups, key);
+    if (!group) remember(this.groups, key, (group = this.bindGroup(pipeline, buffers)), GROUP_CACHE);
+    return group;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = ++this.lastBufferId));
+    return id;
+  }
+
+  /**
+   * Records one dispatch into the caller's encoder: `buffers` are group 0 (made per dispatch),
+   * `constants` group 1 (cached, see constantGroup). In an encoder given to sharePasses, dispatches
+   * share one compute pass until a copy needs the encoder (commands) or it is submitted.
+   */
   dispatch(
     encoder: GPUCommandEncoder,
     pipeline: GPUComputePipeline,
-    buffers: readonly GPUBuffer[],
+    buffers: readonly (GPUBuffer | undefined)[],
     workgroups: readonly [number, number?, number?],
+    constants?: readonly (GPUBuffer | undefined)[],
   ): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     for (const count of workgroups) {
@@ -220,11 +331,36 @@ export class GpuContext {
         throw new AigridError('ERR_GPU_LIMIT', `${pipeline.label}: ${count} workgroups exceed maxComputeWorkgroupsPerDimension (${max})`);
       }
     }
-    const pass = encoder.beginComputePass({ label: pipeline.label });
+    const group0 = this.cachedGroup(pipeline, buffers);
+    const group1 = constants ? this.constantGroup(pipeline, constants) : undefined;
+    const shared = this.openPasses.has(encoder);
+    let pass = this.openPasses.get(encoder);
+    if (!pass) {
+      pass = encoder.beginComputePass({ label: shared ? 'shared' : pipeline.label });
+      this.counts.passes++;
+      if (shared) this.openPasses.set(encoder, pass);
+    }
+    this.counts.dispatches++;
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, this.bindGroup(pipeline, buffers));
+    pass.setBindGroup(0, group0);
+    if (group1) pass.setBindGroup(1, group1);
     pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-    pass.end();
+    if (!shared) pass.end();
+  }
+
+  /** Dispatches into this encoder share compute passes (a forward pass: dozens of dispatches). */
+  sharePasses(encoder: GPUCommandEncoder): void {
+    if (!this.openPasses.has(encoder)) this.openPasses.set(encoder, null);
+  }
+
+  /** The encoder, ready for a copy or clear: ends the compute pass its dispatches share, if open. */
+  commands(encoder: GPUCommandEncoder): GPUCommandEncoder {
+    const pass = this.openPasses.get(encoder);
+    if (pass) {
+      pass.end();
+      this.openPasses.set(encoder, null);
+    }
+    return encoder;
   }
 
   encoder(label = 'aigrid'): GPUCommandEncoder {
@@ -234,10 +370,13 @@ export class GpuContext {
 
   submit(encoder: GPUCommandEncoder): void {
     this.checkAlive();
-    this.device.queue.submit([encoder.finish()]);
-    const temps = this.pendingTemps;
-    this.pendingTemps = [];
-    if (temps.length) void this.device.queue.onSubmittedWorkDone().then(() => temps.forEach((b) => this.release(b)));
+    this.commands(encoder);
+    this.openPasses.delete(encoder);
+    const commands = encoder.finish();
+    const started = performance.now();
+    this.device.queue.submit([commands]);
+    this.counts.submitMs += performance.now() - started;
+    this.counts.submits++;
   }
 
   /** Runs fn inside validation and out-of-memory error scopes; a GPU error becomes ERR_GPU_ERROR. */
@@ -277,6 +416,9 @@ export class GpuContext {
     for (const list of this.pool.values()) list.forEach((b) => b.destroy());
     this.pool.clear();
     this.pipelines.clear();
+    this.pipelineIds.clear();
+    this.uniforms.clear();
+    this.groups.clear();
     this.device.destroy();
   }
 }

@@ -96,7 +96,7 @@ export class EmbeddingOp {
     const n = tokens * hidden;
     if (n === 0) return;
     // An empty vocabulary has no part to dispatch: every id is out of range.
-    if (parts.length === 0) return encoder.clearBuffer(out.buffer, 0, out.byteLength);
+    if (parts.length === 0) return this.ctx.commands(encoder).clearBuffer(out.buffer, 0, out.byteLength);
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     for (const [i, { tensor, rowStart }] of parts.entries()) {
       const pipeline = tensor.dtype === 'f16' ? this.f16 : this.f32;

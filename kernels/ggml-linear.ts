@@ -1,18 +1,28 @@
 // Linear kernels on GGML-quantized weights (ggml-weights.ts), dequantized inside the shaders:
 // decode (one row of x) reads each weight byte once (ggml_matvec.wgsl), prefill dequantizes each
 // weight tile once into workgroup memory for the tiled product (ggml_matmul.wgsl + matmul.wgsl).
+// The matvec takes matvec.ts's fusions (MatvecFusion: RMSNorm ahead, bias / residual / gated
+// epilogues) with the same snippets.
+import { AigridError } from '../protocol/index.ts';
+import activationFns from './activation_fns.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import matvecCode from './ggml_matvec.wgsl?raw';
+import normPrologue from './ggml_norm.wgsl?raw';
+import plainPrologue from './ggml_x.wgsl?raw';
 import matmulSnippet from './ggml_matmul.wgsl?raw';
 import { elementGrid } from './grid.ts';
 import params from './linear-params.wgsl?raw';
 import { chooseTile } from './matmul.ts';
 import matmulBody from './matmul.wgsl?raw';
-import { floorPow2, isCpuAdapter, type MatvecKernel } from './matvec.ts';
+import { checkFusion, checkGated, floorPow2, isCpuAdapter, type MatvecFusion, type MatvecKernel } from './matvec.ts';
+import plainEpilogue from './matvec_out.wgsl?raw';
+import biasEpilogue from './matvec_out_bias.wgsl?raw';
+import gatedEpilogue from './matvec_out_gated.wgsl?raw';
+import residualEpilogue from './matvec_out_residual.wgsl?raw';
 import { GGML_PLANES, type GgmlDType, type GpuTensor } from './tensor.ts';
 import { GGML_WEIGHT_DTYPES, checkLinear, linearParams } from './weights.ts';
 
-const MATVEC = params + matvecCode;
+const EPILOGUES = { plain: plainEpilogue, bias: biasEpilogue, residual: residualEpilogue, gated: activationFns + gatedEpilogue } as const;
 // After the snippet, as matmul.ts does.
 const MATMUL = matmulSnippet + params + matmulBody;
 
@@ -70,24 +80,34 @@ export class GgmlMatvecOp {
     this.workgroup = floorPow2(Math.min(this.kernel === 'rows' ? CPU_WG : 256, maxThreads));
   }
 
-  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0): void {
-    const dims = checkLinear('ggml-matvec', x, w, out, col0, GGML_WEIGHT_DTYPES);
+  /** out[:, col0 : col0 + N] = x · wᵀ with the fusions asked (gated: w [2I, K], out [M, I], col0 0). */
+  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0, fusion: MatvecFusion = {}): void {
+    const fused = Boolean(fusion.norm || fusion.add || fusion.gated);
+    const dims = fusion.gated ? checkGated(x, w, out, col0, GGML_WEIGHT_DTYPES) : checkLinear('ggml-matvec', x, w, out, col0, GGML_WEIGHT_DTYPES);
+    if (fused) checkFusion(dims, fusion, out, dims.K > 0);
     if (dims.M === 0 || dims.N === 0) return;
-    if (dims.K === 0) return this.empty.run(encoder, x, w, out, col0); // zeros, without vector bindings of nothing
+    if (dims.K === 0) {
+      if (fused) throw new AigridError('ERR_INVALID_ARGUMENT', 'ggml-matvec: no fused path for K = 0');
+      return this.empty.run(encoder, x, w, out, col0); // zeros, without vector bindings of nothing
+    }
     const dtype = w.dtype as GgmlDType;
     const WG = this.workgroup;
     const units = dims.K / UNIT[dtype];
     // Rows: one thread per group. Reduce: about two units per lane, within the workgroup.
     const TPR = this.kernel === 'rows' ? 1 : Math.max(8, Math.min(WG, floorPow2(Math.ceil(units / 2))));
     const ROWS = this.kernel === 'rows' ? CPU_ROWS : GPU_ROWS;
-    const pipeline = this.ctx.pipeline(
-      { op: 'ggml-matvec', dtype, workgroup: WG, variant: `${this.kernel}/tpr${TPR}/rows${ROWS}` },
-      MATVEC,
-      { WG, TPR, ROWS, FORMAT: FORMAT[dtype] },
-    );
-    const buffers = [out.buffer, this.ctx.uniform(linearParams(dims, w)), x.buffer, w.buffer, w.scales!];
+    const epilogue = fusion.gated ? 'gated' : (fusion.add?.kind ?? 'plain');
+    const code = params + (fusion.norm ? normPrologue : plainPrologue) + EPILOGUES[epilogue] + matvecCode;
+    const constants: Record<string, number> = { WG, TPR, ROWS, FORMAT: FORMAT[dtype], GATED: fusion.gated ? 1 : 0 };
+    if (fusion.gated) constants.ACT = fusion.gated === 'geglu' ? 1 : 0;
+    const variant = `${this.kernel}/tpr${TPR}/rows${ROWS}${fusion.norm ? '/norm' : ''}/${epilogue}`;
+    const pipeline = this.ctx.pipeline({ op: 'ggml-matvec', dtype, workgroup: WG, variant }, code, constants);
+    const uniform = this.ctx.uniform(linearParams(dims, w, fusion.norm?.eps));
+    const residual = fusion.add?.kind === 'residual' ? fusion.add.tensor.buffer : undefined;
+    const bias = fusion.add?.kind === 'bias' ? fusion.add.tensor.buffer : undefined;
     const [gx, gy] = elementGrid(Math.ceil(dims.N / ROWS), WG / TPR, this.ctx.limits.maxComputeWorkgroupsPerDimension);
-    this.ctx.dispatch(encoder, pipeline, buffers, [gx, gy, dims.M]);
+    // Group 1 (the weight's planes, norm weight, bias) is cached by the context.
+    this.ctx.dispatch(encoder, pipeline, [out.buffer, uniform, x.buffer, undefined, undefined, undefined, residual], [gx, gy, dims.M], [w.buffer, w.scales!, fusion.norm?.weight.buffer, bias]);
   }
 }
 

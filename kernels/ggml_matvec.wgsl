@@ -6,6 +6,9 @@
 // independent loads in flight, the same x for each), reduced over its lanes in workgroup memory;
 // TPR = 1 (CPU adapters, where barriers are dear) gives whole rows per thread and no reduction.
 // x rows are workgroup_id.z.
+// Fusions as in matvec.wgsl: x is read through xv (ggml_x.wgsl, or ggml_norm.wgsl with RMSNorm
+// fused ahead), out is written by store (matvec_out*.wgsl), and with GATED a group's rows are gate
+// rows j.. and up rows I + j.. of a [gate; up] weight, combined by store_gated.
 
 // Params: linear-params.wgsl, prepended.
 
@@ -16,6 +19,8 @@ override TPR: u32 = 32;
 override ROWS: u32 = 2;
 // One of the format constants below.
 override FORMAT: u32 = 0;
+// A [gate; up] weight: ROWS (2 or 4) rows per group make ROWS / 2 outputs.
+override GATED: bool = false;
 
 const Q8_0 = 0u;
 const Q4_0 = 1u;
@@ -26,10 +31,10 @@ const Q5_0 = 4u;
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
+@group(1) @binding(0) var<storage, read> w: array<vec4<u32>>;
 // The meta plane (`meta` is reserved in WGSL): f16 pairs of d (Q8_0, Q4_0, Q6_K), four words per block (Q4_K),
 // three halves d, qh low, qh high per block (Q5_0).
-@group(0) @binding(4) var<storage, read> extra: array<u32>;
+@group(1) @binding(1) var<storage, read> extra: array<u32>;
 
 var<workgroup> partial: array<vec4<f32>, WG>;
 
@@ -61,7 +66,7 @@ fn nib4(v: u32, shift: u32) -> vec4<f32> {
 fn unit_q8_0(xb: u32, wi: u32, u: u32) -> f32 {
   let q = w[wi];
   let i = xb + 4u * u;
-  let s = dot(x[i], i8x4(q.x)) + dot(x[i + 1u], i8x4(q.y)) + dot(x[i + 2u], i8x4(q.z)) + dot(x[i + 3u], i8x4(q.w));
+  let s = dot(xv(i), i8x4(q.x)) + dot(xv(i + 1u), i8x4(q.y)) + dot(xv(i + 2u), i8x4(q.z)) + dot(xv(i + 3u), i8x4(q.w));
   return s * half_at(wi >> 1u);
 }
 
@@ -69,10 +74,10 @@ fn unit_q8_0(xb: u32, wi: u32, u: u32) -> f32 {
 fn unit_q4_0(xb: u32, wi: u32, u: u32) -> f32 {
   let q = w[wi];
   let i = xb + 8u * u;
-  var s = dot(x[i], nib4(q.x, 0u) - 8.0) + dot(x[i + 1u], nib4(q.y, 0u) - 8.0);
-  s += dot(x[i + 2u], nib4(q.z, 0u) - 8.0) + dot(x[i + 3u], nib4(q.w, 0u) - 8.0);
-  s += dot(x[i + 4u], nib4(q.x, 4u) - 8.0) + dot(x[i + 5u], nib4(q.y, 4u) - 8.0);
-  s += dot(x[i + 6u], nib4(q.z, 4u) - 8.0) + dot(x[i + 7u], nib4(q.w, 4u) - 8.0);
+  var s = dot(xv(i), nib4(q.x, 0u) - 8.0) + dot(xv(i + 1u), nib4(q.y, 0u) - 8.0);
+  s += dot(xv(i + 2u), nib4(q.z, 0u) - 8.0) + dot(xv(i + 3u), nib4(q.w, 0u) - 8.0);
+  s += dot(xv(i + 4u), nib4(q.x, 4u) - 8.0) + dot(xv(i + 5u), nib4(q.y, 4u) - 8.0);
+  s += dot(xv(i + 6u), nib4(q.z, 4u) - 8.0) + dot(xv(i + 7u), nib4(q.w, 4u) - 8.0);
   return s * half_at(wi);
 }
 
@@ -90,10 +95,10 @@ fn unit_q5_0(xb: u32, wi: u32, u: u32) -> f32 {
   let q = w[wi];
   let qh = u16_at(3u * wi + 1u) | (u16_at(3u * wi + 2u) << 16u);
   let i = xb + 8u * u;
-  var s = dot(x[i], nib4(q.x, 0u) + hi4(qh, 0u) - 16.0) + dot(x[i + 1u], nib4(q.y, 0u) + hi4(qh, 4u) - 16.0);
-  s += dot(x[i + 2u], nib4(q.z, 0u) + hi4(qh, 8u) - 16.0) + dot(x[i + 3u], nib4(q.w, 0u) + hi4(qh, 12u) - 16.0);
-  s += dot(x[i + 4u], nib4(q.x, 4u) + hi4(qh, 16u) - 16.0) + dot(x[i + 5u], nib4(q.y, 4u) + hi4(qh, 20u) - 16.0);
-  s += dot(x[i + 6u], nib4(q.z, 4u) + hi4(qh, 24u) - 16.0) + dot(x[i + 7u], nib4(q.w, 4u) + hi4(qh, 28u) - 16.0);
+  var s = dot(xv(i), nib4(q.x, 0u) + hi4(qh, 0u) - 16.0) + dot(xv(i + 1u), nib4(q.y, 0u) + hi4(qh, 4u) - 16.0);
+  s += dot(xv(i + 2u), nib4(q.z, 0u) + hi4(qh, 8u) - 16.0) + dot(xv(i + 3u), nib4(q.w, 0u) + hi4(qh, 12u) - 16.0);
+  s += dot(xv(i + 4u), nib4(q.x, 4u) + hi4(qh, 16u) - 16.0) + dot(xv(i + 5u), nib4(q.y, 4u) + hi4(qh, 20u) - 16.0);
+  s += dot(xv(i + 6u), nib4(q.z, 4u) + hi4(qh, 24u) - 16.0) + dot(xv(i + 7u), nib4(q.w, 4u) + hi4(qh, 28u) - 16.0);
   return s * half_at(3u * wi);
 }
 
@@ -119,14 +124,14 @@ fn unit_q4_k(xb: u32, wi: u32, u: u32) -> f32 {
   let v = u & 7u;
   let g = v >> 1u;
   let i = xb + 64u * (u >> 3u) + 16u * g + 4u * (v & 1u);
-  let x0 = x[i];
-  let x1 = x[i + 1u];
-  let x2 = x[i + 2u];
-  let x3 = x[i + 3u];
-  let x4 = x[i + 8u];
-  let x5 = x[i + 9u];
-  let x6 = x[i + 10u];
-  let x7 = x[i + 11u];
+  let x0 = xv(i);
+  let x1 = xv(i + 1u);
+  let x2 = xv(i + 2u);
+  let x3 = xv(i + 3u);
+  let x4 = xv(i + 8u);
+  let x5 = xv(i + 9u);
+  let x6 = xv(i + 10u);
+  let x7 = xv(i + 11u);
   let qlo = dot(x0, nib4(q.x, 0u)) + dot(x1, nib4(q.y, 0u)) + dot(x2, nib4(q.z, 0u)) + dot(x3, nib4(q.w, 0u));
   let qhi = dot(x4, nib4(q.x, 4u)) + dot(x5, nib4(q.y, 4u)) + dot(x6, nib4(q.z, 4u)) + dot(x7, nib4(q.w, 4u));
   let one = vec4<f32>(1.0);
@@ -165,10 +170,10 @@ fn unit_q6_k(xb: u32, wi: u32, u: u32) -> f32 {
     let q2 = ((a >> vec4<u32>(4u)) & m15) | (((t >> vec4<u32>(4u)) & m3) << vec4<u32>(4u));
     let q3 = ((c >> vec4<u32>(4u)) & m15) | (((t >> vec4<u32>(6u)) & m3) << vec4<u32>(4u));
     s += vec4<f32>(
-      dot(x[i + k], vec4<f32>(q0) - 32.0),
-      dot(x[i + 8u + k], vec4<f32>(q1) - 32.0),
-      dot(x[i + 16u + k], vec4<f32>(q2) - 32.0),
-      dot(x[i + 24u + k], vec4<f32>(q3) - 32.0),
+      dot(xv(i + k), vec4<f32>(q0) - 32.0),
+      dot(xv(i + 8u + k), vec4<f32>(q1) - 32.0),
+      dot(xv(i + 16u + k), vec4<f32>(q2) - 32.0),
+      dot(xv(i + 24u + k), vec4<f32>(q3) - 32.0),
     );
   }
   return half_at(b) * dot(s, scales);
@@ -195,12 +200,21 @@ fn main(
 ) {
   let lane = tid % TPR;
   // Workgroups fold into 2-D past the per-dimension cap (vocabulary-sized N).
-  let n0 = ((wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR) * ROWS;
+  let group = (wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR;
   let m = wid.z;
+  norm_setup(m, tid);
+  let half = params.N / 2u;
+  let n0 = group * ROWS;
+  let j0 = group * (ROWS / 2u);
+  let valid = select(n0 < params.N, j0 < half, GATED);
   var acc = vec4<f32>();
-  if (n0 < params.N) {
+  if (valid) {
     // Rows past N repeat the last row, so every load stays in the weight; their sums are dropped.
-    let rows = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.N - 1u));
+    var rows = min(vec4<u32>(n0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.N - 1u));
+    if (GATED) {
+      let j1 = min(j0 + 1u, half - 1u);
+      rows = vec4<u32>(j0, half + j0, j1, half + j1);
+    }
     let units = params.K / unit_elements();
     let xb = m * (params.K / 4u);
     for (var u = lane; u < units; u += TPR) {
@@ -226,10 +240,16 @@ fn main(
     }
     acc = partial[tid];
   }
-  if (lane == 0u) {
-    let o = m * params.ldo + params.col0;
-    for (var r = 0u; r < ROWS && n0 + r < params.N; r++) {
-      out[o + n0 + r] = acc[r];
+  if (lane == 0u && valid) {
+    if (GATED) {
+      store_gated(m, j0, acc.x, acc.y);
+      if (ROWS > 3u && j0 + 1u < half) {
+        store_gated(m, j0 + 1u, acc.z, acc.w);
+      }
+    } else {
+      for (var r = 0u; r < ROWS && n0 + r < params.N; r++) {
+        store(m, n0 + r, acc[r]);
+      }
     }
   }
 }

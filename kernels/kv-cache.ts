@@ -3,10 +3,12 @@ import { AigridError } from '../protocol/index.ts';
 import type { GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';
 import { expectDtype, expectInteger, expectShape } from './guard.ts';
-import code from './kv-append.wgsl?raw';
+import f16Round from './f16_round.wgsl?raw';
+import body from './kv-append.wgsl?raw';
 import type { GpuTensor } from './tensor.ts';
 
 const WG = 256;
+const code = f16Round + body;
 
 /** How cached keys and values are stored: f32, or f16 (half the memory, values rounded on append). */
 export type KvDtype = 'f32' | 'f16';
@@ -94,18 +96,35 @@ export class KvCache {
     expectShape('kv-cache', 'k', k, [null, this.kvHeads, this.headDim]);
     expectShape('kv-cache', 'v', v, k.shape);
     const tokens = k.shape[0]!;
-    if (this.cached + tokens > this.maxSeq) {
-      throw new AigridError(
-        'ERR_INVALID_ARGUMENT',
-        `kv-cache: appending ${tokens} tokens at length ${this.cached} exceeds maxSeq ${this.maxSeq} (the model's context length)`,
-      );
-    }
+    this.checkRoom(tokens);
     if (tokens === 0) return;
     const n = tokens * this.kvHeads * rowWords(this.headDim, this.dtype);
     const params = this.ctx.uniform(new Uint32Array([n, this.kvHeads, this.headDim, this.maxSeq, this.cached]));
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     this.ctx.dispatch(encoder, this.pipeline, [k.buffer, v.buffer, this.k.buffer, this.v.buffer, params], grid);
     this.cached += tokens;
+  }
+
+  /**
+   * For a kernel that writes T rows itself (rope-append.ts): checks there is room, advances length
+   * at once (attention recorded next sees them) and returns the first position to write.
+   */
+  reserve(tokens: number): number {
+    this.checkLive();
+    expectInteger('kv-cache', 'tokens', tokens, 0);
+    this.checkRoom(tokens);
+    const start = this.cached;
+    this.cached += tokens;
+    return start;
+  }
+
+  private checkRoom(tokens: number): void {
+    if (this.cached + tokens > this.maxSeq) {
+      throw new AigridError(
+        'ERR_INVALID_ARGUMENT',
+        `kv-cache: appending ${tokens} tokens at length ${this.cached} exceeds maxSeq ${this.maxSeq} (the model's context length)`,
+      );
+    }
   }
 
   /** Forgets every token from `length` on (a rewind or a new conversation); the rows are overwritten later. */

@@ -10,4 +10,6 @@ struct Params {
   col0: u32,
   // q8 / q4: scales are f16 pairs rather than f32.
   scaleF16: u32,
+  // A matvec with RMSNorm fused ahead of it: the norm's epsilon.
+  eps: f32,
 }

@@ -3,48 +3,73 @@
 // threads take neighbouring groups of four elements (contiguous loads of x and w), a group of
 // threads per output row and a shared-memory tree reduction ('reduce'). CPU adapters (SwiftShader)
 // pay dearly for barriers, so there each thread computes whole rows alone ('rows').
+// Fusions (MatvecFusion) save a decoder layer its separate passes: an RMSNorm applied as x is read,
+// a bias or residual added as out is written, and a [gate; up] weight whose two products meet in
+// SwiGLU / GeGLU before out is written. The vector paths (K % 4 == 0) take them.
+import { AigridError } from '../protocol/index.ts';
+import type { Gated } from './activation.ts';
+import activationFns from './activation_fns.wgsl?raw';
 import type { AdapterSummary, GpuContext } from './context.ts';
 import { elementGrid } from './grid.ts';
+import { expectDtype, expectShape } from './guard.ts';
 import params from './linear-params.wgsl?raw';
 import matvecBody from './matvec.wgsl?raw';
 import anySnippet from './matvec_any.wgsl?raw';
 import f16Snippet from './matvec_f16.wgsl?raw';
 import f16NativeSnippet from './matvec_f16_native.wgsl?raw';
 import f32Snippet from './matvec_f32.wgsl?raw';
+import normPrologue from './matvec_norm.wgsl?raw';
+import plainEpilogue from './matvec_out.wgsl?raw';
+import biasEpilogue from './matvec_out_bias.wgsl?raw';
+import gatedEpilogue from './matvec_out_gated.wgsl?raw';
+import residualEpilogue from './matvec_out_residual.wgsl?raw';
 import q4Snippet from './matvec_q4.wgsl?raw';
 import q8Snippet from './matvec_q8.wgsl?raw';
 import matvecRowsBody from './matvec_rows.wgsl?raw';
+import rowsNormPrologue from './matvec_rows_norm.wgsl?raw';
 import rowsQ4Loop from './matvec_rows_q4.wgsl?raw';
 import rowsVec4Loop from './matvec_rows_vec4.wgsl?raw';
 import vec4Loop from './matvec_vec4.wgsl?raw';
-import type { GpuTensor } from './tensor.ts';
+import plainPrologue from './matvec_x.wgsl?raw';
+import anyPrologue from './matvec_x_any.wgsl?raw';
+import type { DType, GpuTensor } from './tensor.ts';
 import { checkLinear, linearParams, useNativeF16, type F16Mode, type LinearDims } from './weights.ts';
 
 /**
- * 'reduce': the dtype snippet, then the row loop, then matvec.wgsl. The vector paths read groups
- * of four elements and need K % 4 == 0 (q4 always has it); `any` reads one element at a time.
+ * 'reduce': the dtype snippet and its row loop, then the params, the prologue and epilogue, then
+ * matvec.wgsl. The vector paths read groups of four elements and need K % 4 == 0 (q4 always has
+ * it); `any` reads one element at a time and takes no fusion.
  */
-// After the dtype snippet, whose `enable` directive must come first.
-const body = params + matvecBody;
-const rowsBody = params + matvecRowsBody;
-
-const PATHS = {
-  f32: f32Snippet + vec4Loop + body,
-  f16: f16Snippet + vec4Loop + body,
-  'f16-native': f16NativeSnippet + vec4Loop + body,
-  q8: q8Snippet + vec4Loop + body,
-  q4: q4Snippet + vec4Loop + body,
-  any: anySnippet + body,
+const LOOPS = {
+  f32: f32Snippet + vec4Loop,
+  f16: f16Snippet + vec4Loop,
+  'f16-native': f16NativeSnippet + vec4Loop,
+  q8: q8Snippet + vec4Loop,
+  q4: q4Snippet + vec4Loop,
+  any: anySnippet,
 } as const;
 
-/** 'rows': the dtype snippet, its row loop, then matvec_rows.wgsl (K % 4 == 0; odd K takes `any`). */
-const ROW_PATHS = {
-  f32: f32Snippet + rowsVec4Loop + rowsBody,
-  f16: f16Snippet + rowsVec4Loop + rowsBody,
-  'f16-native': f16NativeSnippet + rowsVec4Loop + rowsBody,
-  q8: q8Snippet + rowsVec4Loop + rowsBody,
-  q4: q4Snippet + rowsQ4Loop + rowsBody,
+/** 'rows': the dtype snippet and its row loop, then matvec_rows.wgsl (K % 4 == 0; odd K takes `any`). */
+const ROW_LOOPS = {
+  f32: f32Snippet + rowsVec4Loop,
+  f16: f16Snippet + rowsVec4Loop,
+  'f16-native': f16NativeSnippet + rowsVec4Loop,
+  q8: q8Snippet + rowsVec4Loop,
+  q4: q4Snippet + rowsQ4Loop,
 } as const;
+
+const EPILOGUES = { plain: plainEpilogue, bias: biasEpilogue, residual: residualEpilogue, gated: activationFns + gatedEpilogue } as const;
+type Epilogue = keyof typeof EPILOGUES;
+
+/** What a matvec does besides the product (see the header). */
+export interface MatvecFusion {
+  /** RMSNorm of each x row (weight f32 [K]) before the product. */
+  norm?: { weight: GpuTensor; eps: number };
+  /** Adds bias [ldo] (its columns col0..) or residual (out's shape) to the product. */
+  add?: { kind: 'bias' | 'residual'; tensor: GpuTensor };
+  /** The weight is [gate; up] (2I rows) and out [M, I] = act(x · gateᵀ) * (x · upᵀ). */
+  gated?: Gated;
+}
 
 /** Output rows per thread in matvec_rows.wgsl (its four accumulators). */
 const ROWS = 4;
@@ -58,7 +83,7 @@ const ROWS_WG = 16;
 /** Elements per group in matvec_vec4.wgsl (one vec4 of x). */
 const GROUP = 4;
 
-type PathName = keyof typeof PATHS;
+type PathName = keyof typeof LOOPS;
 
 /** matvec_any.wgsl's DTYPE values. */
 const ANY_DTYPE = { f32: 0, f16: 1, q8: 2 } as const;
@@ -97,34 +122,52 @@ export class MatvecOp {
     this.rowsWorkgroup = floorPow2(Math.min(ROWS_WG, maxThreads));
   }
 
-  /** out[:, col0 : col0 + N] = x · wᵀ for x [M, K] f32, w [N, K] (f32, f16, q8 or q4), out [M, *] f32. */
-  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0): void {
-    const dims = checkLinear('matvec', x, w, out, col0);
-    if (dims.M === 0 || dims.N === 0) return;
-    const name = this.pathFor(w.dtype, dims.K);
-    if (this.kernel === 'rows' && name !== 'any') return this.runRows(encoder, x, w, out, dims, name);
-    const vector = name === 'any' ? 1 : GROUP;
-    const WG = this.workgroup;
-    // About four groups per thread, whole warps per row on long rows.
-    const TPR = Math.max(8, Math.min(WG, floorPow2(Math.ceil(dims.K / vector / 4))));
-    const constants: Record<string, number> = { WG, TPR };
-    // K = 0 reads no weight (and a q4 weight only comes here then): any decoder will do.
-    if (name === 'any') constants.DTYPE = ANY_DTYPE[w.dtype as keyof typeof ANY_DTYPE] ?? ANY_DTYPE.f32;
-    const pipeline = this.ctx.pipeline({ op: 'matvec', dtype: w.dtype, vector, workgroup: WG, variant: `reduce/${name}` }, PATHS[name], constants);
-
-    const buffers = [out.buffer, this.ctx.uniform(linearParams(dims, w)), x.buffer, w.buffer];
-    if (name === 'q8' || name === 'q4' || name === 'any') buffers.push(w.scales ?? w.buffer);
-    const [gx, gy] = elementGrid(dims.N, WG / TPR, this.ctx.limits.maxComputeWorkgroupsPerDimension);
-    this.ctx.dispatch(encoder, pipeline, buffers, [gx, gy, dims.M]);
+  /** Whether this weight takes the fused kernels (the vector paths: K a positive multiple of 4). */
+  canFuse(w: GpuTensor): boolean {
+    const K = w.shape[1] ?? 0;
+    return K > 0 && K % GROUP === 0;
   }
 
-  private runRows(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, dims: LinearDims, name: keyof typeof ROW_PATHS): void {
-    const WG = this.rowsWorkgroup;
-    const pipeline = this.ctx.pipeline({ op: 'matvec', dtype: w.dtype, vector: GROUP, workgroup: WG, variant: `rows/${name}` }, ROW_PATHS[name], { WG });
-    const buffers = [out.buffer, this.ctx.uniform(linearParams(dims, w)), x.buffer, w.buffer];
-    if (name === 'q8' || name === 'q4') buffers.push(w.scales!);
-    const [gx, gy] = elementGrid(Math.ceil(dims.N / ROWS), WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
-    this.ctx.dispatch(encoder, pipeline, buffers, [gx, gy, dims.M]);
+  /**
+   * out[:, col0 : col0 + N] = x · wᵀ for x [M, K] f32, w [N, K] (f32, f16, q8 or q4), out [M, *] f32,
+   * with the fusions asked (gated: w [2I, K], out [M, I], col0 0).
+   */
+  run(encoder: GPUCommandEncoder, x: GpuTensor, w: GpuTensor, out: GpuTensor, col0 = 0, fusion: MatvecFusion = {}): void {
+    const dims = fusion.gated ? checkGated(x, w, out, col0) : checkLinear('matvec', x, w, out, col0);
+    if (fusion.norm || fusion.add || fusion.gated) checkFusion(dims, fusion, out, this.canFuse(w));
+    if (dims.M === 0 || dims.N === 0) return;
+    const name = this.pathFor(w.dtype, dims.K);
+    const epilogue: Epilogue = fusion.gated ? 'gated' : (fusion.add?.kind ?? 'plain');
+    const rows = this.kernel === 'rows' && name !== 'any';
+    const prologue = name === 'any' ? anyPrologue : fusion.norm ? (rows ? rowsNormPrologue : normPrologue) : plainPrologue;
+    const loop = rows ? ROW_LOOPS[name as keyof typeof ROW_LOOPS] : LOOPS[name];
+    const code = loop + params + prologue + EPILOGUES[epilogue] + (rows ? matvecRowsBody : matvecBody);
+    const WG = rows ? this.rowsWorkgroup : this.workgroup;
+    const vector = name === 'any' ? 1 : GROUP;
+    const constants: Record<string, number> = { WG, GATED: fusion.gated ? 1 : 0 };
+    if (fusion.gated) constants.ACT = fusion.gated === 'geglu' ? 1 : 0;
+    let grid: [number, number];
+    const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (rows) {
+      // Four rows per thread: four outputs, or two gated ones.
+      grid = elementGrid(Math.ceil(dims.N / ROWS), WG, maxGroups);
+    } else {
+      // About four groups per thread, whole warps per row on long rows; a gated pair in one workgroup.
+      const TPR = Math.max(8, Math.min(fusion.gated ? WG / 2 : WG, floorPow2(Math.ceil(dims.K / vector / 4))));
+      constants.TPR = TPR;
+      // K = 0 reads no weight (and a q4 weight only comes here then): any decoder will do.
+      if (name === 'any') constants.DTYPE = ANY_DTYPE[w.dtype as keyof typeof ANY_DTYPE] ?? ANY_DTYPE.f32;
+      grid = elementGrid(dims.N, WG / TPR, maxGroups);
+    }
+    const variant = `${rows ? 'rows' : 'reduce'}/${name}${fusion.norm ? '/norm' : ''}/${epilogue}`;
+    const pipeline = this.ctx.pipeline({ op: 'matvec', dtype: w.dtype, vector, workgroup: WG, variant }, code, constants);
+    const scales = name === 'q8' || name === 'q4' ? w.scales : name === 'any' ? (w.scales ?? w.buffer) : undefined;
+    const uniform = this.ctx.uniform(linearParams(dims, w, fusion.norm?.eps));
+    // Group 0 changes with every pass; group 1 (the weight, scales, norm weight, bias) is cached.
+    const residual = fusion.add?.kind === 'residual' ? fusion.add.tensor.buffer : undefined;
+    const bias = fusion.add?.kind === 'bias' ? fusion.add.tensor.buffer : undefined;
+    const buffers = [out.buffer, uniform, x.buffer, undefined, undefined, undefined, residual];
+    this.ctx.dispatch(encoder, pipeline, buffers, [grid[0], grid[1], dims.M], [w.buffer, scales, fusion.norm?.weight.buffer, bias]);
   }
 
   private pathFor(dtype: GpuTensor['dtype'], K: number): PathName {
@@ -136,4 +179,33 @@ export class MatvecOp {
 
 export function floorPow2(n: number): number {
   return 2 ** Math.floor(Math.log2(Math.max(1, n)));
+}
+
+/** A gated weight [2I, K] into out [M, I] from column 0: the dims of the weight's product. */
+export function checkGated(x: GpuTensor, w: GpuTensor, out: GpuTensor, col0: number, dtypes?: readonly DType[]): LinearDims {
+  expectShape('matvec (gated)', 'out', out, [null, null]);
+  if (col0 !== 0) throw new AigridError('ERR_INVALID_ARGUMENT', `matvec (gated): the weight must be whole (col0 0), got col0 ${col0}`);
+  const I = out.shape[1]!;
+  if (w.shape[0] !== 2 * I) throw new AigridError('ERR_SHAPE_MISMATCH', `matvec (gated): a [gate; up] weight of ${w.shape[0]} rows does not give out [${out.shape.join(', ')}]`);
+  // Checked as if out held both halves; out's own row stride is I.
+  const dims = checkLinear('matvec (gated)', x, w, { ...out, shape: [out.shape[0]!, 2 * I] }, 0, dtypes);
+  return { ...dims, ldo: I };
+}
+
+/** The fusion's tensors fit the product (vectorPath: the kernel has a fused path for this K). */
+export function checkFusion(dims: LinearDims, fusion: MatvecFusion, out: GpuTensor, vectorPath: boolean): void {
+  if (!vectorPath) throw new AigridError('ERR_INVALID_ARGUMENT', `matvec: fused kernels need K a positive multiple of ${GROUP}, got K = ${dims.K}`);
+  if (fusion.gated && fusion.add) throw new AigridError('ERR_INVALID_ARGUMENT', 'matvec: a gated product takes no bias or residual');
+  if (fusion.norm) {
+    expectDtype('matvec (norm)', 'norm weight', fusion.norm.weight, ['f32']);
+    expectShape('matvec (norm)', 'norm weight', fusion.norm.weight, [dims.K]);
+    const eps = fusion.norm.eps;
+    if (!Number.isFinite(eps) || eps < 0) throw new AigridError('ERR_INVALID_ARGUMENT', `matvec (norm): eps must be finite and >= 0, got ${eps}`);
+  }
+  if (fusion.add) {
+    const { kind, tensor } = fusion.add;
+    expectDtype(`matvec (${kind})`, kind, tensor, ['f32']);
+    expectShape(`matvec (${kind})`, kind, tensor, kind === 'bias' ? [dims.ldo] : out.shape);
+    if (tensor.buffer === out.buffer) throw new AigridError('ERR_INVALID_ARGUMENT', `matvec (${kind}): out must not share a buffer with the ${kind}`);
+  }
 }

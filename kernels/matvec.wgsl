@@ -2,12 +2,17 @@
 // Each group of TPR threads computes one output: partial dots (row_dot, from matvec_vec4.wgsl or
 // matvec_any.wgsl, prepended with the dtype's snippet), then a shared-memory tree reduction. A
 // workgroup covers WG / TPR outputs so short rows still fill it; x rows are workgroup_id.z.
+// Fusions come as snippets: norm_setup (a fused RMSNorm's scale, matvec_norm.wgsl; nothing in
+// matvec_x.wgsl), store (the epilogue: plain, + bias, + residual) and, with GATED, store_gated:
+// the weight is [gate; up] (N = 2I rows) and neighbouring groups compute gate row j and up row
+// I + j, which lane 0 of the gate's group combines into out[m, j].
 
 // Params: linear-params.wgsl, prepended.
 
 override WG: u32 = 256;
-// Threads per output row: a power of two dividing WG.
+// Threads per output row: a power of two dividing WG (at most WG / 2 with GATED).
 override TPR: u32 = 64;
+override GATED: bool = false;
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<uniform> params: Params;
@@ -22,10 +27,16 @@ fn main(
 ) {
   let lane = tid % TPR;
   // Workgroups fold into 2-D past the per-dimension cap (vocabulary-sized N).
-  let n = (wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR;
+  let slot = (wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR;
   let m = wid.z;
+  norm_setup(m, tid);
+  let half = params.N / 2u;
+  // Gated: even slots take gate row j, odd ones up row I + j.
+  let j = slot / 2u;
+  let n = select(slot, select(j, half + j, (slot & 1u) == 1u), GATED);
+  let valid = select(n < params.N, j < half, GATED);
   var sum = 0.0;
-  if (n < params.N) {
+  if (valid) {
     sum = row_dot(m, n, lane);
   }
   partial[tid] = sum;
@@ -35,7 +46,12 @@ fn main(
       partial[tid] += partial[tid + s];
     }
   }
-  if (lane == 0u && n < params.N) {
-    out[m * params.ldo + params.col0 + n] = finish(n, partial[tid]);
+  if (GATED) {
+    workgroupBarrier();
+    if (lane == 0u && (slot & 1u) == 0u && valid) {
+      store_gated(m, j, finish(n, partial[tid]), finish(half + j, partial[tid + TPR]));
+    }
+  } else if (lane == 0u && valid) {
+    store(m, n, finish(n, partial[tid]));
   }
 }

@@ -4,9 +4,9 @@
 override DTYPE: u32 = 0u;
 
 @group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> w: array<u32>;
+@group(1) @binding(0) var<storage, read> w: array<u32>;
 // q8 scales; the other dtypes bind any buffer here.
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
+@group(1) @binding(1) var<storage, read> scales: array<u32>;
 
 fn scale_at(i: u32) -> f32 {
   if (params.scaleF16 != 0u) {

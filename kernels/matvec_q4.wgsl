@@ -1,8 +1,8 @@
 // matvec snippet, q4 weights: group g is half of word g / 2 (see quant.ts for the nibble order),
 // dequantized with the scale of its block of 32 (eight groups).
 
-@group(0) @binding(3) var<storage, read> w: array<u32>;
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
+@group(1) @binding(0) var<storage, read> w: array<u32>;
+@group(1) @binding(1) var<storage, read> scales: array<u32>;
 
 fn scale_at(i: u32) -> f32 {
   if (params.scaleF16 != 0u) {

@@ -1,8 +1,8 @@
 // matvec snippet, q8 weights: group g is one word of four int8 (rows are whole words when
 // K % 4 == 0); the per-row scale is applied once to the reduced sum.
 
-@group(0) @binding(3) var<storage, read> w: array<u32>;
-@group(0) @binding(4) var<storage, read> scales: array<u32>;
+@group(1) @binding(0) var<storage, read> w: array<u32>;
+@group(1) @binding(1) var<storage, read> scales: array<u32>;
 
 fn scale_at(i: u32) -> f32 {
   if (params.scaleF16 != 0u) {

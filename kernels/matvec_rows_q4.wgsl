@@ -1,7 +1,7 @@
 // matvec_rows.wgsl's row loop for q4: one word (eight nibbles) of each row per step. Decoding
 // dominates on a CPU, so the nibbles are masked in place rather than shifted down: nibble j of a
 // half-word is worth q * 16^j, x is prescaled by 16^-j once for all four rows (exact: powers of
-// two), and the -8 offset becomes -8 * sum(x) per word, also shared.
+// two), and the -8 offset becomes -8 * sum(x) per word, also shared. x is read through load_x.
 
 fn nibbles(half: u32) -> vec4<f32> {
   return vec4<f32>(vec4<u32>(half) & vec4<u32>(0xFu, 0xF0u, 0xF00u, 0xF000u));
@@ -22,8 +22,8 @@ fn rows_dot(xb: u32, rows: vec4<u32>) -> vec4<f32> {
   var a2 = vec4<f32>();
   var a3 = vec4<f32>();
   for (var h = 0u; h < words; h++) {
-    let xl = x[xb + 2u * h];
-    let xh = x[xb + 2u * h + 1u];
+    let xl = load_x(xb, 2u * h);
+    let xh = load_x(xb, 2u * h + 1u);
     let offset = -8.0 * (xl + xh);
     let lo = xl * pre;
     let hi = xh * pre;

@@ -22,6 +22,7 @@ export function normParams(op: string, x: GpuTensor, eps: number): { rows: numbe
 
 export class RmsNormOp {
   private readonly pipeline: GPUComputePipeline;
+  private addPipeline?: GPUComputePipeline;
 
   constructor(private readonly ctx: GpuContext) {
     this.pipeline = ctx.pipeline({ op: 'rmsnorm', dtype: 'f32', workgroup: WG }, code, { WG });
@@ -36,5 +37,19 @@ export class RmsNormOp {
     if (rows === 0) return;
     const grid = elementGrid(rows, 1, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     this.ctx.dispatch(encoder, this.pipeline, [x.buffer, weight.buffer, out.buffer, this.ctx.uniform(data)], grid);
+  }
+
+  /** out = residual + x / sqrt(mean(x^2) + eps) * weight: a norm and the residual add after it in one pass. */
+  runAdd(encoder: GPUCommandEncoder, x: GpuTensor, weight: GpuTensor, residual: GpuTensor, out: GpuTensor, eps: number): void {
+    for (const [name, t] of [['x', x], ['weight', weight], ['residual', residual], ['out', out]] as const) expectDtype('rmsnorm + add', name, t, ['f32']);
+    const { rows, cols, data } = normParams('rmsnorm + add', x, eps);
+    expectShape('rmsnorm + add', 'weight', weight, [cols]);
+    expectShape('rmsnorm + add', 'residual', residual, x.shape);
+    expectShape('rmsnorm + add', 'out', out, x.shape);
+    if (out.buffer === x.buffer || out.buffer === residual.buffer) throw new AigridError('ERR_INVALID_ARGUMENT', 'rmsnorm + add: out must not share a buffer with x or residual');
+    if (rows === 0) return;
+    this.addPipeline ??= this.ctx.pipeline({ op: 'rmsnorm', dtype: 'f32', workgroup: WG, variant: 'add' }, code, { WG }, 'add_main');
+    const grid = elementGrid(rows, 1, this.ctx.limits.maxComputeWorkgroupsPerDimension);
+    this.ctx.dispatch(encoder, this.addPipeline, [x.buffer, weight.buffer, out.buffer, this.ctx.uniform(data), residual.buffer], grid);
   }
 }

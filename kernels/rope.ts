@@ -1,6 +1,7 @@
 // Rotary position embedding for q or k: x f32 [T, heads, headDim], positions u32 [T].
 import { AigridError } from '../protocol/index.ts';
-import code from './rope.wgsl?raw';
+import angle from './rope_angle.wgsl?raw';
+import body from './rope.wgsl?raw';
 import type { GpuContext } from './context.ts';
 import { ropeInvFreq, type RopeScaling } from './cpu/rope.ts';
 import { elementGrid } from './grid.ts';
@@ -8,12 +9,11 @@ import { expectDtype, expectShape } from './guard.ts';
 import type { GpuTensor } from './tensor.ts';
 
 const WG = 256;
+const code = angle + body;
 
 export class RopeOp {
   private readonly pipeline: GPUComputePipeline;
   private readonly inPlace: GPUComputePipeline;
-  /** inv_freq per (theta, headDim, scaling): computed on the CPU in f32 exactly as HF does, uploaded once. */
-  private readonly invFreq = new Map<string, GpuTensor>();
 
   constructor(private readonly ctx: GpuContext) {
     this.pipeline = ctx.pipeline({ op: 'rope', dtype: 'f32', workgroup: WG }, code, { WG }, 'main');
@@ -45,12 +45,21 @@ export class RopeOp {
   }
 
   private freqs(theta: number, headDim: number, scaling?: RopeScaling): GpuTensor {
-    const key = `${theta}/${headDim}/${JSON.stringify(scaling ?? null)}`;
-    let t = this.invFreq.get(key);
-    if (!t) {
-      t = this.ctx.tensor([headDim / 2], 'f32', ropeInvFreq(theta, headDim, scaling), 'rope.inv_freq');
-      this.invFreq.set(key, t);
-    }
-    return t;
+    return ropeFreqs(this.ctx, theta, headDim, scaling);
   }
+}
+
+const freqTables = new WeakMap<GpuContext, Map<string, GpuTensor>>();
+
+/** inv_freq per (theta, headDim, scaling): computed on the CPU in f32 exactly as HF does, uploaded once per context. */
+export function ropeFreqs(ctx: GpuContext, theta: number, headDim: number, scaling?: RopeScaling): GpuTensor {
+  let tables = freqTables.get(ctx);
+  if (!tables) freqTables.set(ctx, (tables = new Map()));
+  const key = `${theta}/${headDim}/${JSON.stringify(scaling ?? null)}`;
+  let t = tables.get(key);
+  if (!t) {
+    t = ctx.tensor([headDim / 2], 'f32', ropeInvFreq(theta, headDim, scaling), 'rope.inv_freq');
+    tables.set(key, t);
+  }
+  return t;
 }

@@ -183,7 +183,9 @@ export function checkLinear(op: string, x: GpuTensor, w: GpuTensor, out: GpuTens
   return { M, N, K, ldo, col0 };
 }
 
-/** The Params uniform of matvec.wgsl and matmul.wgsl. */
-export function linearParams(d: LinearDims, w: GpuTensor): Uint32Array {
-  return new Uint32Array([d.M, d.N, d.K, d.ldo, d.col0, w.scaleDtype === 'f16' ? 1 : 0, 0, 0]);
+/** The Params uniform of matvec.wgsl and matmul.wgsl (eps: a fused RMSNorm's, else unused). */
+export function linearParams(d: LinearDims, w: GpuTensor, eps = 0): Uint32Array {
+  const words = new Uint32Array([d.M, d.N, d.K, d.ldo, d.col0, w.scaleDtype === 'f16' ? 1 : 0, 0, 0]);
+  new Float32Array(words.buffer, 24, 1)[0] = eps;
+  return words;
 }

@@ -10,6 +10,7 @@ import { LayerNormOp } from '../../../kernels/layernorm.ts';
 import { LinearOp } from '../../../kernels/linear.ts';
 import { RmsNormOp } from '../../../kernels/rmsnorm.ts';
 import { RopeOp } from '../../../kernels/rope.ts';
+import { RopeAppendOp } from '../../../kernels/rope-append.ts';
 
 export class GpuKernels {
   private linearOp?: LinearOp;
@@ -17,6 +18,7 @@ export class GpuKernels {
   private rmsNormOp?: RmsNormOp;
   private layerNormOp?: LayerNormOp;
   private ropeOp?: RopeOp;
+  private ropeAppendOp?: RopeAppendOp;
   private swigluOp?: GatedOp;
   private gegluOp?: GatedOp;
   private moeOp?: MoeOp;
@@ -44,6 +46,10 @@ export class GpuKernels {
 
   get rope(): RopeOp {
     return (this.ropeOp ??= new RopeOp(this.ctx));
+  }
+
+  get ropeAppend(): RopeAppendOp {
+    return (this.ropeAppendOp ??= new RopeAppendOp(this.ctx));
   }
 
   get moe(): MoeOp {

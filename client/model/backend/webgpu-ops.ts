@@ -1,5 +1,7 @@
 // One forward pass recorded into one command encoder: every op is a dispatch of a kernels/ wrapper
-// on activation buffers from the pass's pool; views share their tensor's buffer.
+// on activation buffers from the pass's pool; views share their tensor's buffer. The fused ops
+// (layers/fused.ts) take one dispatch where a decode step allows (matvec prologues and epilogues,
+// rope with the KV append) and the separate kernels otherwise (prefill, GGML blocks, odd widths).
 import { AigridError } from '../../../protocol/index.ts';
 import type { GpuContext } from '../../../kernels/context.ts';
 import type { GpuTable } from '../../../kernels/embedding.ts';
@@ -7,6 +9,8 @@ import { KvCache } from '../../../kernels/kv-cache.ts';
 import { elementCount, type DType, type GpuTensor } from '../../../kernels/tensor.ts';
 import type { GpuWeight } from '../../../kernels/weights.ts';
 import type { RopeScaling } from '../../../kernels/cpu/rope.ts';
+import type { MatvecFusion } from '../../../kernels/matvec.ts';
+import type { FusedOps, HeadNorms, QkvShape } from '../layers/fused.ts';
 import type { PassBuffers } from './pool.ts';
 import { rowSize } from './rows.ts';
 import type { AttentionOptions, KvStore, Ops, Table, Tensor, Weight } from './types.ts';
@@ -24,7 +28,7 @@ function activation(t: Tensor, op: string): GpuTensor {
   return gt;
 }
 
-export class WebGpuOps implements Ops {
+export class WebGpuOps implements Ops, FusedOps {
   constructor(
     private readonly ctx: GpuContext,
     private readonly kernels: GpuKernels,
@@ -70,7 +74,7 @@ export class WebGpuOps implements Ops {
     const xt = activation(x, 'rows');
     const rowBytes = rowSize('rows', xt, xt, start, count) * 4;
     const out = this.alloc([count, ...xt.shape.slice(1)], 'rows', xt.dtype);
-    if (count) this.encoder.copyBufferToBuffer(xt.buffer, start * rowBytes, out.buffer, 0, count * rowBytes);
+    if (count) this.ctx.commands(this.encoder).copyBufferToBuffer(xt.buffer, start * rowBytes, out.buffer, 0, count * rowBytes);
     return out;
   }
 
@@ -80,7 +84,7 @@ export class WebGpuOps implements Ops {
     if (st.dtype !== dt.dtype) throw new AigridError('ERR_INVALID_ARGUMENT', `setRows: ${st.dtype} rows into a ${dt.dtype} tensor`);
     const count = st.shape[0]!;
     const rowBytes = rowSize('setRows', dt, st, start, count) * 4;
-    if (count) this.encoder.copyBufferToBuffer(st.buffer, 0, dt.buffer, start * rowBytes, count * rowBytes);
+    if (count) this.ctx.commands(this.encoder).copyBufferToBuffer(st.buffer, 0, dt.buffer, start * rowBytes, count * rowBytes);
   }
 
   linear(x: Tensor, w: Weight, bias?: Tensor): Tensor {
@@ -89,6 +93,12 @@ export class WebGpuOps implements Ops {
     const [N] = weight.shape;
     const M = xt.shape[0]!;
     const out = this.alloc([M, N], 'linear');
+    // Decode adds the bias as the product is written.
+    const fusion: MatvecFusion = { add: bias && { kind: 'bias', tensor: gpuTensor(bias) } };
+    if (bias && bias.shape.length === 1 && this.kernels.linear.canFuse(xt, weight, fusion)) {
+      this.kernels.linear.fused(this.encoder, xt, weight, out, fusion);
+      return out;
+    }
     this.kernels.linear.run(this.encoder, xt, weight, out);
     if (!bias) return out;
     const biased = this.add(out, bias);
@@ -173,6 +183,109 @@ export class WebGpuOps implements Ops {
     const tt = 'parts' in table ? (table as GpuTable) : gpuTensor(table, 'table');
     const out = this.alloc([idt.shape[0]!, tt.shape[1]!], 'embedding');
     this.kernels.embedding.run(this.encoder, idt, tt, out);
+    return out;
+  }
+
+  normLinear(x: Tensor, norm: Tensor, eps: number, w: Weight | readonly Weight[], bias?: Tensor): Tensor {
+    const xt = gpuTensor(x);
+    const weights = (Array.isArray(w) ? w : [w]) as readonly GpuWeight[];
+    const M = xt.shape[0]!;
+    const N = weights.reduce((n, wi) => n + wi.shape[0], 0);
+    const fusion: MatvecFusion = { norm: { weight: gpuTensor(norm), eps } };
+    if (bias) fusion.add = { kind: 'bias', tensor: gpuTensor(bias) };
+    const out = this.alloc([M, N], 'linear');
+    if (weights.every((wi) => this.kernels.linear.canFuse(xt, wi, fusion))) {
+      // Side by side: each weight writes its columns (and reads its part of the bias).
+      let col0 = 0;
+      for (const wi of weights) {
+        this.kernels.linear.fused(this.encoder, xt, wi, out, fusion, col0);
+        col0 += wi.shape[0];
+      }
+      return out;
+    }
+    const h = this.rmsNorm(x, norm, eps);
+    let col0 = 0;
+    for (const wi of weights) {
+      this.kernels.linear.run(this.encoder, gpuTensor(h), wi, out, col0);
+      col0 += wi.shape[0];
+    }
+    this.free(h);
+    if (!bias) return out;
+    const biased = this.add(out, bias);
+    this.free(out);
+    return biased;
+  }
+
+  linearResidual(x: Tensor, w: Weight, residual: Tensor): Tensor {
+    const xt = gpuTensor(x);
+    const weight = w as GpuWeight;
+    const fusion: MatvecFusion = { add: { kind: 'residual', tensor: gpuTensor(residual) } };
+    if (this.kernels.linear.canFuse(xt, weight, fusion)) {
+      const out = this.alloc([xt.shape[0]!, weight.shape[0]], 'linear');
+      this.kernels.linear.fused(this.encoder, xt, weight, out, fusion);
+      return out;
+    }
+    const y = this.linear(x, w);
+    const out = this.add(residual, y);
+    this.free(y);
+    return out;
+  }
+
+  normAdd(x: Tensor, norm: Tensor, eps: number, residual: Tensor): Tensor {
+    const xt = gpuTensor(x);
+    const out = this.alloc(xt.shape, 'rmsnorm + add');
+    this.kernels.rmsNorm.runAdd(this.encoder, xt, gpuTensor(norm), gpuTensor(residual), out, eps);
+    return out;
+  }
+
+  gatedLinear(x: Tensor, norm: Tensor | undefined, eps: number, w: Weight, kind: 'swiglu' | 'geglu'): Tensor {
+    const xt = gpuTensor(x);
+    const weight = w as GpuWeight;
+    const M = xt.shape[0]!;
+    const I = weight.shape[0] / 2;
+    if (!Number.isInteger(I)) throw new AigridError('ERR_SHAPE_MISMATCH', `gated linear: a [gate; up] weight has an even number of rows, got ${weight.shape[0]}`);
+    const fusion: MatvecFusion = { gated: kind };
+    if (norm) fusion.norm = { weight: gpuTensor(norm), eps };
+    const out = this.alloc([M, I], kind);
+    if (this.kernels.linear.canFuse(xt, weight, fusion)) {
+      this.kernels.linear.fused(this.encoder, xt, weight, out, fusion);
+      return out;
+    }
+    const h = norm ? this.rmsNorm(x, norm, eps) : x;
+    const gu = this.linear(h, w); // [M, 2I]
+    (kind === 'swiglu' ? this.kernels.swiglu : this.kernels.geglu).runSplit(this.encoder, gpuTensor(gu), out);
+    this.free(gu, ...(h === x ? [] : [h]));
+    return out;
+  }
+
+  qkvAttention(qkv: Tensor, positions: Tensor, kv: KvStore | readonly KvStore[], shape: QkvShape, theta: number, scaling: RopeScaling | undefined, options: AttentionOptions, norms?: HeadNorms): Tensor {
+    const T = qkv.shape[0]!;
+    const one = (x: Tensor, pos: Tensor, store: KvStore) => this.qkvAttentionOne(x, pos, store, shape, theta, scaling, options, norms);
+    if (!Array.isArray(kv)) return one(qkv, positions, kv as KvStore);
+    const stores = kv as readonly KvStore[];
+    if (stores.length !== T) throw new AigridError('ERR_SHAPE_MISMATCH', `attention: ${stores.length} KV stores for ${T} rows`);
+    if (T === 1) return one(qkv, positions, stores[0]!);
+    // A batch: each session's row through its own cache, written into its row of out.
+    const out = this.alloc([T, shape.heads, shape.headDim], 'attention');
+    stores.forEach((store, b) => {
+      const row = this.rows(qkv, b, 1);
+      const pos = this.rows(positions, b, 1);
+      const a = one(row, pos, store);
+      this.setRows(out, a, b);
+      this.free(row, pos, a);
+    });
+    return out;
+  }
+
+  private qkvAttentionOne(qkv: Tensor, positions: Tensor, kv: KvStore, shape: QkvShape, theta: number, scaling: RopeScaling | undefined, options: AttentionOptions, norms?: HeadNorms): Tensor {
+    if (!(kv instanceof KvCache)) throw new AigridError('ERR_INVALID_ARGUMENT', 'webgpu backend: the KV store is not a GPU cache');
+    const T = qkv.shape[0]!;
+    const q = this.alloc([T, shape.heads, shape.headDim], 'rope q');
+    const headNorms = norms && { q: gpuTensor(norms.q), k: gpuTensor(norms.k), eps: norms.eps };
+    this.kernels.ropeAppend.run(this.encoder, gpuTensor(qkv), gpuTensor(positions), kv, q, shape, theta, scaling, headNorms);
+    const out = this.alloc(q.shape, 'attention');
+    this.kernels.attention(kv.headDim).run(this.encoder, q, kv, out, options);
+    this.free(q);
     return out;
   }
 

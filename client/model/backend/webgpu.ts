@@ -25,6 +25,8 @@ export interface WebGpuBackendOptions {
 
 export class WebGpuBackend implements Backend {
   readonly kind = 'webgpu' as const;
+  /** Layers stack their projections at load and run layers/fused.ts's ops (see webgpu-ops.ts). */
+  readonly fusesWeights = true;
   readonly description: string;
   private readonly kernels: GpuKernels;
   private readonly scopes: ErrorScopes;
@@ -85,8 +87,11 @@ export class WebGpuBackend implements Backend {
 
   run(record: (ops: Ops) => Tensor): Promise<Float32Array> {
     this.ctx.checkAlive();
+    const started = performance.now();
     const buffers = new PassBuffers(this.ctx);
     const encoder = this.ctx.encoder('forward');
+    // The pass's dispatches share compute passes (a copy between them ends one).
+    this.ctx.sharePasses(encoder);
     const scope = this.scopes.open();
     let staging: GPUBuffer;
     let bytes: number;
@@ -95,7 +100,9 @@ export class WebGpuBackend implements Backend {
       if (out.dtype !== 'f32') throw new AigridError('ERR_INVALID_ARGUMENT', `webgpu backend: a pass returns f32, got ${out.dtype}`);
       bytes = out.byteLength;
       staging = this.ctx.acquire(Math.max(4, bytes), GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'readback');
-      if (bytes) encoder.copyBufferToBuffer(out.buffer, 0, staging, 0, bytes);
+      if (bytes) this.ctx.commands(encoder).copyBufferToBuffer(out.buffer, 0, staging, 0, bytes);
+      // Encoding: recording and the read-back copy; the submit is counted apart (submitMs).
+      this.ctx.addEncodeTime(performance.now() - started);
       this.ctx.submit(encoder);
     } catch (err) {
       // Nothing was submitted: the buffers are free again at once.

@@ -3,11 +3,15 @@
 // and Mixtral whose sparse layers route each token to some of their experts):
 //   x + o_proj(attn(rope(q), rope(k), v))  with q, k, v from RMSNorm(x)
 //   then + down_proj(silu(gate_proj(h)) * up_proj(h))  with h = RMSNorm of the first sum.
+// On a backend that fuses (layers/fused.ts) q, k, v are stacked into one weight and gate, up into
+// another, and a decode step runs: norm + qkv, rope + append, attention, o + residual,
+// norm + gate/up + SwiGLU, down + residual (Qwen3's per-head q/k norms inside rope + append).
 import type { Backend, Ops, Tensor, Weight, WeightDtype } from '../backend/types.ts';
 import type { ModelConfig } from '../config.ts';
 import { sliceGgmlRows } from '../../../kernels/ggml-quants.ts';
 import { take, takeLinear, type ExpectedShapes, type LoadedValue } from '../load-weights.ts';
 import { moeTensorNames } from '../arch/names.ts';
+import { concat, fusedOps, fusesWeights, plusLinear, stackRows, type FusedOps } from './fused.ts';
 import { attend, linearWeight, withUploads, type Uploads, type Layer, type LayerArch, type PassKv } from './layer.ts';
 
 const prefix = (index: number) => `model.layers.${index}.`;
@@ -61,9 +65,17 @@ function shapes(c: ModelConfig, index: number): ExpectedShapes {
 class LlamaLayer implements Layer {
   private readonly c: ModelConfig;
   private readonly inputNorm: Tensor; // [H]
-  private readonly q: Weight; // [heads * hd, H]
-  private readonly k: Weight; // [kvHeads * hd, H]
-  private readonly v: Weight; // [kvHeads * hd, H]
+  /**
+   * On a fusing backend: [q; k; v] stacked, [heads * hd + 2 * kvHeads * hd, H] (or q, k, v when
+   * their GGUF formats differ: their products land side by side), and their biases end to end.
+   */
+  private readonly qkv?: readonly Weight[];
+  private readonly qkvBias?: Tensor;
+  /** On a fusing backend: [gate; up] stacked, [2I, H]. */
+  private readonly gateUp?: Weight;
+  private readonly q?: Weight; // [heads * hd, H]
+  private readonly k?: Weight; // [kvHeads * hd, H]
+  private readonly v?: Weight; // [kvHeads * hd, H]
   private readonly qBias?: Tensor; // [heads * hd]
   private readonly kBias?: Tensor; // [kvHeads * hd]
   private readonly vBias?: Tensor; // [kvHeads * hd]
@@ -99,13 +111,29 @@ class LlamaLayer implements Layer {
           'mlp.up_proj.weight': () => fused('mlp.gate_up_proj.weight', I, I),
         }
       : {};
-    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, rowsOf[name]?.() ?? takeLinear(tensors, p + name), N, K, dtype, p + name));
+    const raw = (name: string) => rowsOf[name]?.() ?? takeLinear(tensors, p + name);
+    const w = (name: string, N: number, K: number) => this.uploads.add(linearWeight(backend, raw(name), N, K, dtype, p + name));
     const vec = (name: string, n: number) => this.uploads.add(backend.constant(take(tensors, p + name), [n], p + name));
+    // Stacked projections for a fusing backend: Phi-3's own, else the rows of the separate ones
+    // (none when their GGUF block formats differ).
+    const stack = (fusedName: string, names: string[], N: number) => {
+      const whole = c.fusedProjections ? takeLinear(tensors, p + fusedName) : stackRows(names.map(raw), H);
+      return whole && this.uploads.add(linearWeight(backend, whole, N, H, dtype, p + fusedName));
+    };
+    const fuse = fusesWeights(backend);
     this.inputNorm = vec('input_layernorm.weight', H);
-    this.q = w('self_attn.q_proj.weight', qDim, H);
-    this.k = w('self_attn.k_proj.weight', kvDim, H);
-    this.v = w('self_attn.v_proj.weight', kvDim, H);
-    if (c.qkvBias) {
+    const qkvNames = ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'];
+    const stacked = fuse ? stack('self_attn.qkv_proj.weight', qkvNames, qDim + 2 * kvDim) : undefined;
+    if (!stacked) {
+      this.q = w('self_attn.q_proj.weight', qDim, H);
+      this.k = w('self_attn.k_proj.weight', kvDim, H);
+      this.v = w('self_attn.v_proj.weight', kvDim, H);
+    }
+    if (fuse) {
+      // Stacked, or (GGUF blocks of different formats) three weights writing side by side.
+      this.qkv = stacked ? [stacked] : [this.q!, this.k!, this.v!];
+      if (c.qkvBias) this.qkvBias = this.uploads.add(backend.constant(concat(qkvNames.map((n) => take(tensors, p + n.replace('weight', 'bias')))), [qDim + 2 * kvDim], `${p}self_attn.qkv_proj.bias`));
+    } else if (c.qkvBias) {
       this.qBias = vec('self_attn.q_proj.bias', qDim);
       this.kBias = vec('self_attn.k_proj.bias', kvDim);
       this.vBias = vec('self_attn.v_proj.bias', kvDim);
@@ -123,19 +151,49 @@ class LlamaLayer implements Layer {
       this.router = w(router, moe.experts, H);
       for (const x of experts) this.experts.push({ gate: w(x.gate, moe.intermediate, H), up: w(x.up, moe.intermediate, H), down: w(x.down, H, moe.intermediate) });
     } else {
-      this.gate = w('mlp.gate_proj.weight', I, H);
-      this.up = w('mlp.up_proj.weight', I, H);
+      this.gateUp = fuse ? stack('mlp.gate_up_proj.weight', ['mlp.gate_proj.weight', 'mlp.up_proj.weight'], 2 * I) : undefined;
+      if (!this.gateUp) {
+        this.gate = w('mlp.gate_proj.weight', I, H);
+        this.up = w('mlp.up_proj.weight', I, H);
+      }
       this.down = w('mlp.down_proj.weight', H, I);
     }
   }
 
   forward(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
+    const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps } = this.c;
+    const T = x.shape[0]!;
+    const f = fusedOps(ops);
+    const a = f && this.qkv ? this.attentionFused(f, x, positions, kv) : this.attention(ops, x, positions, kv); // [T, heads, hd]
+    const av = ops.view(a, [T, heads * hd]);
+    const r = plusLinear(ops, f, x, av, this.o); // [T, H]
+    ops.free(a);
+    if (this.router) {
+      const h2 = ops.rmsNorm(r, this.postNorm, eps); // [T, H]
+      const out = this.routed(ops, h2, r);
+      ops.free(h2, r);
+      return out;
+    }
+    let act: Tensor; // [T, I]
+    if (f && this.gateUp) act = f.gatedLinear(r, this.postNorm, eps, this.gateUp, 'swiglu');
+    else {
+      const h2 = ops.rmsNorm(r, this.postNorm, eps); // [T, H]
+      act = gated(ops, h2, this.gate!, this.up!);
+      ops.free(h2);
+    }
+    const out = plusLinear(ops, f, r, act, this.down!); // [T, H]
+    ops.free(act, r);
+    return out;
+  }
+
+  /** Norm, q/k/v, rope, append and attention as separate steps. */
+  private attention(ops: Ops, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
     const { numHeads: heads, numKvHeads: kvHeads, headDim: hd, normEps: eps, ropeTheta: theta } = this.c;
     const T = x.shape[0]!;
     const h = ops.rmsNorm(x, this.inputNorm, eps); // [T, H]
-    const q = ops.linear(h, this.q, this.qBias); // [T, heads * hd]
-    const k = ops.linear(h, this.k, this.kBias); // [T, kvHeads * hd]
-    const v = ops.linear(h, this.v, this.vBias); // [T, kvHeads * hd]
+    const q = ops.linear(h, this.q!, this.qBias); // [T, heads * hd]
+    const k = ops.linear(h, this.k!, this.kBias); // [T, kvHeads * hd]
+    const v = ops.linear(h, this.v!, this.vBias); // [T, kvHeads * hd]
     ops.free(h);
     const qn = this.qNorm ? ops.rmsNorm(ops.view(q, [T * heads, hd]), this.qNorm, eps) : q;
     const kn = this.kNorm ? ops.rmsNorm(ops.view(k, [T * kvHeads, hd]), this.kNorm, eps) : k;
@@ -143,21 +201,17 @@ class LlamaLayer implements Layer {
     const kr = ops.rope(ops.view(kn, [T, kvHeads, hd]), positions, theta, this.c.ropeScaling); // [T, kvHeads, hd]
     const a = attend(ops, qr, kr, ops.view(v, [T, kvHeads, hd]), kv, { window: this.c.slidingWindow }); // [T, heads, hd]
     ops.free(q, qn, qr, k, kn, kr, v);
-    const o = ops.linear(ops.view(a, [T, heads * hd]), this.o); // [T, H]
-    ops.free(a);
-    const r = ops.add(x, o); // [T, H]
-    ops.free(o);
-    const h2 = ops.rmsNorm(r, this.postNorm, eps); // [T, H]
-    if (this.router) {
-      const out = this.routed(ops, h2, r);
-      ops.free(h2, r);
-      return out;
-    }
-    const down = mlp(ops, h2, this.gate!, this.up!, this.down!); // [T, H]
-    ops.free(h2);
-    const out = ops.add(r, down); // [T, H]
-    ops.free(r, down);
-    return out;
+    return a;
+  }
+
+  /** The same on the stacked weight: norm + q/k/v in one product, rope + append in one step. */
+  private attentionFused(f: Ops & FusedOps, x: Tensor, positions: Tensor, kv: PassKv): Tensor {
+    const { numHeads: heads, numKvHeads: kvHeads, headDim, normEps: eps, ropeTheta: theta } = this.c;
+    const qkv = f.normLinear(x, this.inputNorm, eps, this.qkv!, this.qkvBias); // [T, (heads + 2 kvHeads) * hd]
+    const norms = this.qNorm && this.kNorm ? { q: this.qNorm, k: this.kNorm, eps } : undefined;
+    const a = f.qkvAttention(qkv, positions, kv, { heads, kvHeads, headDim }, theta, this.c.ropeScaling, { window: this.c.slidingWindow }, norms);
+    f.free(qkv);
+    return a;
   }
 
   /**
@@ -186,12 +240,18 @@ class LlamaLayer implements Layer {
   }
 }
 
-/** down(silu(gate(h)) * up(h)). */
-function mlp(ops: Ops, h: Tensor, gate: Weight, up: Weight, down: Weight): Tensor {
+/** silu(gate(h)) * up(h). */
+function gated(ops: Ops, h: Tensor, gate: Weight, up: Weight): Tensor {
   const g = ops.linear(h, gate); // [T, I]
   const u = ops.linear(h, up); // [T, I]
   const act = ops.swiglu(g, u); // [T, I]
   ops.free(g, u);
+  return act;
+}
+
+/** down(silu(gate(h)) * up(h)). */
+function mlp(ops: Ops, h: Tensor, gate: Weight, up: Weight, down: Weight): Tensor {
+  const act = gated(ops, h, gate, up);
   const out = ops.linear(act, down); // [T, H]
   ops.free(act);
   return out;
