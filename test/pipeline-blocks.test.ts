@@ -172,12 +172,20 @@ describe('pipeline blocks', () => {
       });
       const send = (call: object) => raw.mesh.send(target, PipelineFrame.call, encodeControl(call));
       const modelId = pipelineModelId(EMBED);
+      // Frames that are not a call at all (not JSON; past the 128 KiB bound) are dropped with a named warning.
+      const warnings: string[] = [];
+      contributors[0]!.contribution.on('warning', (err) => warnings.push(err.code));
+      await raw.mesh.send(target, PipelineFrame.call, new Uint8Array([0xff, 0x00, 0x7b]));
+      await send({ callId: 9, modelId, client: raw.peerId, inputs: ['x'.repeat(8000)], pad: 'y'.repeat(140 * 1024) });
+      await waitFor(() => warnings.filter((c) => c === 'ERR_FRAME_MALFORMED').length === 2, 10_000, 'both frames refused');
       await send({ callId: 1, modelId, client: raw.peerId, inputs: ['a'] });
       await send({ callId: 2, modelId, client: client.peerId, inputs: ['a'] });
       await send({ callId: 3, modelId: pipelineModelId('embedding.other:1'), client: raw.peerId, inputs: ['a'] });
-      for (let i = 0; i < 10; i++) await send({ callId: 100 + i, modelId, client: raw.peerId, inputs: ['a'] });
+      // Sent together, so they reach the peer before its first refusal is done.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => send({ callId: 100 + i, modelId, client: raw.peerId, inputs: ['a'] })));
       await waitFor(() => answers.length >= 13, 10_000, 'every call answered');
       const byId = new Map(answers.map((a) => [a.callId, a]));
+      expect(byId.has(9)).toBe(false);
       expect(byId.get(1)).toMatchObject({ ok: false, code: 'ERR_PERMISSION_DENIED', message: expect.stringContaining('ticket') });
       expect(byId.get(2)).toMatchObject({ ok: false, code: 'ERR_PERMISSION_DENIED', message: expect.stringContaining('another client') });
       expect(byId.get(3)).toMatchObject({ ok: false, code: 'ERR_UNKNOWN_MODEL' });
