@@ -5,11 +5,26 @@
 // stage when many sessions decode, so that the stages of their routes work at once).
 import { BatchGather } from '../model/batch-gather.ts';
 import { runBatch } from '../model/batch-run.ts';
-import type { Shard } from '../model/shard.ts';
+import type { Head } from '../model/head.ts';
+import type { PassEnds, Shard } from '../model/shard.ts';
 import { AigridError } from '../../protocol/index.ts';
 
+/**
+ * The parts of a peer's stage that run in the layers' pass (the head shares the shard's backend):
+ * the embedding of the steps' token ids, and the head's logits of their outputs.
+ */
+export interface StepEnds {
+  head: Head;
+  embed: boolean;
+  logits: boolean;
+}
+
+/** A step's input: hidden states [1, H], or a token id its lane embeds. */
+export type StepInput = { hidden: Float32Array } | { ids: Uint32Array };
+
 interface Step {
-  hidden: Float32Array;
+  hidden?: Float32Array;
+  ids?: Uint32Array;
   position: number;
   sessionId: string;
   resolve: (out: Float32Array) => void;
@@ -19,6 +34,7 @@ interface Step {
 interface Lane {
   shard: Shard;
   layers: { start: number; end: number };
+  ends: StepEnds | undefined;
   waiting: Step[];
   running: boolean;
   gather: BatchGather;
@@ -37,23 +53,27 @@ export class DecodeBatcher {
   readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0 };
 
   /**
-   * Queues one decode step; resolves with its output row [1, H]. `stages` is the depth of the
-   * session's pipeline (its route's hops and the client).
+   * Queues one decode step; resolves with its output row [1, H] (with ends.logits, its logits [V]).
+   * `stages` is the depth of the session's pipeline (its route's hops and the client).
    */
-  step(shard: Shard, layers: { start: number; end: number }, hidden: Float32Array, position: number, sessionId: string, stages = 1): Promise<Float32Array> {
-    const key = `${layers.start}-${layers.end}`;
+  step(shard: Shard, layers: { start: number; end: number }, input: StepInput, position: number, sessionId: string, stages = 1, ends?: StepEnds): Promise<Float32Array> {
+    if ('ids' in input ? input.ids.length !== 1 || !ends?.embed : ends?.embed) {
+      return Promise.reject(new AigridError('ERR_INVALID_ARGUMENT', 'decode batcher: a step gives one token id exactly when its lane embeds'));
+    }
+    // Steps share a pass only when the same parts run around the same layers.
+    const key = `${layers.start}-${layers.end}${ends?.embed ? '+embed' : ''}${ends?.logits ? '+head' : ''}`;
     let lanes = this.lanes.get(shard);
     if (!lanes) this.lanes.set(shard, (lanes = new Map()));
     let lane = lanes.get(key);
     if (!lane) {
-      const fresh: Lane = { shard, layers, waiting: [], running: false, gather: new BatchGather(() => void this.run(fresh)) };
+      const fresh: Lane = { shard, layers, ends: ends?.embed || ends?.logits ? ends : undefined, waiting: [], running: false, gather: new BatchGather(() => void this.run(fresh)) };
       lane = fresh;
       lanes.set(key, lane);
     }
     const target = lane;
     target.gather.arrive(sessionId, stages);
     return new Promise((resolve, reject) => {
-      target.waiting.push({ hidden, position, sessionId, resolve, reject });
+      target.waiting.push({ ...input, position, sessionId, resolve, reject });
       // While a pass runs, the steps gathered meanwhile wait for it to end.
       if (!target.running) target.gather.queued(sessionId, () => target.waiting.map((s) => s.sessionId));
     });
@@ -76,8 +96,8 @@ export class DecodeBatcher {
     try {
       const ms = await runBatch<Step, Float32Array>(
         batch,
-        (steps) => lane.shard.forwardBatch(steps, lane.layers),
-        (s) => lane.shard.forward(s.hidden, Uint32Array.of(s.position), s.sessionId, lane.layers),
+        (steps) => this.pass(lane, steps),
+        async (s) => (await this.pass(lane, [s]))[0]!,
         (steps) => this.count(steps),
       );
       if (ms !== null) lane.gather.passed(ms);
@@ -85,6 +105,22 @@ export class DecodeBatcher {
       lane.running = false;
       if (lane.waiting.length > 0) lane.gather.queued(undefined, () => lane.waiting.map((s) => s.sessionId));
     }
+  }
+
+  /** One pass of the lane's layers over the steps, with the ends it runs (recorded before the first await). */
+  private async pass(lane: Lane, steps: readonly Step[]): Promise<Float32Array[]> {
+    const { shard, layers, ends } = lane;
+    if (!ends) return shard.forwardBatch(steps, layers);
+    const parts: PassEnds = {};
+    if (ends.embed) {
+      const ids = Uint32Array.from(steps, (s) => s.ids![0]!);
+      parts.input = ends.head.embedOps(ids, Uint32Array.from(steps, (s) => s.position)) ?? undefined;
+      if (!parts.input) throw new AigridError('ERR_INVALID_ARGUMENT', 'decode batcher: this head embeds on the CPU');
+    }
+    const output = ends.logits ? ends.head.logitsOps(steps.length, { all: true }) : undefined;
+    parts.output = output;
+    const outs = await shard.forwardBatch(steps, layers, parts);
+    return output ? outs.map((o) => output.finish(o)) : outs;
   }
 
   /** Up to `size` waiting steps, in arrival order, at most one per session (a second waits for the next batch). */

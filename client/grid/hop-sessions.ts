@@ -2,7 +2,7 @@
 // place on the route, the assignment (model and layers) it runs on, and the KV caches it fills;
 // `release()` is the one way it ends (release, client gone, idle sweep, eviction, unassignment, a
 // send that failed). `run()` is the stage's one pipeline: embed? -> layers -> head?.
-import type { DecodeBatcher } from './decode-batcher.ts';
+import type { DecodeBatcher, StepEnds, StepInput } from './decode-batcher.ts';
 import type { Assignment } from './assignment.ts';
 import { AigridError, contentRoot, signLeaf, type Identity, type SessionSetup, type SignedLeaf, type Stage } from '../../protocol/index.ts';
 
@@ -84,33 +84,48 @@ export class HopSession {
   }
 
   /**
-   * One pass of T tokens at startPos through this stage. A stage without `embed` starts its layer
-   * pass before returning (so passes keep arrival order); one with `embed` chains its passes.
+   * One pass of T tokens at startPos through this stage. The layer pass starts before this returns
+   * (so passes keep arrival order), unless the embedding runs apart: then passes are chained.
    * Decode steps (T = 1) go through the batcher. Tokens are counted here, when the layers ran.
    */
   run(input: StageInput, startPos: number, T: number, batcher: DecodeBatcher): Promise<StageOutput> {
     const { shard, head } = this.assignment;
     if (!shard) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId} is no longer served here`));
     if ('ids' in input && !head) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s embedding is no longer held here`));
+    if (this.stage.head && !head) return Promise.reject(new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s LM head is no longer held here`));
     const { start, end } = this.stage;
     const pass = this.assignment.loadWindow.begin();
     const positions = Uint32Array.from({ length: T }, (_, i) => startPos + i);
-    const layers = (hidden: Float32Array) => {
-      const stages = this.setup.hops.length + 1; // the hops and the client
-      return T === 1 ? batcher.step(shard, { start, end }, hidden, startPos, this.id, stages) : shard.forward(hidden, positions, this.id, { start, end });
+    const stages = this.setup.hops.length + 1; // the hops and the client
+    // The embedding and head run in the layers' pass where they share its backend: the hidden
+    // states between them never leave the device (one submit and one read-back per step).
+    const ends: StepEnds | undefined = head && head.backend === shard.backend ? { head, embed: 'ids' in input && head.embedsOnDevice, logits: Boolean(this.stage.head) } : undefined;
+    const layers = (layerInput: StepInput): Promise<Float32Array> => {
+      if (T === 1) return batcher.step(shard, { start, end }, layerInput, startPos, this.id, stages, ends);
+      try {
+        const output = ends?.logits ? head!.logitsOps(T) : undefined;
+        const embedded = 'ids' in layerInput ? head!.embedOps(layerInput.ids, positions)! : undefined;
+        const hidden = 'hidden' in layerInput ? layerInput.hidden : null;
+        const out = shard.forward(hidden, positions, this.id, { start, end }, { input: embedded, output });
+        return output ? out.then((values) => output.finish(values)) : out;
+      } catch (err) {
+        return Promise.reject(err);
+      }
     };
-    let hidden: Promise<Float32Array>;
-    if ('ids' in input) {
-      // Only the embedding is chained: each pass's layers start as soon as its rows exist.
+    let result: Promise<Float32Array>;
+    if ('ids' in input && !ends?.embed) {
+      // Embedded apart (another backend, or Gemma's scale on the CPU): only the embedding is
+      // chained, so each pass's layers start as soon as its rows exist, in arrival order.
       const embedded = this.previous.then(() => head!.embed(input.ids, positions));
       this.previous = embedded.catch(() => {});
-      hidden = embedded.then(layers);
+      result = embedded.then((hidden) => layers({ hidden }));
     } else {
-      hidden = layers(input.hidden);
+      result = layers(input);
     }
-    const output = hidden.then(async (out): Promise<StageOutput> => {
+    const output = result.then(async (out): Promise<StageOutput> => {
       this.assignment.tokensServed += T;
       if (!this.stage.head) return { hidden: out };
+      if (ends?.logits) return { logits: out };
       if (!head) throw new AigridError('ERR_NO_ROUTE', `${this.assignment.modelId}'s LM head is no longer held here`);
       return { logits: await head.logits(out, T) };
     });

@@ -6,7 +6,7 @@ import type { GpuContext } from '../../kernels/context.ts';
 import { checkIds } from '../../kernels/embedding.ts';
 import { softcap } from '../../kernels/cpu/attention.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';
-import type { Backend, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
+import type { Backend, Ops, Table, Tensor, Weight, WeightDtype } from './backend/types.ts';
 import type { ModelConfig } from './config.ts';
 import { linearWeight, withUploads, type Uploads } from './layers/layer.ts';
 import { plusOne } from './layers/gemma.ts';
@@ -21,6 +21,15 @@ export interface HeadLoadOptions {
   weightDtype?: WeightDtype;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
+}
+
+/** A head's logits as the end of a pass (Head.logitsOps). */
+export interface HeadOutput {
+  rows: number;
+  width: number;
+  record(ops: Ops, x: Tensor): Tensor;
+  /** Completes the values read back (in place). */
+  finish(values: Float32Array): Float32Array;
 }
 
 export interface LogitsOptions {
@@ -109,29 +118,28 @@ export class Head {
 
   /** Hidden states [T, H] of the tokens at the given positions (positions matter for GPT-2). */
   async embed(tokens: Uint32Array, positions: Uint32Array): Promise<Float32Array> {
-    this.checkLive();
-    if (!(tokens instanceof Uint32Array) || tokens.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'head: tokens must be a non-empty Uint32Array');
-    if (!(positions instanceof Uint32Array) || positions.length !== tokens.length) {
-      throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions must be a Uint32Array with one entry per token (${tokens.length})`);
-    }
-    checkIds(tokens, this.config.vocabSize);
-    const maxPos = this.config.maxPositions;
-    const beyond = positions.findIndex((p) => p >= maxPos);
-    if (beyond >= 0) throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions[${beyond}] = ${positions[beyond]} is beyond the model's ${maxPos} positions`);
-    const out = await this.backend.run((ops) => {
-      const ids = ops.indices(tokens); // [T]
-      const x = ops.embedding(ids, this.w.tokens); // [T, H]
-      if (!this.w.positions) return x;
-      const p = ops.embedding(ops.indices(positions), this.w.positions); // [T, H]
-      const sum = ops.add(x, p); // [T, H]
-      ops.free(x, p);
-      return sum;
-    });
+    this.checkTokens(tokens, positions);
+    const out = await this.backend.run((ops) => this.recordEmbed(ops, tokens, positions));
     checkRows('head: embedding output', out, tokens.length, this.config.hiddenSize);
     // Gemma scales the embeddings by sqrt(hidden), an f32 product as transformers computes it.
     const scale = this.config.gemma?.embedScale;
     if (scale !== undefined) for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i]! * scale);
     return out;
+  }
+
+  /** Whether embedOps can record this model's embedding (not Gemma's, scaled on the CPU). */
+  get embedsOnDevice(): boolean {
+    return this.config.gemma?.embedScale === undefined;
+  }
+
+  /**
+   * embed() as ops of a pass that goes on through a shard's layers on this backend, so the rows
+   * never leave the device; checked now. Null for Gemma, whose scale is applied on the CPU.
+   */
+  embedOps(tokens: Uint32Array, positions: Uint32Array): ((ops: Ops) => Tensor) | null {
+    this.checkTokens(tokens, positions);
+    if (!this.embedsOnDevice) return null;
+    return (ops) => this.recordEmbed(ops, tokens, positions);
   }
 
   /** Logits [V] of the last of `tokens` rows of hidden [tokens, H], or of every row [tokens, V]. */
@@ -142,16 +150,64 @@ export class Head {
     checkRows('head: hidden', hidden, tokens, H);
     const rows = options.all ? hidden : hidden.subarray((tokens - 1) * H);
     const R = rows.length / H;
+    const logits = await this.backend.run((ops) => this.recordLogits(ops, ops.input(rows, [R, H])));
+    checkRows('head: logits', logits, R, this.config.vocabSize);
+    return this.finishLogits(logits);
+  }
+
+  /**
+   * logits() as ops that end a pass whose layers leave x [tokens, H] on this backend: the pass
+   * reads back `rows` rows of `width` logits, which `finish` completes.
+   */
+  logitsOps(tokens: number, options: LogitsOptions = {}): HeadOutput {
+    this.checkLive();
+    if (!Number.isInteger(tokens) || tokens < 1) throw new AigridError('ERR_INVALID_ARGUMENT', `head: tokens must be a positive integer, got ${tokens}`);
+    const rows = options.all ? tokens : 1;
+    return {
+      rows,
+      width: this.config.vocabSize,
+      record: (ops, x) => {
+        const last = rows === tokens ? x : ops.rows(x, tokens - 1, 1);
+        if (last !== x) ops.free(x);
+        return this.recordLogits(ops, last);
+      },
+      finish: (values) => this.finishLogits(values),
+    };
+  }
+
+  private checkTokens(tokens: Uint32Array, positions: Uint32Array): void {
+    this.checkLive();
+    if (!(tokens instanceof Uint32Array) || tokens.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'head: tokens must be a non-empty Uint32Array');
+    if (!(positions instanceof Uint32Array) || positions.length !== tokens.length) {
+      throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions must be a Uint32Array with one entry per token (${tokens.length})`);
+    }
+    checkIds(tokens, this.config.vocabSize);
+    const maxPos = this.config.maxPositions;
+    const beyond = positions.findIndex((p) => p >= maxPos);
+    if (beyond >= 0) throw new AigridError('ERR_INVALID_ARGUMENT', `head: positions[${beyond}] = ${positions[beyond]} is beyond the model's ${maxPos} positions`);
+  }
+
+  private recordEmbed(ops: Ops, tokens: Uint32Array, positions: Uint32Array): Tensor {
+    const ids = ops.indices(tokens); // [T]
+    const x = ops.embedding(ids, this.w.tokens); // [T, H]
+    if (!this.w.positions) return x;
+    const p = ops.embedding(ops.indices(positions), this.w.positions); // [T, H]
+    const sum = ops.add(x, p); // [T, H]
+    ops.free(x, p);
+    return sum;
+  }
+
+  /** Final norm and LM head of x [R, H] -> [R, V]. */
+  private recordLogits(ops: Ops, x: Tensor): Tensor {
     const { norm, normBias, lmHead } = this.w;
     const eps = this.config.normEps;
-    const logits = await this.backend.run((ops) => {
-      const x = ops.input(rows, [R, H]); // [R, H]
-      const n = normBias ? ops.layerNorm(x, norm, normBias, eps) : ops.rmsNorm(x, norm, eps); // [R, H]
-      ops.free(x);
-      return ops.linear(n, lmHead); // [R, V]
-    });
-    checkRows('head: logits', logits, R, this.config.vocabSize);
-    // Gemma 2 soft-caps the logits: cap * tanh(logits / cap), in f32 steps as transformers does.
+    const n = normBias ? ops.layerNorm(x, norm, normBias, eps) : ops.rmsNorm(x, norm, eps); // [R, H]
+    ops.free(x);
+    return ops.linear(n, lmHead); // [R, V]
+  }
+
+  /** Gemma 2 soft-caps the logits: cap * tanh(logits / cap), in f32 steps as transformers does. */
+  private finishLogits(logits: Float32Array): Float32Array {
     const cap = this.config.gemma?.finalSoftcap;
     if (cap !== undefined) for (let i = 0; i < logits.length; i++) logits[i] = softcap(logits[i]!, cap);
     return logits;

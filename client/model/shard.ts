@@ -3,7 +3,7 @@
 import { AigridError } from '../../protocol/index.ts';
 import { WEIGHT_DTYPES } from '../../kernels/weights.ts';
 import { resolveBackend, type BackendChoice } from './backend/select.ts';
-import type { Backend, KvStore, KvStoreOptions, WeightDtype } from './backend/types.ts';
+import type { Backend, KvStore, KvStoreOptions, Ops, Tensor, WeightDtype } from './backend/types.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { parseConfig, type ModelConfig } from './config.ts';
 import { KvSessions, type KvSession, type KvUsage } from './kv-sessions.ts';
@@ -66,6 +66,17 @@ export function checkRows(what: string, data: Float32Array, tokens: number, widt
       throw new AigridError('ERR_INVALID_ARGUMENT', `${what} holds a non-finite value (${data[i]}) at row ${Math.floor(i / width)}, column ${i % width}`);
     }
   }
+}
+
+/**
+ * What a pass runs besides its layers, on the same backend, so hidden states stay on the device:
+ * the embedding that makes its input, the head that takes its output (Head.embedOps, logitsOps).
+ */
+export interface PassEnds {
+  /** Records the input rows [rows, H] instead of uploading hidden. */
+  input?: (ops: Ops) => Tensor;
+  /** Records what the pass returns from the last layer's output: `rows` rows of `width`. */
+  output?: { rows: number; width: number; record: (ops: Ops, x: Tensor) => Tensor };
 }
 
 /** A session's part of a pass, as admitted before it runs. */
@@ -178,18 +189,20 @@ export class Shard {
    * Runs hidden [T, H] through the layers at positions [T] (consecutive from the session's cached
    * length; 0 starts a session) and returns [T, H]. Prefill passes many tokens, decode one.
    * `layers` picks a sub-range of this shard's layers (a route may enter a peer mid-range); a
-   * session keeps to one sub-range, whose layers alone hold its cache.
+   * session keeps to one sub-range, whose layers alone hold its cache. With `ends`, an embedding
+   * makes the input (hidden is then null) and a head's output is returned, in the same pass.
    */
   async forward(
-    hidden: Float32Array,
+    hidden: Float32Array | null,
     positions: Uint32Array,
     sessionId: string,
     layers: { start: number; end: number } = { start: this.start, end: this.end },
+    ends: PassEnds = {},
   ): Promise<Float32Array> {
     // Everything up to the first await runs at once, so passes are recorded in call order.
     if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
-    const entry = this.admit(hidden, positions, sessionId, layers);
-    return this.pass([entry], hidden, positions, layers);
+    const entry = this.admit(hidden, positions, sessionId, layers, ends);
+    return this.pass([entry], hidden, positions, layers, ends);
   }
 
   /**
@@ -197,11 +210,12 @@ export class Shard {
    * stacked into [B, H], so every linear layer reads its weights once for the whole batch; only the
    * KV append and attention run per session. Each item is checked as forward() checks it, all
    * before anything runs; a failed pass rolls back (or evicts) every session of the batch.
-   * Returns each item's [1, H] output, in order.
+   * Returns each item's [1, H] output (with ends.output, its share of that output), in order.
    */
   async forwardBatch(
-    items: readonly { hidden: Float32Array; position: number; sessionId: string }[],
+    items: readonly { hidden?: Float32Array; position: number; sessionId: string }[],
     layers: { start: number; end: number } = { start: this.start, end: this.end },
+    ends: PassEnds = {},
   ): Promise<Float32Array[]> {
     if (this.destroyed) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: used after destroy()');
     if (!Array.isArray(items) || items.length === 0) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: a batch needs at least one item');
@@ -213,16 +227,20 @@ export class Shard {
       if (!Number.isInteger(position) || position < 0 || position > 0xffffffff) {
         throw new AigridError('ERR_INVALID_ARGUMENT', `shard: item ${b}'s position must be an integer >= 0, got ${position}`);
       }
-      return this.admit(hidden, Uint32Array.of(position), sessionId, layers);
+      return this.admit(hidden ?? null, Uint32Array.of(position), sessionId, layers, ends);
     });
-    const hidden = new Float32Array(items.length * H);
-    items.forEach((item, b) => hidden.set(item.hidden, b * H));
-    const out = await this.pass(entries, hidden, Uint32Array.from(items, (item) => item.position), layers);
-    return items.map((_, b) => out.slice(b * H, (b + 1) * H));
+    let hidden: Float32Array | null = null;
+    if (!ends.input) {
+      hidden = new Float32Array(items.length * H);
+      items.forEach((item, b) => hidden!.set(item.hidden!, b * H));
+    }
+    const out = await this.pass(entries, hidden, Uint32Array.from(items, (item) => item.position), layers, ends);
+    const share = out.length / items.length;
+    return items.map((_, b) => out.slice(b * share, (b + 1) * share));
   }
 
   /** forward()'s checks of one session's input, before anything runs. */
-  private admit(hidden: Float32Array, positions: Uint32Array, sessionId: string, layers: { start: number; end: number }): PassEntry {
+  private admit(hidden: Float32Array | null, positions: Uint32Array, sessionId: string, layers: { start: number; end: number }, ends: PassEnds): PassEntry {
     if (typeof sessionId !== 'string' || sessionId === '') throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: sessionId must be a non-empty string');
     if (!(positions instanceof Uint32Array) || positions.length === 0) {
       throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: positions must be a non-empty Uint32Array, one per token');
@@ -233,7 +251,8 @@ export class Shard {
     const from = layers.start - this.start;
     const T = positions.length;
     const H = this.config.hiddenSize;
-    checkRows('shard: hidden', hidden, T, H);
+    if (!ends.input === !hidden) throw new AigridError('ERR_INVALID_ARGUMENT', 'shard: a pass takes either hidden states or an embedding of its input, one of the two');
+    if (hidden) checkRows('shard: hidden', hidden, T, H);
     const first = positions[0]!;
     const found = this.sessions.lookup(sessionId);
     const cached = typeof found === 'object' ? found.stores[from]!.length : 0;
@@ -256,7 +275,7 @@ export class Shard {
    * Runs the stacked rows of admitted entries (one entry with T tokens, or B entries of one token)
    * and checks the output; on failure every entry's cache is rolled back, or the session evicted.
    */
-  private async pass(entries: PassEntry[], hidden: Float32Array, positions: Uint32Array, layers: { start: number; end: number }): Promise<Float32Array> {
+  private async pass(entries: PassEntry[], hidden: Float32Array | null, positions: Uint32Array, layers: { start: number; end: number }, ends: PassEnds): Promise<Float32Array> {
     const from = layers.start - this.start;
     const to = layers.end - this.start;
     const rows = positions.length;
@@ -276,7 +295,7 @@ export class Shard {
           if (!sessions[b]) mark((sessions[b] = this.sessions.create(e.id)));
         });
         const live = sessions as KvSession[];
-        let x = ops.input(hidden, [rows, H]); // [rows, H]
+        let x = hidden ? ops.input(hidden, [rows, H]) : ends.input!(ops); // [rows, H]
         const pos = ops.indices(positions); // [rows]
         for (let i = from; i < to; i++) {
           // One session: one store for its T rows; a batch: one store per row.
@@ -285,7 +304,7 @@ export class Shard {
           ops.free(x);
           x = next;
         }
-        return x;
+        return ends.output ? ends.output.record(ops, x) : x;
       });
     } catch (err) {
       for (const s of counted) s.busy--;
@@ -294,7 +313,8 @@ export class Shard {
     }
     try {
       const out = await result;
-      checkRows(`shard: output of layers [${this.start}, ${this.end})`, out, rows, H);
+      const what = `shard: output of layers [${this.start}, ${this.end})${ends.output ? ' and the head' : ''}`;
+      checkRows(what, out, ends.output?.rows ?? rows, ends.output?.width ?? H);
       return out;
     } catch (err) {
       entries.forEach((e, b) => this.undo(sessions[b], e.id, e.cached, false, e.cached + e.tokens, from, to));

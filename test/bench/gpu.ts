@@ -1,7 +1,8 @@
 // npm run bench:gpu — one peer's decode and prefill on WebGPU in Node (Dawn: the machine's Vulkan GPU,
 // else SwiftShader), for random weights with SmolLM2-135M's and Llama-3.2-1B's shapes, stored in f16
-// (f32 where the adapter lacks shader-f16) and in q4. Per model and dtype: tokens/s, dispatches (and
-// compute passes) per decoder layer on a decode step, the JS time spent encoding passes per token
+// (f32 where the adapter lacks shader-f16) and in q4, the KV cache in f16 where the adapter has it.
+// A step is one pass (embedding, layers and head together). Per model and dtype: tokens/s, dispatches
+// per decoder layer on a decode step, passes and submits per token, the JS time encoding per token
 // (and apart, in queue.submit, where a software driver does work), the bytes a decode
 // step reads (weights in their dtype, the embedding row, the KV cache) and the fraction of the
 // adapter's memory bandwidth that reaches (null where the adapter's bandwidth is unknown, as for
@@ -65,12 +66,12 @@ function weightBytes(dtype: WeightDtype, N: number, K: number): number {
 }
 
 /** Bytes a decode step reads at cache length `cached` (after its append): every weight once, one embedding row, the KV caches. */
-function decodeBytes(spec: ModelSpec, layers: number, dtype: WeightDtype, cached: number): number {
+function decodeBytes(spec: ModelSpec, layers: number, dtype: WeightDtype, kvBytes: number, cached: number): number {
   const { hidden: H, intermediate: I, heads, kvHeads, vocabSize: V } = spec;
   const D = headDim(spec);
   const perLayer = weightBytes(dtype, heads * D, H) + 2 * weightBytes(dtype, kvHeads * D, H) + weightBytes(dtype, H, heads * D) +
     2 * weightBytes(dtype, I, H) + weightBytes(dtype, H, I) + 2 * H * 4;
-  const kv = 2 * kvHeads * cached * D * 4; // f32 cache
+  const kv = 2 * kvHeads * cached * D * kvBytes;
   const table = dtype === 'f32' ? 4 : 2;
   return layers * (perLayer + kv) + weightBytes(dtype, V, H) + H * 4 + H * table;
 }
@@ -82,7 +83,7 @@ interface Run {
   prefillTokS: number;
   decodeTokS: number;
   dispatchesPerLayer: number;
-  passesPerLayer: number;
+  passesPerToken: number;
   submitsPerToken: number;
   encodeMsPerToken: number;
   submitMsPerToken: number;
@@ -95,40 +96,41 @@ async function runModel(ctx: GpuContext, spec: ModelSpec, layers: number, dtype:
   const source = memorySource(configJson({ ...spec, layers }, vocab, 'F32'), generationConfigJson(vocab), weights);
   const backend = new WebGpuBackend(ctx);
   const head = await Head.load(source, { backend, weightDtype: dtype });
-  const shard = await Shard.load(source, { start: 0, end: layers, backend, weightDtype: dtype, maxSessionTokens: Math.min(spec.maxPositions, 1024) });
-  let shardCounts = { passes: 0, dispatches: 0 };
-  const step = async (ids: number[], start: number, session: string, count: boolean) => {
+  const shard = await Shard.load(source, {
+    start: 0, end: layers, backend, weightDtype: dtype, kvDtype: ctx.f16 ? 'f16' : 'f32', maxSessionTokens: Math.min(spec.maxPositions, 1024),
+  });
+  // A step is one pass: embedding, layers and head recorded together (what a peer holding a
+  // model's ends runs), so the hidden states never leave the device between them.
+  const step = async (ids: number[], start: number, session: string) => {
     const positions = Uint32Array.from(ids, (_, i) => start + i);
-    const hidden = await head.embed(Uint32Array.from(ids), positions);
-    const before = ctx.counters();
-    // The pass is recorded before forward's first await: the counters see this pass alone.
-    const out = await shard.forward(hidden, positions, session);
-    if (count) {
-      const d = countersBetween(before, ctx.counters());
-      shardCounts = { passes: shardCounts.passes + d.passes, dispatches: shardCounts.dispatches + d.dispatches };
-    }
-    return argmax(await head.logits(out, ids.length));
+    const tokens = Uint32Array.from(ids);
+    const output = head.logitsOps(ids.length);
+    return argmax(output.finish(await shard.forward(null, positions, session, undefined, { input: head.embedOps(tokens, positions)!, output })));
   };
+  // The embedding's and the head's own dispatches (counted apart once) are not the layers'.
+  const e0 = ctx.counters();
+  await head.logits(await head.embed(Uint32Array.of(1), Uint32Array.of(0)), 1);
+  const endsDispatches = countersBetween(e0, ctx.counters()).dispatches;
   try {
-    await step(prompt, 0, 'warm', false);
-    await step([1], prompt.length, 'warm', false);
+    await step(prompt, 0, 'warm');
+    await step([1], prompt.length, 'warm');
     shard.release('warm');
     const p0 = performance.now();
-    const tokens = [await step(prompt, 0, 'run', false)];
+    const tokens = [await step(prompt, 0, 'run')];
     const p1 = performance.now();
     const c0 = ctx.counters();
-    for (let i = 0; i < decode; i++) tokens.push(await step([tokens.at(-1)!], prompt.length + i, 'run', true));
+    for (let i = 0; i < decode; i++) tokens.push(await step([tokens.at(-1)!], prompt.length + i, 'run'));
     const p2 = performance.now();
     const all = countersBetween(c0, ctx.counters());
     shard.release('run');
     let bytes = 0;
-    for (let i = 0; i < decode; i++) bytes += decodeBytes(spec, layers, dtype, prompt.length + i + 1);
+    for (let i = 0; i < decode; i++) bytes += decodeBytes(spec, layers, dtype, ctx.f16 ? 2 : 4, prompt.length + i + 1);
     return {
       model: spec.name, layers, dtype,
       prefillTokS: (prompt.length * 1000) / (p1 - p0),
       decodeTokS: (decode * 1000) / (p2 - p1),
-      dispatchesPerLayer: shardCounts.dispatches / decode / layers,
-      passesPerLayer: shardCounts.passes / decode / layers,
+      dispatchesPerLayer: (all.dispatches / decode - endsDispatches) / layers,
+      passesPerToken: all.passes / decode,
       submitsPerToken: all.submits / decode,
       encodeMsPerToken: all.encodeMs / decode,
       submitMsPerToken: all.submitMs / decode,
@@ -207,7 +209,7 @@ async function main(): Promise<void> {
   console.table(runs.map((r) => ({
     model: r.model.replace(/^bench-|-shapes$/g, ''), layers: r.layers, dtype: r.dtype,
     prefill_tok_s: round(r.prefillTokS, 2), decode_tok_s: round(r.decodeTokS, 2),
-    dispatches_per_layer: round(r.dispatchesPerLayer, 2), passes_per_layer: round(r.passesPerLayer, 2), submits_per_token: round(r.submitsPerToken, 2),
+    dispatches_per_layer: round(r.dispatchesPerLayer, 2), passes_per_token: round(r.passesPerToken, 2), submits_per_token: round(r.submitsPerToken, 2),
     encode_ms_per_token: round(r.encodeMsPerToken, 3), submit_ms_per_token: round(r.submitMsPerToken, 3), mb_read_per_token: round(r.bytesPerToken / 2 ** 20, 1),
     bandwidth_fraction: bandwidth.bytesPerSecond ? round((r.bytesPerToken * r.decodeTokS) / bandwidth.bytesPerSecond, 4) : null,
   })));
