@@ -3,6 +3,10 @@
 // read once per batch. While a batch runs, newly arrived steps gather for the next one; BatchGather
 // decides when the next batch starts and how many steps it takes (one micro-batch per pipeline
 // stage when many sessions decode, so that the stages of their routes work at once).
+// On WebGPU a lane keeps two passes in flight: the next batch is recorded and submitted while the
+// previous one's result is read back, so the device does not idle through the read-back. A pass
+// is recorded before its first await, so the queue runs passes (and KV appends) in call order; a
+// session waits out its own pass in flight before its next step joins one.
 import { BatchGather } from '../model/batch-gather.ts';
 import { runBatch } from '../model/batch-run.ts';
 import type { Head } from '../model/head.ts';
@@ -36,7 +40,11 @@ interface Lane {
   layers: { start: number; end: number };
   ends: StepEnds | undefined;
   waiting: Step[];
-  running: boolean;
+  /** Passes recorded and not yet answered, and the sessions they carry. */
+  inFlight: number;
+  busy: Set<string>;
+  /** Passes allowed in flight at once: 2 where the device works apart from JS (WebGPU), else 1. */
+  depth: number;
   gather: BatchGather;
 }
 
@@ -45,12 +53,14 @@ export interface BatchStats {
   passes: number;
   steps: number;
   largest: number;
+  /** Passes that started while another pass of their lane was in flight. */
+  overlapped: number;
 }
 
 export class DecodeBatcher {
   /** Per shard, its lanes by layer range: two models with the same cut never share a lane. */
   private readonly lanes = new Map<Shard, Map<string, Lane>>();
-  readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0 };
+  readonly stats: BatchStats = { passes: 0, steps: 0, largest: 0, overlapped: 0 };
 
   /**
    * Queues one decode step; resolves with its output row [1, H] (with ends.logits, its logits [V]).
@@ -66,7 +76,10 @@ export class DecodeBatcher {
     if (!lanes) this.lanes.set(shard, (lanes = new Map()));
     let lane = lanes.get(key);
     if (!lane) {
-      const fresh: Lane = { shard, layers, ends: ends?.embed || ends?.logits ? ends : undefined, waiting: [], running: false, gather: new BatchGather(() => void this.run(fresh)) };
+      const fresh: Lane = {
+        shard, layers, ends: ends?.embed || ends?.logits ? ends : undefined, waiting: [], inFlight: 0, busy: new Set(),
+        depth: shard.backend.kind === 'webgpu' ? 2 : 1, gather: new BatchGather(() => void this.run(fresh)),
+      };
       lane = fresh;
       lanes.set(key, lane);
     }
@@ -74,8 +87,8 @@ export class DecodeBatcher {
     target.gather.arrive(sessionId, stages);
     return new Promise((resolve, reject) => {
       target.waiting.push({ ...input, position, sessionId, resolve, reject });
-      // While a pass runs, the steps gathered meanwhile wait for it to end.
-      if (!target.running) target.gather.queued(sessionId, () => target.waiting.map((s) => s.sessionId));
+      // While the lane's passes in flight are as many as it allows, the steps gathered meanwhile wait for one to end.
+      if (target.inFlight < target.depth) target.gather.queued(sessionId, () => this.ready(target).map((s) => s.sessionId));
     });
   }
 
@@ -90,9 +103,11 @@ export class DecodeBatcher {
   }
 
   private async run(lane: Lane): Promise<void> {
-    if (lane.running || lane.waiting.length === 0) return;
-    lane.running = true;
+    if (lane.inFlight >= lane.depth) return;
     const batch = this.take(lane, lane.gather.size(lane.waiting.length));
+    if (batch.length === 0) return;
+    if (lane.inFlight++ > 0) this.stats.overlapped++;
+    for (const s of batch) lane.busy.add(s.sessionId);
     try {
       const ms = await runBatch<Step, Float32Array>(
         batch,
@@ -102,9 +117,15 @@ export class DecodeBatcher {
       );
       if (ms !== null) lane.gather.passed(ms);
     } finally {
-      lane.running = false;
-      if (lane.waiting.length > 0) lane.gather.queued(undefined, () => lane.waiting.map((s) => s.sessionId));
+      lane.inFlight--;
+      for (const s of batch) lane.busy.delete(s.sessionId);
+      if (this.ready(lane).length > 0) lane.gather.queued(undefined, () => this.ready(lane).map((s) => s.sessionId));
     }
+  }
+
+  /** The waiting steps a pass may take now: not of a session whose step is in flight. */
+  private ready(lane: Lane): Step[] {
+    return lane.busy.size === 0 ? lane.waiting : lane.waiting.filter((s) => !lane.busy.has(s.sessionId));
   }
 
   /** One pass of the lane's layers over the steps, with the ends it runs (recorded before the first await). */
@@ -123,9 +144,12 @@ export class DecodeBatcher {
     return output ? outs.map((o) => output.finish(o)) : outs;
   }
 
-  /** Up to `size` waiting steps, in arrival order, at most one per session (a second waits for the next batch). */
+  /**
+   * Up to `size` waiting steps, in arrival order, at most one per session (a second waits for the
+   * next batch) and none of a session in flight.
+   */
   private take(lane: Lane, size: number): Step[] {
-    const seen = new Set<string>();
+    const seen = new Set<string>(lane.busy);
     const batch: Step[] = [];
     const rest: Step[] = [];
     for (const s of lane.waiting) {
