@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { layerTensorNames } from '../client/model/arch/names.ts';
 import { createBackend } from '../client/model/backend/select.ts';
+import { GpuContext } from '../kernels/context.ts';
+import { isCpuAdapter } from '../kernels/matvec.ts';
+import { nodeGpu } from '../kernels/node-gpu.ts';
 import { headerLength, openCheckpoint, type CheckpointReader } from '../client/model/checkpoint/index.ts';
 import { openCheckpointNode } from '../client/model/checkpoint/node.ts';
 import { parseConfig } from '../client/model/config.ts';
@@ -219,6 +222,19 @@ describe('backend selection', () => {
       await failure(createBackend('webgpu'), 'ERR_NO_WEBGPU');
     }
     await failure(createBackend('tpu' as never), 'ERR_INVALID_ARGUMENT');
+  });
+
+  it("'auto' on a GPU whose adapter is a software one takes the CPU; 'webgpu' still takes it", async () => {
+    const gpu = await nodeGpu();
+    const probe = await GpuContext.create({ gpu });
+    const software = isCpuAdapter(probe.adapter);
+    probe.destroy();
+    const auto = await createBackend('auto', { gpu });
+    expect(auto.kind).toBe(software ? 'cpu' : 'webgpu');
+    auto.destroy();
+    const forced = await createBackend('webgpu', { gpu });
+    expect(forced.kind).toBe('webgpu');
+    forced.destroy();
   });
 
   it('a shard and head made with backend choices run and own their backends', async () => {

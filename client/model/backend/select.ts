@@ -1,8 +1,11 @@
-// Picks the backend: WebGPU where an adapter is available (an injected GpuContext or GPU, else the
-// page's navigator.gpu; Node passes nodeGpu()), else the CPU. Serving peers decide 'auto' by
+// Picks the backend: WebGPU where a hardware adapter is available (an injected GpuContext or GPU,
+// else the page's navigator.gpu; Node passes nodeGpu()), else the CPU. 'auto' on a GPU whose only
+// adapter is a software one (SwiftShader) takes the CPU, which every measurement found faster
+// there; an injected GpuContext is the caller's choice and kept. Serving peers decide 'auto' by
 // measuring both on the assigned model's shapes instead (measure.ts, grid/serving-backend.ts).
 import { AigridError } from '../../../protocol/index.ts';
 import { GpuContext } from '../../../kernels/context.ts';
+import { isCpuAdapter } from '../../../kernels/matvec.ts';
 import { CpuBackend } from './cpu.ts';
 import type { Backend } from './types.ts';
 import { WebGpuBackend } from './webgpu.ts';
@@ -28,7 +31,12 @@ export async function createBackend(choice: BackendChoice = 'auto', options: Bac
     return CpuBackend.create({ threads: options.threads });
   }
   try {
-    return new WebGpuBackend(await GpuContext.create({ gpu }), true);
+    const ctx = await GpuContext.create({ gpu });
+    if (choice === 'auto' && isCpuAdapter(ctx.adapter)) {
+      ctx.destroy();
+      return CpuBackend.create({ threads: options.threads });
+    }
+    return new WebGpuBackend(ctx, true);
   } catch (err) {
     if (choice === 'auto' && err instanceof AigridError && err.code === 'ERR_NO_WEBGPU') return CpuBackend.create({ threads: options.threads });
     throw err;
