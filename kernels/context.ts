@@ -21,6 +21,14 @@ export interface GpuContextOptions {
   adapter?: GPUAdapter;
   /** Turn native f16 arithmetic off even where the adapter has shader-f16. */
   disableF16?: boolean;
+  /** Leave subgroup operations off even where the adapter has them. */
+  disableSubgroups?: boolean;
+}
+
+/** The subgroup sizes the adapter may pick for a pipeline (powers of two). */
+export interface SubgroupSizes {
+  min: number;
+  max: number;
 }
 
 /** What makes two pipelines the same: the op, its dtype path and its tuning constants. */
@@ -86,6 +94,8 @@ export class GpuContext {
   readonly device: GPUDevice;
   /** Native f16 arithmetic (shader-f16) is available and enabled. */
   readonly f16: boolean;
+  /** Subgroup operations (`subgroups`) are enabled, with the sizes the adapter gives; else null. */
+  readonly subgroups: SubgroupSizes | null;
   readonly limits: GPUSupportedLimits;
   readonly adapter: AdapterSummary;
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -107,10 +117,11 @@ export class GpuContext {
   /** Held so the instance outlives the device: Dawn in Node frees a collected GPU object's instance. */
   private readonly owners: readonly unknown[];
 
-  private constructor(device: GPUDevice, f16: boolean, adapter: AdapterSummary, owners: unknown[]) {
+  private constructor(device: GPUDevice, f16: boolean, subgroups: SubgroupSizes | null, adapter: AdapterSummary, owners: unknown[]) {
     this.device = device;
     this.owners = owners;
     this.f16 = f16;
+    this.subgroups = subgroups;
     this.limits = device.limits;
     this.adapter = adapter;
     void device.lost.then((info) => {
@@ -129,15 +140,17 @@ export class GpuContext {
     const adapter = options.adapter ?? (await gpu!.requestAdapter({ powerPreference: 'high-performance' }));
     if (!adapter) throw new AigridError('ERR_NO_WEBGPU', 'requestAdapter() returned no adapter');
     const f16 = !options.disableF16 && adapter.features.has('shader-f16');
+    const info = adapter.info;
+    // Kernels choose subgroup paths by the sizes the adapter may pick: without them, none.
+    const sizes = { min: Number(info?.subgroupMinSize), max: Number(info?.subgroupMaxSize) };
+    const subgroups = !options.disableSubgroups && adapter.features.has('subgroups') && sizes.min > 0 && sizes.max >= sizes.min ? sizes : null;
+    const requiredFeatures: GPUFeatureName[] = [];
+    if (f16) requiredFeatures.push('shader-f16');
+    if (subgroups) requiredFeatures.push('subgroups');
     const requiredLimits: Record<string, number> = {};
     for (const name of REQUESTED_LIMITS) requiredLimits[name] = Number(adapter.limits[name]);
-    const device = await adapter.requestDevice({
-      label: 'aigrid',
-      requiredFeatures: f16 ? ['shader-f16'] : [],
-      requiredLimits,
-    });
-    const info = adapter.info;
-    return new GpuContext(device, f16, {
+    const device = await adapter.requestDevice({ label: 'aigrid', requiredFeatures, requiredLimits });
+    return new GpuContext(device, f16, subgroups, {
       vendor: info?.vendor ?? '',
       architecture: info?.architecture ?? '',
       device: info?.device ?? '',

@@ -1,8 +1,11 @@
 // Matrix-vector product for decode: out[m, col0 + n] = x[m, :] · w[n, :] for a few rows of x
 // (one row per workgroup layer). Memory-bound: one pass over the weight. On GPUs neighbouring
 // threads take neighbouring groups of four elements (contiguous loads of x and w), a group of
-// threads per output row and a shared-memory tree reduction ('reduce'). CPU adapters (SwiftShader)
-// pay dearly for barriers, so there each thread computes whole rows alone ('rows').
+// threads per output row and a shared-memory tree reduction ('reduce'). Where K allows, f16 / q8 /
+// q4 weights take the wide loop instead: a lane loads 16 bytes of weight at a time rather than 2 to
+// 8 (f32 groups already are 16 bytes); with subgroups, its rows are reduced by subgroupAdd where
+// TPR is a multiple of every subgroup size the adapter may pick. CPU adapters (SwiftShader) pay
+// dearly for barriers, so there each thread computes whole rows alone ('rows').
 // Fusions (MatvecFusion) save a decoder layer its separate passes: an RMSNorm applied as x is read,
 // a bias or residual added as out is written, and a [gate; up] weight whose two products meet in
 // SwiGLU / GeGLU before out is written. The vector paths (K % 4 == 0) take them.
@@ -30,6 +33,12 @@ import rowsNormPrologue from './matvec_rows_norm.wgsl?raw';
 import rowsQ4Loop from './matvec_rows_q4.wgsl?raw';
 import rowsVec4Loop from './matvec_rows_vec4.wgsl?raw';
 import vec4Loop from './matvec_vec4.wgsl?raw';
+import wideLoop from './matvec_wide.wgsl?raw';
+import wideF16Snippet from './matvec_wide_f16.wgsl?raw';
+import wideQ4Snippet from './matvec_wide_q4.wgsl?raw';
+import wideQ8Snippet from './matvec_wide_q8.wgsl?raw';
+import wideScales from './matvec_wide_scales.wgsl?raw';
+import wideSubgroupsBody from './matvec_wide_subgroups.wgsl?raw';
 import plainPrologue from './matvec_x.wgsl?raw';
 import anyPrologue from './matvec_x_any.wgsl?raw';
 import type { DType, GpuTensor } from './tensor.ts';
@@ -48,6 +57,18 @@ const LOOPS = {
   q4: q4Snippet + vec4Loop,
   any: anySnippet,
 } as const;
+
+/**
+ * 'reduce' on wide units (matvec_wide.wgsl): one vec4<u32> of weight per unit of `unit` elements,
+ * taken when K % unit == 0. Native f16 shares the packed snippet: unpacking gives the same f32
+ * values, and it needs no shader-f16.
+ */
+const WIDE = {
+  f16: { unit: 8, code: wideF16Snippet + wideLoop },
+  q8: { unit: 16, code: wideScales + wideQ8Snippet + wideLoop },
+  q4: { unit: 32, code: wideScales + wideQ4Snippet + wideLoop },
+} as const;
+type WideDtype = keyof typeof WIDE;
 
 /** 'rows': the dtype snippet and its row loop, then matvec_rows.wgsl (K % 4 == 0; odd K takes `any`). */
 const ROW_LOOPS = {
@@ -99,6 +120,8 @@ export type MatvecKernel = 'reduce' | 'rows';
 export interface MatvecOptions extends LinearKernelOptions {
   /** Default: 'rows' on CPU adapters, 'reduce' elsewhere. */
   kernel?: MatvecKernel;
+  /** The wide loop's rows reduced by subgroup operations where the context has them (default true). */
+  subgroups?: boolean;
 }
 
 /** SwiftShader (Chromium's CPU WebGPU) and other fallback adapters run on the CPU. */
@@ -107,15 +130,18 @@ export function isCpuAdapter(adapter: AdapterSummary): boolean {
 }
 
 export class MatvecOp {
-  /** True when f16 weights take the native shader-f16 kernel. */
+  /** True when f16 weights take the native shader-f16 kernel (where K takes no wide loop: see WIDE). */
   readonly nativeF16: boolean;
   readonly kernel: MatvecKernel;
   private readonly workgroup: number;
   private readonly rowsWorkgroup: number;
+  /** The largest subgroup size the adapter may pick, 0 without subgroup operations. */
+  private readonly subgroupMax: number;
 
   constructor(private readonly ctx: GpuContext, options: MatvecOptions = {}) {
     this.nativeF16 = useNativeF16(ctx, options.f16 ?? 'auto', 'matvec');
     this.kernel = options.kernel ?? (isCpuAdapter(ctx.adapter) ? 'rows' : 'reduce');
+    this.subgroupMax = options.subgroups === false ? 0 : (ctx.subgroups?.max ?? 0);
     const { maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX } = ctx.limits;
     const maxThreads = Math.min(maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX);
     this.workgroup = floorPow2(Math.min(256, maxThreads));
@@ -137,29 +163,37 @@ export class MatvecOp {
     if (fusion.norm || fusion.add || fusion.gated) checkFusion(dims, fusion, out, this.canFuse(w));
     if (dims.M === 0 || dims.N === 0) return;
     const name = this.pathFor(w.dtype, dims.K);
+    const wide = this.kernel === 'reduce' && name !== 'any' ? wideDtype(w, dims.K) : undefined;
     const epilogue: Epilogue = fusion.gated ? 'gated' : (fusion.add?.kind ?? 'plain');
     const rows = this.kernel === 'rows' && name !== 'any';
     const prologue = name === 'any' ? anyPrologue : fusion.norm ? (rows ? rowsNormPrologue : normPrologue) : plainPrologue;
-    const loop = rows ? ROW_LOOPS[name as keyof typeof ROW_LOOPS] : LOOPS[name];
-    const code = loop + params + prologue + EPILOGUES[epilogue] + (rows ? matvecRowsBody : matvecBody);
+    const loop = wide ? WIDE[wide].code : rows ? ROW_LOOPS[name as keyof typeof ROW_LOOPS] : LOOPS[name];
     const WG = rows ? this.rowsWorkgroup : this.workgroup;
-    const vector = name === 'any' ? 1 : GROUP;
+    // Elements per load of the row loop: TPR below follows from K / vector.
+    const vector = wide ? WIDE[wide].unit : name === 'any' ? 1 : GROUP;
     const constants: Record<string, number> = { WG, GATED: fusion.gated ? 1 : 0 };
     if (fusion.gated) constants.ACT = fusion.gated === 'geglu' ? 1 : 0;
     let grid: [number, number];
+    let subgroups = false;
     const maxGroups = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     if (rows) {
       // Four rows per thread: four outputs, or two gated ones.
       grid = elementGrid(Math.ceil(dims.N / ROWS), WG, maxGroups);
     } else {
-      // About four groups per thread, whole warps per row on long rows; a gated pair in one workgroup.
+      // About four groups (units) per thread, whole warps per row on long rows; a gated pair in one workgroup.
       const TPR = Math.max(8, Math.min(fusion.gated ? WG / 2 : WG, floorPow2(Math.ceil(dims.K / vector / 4))));
       constants.TPR = TPR;
+      if (wide) constants.UNIT = vector;
+      // Rows of whole subgroups whatever size the adapter picks (smaller rows keep the tree).
+      subgroups = wide !== undefined && this.subgroupMax > 0 && TPR % this.subgroupMax === 0;
       // K = 0 reads no weight (and a q4 weight only comes here then): any decoder will do.
       if (name === 'any') constants.DTYPE = ANY_DTYPE[w.dtype as keyof typeof ANY_DTYPE] ?? ANY_DTYPE.f32;
       grid = elementGrid(dims.N, WG / TPR, maxGroups);
     }
-    const variant = `${rows ? 'rows' : 'reduce'}/${name}${fusion.norm ? '/norm' : ''}/${epilogue}`;
+    const snippets = loop + params + prologue + EPILOGUES[epilogue];
+    // The subgroup body goes first: its `enable` directive must open the module.
+    const code = subgroups ? wideSubgroupsBody + snippets : snippets + (rows ? matvecRowsBody : matvecBody);
+    const variant = `${rows ? 'rows' : 'reduce'}/${wide ? `wide-${wide}` : name}${subgroups ? '/subgroups' : ''}${fusion.norm ? '/norm' : ''}/${epilogue}`;
     const pipeline = this.ctx.pipeline({ op: 'matvec', dtype: w.dtype, vector, workgroup: WG, variant }, code, constants);
     const scales = name === 'q8' || name === 'q4' ? w.scales : name === 'any' ? (w.scales ?? w.buffer) : undefined;
     const uniform = this.ctx.uniform(linearParams(dims, w, fusion.norm?.eps));
@@ -175,6 +209,16 @@ export class MatvecOp {
     if (K === 0 || K % GROUP !== 0) return 'any';
     return dtype === 'f16' && this.nativeF16 ? 'f16-native' : (dtype as PathName);
   }
+}
+
+/**
+ * The wide loop's dtype for this weight, if it can take it: rows of whole units (K % unit == 0) in
+ * a buffer that binds as array<vec4<u32>> (a multiple of 16 bytes; a weight part has its own).
+ */
+function wideDtype(w: GpuTensor, K: number): WideDtype | undefined {
+  if (!Object.hasOwn(WIDE, w.dtype)) return undefined;
+  const dtype = w.dtype as WideDtype;
+  return K % WIDE[dtype].unit === 0 && w.buffer.size % 16 === 0 ? dtype : undefined;
 }
 
 export function floorPow2(n: number): number {

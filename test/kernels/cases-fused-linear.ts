@@ -1,8 +1,9 @@
 // The fused matrix-vector kernels (kernels/matvec.ts MatvecFusion) against their CPU references
 // composed: RMSNorm then linear (+ bias), linear + residual, and a [gate; up] weight through
 // SwiGLU / GeGLU with or without the norm ahead; every weight dtype, both kernels (GPU reduction,
-// CPU whole rows), odd gated widths, a weight split into parts, and the split activation that
-// prefill uses. Named errors for what has no fused path.
+// CPU whole rows), odd gated widths, a weight split into parts, the reduce kernel's wide loop and
+// the vec4 loop beside it, and the split activation that prefill uses. Named errors for what has
+// no fused path.
 import { gegluRef, swigluRef } from '../../kernels/cpu/activation.ts';
 import { addRef } from '../../kernels/cpu/add.ts';
 import { linearRef } from '../../kernels/cpu/matmul.ts';
@@ -11,7 +12,7 @@ import { GatedOp } from '../../kernels/activation.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { LinearOp } from '../../kernels/linear.ts';
 import { MatvecOp, type MatvecFusion, type MatvecKernel } from '../../kernels/matvec.ts';
-import { storedWeights } from '../../kernels/quant.ts';
+import { storedWeights, type ScaleDtype } from '../../kernels/quant.ts';
 import { partBytes, uploadWeight, type FloatWeightDtype } from '../../kernels/weights.ts';
 import { freeWeight } from './cases-matmul.ts';
 import { TOL, all, allclose, expectCode, randomFloats, submit, type CaseOutcome, type KernelCase } from './check.ts';
@@ -23,6 +24,14 @@ const EPS = 1e-5;
 // [M, K, N]: N past a multiple of four, gated widths I = N / 2 odd, two rows of x, long K (the
 // reduce kernel's widest rows). K % 32 == 0 so that q4 takes every shape.
 const SHAPES: [number, number, number][] = [[1, 64, 40], [1, 96, 66], [2, 128, 70], [1, 1024, 26], [1, 4096, 6]];
+
+// The reduce kernel's wide loop (K a multiple of the unit: f16 8, q8 16, q4 32; 37 units leave a
+// tail) and, for f16 and q8, K % 4 == 0 shapes that keep the vec4 loop. Gated widths I odd.
+const WIDE_SHAPES: Record<'f16' | 'q8' | 'q4', [number, number, number][]> = {
+  f16: [[2, 40, 38], [1, 296, 22], [1, 36, 22], [2, 20, 14]],
+  q8: [[2, 48, 38], [1, 592, 22], [1, 40, 22], [2, 36, 14]],
+  q4: [[2, 96, 38], [1, 1184, 22], [1, 32, 14]],
+};
 
 /** The composed reference: the separate steps in f64 / f32 on the weights as stored. */
 function reference(fusion: Fusion, x: Float32Array, M: number, K: number, w: Float32Array, N: number, gamma: Float32Array, extra: Float32Array): Float32Array {
@@ -46,8 +55,12 @@ interface FusedCheck {
   dtype: FloatWeightDtype;
   fusion: Fusion;
   shape: [number, number, number];
-  /** Rows per weight part (LinearOp.fused over the parts); whole weight when absent. */
+  /** Rows per weight part (LinearOp.fused, or the kernel run per part); whole weight when absent. */
   partRows?: number;
+  /** Scales of q8 / q4 (default f32). */
+  scaleDtype?: ScaleDtype;
+  /** false: the kernel's shared-memory reduction even where the adapter has subgroups. */
+  subgroups?: boolean;
 }
 
 async function checkFused(ctx: GpuContext, c: FusedCheck, seed: number): Promise<CaseOutcome> {
@@ -58,7 +71,7 @@ async function checkFused(ctx: GpuContext, c: FusedCheck, seed: number): Promise
   const w = randomFloats(seed + 1, N * K, -0.2, 0.2);
   const gamma = randomFloats(seed + 2, K, 0.5, 1.5);
   const extra = randomFloats(seed + 3, c.fusion === 'residual' ? M * N : N);
-  const weight = uploadWeight(ctx, w, [N, K], c.dtype, c.partRows ? { maxBindingBytes: partBytes(c.dtype, c.partRows, K) } : {});
+  const weight = uploadWeight(ctx, w, [N, K], c.dtype, { scaleDtype: c.scaleDtype, maxBindingBytes: c.partRows ? partBytes(c.dtype, c.partRows, K, c.scaleDtype) : undefined });
   const xt = ctx.tensor([M, K], 'f32', x, 'x');
   const gt = ctx.tensor([K], 'f32', gamma, 'gamma');
   const et = ctx.tensor(c.fusion === 'residual' ? [M, N] : [N], 'f32', extra, 'extra');
@@ -69,7 +82,7 @@ async function checkFused(ctx: GpuContext, c: FusedCheck, seed: number): Promise
   if (c.fusion === 'residual') fusion.add = { kind: 'residual', tensor: et };
   if (gatedKind) fusion.gated = gatedKind;
   if (c.kernel) {
-    const op = new MatvecOp(ctx, { kernel: c.kernel, f16: ctx.f16 ? 'auto' : 'packed' });
+    const op = new MatvecOp(ctx, { kernel: c.kernel, f16: ctx.f16 ? 'auto' : 'packed', subgroups: c.subgroups });
     submit(ctx, (e) => weight.parts.forEach((part) => op.run(e, xt, part.tensor, out, part.rowStart, fusion)));
   } else {
     const op = new LinearOp(ctx);
@@ -79,10 +92,10 @@ async function checkFused(ctx: GpuContext, c: FusedCheck, seed: number): Promise
   const got = (await ctx.read(out)) as Float32Array;
   for (const t of [xt, gt, et, out]) t.buffer.destroy();
   freeWeight(weight);
-  const want = reference(c.fusion, x, M, K, storedWeights(w, N, K, c.dtype), N, gamma, extra);
+  const want = reference(c.fusion, x, M, K, storedWeights(w, N, K, c.dtype, c.scaleDtype), N, gamma, extra);
   const { atol, rtol } = TOL[c.dtype];
   const outcome = allclose(got, want, atol, rtol);
-  return { ok: outcome.ok, detail: `${c.kernel ?? 'linear'} ${c.dtype} ${c.fusion} [${c.shape.join(', ')}] ${weight.parts.length} part(s): ${outcome.detail}` };
+  return { ok: outcome.ok, detail: `${c.kernel ?? 'linear'}${c.subgroups === false ? ' (no subgroups)' : ''} ${c.dtype}${c.scaleDtype ? `/${c.scaleDtype}` : ''} ${c.fusion} [${c.shape.join(', ')}] ${weight.parts.length} part(s): ${outcome.detail}` };
 }
 
 export const CASES: KernelCase[] = [
@@ -100,6 +113,26 @@ export const CASES: KernelCase[] = [
       }),
     ),
   ),
+  {
+    name: 'fused matvec: reduce kernel, the wide loop and the vec4 loop beside it, every fusion (split weights, f16 scales, with and without subgroups)',
+    async run(ctx) {
+      const outcomes = [];
+      for (const dtype of ['f16', 'q8', 'q4'] as const) {
+        for (const [s, shape] of WIDE_SHAPES[dtype].entries()) {
+          for (const [f, fusion] of FUSIONS.entries()) {
+            const seed = 5000 + 1000 * f + 10 * s;
+            outcomes.push(await checkFused(ctx, { kernel: 'reduce', dtype, fusion, shape }, seed));
+            // A gated weight is one part; the others run per part of 5 rows, each with its columns.
+            const gated = fusion === 'swiglu' || fusion === 'norm+geglu';
+            if (!gated) outcomes.push(await checkFused(ctx, { kernel: 'reduce', dtype, fusion, shape, partRows: 5 }, seed + 1));
+            if (dtype !== 'f16') outcomes.push(await checkFused(ctx, { kernel: 'reduce', dtype, fusion, shape, scaleDtype: 'f16', partRows: gated ? undefined : 7 }, seed + 2));
+            if (ctx.subgroups) outcomes.push(await checkFused(ctx, { kernel: 'reduce', dtype, fusion, shape, subgroups: false }, seed + 3));
+          }
+        }
+      }
+      return all(outcomes);
+    },
+  },
   {
     name: 'fused linear: a weight split into parts (norm, bias, residual per part; gated needs one part)',
     async run(ctx) {

@@ -1,6 +1,7 @@
 // The matrix-vector kernel (decode): every weight dtype on seeded shapes, both the vector-load
 // snippets and the any-K fallback, a few rows of x, the native f16 path where the adapter has it,
-// and both kernels (GPU reduction, CPU whole rows) whichever the adapter would pick.
+// both kernels (GPU reduction, CPU whole rows) whichever the adapter would pick, and the reduction's
+// two row loops (wide units where K allows, groups of four otherwise).
 import { linearRef } from '../../kernels/cpu/matmul.ts';
 import type { GpuContext } from '../../kernels/context.ts';
 import { MatvecOp, type MatvecKernel } from '../../kernels/matvec.ts';
@@ -18,15 +19,25 @@ const Q4_SHAPES: [number, number, number][] = [[1, 32, 1], [1, 32, 17], [1, 96, 
 const KERNEL_SHAPES: [number, number, number][] = [[1, 4, 1], [1, 12, 6], [2, 20, 9], [1, 200, 70], [3, 64, 35]];
 const KERNEL_Q4_SHAPES: [number, number, number][] = [[1, 32, 1], [1, 64, 6], [2, 96, 9], [3, 256, 35]];
 
+// The reduce kernel's wide loop (K a multiple of the unit: f16 8, q8 16, q4 32) and, for f16 and
+// q8, the vec4 loop beside it (K % 4 == 0 only; q4's K is always whole blocks). 37 units leave a tail after the four-unit
+// iterations; 4096 gives whole warps per row; one unit is a row of one load.
+const WIDE_SHAPES: Record<'f16' | 'q8' | 'q4', { wide: [number, number, number][]; vec4: [number, number, number][] }> = {
+  f16: { wide: [[1, 8, 1], [2, 40, 9], [3, 296, 35], [1, 4096, 5]], vec4: [[1, 12, 6], [2, 36, 9], [1, 300, 13]] },
+  q8: { wide: [[1, 16, 1], [2, 48, 9], [3, 592, 35], [1, 4096, 5]], vec4: [[1, 20, 6], [2, 40, 9], [1, 600, 13]] },
+  q4: { wide: [[1, 32, 1], [2, 96, 9], [3, 1184, 35], [1, 4096, 5]], vec4: [] },
+};
+
 /**
  * One MatvecOp kernel on a weight split into parts of `rows` rows, each part writing its own
- * columns, against the f64 reference on the weights as stored.
+ * columns, against the f64 reference on the weights as stored (subgroups false: the shared-memory
+ * reduction even where the adapter has subgroups).
  */
-async function checkKernel(ctx: GpuContext, kernel: MatvecKernel, dtype: WeightDtype, shape: [number, number, number], rows: number, scaleDtype?: ScaleDtype): Promise<CaseOutcome> {
+async function checkKernel(ctx: GpuContext, kernel: MatvecKernel, dtype: WeightDtype, shape: [number, number, number], rows: number, scaleDtype?: ScaleDtype, subgroups?: boolean): Promise<CaseOutcome> {
   const [M, K, N] = shape;
   const x = randomFloats(7 * K + M, M * K);
   const w = randomFloats(7 * K + N + 1000, N * K);
-  const op = new MatvecOp(ctx, { f16: ctx.f16 ? 'auto' : 'packed', kernel });
+  const op = new MatvecOp(ctx, { f16: ctx.f16 ? 'auto' : 'packed', kernel, subgroups });
   const weight = uploadWeight(ctx, w, [N, K], dtype, { scaleDtype, maxBindingBytes: partBytes(dtype, rows, K, scaleDtype) });
   const xt = ctx.tensor([M, K], 'f32', x, 'x');
   const out = ctx.tensor([M, N], 'f32', undefined, 'out');
@@ -37,7 +48,7 @@ async function checkKernel(ctx: GpuContext, kernel: MatvecKernel, dtype: WeightD
   out.buffer.destroy();
   const { atol, rtol } = TOL[dtype];
   const outcome = allclose(got, linearRef(x, M, K, storedWeights(w, N, K, dtype, scaleDtype), N), atol, rtol);
-  return { ok: outcome.ok, detail: `${kernel} ${dtype}${scaleDtype ? `/${scaleDtype}` : ''} [${shape.join(', ')}] ${weight.parts.length} parts: ${outcome.detail}` };
+  return { ok: outcome.ok, detail: `${kernel}${subgroups === false ? ' (no subgroups)' : ''} ${dtype}${scaleDtype ? `/${scaleDtype}` : ''} [${shape.join(', ')}] ${weight.parts.length} parts: ${outcome.detail}` };
 }
 
 export const CASES: KernelCase[] = [
@@ -69,6 +80,23 @@ export const CASES: KernelCase[] = [
       const outcomes = [];
       for (const dtype of ['f32', 'f16', 'q8', 'q4'] as const) {
         outcomes.push(await checkShapes(ctx, { kernel: 'linear', dtype, f16: ctx.f16 ? 'auto' : 'packed' }, [[1, 128, 50], [1, 64, 1]]));
+      }
+      return all(outcomes);
+    },
+  },
+  {
+    name: 'matvec: reduce kernel, the wide loop and the vec4 loop beside it (split weights, f16 scales, with and without subgroups)',
+    async run(ctx) {
+      const outcomes = [];
+      for (const dtype of ['f16', 'q8', 'q4'] as const) {
+        const { wide, vec4 } = WIDE_SHAPES[dtype];
+        for (const shape of [...wide, ...vec4]) {
+          outcomes.push(await checkKernel(ctx, 'reduce', dtype, shape, shape[2]));
+          outcomes.push(await checkKernel(ctx, 'reduce', dtype, shape, 4));
+          if (dtype !== 'f16') outcomes.push(await checkKernel(ctx, 'reduce', dtype, shape, 7, 'f16'));
+          // Where the adapter has subgroups the wide loop's rows reduce with them: the tree too.
+          if (ctx.subgroups) outcomes.push(await checkKernel(ctx, 'reduce', dtype, shape, 4, undefined, false));
+        }
       }
       return all(outcomes);
     },
