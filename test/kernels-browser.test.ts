@@ -16,7 +16,11 @@ beforeAll(async () => {
     configFile: false,
     root: new URL('..', import.meta.url).pathname,
     logLevel: 'error',
-    server: { host: '127.0.0.1', port: 0, hmr: false, watch: null },
+    // Cross-origin isolated, as the app is: the CPU cases need shared memory and worker threads.
+    server: {
+      host: '127.0.0.1', port: 0, hmr: false, watch: null,
+      headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' },
+    },
     optimizeDeps: { noDiscovery: true, include: [] },
   });
   await vite.listen();

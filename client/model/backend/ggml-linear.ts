@@ -12,7 +12,7 @@ import { checkGgmlInput, checkGgmlWeight, ggmlLinearRef, groupSums } from '../..
 import type { GgmlBlocks, GgmlType } from '../../../kernels/ggml-quants.ts';
 import { WasmHeap } from './wasm-heap.ts';
 import { LAYOUTS, kernelFormatOf, repackBlocks } from './ggml-layout.ts';
-import { KernelThreads, availableCores, canBlock } from './ggml-threads.ts';
+import { KernelThreads, availableCores } from './ggml-threads.ts';
 import { KERNEL_FORMATS, ggmlModuleBytes, runName, xsumBytesPerRow, type KernelFormat } from './ggml-wasm.ts';
 
 export interface GgmlLinearOptions {
@@ -129,14 +129,14 @@ export class GgmlCpuRuntime {
   ) {}
 
   /**
-   * A runtime with `threads` threads per call (default: the cores available). In a page's main
-   * thread, where Atomics.wait is not allowed, calls run on that thread alone.
+   * A runtime with `threads` threads per call (default: the cores available), pages' main threads
+   * included (they spin on the workers' shares, KernelThreads.wait).
    */
   static async create(options: GgmlLinearOptions = {}): Promise<GgmlCpuRuntime> {
     const kernels = options.simd === false ? null : createKernels();
     const wanted = options.threads ?? (await availableCores());
     if (!Number.isInteger(wanted) || wanted < 1) throw new AigridError('ERR_INVALID_ARGUMENT', `ggml linear: threads must be a positive integer, got ${wanted}`);
-    const threads = kernels && canBlock() ? wanted : 1;
+    const threads = kernels ? wanted : 1;
     const names = KERNEL_FORMATS.map(runName);
     const workers = threads > 1 ? await KernelThreads.spawn(threads - 1, kernels!.module, kernels!.memory, names) : null;
     return new GgmlCpuRuntime(kernels, workers, options.parallelThreshold ?? PARALLEL_THRESHOLD);

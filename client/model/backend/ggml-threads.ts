@@ -80,7 +80,7 @@ function spawnWeb(): WorkerHandle {
 const isNode = () => typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 /** Whether this thread may block in Atomics.wait (not a page's main thread). */
-export function canBlock(): boolean {
+function canBlock(): boolean {
   try {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
     return true;
@@ -103,6 +103,8 @@ export async function availableCores(): Promise<number> {
 export class KernelThreads {
   private readonly control: Int32Array;
   private readonly seqs: number[];
+  /** Whether this thread sleeps in Atomics.wait; a page's main thread may not, so it spins. */
+  private readonly blocking = canBlock();
   private destroyed = false;
 
   private constructor(private readonly workers: WorkerHandle[], control: SharedArrayBuffer) {
@@ -147,10 +149,14 @@ export class KernelThreads {
     Atomics.notify(this.control, at + SEQ);
   }
 
-  /** Blocks until worker `w` has finished what `start` gave it; false when the export failed. */
+  /**
+   * Blocks until worker `w` has finished what `start` gave it; false when the export failed. A page's
+   * main thread spins instead of sleeping: it has just run its own share of the same call, so the
+   * workers' shares are about done.
+   */
   wait(w: number): boolean {
     const at = w * SLOT, seq = this.seqs[w]!;
-    for (let spin = 0; spin < 20000 && Atomics.load(this.control, at + DONE) !== seq; spin++);
+    for (let spin = 0; (spin < 20000 || !this.blocking) && Atomics.load(this.control, at + DONE) !== seq; spin++);
     for (let done = Atomics.load(this.control, at + DONE); done !== seq; done = Atomics.load(this.control, at + DONE)) {
       Atomics.wait(this.control, at + DONE, done);
     }
