@@ -32,6 +32,7 @@ import matvecRowsBody from './matvec_rows.wgsl?raw';
 import rowsNormPrologue from './matvec_rows_norm.wgsl?raw';
 import rowsQ4Loop from './matvec_rows_q4.wgsl?raw';
 import rowsVec4Loop from './matvec_rows_vec4.wgsl?raw';
+import slotSnippet from './matvec_slot.wgsl?raw';
 import vec4Loop from './matvec_vec4.wgsl?raw';
 import wideLoop from './matvec_wide.wgsl?raw';
 import wideF16Snippet from './matvec_wide_f16.wgsl?raw';
@@ -192,7 +193,7 @@ export class MatvecOp {
     }
     const snippets = loop + params + prologue + EPILOGUES[epilogue];
     // The subgroup body goes first: its `enable` directive must open the module.
-    const code = subgroups ? wideSubgroupsBody + snippets : snippets + (rows ? matvecRowsBody : matvecBody);
+    const code = subgroups ? wideSubgroupsBody + snippets + slotSnippet : snippets + (rows ? matvecRowsBody : slotSnippet + matvecBody);
     const variant = `${rows ? 'rows' : 'reduce'}/${wide ? `wide-${wide}` : name}${subgroups ? '/subgroups' : ''}${fusion.norm ? '/norm' : ''}/${epilogue}`;
     const pipeline = this.ctx.pipeline({ op: 'matvec', dtype: w.dtype, vector, workgroup: WG, variant }, code, constants);
     const scales = name === 'q8' || name === 'q4' ? w.scales : name === 'any' ? (w.scales ?? w.buffer) : undefined;

@@ -30,11 +30,11 @@ fn main(
   let slot = (wid.x + wid.y * groups.x) * (WG / TPR) + tid / TPR;
   let m = wid.z;
   norm_setup(m, tid);
-  let half = params.N / 2u;
-  // Gated: even slots take gate row j, odd ones up row I + j.
-  let j = slot / 2u;
-  let n = select(slot, select(j, half + j, (slot & 1u) == 1u), GATED);
-  let valid = select(n < params.N, j < half, GATED);
+  let row = slot_row(slot);
+  let n = row.n;
+  let j = row.j;
+  let half = row.half;
+  let valid = row.valid;
   var sum = 0.0;
   if (valid) {
     sum = row_dot(m, n, lane);
