@@ -118,7 +118,8 @@ export class AttentionOp {
     new Float32Array(data, 28, 1)[0] = scale;
     new Uint32Array(data, 32, 1)[0] = window;
     new Float32Array(data, 36, 1)[0] = softcap;
-    const params = this.ctx.uniform(new Uint32Array(data));
+    // The cache's own uniform (its length moves every step): see GpuContext.ownedUniform.
+    const params = this.ctx.ownedUniform(cache, 'attention', encoder, new Uint32Array(data));
     const kv = [q.buffer, cache.k.buffer, cache.v.buffer];
     const pipeline = this.pipeline(cache.dtype);
     if (splits === 1) {

@@ -55,6 +55,12 @@ type Readback = Float32Array | Uint32Array | Int32Array;
 const UNIFORM_CACHE = 4096;
 const GROUP_CACHE = 8192;
 
+function sameWords(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Adds to a map kept in order of use, dropping the least recently used entries past `cap`. */
 function remember<V>(map: Map<string, V>, key: string, value: V, cap: number): void {
   map.set(key, value);
@@ -77,6 +83,8 @@ export interface GpuCounters {
   passes: number;
   /** Dispatches recorded (a pass may hold several). */
   dispatches: number;
+  /** Bind groups made (a decode step in its steady state finds its groups rather than making them). */
+  bindGroups: number;
   /** Queue submits. */
   submits: number;
   /** JS time spent recording passes, as reported by their recorders (addEncodeTime). */
@@ -87,7 +95,7 @@ export interface GpuCounters {
 
 /** b - a, field by field. */
 export function countersBetween(a: GpuCounters, b: GpuCounters): GpuCounters {
-  return { passes: b.passes - a.passes, dispatches: b.dispatches - a.dispatches, submits: b.submits - a.submits, encodeMs: b.encodeMs - a.encodeMs, submitMs: b.submitMs - a.submitMs };
+  return { passes: b.passes - a.passes, dispatches: b.dispatches - a.dispatches, bindGroups: b.bindGroups - a.bindGroups, submits: b.submits - a.submits, encodeMs: b.encodeMs - a.encodeMs, submitMs: b.submitMs - a.submitMs };
 }
 
 export class GpuContext {
@@ -103,7 +111,7 @@ export class GpuContext {
   private readonly pool = new Map<string, GPUBuffer[]>();
   private lostError: AigridError | null = null;
   private readonly errorListeners = new Set<(err: AigridError) => void>();
-  private readonly counts: GpuCounters = { passes: 0, dispatches: 0, submits: 0, encodeMs: 0, submitMs: 0 };
+  private readonly counts: GpuCounters = { passes: 0, dispatches: 0, bindGroups: 0, submits: 0, encodeMs: 0, submitMs: 0 };
   /** Compute passes kept open per encoder for sharePasses (null: none open now). */
   private readonly openPasses = new WeakMap<GPUCommandEncoder, GPUComputePassEncoder | null>();
   /** Cached group-1 bind groups per first constant buffer (see constantGroup). */
@@ -113,6 +121,10 @@ export class GpuContext {
   private readonly pipelineIds = new Map<GPUComputePipeline, number>();
   private readonly uniforms = new Map<string, GPUBuffer>();
   private readonly groups = new Map<string, GPUBindGroup>();
+  /** ownedUniform's buffers by owner and slot, with their content and the encoders not yet submitted that bound them. */
+  private readonly owned = new WeakMap<object, Map<string, { buffer: GPUBuffer; words: Uint32Array; users: GPUCommandEncoder[] }>>();
+  /** Encoders that went through submit(). */
+  private readonly submitted = new WeakSet<GPUCommandEncoder>();
 
   /** Held so the instance outlives the device: Dawn in Node frees a collected GPU object's instance. */
   private readonly owners: readonly unknown[];
@@ -272,6 +284,42 @@ export class GpuContext {
     return buffer;
   }
 
+  /**
+   * A uniform buffer of `owner`'s own (a KV cache) for `slot`, rewritten in place when its content
+   * changes: values that move every step (the cache's length) keep one buffer, so the bind groups
+   * holding it are found rather than made each step. queue.writeBuffer is ordered after every pass
+   * submitted before it, which read the old value; so it is rewritten only once every encoder that
+   * bound it went through submit(). Otherwise (a second content in one pass, or a pass not yet
+   * submitted) the content gets a buffer of its own, as uniform() gives.
+   */
+  ownedUniform(owner: object, slot: string, encoder: GPUCommandEncoder, data: Uint32Array): GPUBuffer {
+    let slots = this.owned.get(owner);
+    if (!slots) this.owned.set(owner, (slots = new Map()));
+    let entry = slots.get(slot);
+    if (entry) entry.users = entry.users.filter((user) => !this.submitted.has(user));
+    if (entry && sameWords(entry.words, data)) {
+      if (!entry.users.includes(encoder)) entry.users.push(encoder);
+      return entry.buffer;
+    }
+    if (entry && entry.users.length > 0) return this.uniform(data);
+    if (!entry || entry.buffer.size < data.byteLength) {
+      entry?.buffer.destroy();
+      const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+      entry = { buffer: this.device.createBuffer({ label: `uniform.${slot}`, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }), words: data, users: [] };
+      slots.set(slot, entry);
+    }
+    this.device.queue.writeBuffer(entry.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    entry.words = data.slice();
+    entry.users.push(encoder);
+    return entry.buffer;
+  }
+
+  /** Destroys an owner's uniforms (ownedUniform); passes submitted with them still complete. */
+  dropOwned(owner: object): void {
+    for (const entry of this.owned.get(owner)?.values() ?? []) entry.buffer.destroy();
+    this.owned.delete(owner);
+  }
+
   /** A pooled buffer; give it back with release() when the GPU is done with it. */
   acquire(size: number, usage: number, label = 'pooled'): GPUBuffer {
     const list = this.pool.get(`${usage}:${size}`);
@@ -289,6 +337,7 @@ export class GpuContext {
   bindGroup(pipeline: GPUComputePipeline, buffers: readonly (GPUBuffer | undefined)[], group = 0): GPUBindGroup {
     const entries: GPUBindGroupEntry[] = [];
     buffers.forEach((buffer, binding) => buffer && entries.push({ binding, resource: { buffer } }));
+    this.counts.bindGroups++;
     return this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(group), entries });
   }
 
@@ -386,6 +435,7 @@ export class GpuContext {
     this.commands(encoder);
     this.openPasses.delete(encoder);
     const commands = encoder.finish();
+    this.submitted.add(encoder);
     const started = performance.now();
     this.device.queue.submit([commands]);
     this.counts.submitMs += performance.now() - started;

@@ -99,7 +99,7 @@ export class KvCache {
     this.checkRoom(tokens);
     if (tokens === 0) return;
     const n = tokens * this.kvHeads * rowWords(this.headDim, this.dtype);
-    const params = this.ctx.uniform(new Uint32Array([n, this.kvHeads, this.headDim, this.maxSeq, this.cached]));
+    const params = this.ctx.ownedUniform(this, 'kv-append', encoder, new Uint32Array([n, this.kvHeads, this.headDim, this.maxSeq, this.cached]));
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
     this.ctx.dispatch(encoder, this.pipeline, [k.buffer, v.buffer, this.k.buffer, this.v.buffer, params], grid);
     this.cached += tokens;
@@ -144,5 +144,6 @@ export class KvCache {
     this.destroyed = true;
     this.k.buffer.destroy();
     this.v.buffer.destroy();
+    this.ctx.dropOwned(this);
   }
 }

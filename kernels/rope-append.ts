@@ -77,7 +77,9 @@ export class RopeAppendOp {
     const words = new Uint32Array([n, heads, kvHeads, headDim / 2, cache.maxSeq, start, 0, 0]);
     new Float32Array(words.buffer, 24, 1)[0] = norms?.eps ?? 0;
     const grid = elementGrid(n, WG, this.ctx.limits.maxComputeWorkgroupsPerDimension);
-    const buffers = [qkv.buffer, positions.buffer, freqs.buffer, qOut.buffer, cache.k.buffer, cache.v.buffer, this.ctx.uniform(words), norms?.q.buffer, norms?.k.buffer];
+    // The cache's own uniform: its start moves every step, its buffer (and so the bind group) does not.
+    const params = this.ctx.ownedUniform(cache, op, encoder, words);
+    const buffers = [qkv.buffer, positions.buffer, freqs.buffer, qOut.buffer, cache.k.buffer, cache.v.buffer, params, norms?.q.buffer, norms?.k.buffer];
     this.ctx.dispatch(encoder, pipeline, buffers, grid);
   }
 }

@@ -114,6 +114,24 @@ describe.each(['cpu', 'webgpu'] as const)('a stage in one pass on the %s backend
     await failure(shard.forward(null, Uint32Array.of(0), 'y'), 'ERR_INVALID_ARGUMENT', 'either hidden states or an embedding');
   });
 
+  // WebGPU alone binds groups.
+  if (kind === 'webgpu') it('decode steps past the first few make no bind groups: per-step values live in the caches\' own uniforms', async () => {
+    const { head, shard } = await model('tiny-llama');
+    const step = async (id: number, position: number) => {
+      const positions = Uint32Array.of(position);
+      const output = head.logitsOps(1);
+      const logits = output.finish(await shard.forward(null, positions, 'groups', undefined, { input: head.embedOps(Uint32Array.of(id), positions)!, output }));
+      return logits.indexOf(Math.max(...logits));
+    };
+    let id = 5;
+    for (let p = 0; p < 3; p++) id = await step(id, p);
+    const before = ctx!.counters();
+    for (let p = 3; p < 13; p++) id = await step(id, p);
+    const made = ctx!.counters().bindGroups - before.bindGroups;
+    // Each step binds ~28 groups; only a split of attention over a longer cache may need a new one.
+    expect(made).toBeLessThanOrEqual(2);
+  });
+
   it('Gemma embeds apart (its scale is applied on the CPU); its head still ends the pass', async () => {
     const { head } = await model('tiny-gemma');
     expect(head.embedsOnDevice).toBe(false);

@@ -2,7 +2,7 @@
 // else SwiftShader), for random weights with SmolLM2-135M's and Llama-3.2-1B's shapes, stored in f16
 // (f32 where the adapter lacks shader-f16) and in q4, the KV cache in f16 where the adapter has it.
 // A step is one pass (embedding, layers and head together). Per model and dtype: tokens/s, dispatches
-// per decoder layer on a decode step, passes and submits per token, the JS time encoding per token
+// per decoder layer on a decode step, passes, submits and bind groups made per token, the JS time encoding per token
 // (and apart, in queue.submit, where a software driver does work), the bytes a decode
 // step reads (weights in their dtype, the embedding row, the KV cache) and the fraction of the
 // adapter's memory bandwidth that reaches (null where the adapter's bandwidth is unknown, as for
@@ -85,6 +85,7 @@ interface Run {
   dispatchesPerLayer: number;
   passesPerToken: number;
   submitsPerToken: number;
+  bindGroupsPerToken: number;
   encodeMsPerToken: number;
   submitMsPerToken: number;
   bytesPerToken: number;
@@ -132,6 +133,7 @@ async function runModel(ctx: GpuContext, spec: ModelSpec, layers: number, dtype:
       dispatchesPerLayer: (all.dispatches / decode - endsDispatches) / layers,
       passesPerToken: all.passes / decode,
       submitsPerToken: all.submits / decode,
+      bindGroupsPerToken: all.bindGroups / decode,
       encodeMsPerToken: all.encodeMs / decode,
       submitMsPerToken: all.submitMs / decode,
       bytesPerToken: bytes / decode,
@@ -209,7 +211,7 @@ async function main(): Promise<void> {
   console.table(runs.map((r) => ({
     model: r.model.replace(/^bench-|-shapes$/g, ''), layers: r.layers, dtype: r.dtype,
     prefill_tok_s: round(r.prefillTokS, 2), decode_tok_s: round(r.decodeTokS, 2),
-    dispatches_per_layer: round(r.dispatchesPerLayer, 2), passes_per_token: round(r.passesPerToken, 2), submits_per_token: round(r.submitsPerToken, 2),
+    dispatches_per_layer: round(r.dispatchesPerLayer, 2), passes_per_token: round(r.passesPerToken, 2), submits_per_token: round(r.submitsPerToken, 2), bind_groups_per_token: round(r.bindGroupsPerToken, 2),
     encode_ms_per_token: round(r.encodeMsPerToken, 3), submit_ms_per_token: round(r.submitMsPerToken, 3), mb_read_per_token: round(r.bytesPerToken / 2 ** 20, 1),
     bandwidth_fraction: bandwidth.bytesPerSecond ? round((r.bytesPerToken * r.decodeTokS) / bandwidth.bytesPerSecond, 4) : null,
   })));
