@@ -61,20 +61,35 @@ function sameWords(a: Uint32Array, b: Uint32Array): boolean {
   return true;
 }
 
-/** Adds to a map kept in order of use, dropping the least recently used entries past `cap`. */
-function remember<V>(map: Map<string, V>, key: string, value: V, cap: number): void {
-  map.set(key, value);
-  if (map.size > cap) for (const old of map.keys()) if (map.size > cap) map.delete(old); else break;
-}
+/**
+ * The entries used lately, at most `cap`: two generations, so that a hit is one lookup with no
+ * reordering (a decode step looks up dozens); when the young one fills, the old one is dropped.
+ */
+class RecentCache<V> {
+  private young = new Map<string, V>();
+  private old = new Map<string, V>();
+  constructor(private readonly cap: number) {}
 
-/** The entry for key, moved to the most recently used end. */
-function recall<V>(map: Map<string, V>, key: string): V | undefined {
-  const value = map.get(key);
-  if (value !== undefined) {
-    map.delete(key);
-    map.set(key, value);
+  get(key: string): V | undefined {
+    const value = this.young.get(key);
+    if (value !== undefined) return value;
+    const aged = this.old.get(key);
+    if (aged !== undefined) this.set(key, aged);
+    return aged;
   }
-  return value;
+
+  set(key: string, value: V): void {
+    this.young.set(key, value);
+    if (this.young.size >= this.cap / 2) {
+      this.old = this.young;
+      this.young = new Map();
+    }
+  }
+
+  clear(): void {
+    this.young.clear();
+    this.old.clear();
+  }
 }
 
 /** What the context has recorded and submitted so far (a snapshot; subtract two to measure a span). */
@@ -119,8 +134,8 @@ export class GpuContext {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private lastBufferId = 0;
   private readonly pipelineIds = new Map<GPUComputePipeline, number>();
-  private readonly uniforms = new Map<string, GPUBuffer>();
-  private readonly groups = new Map<string, GPUBindGroup>();
+  private readonly uniforms = new RecentCache<GPUBuffer>(UNIFORM_CACHE);
+  private readonly groups = new RecentCache<GPUBindGroup>(GROUP_CACHE);
   /** ownedUniform's buffers by owner and slot, with their content and the encoders not yet submitted that bound them. */
   private readonly owned = new WeakMap<object, Map<string, { buffer: GPUBuffer; words: Uint32Array; users: GPUCommandEncoder[] }>>();
   /** Encoders that went through submit(). */
@@ -185,7 +200,9 @@ export class GpuContext {
   /** A compute pipeline, built once per key; tuning reaches WGSL only as override constants. */
   pipeline(key: PipelineKey, code: string, constants: Record<string, number> = {}, entryPoint = 'main'): GPUComputePipeline {
     this.checkAlive();
-    const id = JSON.stringify([key.op, key.dtype, key.vector ?? 0, key.workgroup ?? 0, key.variant ?? '', entryPoint, constants]);
+    // Built by hand rather than JSON.stringify: a decode step asks dozens of times.
+    let id = `${key.op}|${key.dtype}|${key.vector ?? 0}|${key.workgroup ?? 0}|${key.variant ?? ''}|${entryPoint}`;
+    for (const name in constants) id += `|${name}=${constants[name]}`;
     let pipeline = this.pipelines.get(id);
     if (!pipeline) {
       let module = this.modules.get(code);
@@ -267,20 +284,20 @@ export class GpuContext {
 
   /**
    * A small uniform buffer holding `data`, never written again: one per distinct content, so a
-   * decode step finds the buffers (and bind groups) of the step before. The UNIFORM_CACHE most
-   * recently used contents are kept; another is dropped, not destroyed (commands recorded with it
+   * decode step finds the buffers (and bind groups) of the step before. About the UNIFORM_CACHE
+   * most recently used contents are kept; another is dropped, not destroyed (commands recorded with it
    * may still be pending; the buffer goes with its last reference).
    */
   uniform(data: ArrayBufferView): GPUBuffer {
     const aligned = data.byteLength % 4 === 0 && data.byteOffset % 4 === 0;
     const view = aligned ? new Uint32Array(data.buffer, data.byteOffset, data.byteLength / 4) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const key = `${aligned ? 'w' : 'b'}${view.join(',')}`;
-    let buffer = recall(this.uniforms, key);
+    let buffer = this.uniforms.get(key);
     if (buffer) return buffer;
     const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
     buffer = this.device.createBuffer({ label: 'uniform', size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-    remember(this.uniforms, key, buffer, UNIFORM_CACHE);
+    this.uniforms.set(key, buffer);
     return buffer;
   }
 
@@ -364,8 +381,8 @@ export class GpuContext {
   private cachedGroup(pipeline: GPUComputePipeline, buffers: readonly (GPUBuffer | undefined)[]): GPUBindGroup {
     let key = String(this.pipelineIds.get(pipeline) ?? 0);
     for (const b of buffers) key += b ? `,${this.bufferId(b)}` : ',-';
-    let group = recall(this.groups, key);
-    if (!group) remember(this.groups, key, (group = this.bindGroup(pipeline, buffers)), GROUP_CACHE);
+    let group = this.groups.get(key);
+    if (!group) this.groups.set(key, (group = this.bindGroup(pipeline, buffers)));
     return group;
   }
 
