@@ -182,7 +182,7 @@ async function main(): Promise<void> {
   const software = isCpuAdapter(ctx.adapter);
   const floatDtype: WeightDtype = ctx.f16 ? 'f16' : 'f32';
   const promptTokens = env('AIGRID_BENCH_PROMPT') ?? (software ? 8 : 128);
-  const decodeTokens = env('AIGRID_BENCH_DECODE') ?? (software ? 4 : 64);
+  const decodeTokens = env('AIGRID_BENCH_DECODE') ?? (software ? 12 : 64);
   const smolLayers = env('AIGRID_BENCH_SMOL_LAYERS') ?? SMOL.layers;
   const bigLayers = env('AIGRID_BENCH_1B_LAYERS') ?? (software ? 1 : LLAMA_1B.layers);
   console.log(
