@@ -5,6 +5,7 @@
 // through its gateway answers at once.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,15 +25,22 @@ const children: ChildProcess[] = [];
 const cacheDir = mkdtempSync(join(tmpdir(), 'aigrid-serve-cache-'));
 
 /** Runs `aigrid ...args`, collecting its output. */
-function aigrid(args: string[]): { child: ChildProcess; output: () => string } {
+function aigrid(args: string[], stateDir = mkdtempSync(join(tmpdir(), 'aigrid-state-'))): { child: ChildProcess; output: () => string; stateDir: string } {
   // Each process keeps its key files in a folder of its own, as separate machines would.
-  const stateDir = mkdtempSync(join(tmpdir(), 'aigrid-state-'));
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AIGRID_CACHE_DIR: cacheDir, AIGRID_STATE_DIR: stateDir } });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { child, output: () => out };
+  return { child, output: () => out, stateDir };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }
 
 afterAll(() => {
@@ -97,23 +105,18 @@ describe('aigrid serve FILE.gguf', () => {
 });
 
 describe('aigrid start', () => {
-  it('runs server, web app, gateway and a peer serving the offline default model', async () => {
-    await fixtures();
-    const start = aigrid(['start', '--port', '0', '--backend', 'cpu']);
+  /** Waits for the banner and the default model, then asks it for a reply; returns the server's base URL. */
+  async function chats(start: ReturnType<typeof aigrid>): Promise<string> {
     await waitFor(() => /OpenAI API\s+http:\/\/127\.0\.0\.1:\d+\/v1/.test(start.output()), 60_000, 'the start banner').catch((err: Error) => {
       throw new Error(`${err.message}; output: ${start.output()}`);
     });
     const base = /OpenAI API\s+(http:\/\/127\.0\.0\.1:\d+)\/v1/.exec(start.output())![1]!;
-    expect(start.output()).toMatch(/random weights/i);
-    expect((await fetch(`${base}/`)).status).toBe(200);
-
     await waitFor(async () => {
       const list = (await (await fetch(`${base}/v1/models`)).json()) as { data: { id: string; health: string }[] };
       return list.data.some((m) => m.id === 'tiny-smollm2-random' && m.health !== 'loading' && m.health !== 'unavailable');
-    }, 30_000, 'the default model ready');
-    const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: { id: string; spec: { notice?: string } }[] };
-    expect(models.data[0]!.spec.notice).toMatch(/random weights/i);
-
+    }, 30_000, 'the default model ready').catch((err: Error) => {
+      throw new Error(`${err.message}; output: ${start.output()}`);
+    });
     const res = await fetch(`${base}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -123,7 +126,27 @@ describe('aigrid start', () => {
     const reply = (await res.json()) as { choices: { message: { content: string } }[]; usage: { completion_tokens: number } };
     expect(reply.usage.completion_tokens).toBeGreaterThan(0);
     expect(reply.choices[0]!.message.content.length).toBeGreaterThan(0);
+    return base;
+  }
+
+  it('runs server, web app, gateway and a peer serving the offline default model; started again on its state, it serves again', async () => {
+    await fixtures();
+    // One port for both starts: the offline model's files are served by the process itself.
+    const port = String(await freePort());
+    const start = aigrid(['start', '--port', port, '--backend', 'cpu']);
+    const base = await chats(start);
+    expect(start.output()).toMatch(/random weights/i);
+    expect((await fetch(`${base}/`)).status).toBe(200);
+    const models = (await (await fetch(`${base}/v1/models`)).json()) as { data: { id: string; spec: { notice?: string } }[] };
+    expect(models.data[0]!.spec.notice).toMatch(/random weights/i);
     start.child.kill('SIGINT');
     await new Promise((resolve) => start.child.once('exit', resolve));
+
+    // The second start finds the model and the peer's range in its state: the server tells the
+    // peer its range as it joins, before the peer's serving side listens, and it must still load it.
+    const again = aigrid(['start', '--port', port, '--backend', 'cpu'], start.stateDir);
+    await chats(again);
+    again.child.kill('SIGINT');
+    await new Promise((resolve) => again.child.once('exit', resolve));
   });
 });

@@ -139,6 +139,8 @@ export class GridPeer extends EventEmitter<GridPeerEvents> {
     if (options.followAssignments !== false) {
       signaling.on('assign', onAssign);
       signaling.on('unassign', onUnassign);
+      // A server that remembered our range may have said so before we listened (we restarted).
+      for (const msg of signaling.takeHeldAssignments()) onAssign(msg);
     }
     this.detach.push(
       () => this.mesh.off('frame', onFrame),

@@ -46,6 +46,8 @@ export interface RouteQuery {
 }
 
 const DEFAULT_ROUTE_TIMEOUT_MS = 10_000;
+/** Assignments held for a listener to come (a network serves at most a few dozen models). */
+const MAX_HELD_ASSIGNMENTS = 64;
 
 export interface SignalingClientOptions {
   url: string;
@@ -146,12 +148,31 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
   /** The `models` ask in flight, shared by callers at the same time. */
   private listing: Promise<ModelCoverage[]> | null = null;
   capabilities: Capabilities;
+  /**
+   * Assignments that came before anyone listened, by model (a peer that restarts rejoins a server
+   * that remembers its range and says so at once, before the peer's serving side is attached).
+   * The serving side takes them when it starts listening (takeHeldAssignments); bounded.
+   */
+  private readonly heldAssignments = new Map<string, Assign>();
 
   constructor(private readonly options: SignalingClientOptions) {
     super();
     this.capabilities = options.capabilities;
     this.urls = options.urls?.length ? options.urls : [options.url];
     this.urlIndex = Math.max(0, this.urls.indexOf(options.url));
+  }
+
+  /** The assignments that came while nobody listened for 'assign', in arrival order (once). */
+  takeHeldAssignments(): Assign[] {
+    const held = [...this.heldAssignments.values()];
+    this.heldAssignments.clear();
+    return held;
+  }
+
+  private hold(msg: Assign): void {
+    this.heldAssignments.delete(msg.model.modelId);
+    this.heldAssignments.set(msg.model.modelId, msg);
+    if (this.heldAssignments.size > MAX_HELD_ASSIGNMENTS) this.heldAssignments.delete(this.heldAssignments.keys().next().value!);
   }
 
   /** The signaling URL in use (or tried) now. */
@@ -488,9 +509,11 @@ export class SignalingClient extends EventEmitter<SignalingClientEvents> {
         break;
       }
       case 'assign':
-        this.emit('assign', msg);
+        if (this.listenerCount('assign') > 0) this.emit('assign', msg);
+        else this.hold(msg);
         break;
       case 'unassign':
+        this.heldAssignments.delete(msg.modelId);
         this.emit('unassign', msg.modelId);
         break;
       case 'route':
