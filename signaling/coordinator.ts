@@ -204,9 +204,10 @@ export class Coordinator {
       } else if (sameSpec({ ...model.spec, replication: spec.replication }, spec)) {
         model.spec = spec; // only replication changed: re-place from what peers hold
       } else {
-        // Different weights or shapes: every holder reloads, so start from scratch.
+        // Different weights or shapes: every holder reloads, so start from scratch (failures to
+        // load the old spec, e.g. its files at a URL that moved, say nothing of the new one).
         dropped = [...(model.placement?.assignments.keys() ?? [])];
-        Object.assign(model, { spec, placement: null, status: new Map() });
+        Object.assign(model, { spec, placement: null, status: new Map(), failed: undefined });
       }
       await this.replan(network, models);
       const placement = model.placement!;

@@ -129,7 +129,7 @@ describe('aigrid start', () => {
     return base;
   }
 
-  it('runs server, web app, gateway and a peer serving the offline default model; started again on its state, it serves again', async () => {
+  it('runs server, web app, gateway and a peer serving the offline default model; started again on its state (same port or another), it serves again', async () => {
     await fixtures();
     // One port for both starts: the offline model's files are served by the process itself.
     const port = String(await freePort());
@@ -148,5 +148,12 @@ describe('aigrid start', () => {
     await chats(again);
     again.child.kill('SIGINT');
     await new Promise((resolve) => again.child.once('exit', resolve));
+
+    // On another port the remembered spec's files are gone: the peer fails to load it, and the
+    // spec served anew (at the new port) is placed on it all the same.
+    const moved = aigrid(['start', '--port', String(await freePort()), '--backend', 'cpu'], start.stateDir);
+    await chats(moved);
+    moved.child.kill('SIGINT');
+    await new Promise((resolve) => moved.child.once('exit', resolve));
   });
 });
