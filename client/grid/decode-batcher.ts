@@ -23,6 +23,22 @@ export interface StepEnds {
   logits: boolean;
 }
 
+/**
+ * The PassEnds of a pass over `tokens` rows with a stage's ends (`ids`: the rows' token ids when
+ * it embeds), and `finish`, which completes what the pass returns (the head's logits of every row
+ * with `all`, else of the last).
+ */
+export function passEnds(ends: StepEnds, ids: Uint32Array | null, positions: Uint32Array, tokens: number, all: boolean): { parts: PassEnds; finish: (out: Float32Array) => Float32Array } {
+  const parts: PassEnds = {};
+  if (ids) {
+    parts.input = ends.head.embedOps(ids, positions) ?? undefined;
+    if (!parts.input) throw new AigridError('ERR_INVALID_ARGUMENT', 'stage ends: this head embeds on the CPU');
+  }
+  const output = ends.logits ? ends.head.logitsOps(tokens, { all }) : undefined;
+  parts.output = output;
+  return { parts, finish: (out) => (output ? output.finish(out) : out) };
+}
+
 /** A step's input: hidden states [1, H], or a token id its lane embeds. */
 export type StepInput = { hidden: Float32Array } | { ids: Uint32Array };
 
@@ -132,16 +148,9 @@ export class DecodeBatcher {
   private async pass(lane: Lane, steps: readonly Step[]): Promise<Float32Array[]> {
     const { shard, layers, ends } = lane;
     if (!ends) return shard.forwardBatch(steps, layers);
-    const parts: PassEnds = {};
-    if (ends.embed) {
-      const ids = Uint32Array.from(steps, (s) => s.ids![0]!);
-      parts.input = ends.head.embedOps(ids, Uint32Array.from(steps, (s) => s.position)) ?? undefined;
-      if (!parts.input) throw new AigridError('ERR_INVALID_ARGUMENT', 'decode batcher: this head embeds on the CPU');
-    }
-    const output = ends.logits ? ends.head.logitsOps(steps.length, { all: true }) : undefined;
-    parts.output = output;
-    const outs = await shard.forwardBatch(steps, layers, parts);
-    return output ? outs.map((o) => output.finish(o)) : outs;
+    const ids = ends.embed ? Uint32Array.from(steps, (s) => s.ids![0]!) : null;
+    const { parts, finish } = passEnds(ends, ids, Uint32Array.from(steps, (s) => s.position), steps.length, true);
+    return (await shard.forwardBatch(steps, layers, parts)).map(finish);
   }
 
   /**

@@ -2,7 +2,7 @@
 // place on the route, the assignment (model and layers) it runs on, and the KV caches it fills;
 // `release()` is the one way it ends (release, client gone, idle sweep, eviction, unassignment, a
 // send that failed). `run()` is the stage's one pipeline: embed? -> layers -> head?.
-import type { DecodeBatcher, StepEnds, StepInput } from './decode-batcher.ts';
+import { passEnds, type DecodeBatcher, type StepEnds, type StepInput } from './decode-batcher.ts';
 import type { Assignment } from './assignment.ts';
 import { AigridError, contentRoot, signLeaf, type Identity, type SessionSetup, type SignedLeaf, type Stage } from '../../protocol/index.ts';
 
@@ -103,11 +103,10 @@ export class HopSession {
     const layers = (layerInput: StepInput): Promise<Float32Array> => {
       if (T === 1) return batcher.step(shard, { start, end }, layerInput, startPos, this.id, stages, ends);
       try {
-        const output = ends?.logits ? head!.logitsOps(T) : undefined;
-        const embedded = 'ids' in layerInput ? head!.embedOps(layerInput.ids, positions)! : undefined;
         const hidden = 'hidden' in layerInput ? layerInput.hidden : null;
-        const out = shard.forward(hidden, positions, this.id, { start, end }, { input: embedded, output });
-        return output ? out.then((values) => output.finish(values)) : out;
+        if (!ends) return shard.forward(hidden, positions, this.id, { start, end });
+        const { parts, finish } = passEnds(ends, 'ids' in layerInput ? layerInput.ids : null, positions, T, false);
+        return shard.forward(hidden, positions, this.id, { start, end }, parts).then(finish);
       } catch (err) {
         return Promise.reject(err);
       }

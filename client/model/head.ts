@@ -11,7 +11,7 @@ import type { ModelConfig } from './config.ts';
 import { linearWeight, withUploads, type Uploads } from './layers/layer.ts';
 import { plusOne } from './layers/gemma.ts';
 import { checkTensors, ProgressTotal, readValues, take, takeLinear, type ExpectedShapes, type LoadedValue, type LoadProgress, type TensorSource } from './load-weights.ts';
-import { checkRows, checkWeightDtype, readConfig } from './shard.ts';
+import { checkRows, checkWeightDtype, readConfig, type PassOutput } from './shard.ts';
 
 export interface HeadLoadOptions {
   /** A backend to share (e.g. with a shard), or which kind to make (default 'auto'). */
@@ -24,10 +24,7 @@ export interface HeadLoadOptions {
 }
 
 /** A head's logits as the end of a pass (Head.logitsOps). */
-export interface HeadOutput {
-  rows: number;
-  width: number;
-  record(ops: Ops, x: Tensor): Tensor;
+export interface HeadOutput extends PassOutput {
   /** Completes the values read back (in place). */
   finish(values: Float32Array): Float32Array;
 }

@@ -75,8 +75,14 @@ export function checkRows(what: string, data: Float32Array, tokens: number, widt
 export interface PassEnds {
   /** Records the input rows [rows, H] instead of uploading hidden. */
   input?: (ops: Ops) => Tensor;
-  /** Records what the pass returns from the last layer's output: `rows` rows of `width`. */
-  output?: { rows: number; width: number; record: (ops: Ops, x: Tensor) => Tensor };
+  output?: PassOutput;
+}
+
+/** What a pass returns, recorded from the last layer's output: `rows` rows of `width`. */
+export interface PassOutput {
+  rows: number;
+  width: number;
+  record(ops: Ops, x: Tensor): Tensor;
 }
 
 /** A session's part of a pass, as admitted before it runs. */
